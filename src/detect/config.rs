@@ -1,0 +1,406 @@
+//! Every threshold of the detector, with defaults that work untuned on pools
+//! from 0.5 req/s to 20k req/s and scrape intervals from 1 s to 15 s.
+//!
+//! The defaults are argued in the README's tuning section; the short form:
+//! effect sizes are set well outside what healthy traffic shows (a hot server
+//! runs at up to ~1.4x its share, per-interval noise reaches ~1.6x at 1 s
+//! scrapes), and significance levels are small enough that a pool scraped
+//! every second for a year raises no alert by chance.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration in seconds, written in the config as `"500ms"`, `"15s"`,
+/// `"10m"`, `"1h"` or a plain number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Secs(pub f64);
+
+/// A duration that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: expected a number with a unit, like \"500ms\", \"15s\", \"10m\" or \"1h\"")]
+pub struct DurationError(pub String);
+
+impl Secs {
+    pub fn parse(text: &str) -> Result<Self, DurationError> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let value: f64 = num.parse().map_err(|_| DurationError(text.into()))?;
+        let scale = match unit.trim() {
+            "ms" => 1e-3,
+            "" | "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(DurationError(text.into())),
+        };
+        if !value.is_finite() {
+            return Err(DurationError(text.into()));
+        }
+        Ok(Secs(value * scale))
+    }
+}
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}s", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(n) => Ok(Secs(n)),
+            Raw::Text(t) => Secs::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The `[detection]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Consecutive samples a statistical condition must hold before its alert
+    /// fires (TrafficSkew). ErrorSpike and TrafficDrop accumulate their own
+    /// evidence over at least two intervals and fire as soon as it suffices.
+    pub fire_after_samples: u32,
+    /// A firing alert resolves once its condition has been clear this long
+    /// (and for at least two samples): one fault, one firing, one resolve.
+    pub resolve_after: Secs,
+    /// Time constant of the pools' own baselines (share per server, 5xx ratio).
+    pub baseline_window: Secs,
+    /// Healthy traffic needed before a baseline-based check is armed.
+    pub baseline_warmup: Secs,
+    /// Baselines do not learn while an alert of theirs is pending or firing,
+    /// so they never learn the fault; past this, a condition that persists is
+    /// taken as the new normal and learnt.
+    pub baseline_max_freeze: Secs,
+    /// Consecutive failed scrapes that raise ScrapeFailed.
+    pub scrape_failures: u32,
+    /// PoolMembershipChanged (info) resolves after the pool is stable this long.
+    pub membership_hold: Secs,
+    pub skew: SkewConfig,
+    pub errors: ErrorConfig,
+    pub drop: DropConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SkewConfig {
+    /// A server taking at least this multiple of its expected share, in a
+    /// single interval, is skewed (when significant).
+    pub hot_ratio: f64,
+    /// The same over the smoothing window: catches slow drifts while single
+    /// noisy intervals cannot reach it.
+    pub hot_ratio_sustained: f64,
+    /// A server taking at most this fraction of its expected share is starved.
+    pub cold_ratio: f64,
+    /// Smoothing window (time constant) of the sustained test.
+    pub window: Secs,
+    /// Significance level of the goodness-of-fit test (G-test) and of the
+    /// per-server binomial test, before the Bonferroni correction for the
+    /// number of servers.
+    pub significance: f64,
+    /// A server expected to receive fewer requests than this in the window is
+    /// not judged starved (nothing can be concluded from 0 of 2).
+    pub min_expected: f64,
+    /// Traffic concentrated on at most this fraction of the pool's usual
+    /// effective number of servers (1/sum of squared shares) is skewed even
+    /// when the weights the LB reports agree.
+    pub concentration_ratio: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ErrorConfig {
+    /// The 5xx ratio must reach this multiple of its baseline ...
+    pub ratio_multiple: f64,
+    /// ... and exceed it by at least this much (absolute, 0.002 = 0.2 points).
+    pub min_increase: f64,
+    /// Baseline 5xx ratio assumed at least this (a server that never failed
+    /// still fails sometimes).
+    pub baseline_floor: f64,
+    /// Until the baseline is armed, the ratio it is compared with is at least this.
+    pub unarmed_floor: f64,
+    /// Evidence (log-likelihood ratio, CUSUM) needed to fire; one interval
+    /// contributes at most half of it, so a one-interval blip never fires.
+    pub evidence: f64,
+    /// Significance level of the binomial test, per pool; per server it is
+    /// divided by the number of servers (Bonferroni).
+    pub significance: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DropConfig {
+    /// The request rate must fall to at most this fraction of its baseline.
+    pub ratio: f64,
+    /// Time constant of the rate baseline: short enough to follow a daily
+    /// cycle, long enough that a burst does not make the rest look like a drop.
+    pub baseline_window: Secs,
+    /// Evidence (log-likelihood ratio, CUSUM) needed to fire.
+    pub evidence: f64,
+    /// Significance level of the Poisson test that the rate is below half its
+    /// baseline.
+    pub significance: f64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            fire_after_samples: 2,
+            resolve_after: Secs(60.0),
+            baseline_window: Secs(600.0),
+            baseline_warmup: Secs(120.0),
+            baseline_max_freeze: Secs(3600.0),
+            scrape_failures: 3,
+            membership_hold: Secs(300.0),
+            skew: SkewConfig::default(),
+            errors: ErrorConfig::default(),
+            drop: DropConfig::default(),
+        }
+    }
+}
+
+impl Default for SkewConfig {
+    fn default() -> Self {
+        SkewConfig {
+            hot_ratio: 2.0,
+            hot_ratio_sustained: 1.6,
+            cold_ratio: 0.3,
+            window: Secs(60.0),
+            significance: 1e-6,
+            min_expected: 5.0,
+            concentration_ratio: 0.5,
+        }
+    }
+}
+
+impl Default for ErrorConfig {
+    fn default() -> Self {
+        ErrorConfig {
+            ratio_multiple: 4.0,
+            min_increase: 0.002,
+            baseline_floor: 1e-4,
+            unarmed_floor: 0.01,
+            evidence: 12.0,
+            significance: 1e-6,
+        }
+    }
+}
+
+impl Default for DropConfig {
+    fn default() -> Self {
+        DropConfig {
+            ratio: 0.3,
+            baseline_window: Secs(300.0),
+            evidence: 12.0,
+            significance: 1e-6,
+        }
+    }
+}
+
+/// One invalid value, with the key path that holds it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("detection.{key}: {value} is invalid: {expected}")]
+pub struct InvalidValue {
+    pub key: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl DetectConfig {
+    /// Checks every value and returns all problems at once.
+    pub fn validate(&self) -> Vec<InvalidValue> {
+        let mut errs = Vec::new();
+        let mut check = |ok: bool, key: &'static str, value: String, expected: &'static str| {
+            if !ok {
+                errs.push(InvalidValue {
+                    key,
+                    value,
+                    expected,
+                });
+            }
+        };
+        let pos = |s: Secs| s.0.is_finite() && s.0 > 0.0;
+        let prob = |p: f64| p > 0.0 && p < 1.0;
+        check(
+            self.fire_after_samples >= 1,
+            "fire_after_samples",
+            self.fire_after_samples.to_string(),
+            "at least 1",
+        );
+        check(
+            self.scrape_failures >= 1,
+            "scrape_failures",
+            self.scrape_failures.to_string(),
+            "at least 1",
+        );
+        for (key, v) in [
+            ("resolve_after", self.resolve_after),
+            ("baseline_window", self.baseline_window),
+            ("baseline_warmup", self.baseline_warmup),
+            ("baseline_max_freeze", self.baseline_max_freeze),
+            ("membership_hold", self.membership_hold),
+            ("skew.window", self.skew.window),
+            ("drop.baseline_window", self.drop.baseline_window),
+        ] {
+            check(pos(v), key, v.to_string(), "a positive duration");
+        }
+        let s = &self.skew;
+        check(
+            s.hot_ratio > 1.0,
+            "skew.hot_ratio",
+            s.hot_ratio.to_string(),
+            "greater than 1",
+        );
+        check(
+            s.hot_ratio_sustained > 1.0 && s.hot_ratio_sustained <= s.hot_ratio,
+            "skew.hot_ratio_sustained",
+            s.hot_ratio_sustained.to_string(),
+            "greater than 1 and at most skew.hot_ratio",
+        );
+        check(
+            s.cold_ratio > 0.0 && s.cold_ratio < 1.0,
+            "skew.cold_ratio",
+            s.cold_ratio.to_string(),
+            "between 0 and 1",
+        );
+        check(
+            prob(s.significance),
+            "skew.significance",
+            s.significance.to_string(),
+            "a probability between 0 and 1",
+        );
+        check(
+            s.min_expected >= 0.0,
+            "skew.min_expected",
+            s.min_expected.to_string(),
+            "zero or more",
+        );
+        check(
+            s.concentration_ratio > 0.0 && s.concentration_ratio < 1.0,
+            "skew.concentration_ratio",
+            s.concentration_ratio.to_string(),
+            "between 0 and 1",
+        );
+        let e = &self.errors;
+        check(
+            e.ratio_multiple > 1.0,
+            "errors.ratio_multiple",
+            e.ratio_multiple.to_string(),
+            "greater than 1",
+        );
+        check(
+            (0.0..1.0).contains(&e.min_increase),
+            "errors.min_increase",
+            e.min_increase.to_string(),
+            "between 0 and 1",
+        );
+        check(
+            prob(e.baseline_floor),
+            "errors.baseline_floor",
+            e.baseline_floor.to_string(),
+            "a ratio between 0 and 1",
+        );
+        check(
+            prob(e.unarmed_floor),
+            "errors.unarmed_floor",
+            e.unarmed_floor.to_string(),
+            "a ratio between 0 and 1",
+        );
+        check(
+            e.evidence > 0.0,
+            "errors.evidence",
+            e.evidence.to_string(),
+            "positive",
+        );
+        check(
+            prob(e.significance),
+            "errors.significance",
+            e.significance.to_string(),
+            "a probability between 0 and 1",
+        );
+        let d = &self.drop;
+        check(
+            d.ratio > 0.0 && d.ratio < 0.5,
+            "drop.ratio",
+            d.ratio.to_string(),
+            "between 0 and 0.5",
+        );
+        check(
+            d.evidence > 0.0,
+            "drop.evidence",
+            d.evidence.to_string(),
+            "positive",
+        );
+        check(
+            prob(d.significance),
+            "drop.significance",
+            d.significance.to_string(),
+            "a probability between 0 and 1",
+        );
+        errs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_every_unit() {
+        for (text, secs) in [
+            ("500ms", 0.5),
+            ("15s", 15.0),
+            ("10m", 600.0),
+            ("1h", 3600.0),
+            ("2.5", 2.5),
+            (" 3 m", 180.0),
+        ] {
+            assert_eq!(Secs::parse(text), Ok(Secs(secs)), "{text}");
+        }
+        for text in ["", "m", "5 weeks", "1e400s", "-3s", "fast"] {
+            let e = Secs::parse(text).unwrap_err();
+            assert!(e.to_string().contains(&format!("{text:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(DetectConfig::default().validate(), vec![]);
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_with_its_key() {
+        let mut c = DetectConfig::default();
+        c.skew.hot_ratio = 0.5;
+        c.errors.significance = 2.0;
+        c.drop.ratio = 0.9;
+        c.resolve_after = Secs(0.0);
+        let keys: Vec<_> = c.validate().iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "resolve_after",
+                "skew.hot_ratio",
+                "skew.hot_ratio_sustained",
+                "errors.significance",
+                "drop.ratio"
+            ]
+        );
+        let msg = c.validate()[1].to_string();
+        assert_eq!(
+            msg,
+            "detection.skew.hot_ratio: 0.5 is invalid: greater than 1"
+        );
+    }
+}

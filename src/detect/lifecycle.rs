@@ -1,0 +1,177 @@
+//! pending -> firing -> resolved, with hysteresis: an alert fires after its
+//! condition held for `fire_after` consecutive samples and resolves only
+//! after it has been clear for `resolve_after` seconds and two samples, so
+//! one fault gives one firing and one resolve rather than a flap.
+
+use crate::model::Timestamp;
+
+/// What a check concluded about one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The condition holds.
+    Fire,
+    /// The condition was evaluated and does not hold.
+    Clear,
+    /// Nothing can be concluded from this sample (no traffic, a partial
+    /// interval after a reload, a baseline not armed yet): keep the state.
+    Hold,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Inactive,
+    Pending,
+    Firing,
+}
+
+/// How long a condition must hold, and be gone, before the state changes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Persistence {
+    pub fire_after: u32,
+    pub resolve_after_s: f64,
+    pub resolve_after_samples: u32,
+}
+
+/// A state change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Fired,
+    Resolved,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    phase: Phase,
+    streak: u32,
+    /// When the condition first held in the current episode.
+    since: Option<Timestamp>,
+    clear_streak: u32,
+    clear_since: Option<Timestamp>,
+}
+
+impl Lifecycle {
+    /// Pending or firing: the condition is (being) raised, so the baselines
+    /// behind it must not learn.
+    pub fn active(&self) -> bool {
+        self.phase != Phase::Inactive
+    }
+
+    pub fn firing(&self) -> bool {
+        self.phase == Phase::Firing
+    }
+
+    /// Start of the current episode (first sample whose condition held).
+    pub fn since(&self) -> Option<Timestamp> {
+        self.since
+    }
+
+    pub fn step(&mut self, verdict: Verdict, ts: Timestamp, p: &Persistence) -> Option<Transition> {
+        match (verdict, self.phase) {
+            (Verdict::Hold, _) => None,
+            (Verdict::Fire, Phase::Firing) => {
+                self.clear_streak = 0;
+                self.clear_since = None;
+                None
+            }
+            (Verdict::Fire, phase) => {
+                if phase == Phase::Inactive {
+                    self.since = Some(ts);
+                    self.streak = 0;
+                }
+                self.streak += 1;
+                if self.streak >= p.fire_after {
+                    self.phase = Phase::Firing;
+                    self.clear_streak = 0;
+                    self.clear_since = None;
+                    Some(Transition::Fired)
+                } else {
+                    self.phase = Phase::Pending;
+                    None
+                }
+            }
+            (Verdict::Clear, Phase::Inactive) => None,
+            (Verdict::Clear, Phase::Pending) => {
+                *self = Lifecycle::default();
+                None
+            }
+            (Verdict::Clear, Phase::Firing) => {
+                self.clear_streak += 1;
+                let first_clear = *self.clear_since.get_or_insert(ts);
+                if self.clear_streak >= p.resolve_after_samples
+                    && ts.secs_since(first_clear) >= p.resolve_after_s
+                {
+                    *self = Lifecycle::default();
+                    Some(Transition::Resolved)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Ends the alert whatever its condition (its subject left), reporting a
+    /// resolve when it was firing.
+    pub fn end(&mut self) -> Option<Transition> {
+        let was = self.firing();
+        *self = Lifecycle::default();
+        was.then_some(Transition::Resolved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Verdict::{Clear, Fire, Hold};
+
+    const P: Persistence = Persistence {
+        fire_after: 2,
+        resolve_after_s: 10.0,
+        resolve_after_samples: 2,
+    };
+
+    /// Runs verdicts one second apart; returns the transitions with the
+    /// second at which they happened.
+    fn check(verdicts: &[Verdict]) -> Vec<(usize, Transition)> {
+        let mut l = Lifecycle::default();
+        verdicts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &v)| {
+                let ts = Timestamp::from_micros(i as i64 * 1_000_000);
+                l.step(v, ts, &P).map(|t| (i, t))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fires_after_consecutive_hits_only() {
+        assert_eq!(check(&[Fire, Clear, Fire, Clear, Fire]), vec![]);
+        assert_eq!(check(&[Fire, Fire]), vec![(1, Transition::Fired)]);
+        // Hold neither advances nor breaks a streak.
+        assert_eq!(check(&[Fire, Hold, Fire]), vec![(2, Transition::Fired)]);
+    }
+
+    #[test]
+    fn resolves_only_after_staying_clear_long_enough() {
+        let mut v = vec![Fire, Fire];
+        v.extend([Clear; 5]);
+        v.push(Fire); // a relapse restarts the clear period
+        v.extend([Clear; 12]);
+        assert_eq!(
+            check(&v),
+            vec![(1, Transition::Fired), (18, Transition::Resolved)]
+        );
+    }
+
+    #[test]
+    fn end_resolves_only_what_fired() {
+        let mut l = Lifecycle::default();
+        assert_eq!(l.end(), None);
+        let t = Timestamp::from_micros(0);
+        l.step(Fire, t, &P);
+        l.step(Fire, t, &P);
+        assert_eq!(l.end(), Some(Transition::Resolved));
+        assert!(!l.active());
+    }
+}

@@ -1,0 +1,597 @@
+//! One pool of one target: its servers, their counters and windows, and the
+//! checks that run on every interval (health, membership, skew, errors,
+//! drop).
+
+use super::emit::{Context, Emit};
+use super::evidence::{ErrorFinding, ErrorTrack, RateTrack};
+use super::lifecycle::{Lifecycle, Persistence, Verdict};
+use super::skew::{concentration_test, follows_weights, share_test, SkewFinding, SkewKind, Window};
+use super::stats::decay;
+use super::text::{pct, rate};
+use crate::model::{AlertName, Severity, Timestamp};
+
+/// A server as last listed, with what its counters did in the last interval.
+#[derive(Debug, Clone)]
+pub struct ServerState {
+    pub name: Box<str>,
+    /// Listed in the latest successful scrape.
+    pub listed: bool,
+    /// Generation of the scrape that last listed it (duplicate rows).
+    pub seen: u64,
+    pub up: bool,
+    pub weight: f64,
+    pub backup: bool,
+    pub requests_total: u64,
+    pub errors_total: u64,
+    /// The last interval's deltas, valid when `has_delta`.
+    pub d_req: f64,
+    pub d_err: f64,
+    pub has_delta: bool,
+    /// Joined, or changed up/weight/backup, in the latest scrape.
+    pub joined: bool,
+    pub changed: bool,
+    /// Requests in the smoothed window since the pool last changed.
+    pub win_req: f64,
+    /// Decayed requests over the baseline window: the pool's usual shares.
+    pub base_req: f64,
+    pub errors: ErrorTrack,
+    pub down: Lifecycle,
+}
+
+impl ServerState {
+    pub fn new(name: &str) -> Self {
+        ServerState {
+            name: name.into(),
+            listed: false,
+            seen: 0,
+            up: true,
+            weight: 1.0,
+            backup: false,
+            requests_total: 0,
+            errors_total: 0,
+            d_req: 0.0,
+            d_err: 0.0,
+            has_delta: false,
+            joined: false,
+            changed: false,
+            win_req: 0.0,
+            base_req: 0.0,
+            errors: ErrorTrack::default(),
+            down: Lifecycle::default(),
+        }
+    }
+
+    /// Expected to take a weight-proportional share of the pool.
+    fn in_rotation(&self) -> bool {
+        self.listed && self.up && !self.backup && self.weight > 0.0
+    }
+
+    /// Taken out on purpose: listed with weight 0 (drained, maintenance).
+    fn drained(&self) -> bool {
+        self.listed && self.weight <= 0.0
+    }
+}
+
+/// What changed in a pool, remembered to say in summaries: postmortems say
+/// people lose hours when nothing points at the reload that caused it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub at: Timestamp,
+    pub what: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolState {
+    pub name: Box<str>,
+    /// Sorted by name: lookups by binary search and a deterministic order
+    /// whatever the order of rows in the stats.
+    pub servers: Vec<ServerState>,
+    pub algo: Option<Box<str>>,
+    pub listed: bool,
+    pub seen: u64,
+    /// Servers that joined / left in the latest scrape.
+    pub joined: Vec<Box<str>>,
+    pub left: Vec<Box<str>>,
+    /// Weight or backup changes in the latest scrape, as "web1 weight 1 -> 100".
+    pub reweighted: Vec<String>,
+    pub win_age: f64,
+    pub base_age: f64,
+    pub last_change: Option<Change>,
+    pub skew: Lifecycle,
+    pub skew_finding: Option<SkewFinding>,
+    pub unavailable: Lifecycle,
+    pub membership: Lifecycle,
+    pub errors: ErrorTrack,
+    pub rate: RateTrack,
+    expected: Vec<f64>,
+    baseline: Vec<f64>,
+}
+
+impl PoolState {
+    pub fn new(name: &str) -> Self {
+        PoolState {
+            name: name.into(),
+            servers: Vec::new(),
+            algo: None,
+            listed: false,
+            seen: 0,
+            joined: Vec::new(),
+            left: Vec::new(),
+            reweighted: Vec::new(),
+            win_age: 0.0,
+            base_age: 0.0,
+            last_change: None,
+            skew: Lifecycle::default(),
+            skew_finding: None,
+            unavailable: Lifecycle::default(),
+            membership: Lifecycle::default(),
+            errors: ErrorTrack::default(),
+            rate: RateTrack::default(),
+            expected: Vec::new(),
+            baseline: Vec::new(),
+        }
+    }
+
+    pub fn server_index(&mut self, name: &str) -> usize {
+        match self.servers.binary_search_by(|s| (*s.name).cmp(name)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.servers.insert(i, ServerState::new(name));
+                i
+            }
+        }
+    }
+
+    /// Requests in the last interval over servers with a known delta.
+    pub fn interval_requests(&self) -> f64 {
+        self.servers
+            .iter()
+            .filter(|s| s.has_delta)
+            .map(|s| s.d_req)
+            .sum()
+    }
+
+    fn regime_changed(&self) -> bool {
+        !self.joined.is_empty() || !self.left.is_empty() || self.servers.iter().any(|s| s.changed)
+    }
+
+    /// Runs every check of the pool on the latest interval.
+    pub fn evaluate(&mut self, ctx: &Context, emit: &mut Emit) {
+        let cfg = ctx.cfg;
+        let name = self.name.clone();
+        let pool = Some(&*name);
+        self.health(ctx, emit);
+        self.membership_check(ctx, emit);
+        if !self.listed {
+            return;
+        }
+        if ctx.first {
+            return;
+        }
+        self.skew_check(ctx, emit);
+        self.error_check(ctx, emit);
+
+        let requests = self.interval_requests();
+        let frozen = ctx.frozen_too_long(&self.rate.life);
+        let (mut verdict, finding) = self.rate.observe(requests, ctx.rate_dt, cfg, frozen);
+        if ctx.target_drop_active && !self.rate.life.active() {
+            // The target-level TrafficDrop already says it for every pool.
+            verdict = Verdict::Hold;
+        }
+        let t = self.rate.life.step(verdict, ctx.ts, &ctx.statistical(1));
+        let since = self.rate.life.since();
+        emit.transition(
+            t,
+            AlertName::TrafficDrop,
+            Severity::Critical,
+            pool,
+            None,
+            || {
+                let f = finding.expect("a drop fires only with a finding");
+                (
+                    format!(
+                        "pool {name} receives {} req/s, {} of its usual {} req/s{}",
+                        rate(f.rate),
+                        pct(f.rate / f.baseline_rate),
+                        rate(f.baseline_rate),
+                        ctx.context(since, self.last_change.as_ref()),
+                    ),
+                    Some(f.rate / f.baseline_rate),
+                )
+            },
+        );
+        self.learn(ctx);
+    }
+
+    fn health(&mut self, ctx: &Context, emit: &mut Emit) {
+        let name = self.name.clone();
+        let listed = self.servers.iter().filter(|s| s.listed).count();
+        let down = self.servers.iter().filter(|s| s.listed && !s.up).count();
+        let immediate = Persistence {
+            fire_after: 1,
+            resolve_after_s: 0.0,
+            resolve_after_samples: 1,
+        };
+        for s in &mut self.servers {
+            let t = if s.listed {
+                let v = if s.up { Verdict::Clear } else { Verdict::Fire };
+                s.down.step(v, ctx.ts, &immediate)
+            } else {
+                s.down.end()
+            };
+            let kind = if s.backup { "backup server" } else { "server" };
+            emit.transition(t, AlertName::ServerDown, Severity::Warning, Some(&name), Some(&s.name), || {
+                (
+                    format!(
+                        "{kind} {} of pool {name} is down by the LB's health check ({down} of {listed} servers down)",
+                        s.name
+                    ),
+                    Some(down as f64),
+                )
+            });
+        }
+        let t = if listed == 0 {
+            self.unavailable.end()
+        } else {
+            let v = if down == listed {
+                Verdict::Fire
+            } else {
+                Verdict::Clear
+            };
+            self.unavailable.step(v, ctx.ts, &immediate)
+        };
+        let change = self.last_change.clone();
+        emit.transition(t, AlertName::PoolUnavailable, Severity::Critical, Some(&name), None, || {
+            (
+                format!(
+                    "no server of pool {name} is up: all {listed} listed servers are down by the LB's health check{}",
+                    ctx.context(Some(ctx.ts), change.as_ref())
+                ),
+                Some(0.0),
+            )
+        });
+    }
+
+    fn membership_check(&mut self, ctx: &Context, emit: &mut Emit) {
+        let name = self.name.clone();
+        let changed = !ctx.first && (!self.joined.is_empty() || !self.left.is_empty());
+        let verdict = if changed {
+            Verdict::Fire
+        } else {
+            Verdict::Clear
+        };
+        let hold = Persistence {
+            fire_after: 1,
+            resolve_after_s: ctx.cfg.membership_hold.0,
+            resolve_after_samples: 1,
+        };
+        let now = self.servers.iter().filter(|s| s.listed).count();
+        if !self.reweighted.is_empty() && !ctx.first {
+            self.last_change = Some(Change {
+                at: ctx.ts,
+                what: names_of(&self.reweighted),
+            });
+        }
+        if changed {
+            let mut what = Vec::new();
+            if !self.left.is_empty() {
+                what.push(format!(
+                    "{} of {} servers left ({})",
+                    self.left.len(),
+                    now + self.left.len() - self.joined.len(),
+                    names_of(&self.left)
+                ));
+            }
+            if !self.joined.is_empty() {
+                what.push(format!(
+                    "{} joined ({})",
+                    self.joined.len(),
+                    names_of(&self.joined)
+                ));
+            }
+            self.last_change = Some(Change {
+                at: ctx.ts,
+                what: what.join(", "),
+            });
+        }
+        let t = self.membership.step(verdict, ctx.ts, &hold);
+        let change = self.last_change.clone();
+        emit.transition(
+            t,
+            AlertName::PoolMembershipChanged,
+            Severity::Info,
+            Some(&name),
+            None,
+            || {
+                let what = change.map(|c| c.what).unwrap_or_default();
+                let reload = ctx
+                    .reload_at
+                    .filter(|&r| ctx.ts.secs_since(r) <= 300.0)
+                    .map(|r| format!(", right after the LB reloaded at {}", super::text::hms(r)))
+                    .unwrap_or_default();
+                (
+                    format!(
+                        "pool {name} changed: {what}; {now} server{} listed now{reload}",
+                        if now == 1 { "" } else { "s" }
+                    ),
+                    Some(now as f64),
+                )
+            },
+        );
+    }
+
+    fn skew_check(&mut self, ctx: &Context, emit: &mut Emit) {
+        let cfg = &ctx.cfg.skew;
+        let regime_changed = self.regime_changed();
+        let armed = self.base_age >= ctx.cfg.baseline_warmup.0;
+        let by_weight = follows_weights(self.algo.as_deref());
+        let mut finding = None;
+        let mut evaluated = false;
+
+        // Expected shares: the weights of servers in rotation, or, where the
+        // algorithm does not follow weights, their recent shares.
+        let mut expected = std::mem::take(&mut self.expected);
+        expected.clear();
+        expected.extend(self.servers.iter().map(|s| {
+            if !s.in_rotation() {
+                0.0
+            } else if by_weight {
+                s.weight
+            } else if armed {
+                s.base_req
+            } else {
+                0.0
+            }
+        }));
+        let basis = if by_weight {
+            "weight"
+        } else {
+            "recent history"
+        };
+        if !regime_changed {
+            // A change inside the interval mixes two regimes: the share test
+            // waits for a clean interval.
+            let interval_expected: Vec<f64> = self
+                .servers
+                .iter()
+                .zip(&expected)
+                .map(|(s, &e)| if s.has_delta { e } else { 0.0 })
+                .collect();
+            evaluated |= interval_expected.iter().filter(|&&e| e > 0.0).count() >= 2;
+            finding = share_test(
+                self,
+                &interval_expected,
+                Window::Interval,
+                cfg.hot_ratio,
+                cfg,
+                basis,
+            );
+            if finding.is_none() && self.win_age > 0.0 {
+                let hot = if self.win_age >= cfg.window.0 {
+                    cfg.hot_ratio_sustained
+                } else {
+                    cfg.hot_ratio
+                };
+                finding = share_test(self, &expected, Window::Smoothed, hot, cfg, basis);
+            }
+        }
+        self.expected = expected;
+
+        if armed && finding.is_none() {
+            let mut baseline = std::mem::take(&mut self.baseline);
+            baseline.clear();
+            baseline.extend(
+                self.servers
+                    .iter()
+                    .map(|s| if s.drained() { 0.0 } else { s.base_req }),
+            );
+            evaluated = true;
+            finding = concentration_test(self, &baseline, Window::Interval, cfg);
+            if finding.is_none() && !regime_changed && self.win_age > 0.0 {
+                finding = concentration_test(self, &baseline, Window::Smoothed, cfg);
+            }
+            self.baseline = baseline;
+        }
+
+        let verdict = match (&finding, evaluated || self.interval_requests() > 0.0) {
+            (Some(_), _) => Verdict::Fire,
+            (None, true) => Verdict::Clear,
+            (None, false) => Verdict::Hold,
+        };
+        let t = self.skew.step(
+            verdict,
+            ctx.ts,
+            &ctx.statistical(ctx.cfg.fire_after_samples),
+        );
+        if finding.is_some() {
+            self.skew_finding = finding;
+        }
+        let name = self.name.clone();
+        let since = self.skew.since();
+        let f = self.skew_finding.clone();
+        let servers = &self.servers;
+        let change = self.last_change.as_ref();
+        let dt = ctx.dt.unwrap_or(0.0);
+        emit.transition(t, AlertName::TrafficSkew, Severity::Critical, Some(&name), None, || {
+            let f = f.expect("skew fires only with a finding");
+            let server = &servers[f.server].name;
+            let pool_rate = if dt > 0.0 {
+                format!(
+                    "; the pool takes {} req/s",
+                    rate(servers.iter().filter(|s| s.has_delta).map(|s| s.d_req).sum::<f64>() / dt)
+                )
+            } else {
+                String::new()
+            };
+            let context = ctx.context(since, change);
+            let text = match f.kind {
+                SkewKind::Hot | SkewKind::Cold => format!(
+                    "{server} takes {} of pool {name}'s requests (expected {} by {}){pool_rate}{context}",
+                    pct(f.share),
+                    pct(f.expected),
+                    f.basis
+                ),
+                SkewKind::Concentrated { now, usual } => format!(
+                    "pool {name}'s traffic concentrates on {now:.1} effective servers (usually {usual:.1}): {server} takes {} of its requests (usually {}){pool_rate}{context}",
+                    pct(f.share),
+                    pct(f.expected)
+                ),
+            };
+            (text, Some(f.share))
+        });
+    }
+
+    fn error_check(&mut self, ctx: &Context, emit: &mut Emit) {
+        let cfg = ctx.cfg;
+        let dt = ctx.dt.unwrap_or(0.0);
+        let name = self.name.clone();
+        let (mut n, mut e) = (0.0, 0.0);
+        let mut tests = 0;
+        for s in self.servers.iter().filter(|s| s.has_delta) {
+            n += s.d_req;
+            e += s.d_err;
+            tests += 1;
+        }
+        let frozen = ctx.frozen_too_long(&self.errors.life);
+        let (verdict, finding) = self.errors.observe(n, e, dt, 1, cfg, frozen);
+        let t = self.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
+        let since = self.errors.life.since();
+        let worst = self
+            .servers
+            .iter()
+            .filter(|s| s.has_delta && s.d_req > 0.0)
+            .max_by(|a, b| (a.d_err / a.d_req).total_cmp(&(b.d_err / b.d_req)))
+            .map(|s| (s.name.clone(), s.d_err / s.d_req));
+        let change = self.last_change.clone();
+        emit.transition(
+            t,
+            AlertName::ErrorSpike,
+            Severity::Critical,
+            Some(&name),
+            None,
+            || {
+                let f = finding.expect("an error spike fires only with a finding");
+                let worst = worst
+                    .filter(|_| tests > 1)
+                    .map(|(s, r)| format!("; worst server {s} at {}", pct(r)))
+                    .unwrap_or_default();
+                (
+                    format!(
+                        "pool {name} answers {} 5xx{}{worst}{}",
+                        pct(f.ratio),
+                        error_numbers(&f),
+                        ctx.context(since, change.as_ref())
+                    ),
+                    Some(f.ratio),
+                )
+            },
+        );
+        let pool_active = self.errors.life.active();
+        for s in &mut self.servers {
+            let t = if s.has_delta {
+                let frozen = ctx.frozen_too_long(&s.errors.life);
+                let (mut verdict, finding) =
+                    s.errors.observe(s.d_req, s.d_err, dt, tests, cfg, frozen);
+                if pool_active && !s.errors.life.active() {
+                    // The pool-level alert already covers it.
+                    verdict = Verdict::Hold;
+                }
+                let t = s.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
+                let since = s.errors.life.since();
+                emit.transition(
+                    t,
+                    AlertName::ErrorSpike,
+                    Severity::Warning,
+                    Some(&name),
+                    Some(&s.name),
+                    || {
+                        let f = finding.expect("an error spike fires only with a finding");
+                        (
+                            format!(
+                                "{} in pool {name} answers {} 5xx{}{}",
+                                s.name,
+                                pct(f.ratio),
+                                error_numbers(&f),
+                                ctx.context(since, None)
+                            ),
+                            Some(f.ratio),
+                        )
+                    },
+                );
+                continue;
+            } else if !s.listed {
+                s.errors.life.end()
+            } else {
+                None
+            };
+            emit.transition(
+                t,
+                AlertName::ErrorSpike,
+                Severity::Warning,
+                Some(&name),
+                Some(&s.name),
+                || unreachable!("ending an alert only resolves it"),
+            );
+        }
+    }
+
+    /// Updates the smoothed window and the share baseline after the checks,
+    /// so the interval is judged against what came before it.
+    fn learn(&mut self, ctx: &Context) {
+        let Some(dt) = ctx.dt.filter(|&d| d > 0.0) else {
+            return;
+        };
+        let regime_changed = self.regime_changed();
+        let w = decay(dt, ctx.cfg.skew.window.0);
+        for s in &mut self.servers {
+            s.win_req = if regime_changed || !s.has_delta {
+                0.0
+            } else {
+                s.win_req * w + s.d_req
+            };
+        }
+        self.win_age = if regime_changed {
+            0.0
+        } else {
+            self.win_age + dt
+        };
+        if !self.skew.active() || ctx.frozen_too_long(&self.skew) {
+            let b = decay(dt, ctx.cfg.baseline_window.0);
+            let mut total = 0.0;
+            for s in &mut self.servers {
+                s.base_req = s.base_req * b + if s.has_delta { s.d_req } else { 0.0 };
+                total += s.base_req;
+            }
+            self.base_age += dt;
+            // Servers gone for good fade out of the baseline, then out of
+            // memory.
+            self.servers.retain(|s| {
+                s.listed || s.base_req > 1e-3 * total || s.down.active() || s.errors.life.active()
+            });
+        }
+    }
+}
+
+fn error_numbers(f: &ErrorFinding) -> String {
+    format!(
+        " ({:.0} of {:.0} recent requests; baseline {})",
+        f.errors,
+        f.requests,
+        pct(f.baseline)
+    )
+}
+
+/// A list of at most five items, then how many more.
+fn names_of<T: AsRef<str>>(list: &[T]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = list
+        .iter()
+        .take(SHOWN)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > SHOWN {
+        s.push_str(&format!(" and {} more", list.len() - SHOWN));
+    }
+    s
+}

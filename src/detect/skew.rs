@@ -1,0 +1,216 @@
+//! TrafficSkew: is a pool's traffic spread the way it should be?
+//!
+//! Two questions, each needing significance *and* effect size, because at
+//! 3 requests anything looks skewed and at a million requests everything is
+//! significant:
+//!
+//! 1. Against the weights: does a server take at least `hot_ratio` times (or
+//!    at most `cold_ratio` times) its weight-expected share, and is that
+//!    beyond chance (a binomial test of that server, Bonferroni-corrected
+//!    for the pool's size, and a G-test of the whole pool)? Judged on the
+//!    last interval, and on a smoothed window for slow drifts and for pools
+//!    too quiet for one interval to prove anything. Pools balanced by hash
+//!    or least-connections are judged against their own recent shares
+//!    instead of their weights.
+//! 2. Against the pool's own history: has the traffic concentrated on far
+//!    fewer servers (effective number 1/sum(share^2)) than the pool's
+//!    baseline, significantly (G-test against the baseline shares)? This
+//!    catches the typo'd pool and the typo'd weight that the LB faithfully
+//!    reports, where the weights agree with the traffic.
+
+use super::config::SkewConfig;
+use super::pool::{PoolState, ServerState};
+use super::stats::{binomial_at_least, binomial_at_most, chi2_sf, effective_servers, g_statistic};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SkewKind {
+    /// A server far above its expected share.
+    Hot,
+    /// A server far below its expected share.
+    Cold,
+    /// Traffic concentrated on far fewer servers than the pool's history.
+    Concentrated { now: f64, usual: f64 },
+}
+
+/// What a TrafficSkew rests on, for the summary and the `value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkewFinding {
+    pub kind: SkewKind,
+    /// Index of the server the finding is about (the busiest one for a
+    /// concentration).
+    pub server: usize,
+    pub share: f64,
+    pub expected: f64,
+    /// Requests the finding was measured on.
+    pub requests: f64,
+    /// What the expectation came from: "weight" or "recent history".
+    pub basis: &'static str,
+}
+
+/// Which counts a test looks at.
+#[derive(Debug, Clone, Copy)]
+pub enum Window {
+    /// The last interval.
+    Interval,
+    /// The smoothed window since the pool last changed.
+    Smoothed,
+}
+
+fn counts(s: &ServerState, w: Window) -> f64 {
+    match w {
+        Window::Interval => {
+            if s.has_delta {
+                s.d_req
+            } else {
+                0.0
+            }
+        }
+        Window::Smoothed => s.win_req,
+    }
+}
+
+/// Balancing algorithms whose shares follow the weights. Anything else
+/// (hashing, least-connections, `first`) legitimately departs from them.
+pub fn follows_weights(algo: Option<&str>) -> bool {
+    match algo {
+        None => true,
+        Some(a) => matches!(
+            a.trim().to_ascii_lowercase().as_str(),
+            "" | "roundrobin"
+                | "round_robin"
+                | "round-robin"
+                | "rr"
+                | "wrr"
+                | "static-rr"
+                | "random"
+                | "weighted_round_robin"
+        ),
+    }
+}
+
+/// Test 1: per-server shares against an expectation (`expected[i]`, zero
+/// for servers that take no part). Returns the most significant offender.
+pub fn share_test(
+    pool: &PoolState,
+    expected: &[f64],
+    window: Window,
+    hot: f64,
+    cfg: &SkewConfig,
+    basis: &'static str,
+) -> Option<SkewFinding> {
+    let mut total = 0.0;
+    let mut exp_sum = 0.0;
+    let mut parts = 0usize;
+    for (s, &e) in pool.servers.iter().zip(expected) {
+        if e > 0.0 {
+            total += counts(s, window);
+            exp_sum += e;
+            parts += 1;
+        }
+    }
+    if parts < 2 || total <= 0.0 {
+        return None;
+    }
+    let alpha = cfg.significance / parts as f64;
+    let mut best: Option<(f64, SkewFinding)> = None;
+    for (i, (s, &e)) in pool.servers.iter().zip(expected).enumerate() {
+        if e <= 0.0 {
+            continue;
+        }
+        let p = e / exp_sum;
+        let c = counts(s, window);
+        let want = total * p;
+        let ratio = c / want;
+        let (kind, pval) = if ratio >= hot {
+            (SkewKind::Hot, binomial_at_least(c, total, p))
+        } else if ratio <= cfg.cold_ratio && want >= cfg.min_expected {
+            (SkewKind::Cold, binomial_at_most(c, total, p))
+        } else {
+            continue;
+        };
+        if pval < alpha && best.as_ref().is_none_or(|(bp, _)| pval < *bp) {
+            best = Some((
+                pval,
+                SkewFinding {
+                    kind,
+                    server: i,
+                    share: c / total,
+                    expected: p,
+                    requests: total,
+                    basis,
+                },
+            ));
+        }
+    }
+    let (_, finding) = best?;
+    let observed: Vec<f64> = pool.servers.iter().map(|s| counts(s, window)).collect();
+    let (g, df) = g_statistic(&observed, expected);
+    (chi2_sf(g, df) < cfg.significance).then_some(finding)
+}
+
+/// Test 2: concentration against the baseline shares (`baseline[i]`, zero
+/// for servers deliberately drained, which an operator took out on purpose).
+pub fn concentration_test(
+    pool: &PoolState,
+    baseline: &[f64],
+    window: Window,
+    cfg: &SkewConfig,
+) -> Option<SkewFinding> {
+    let observed: Vec<f64> = pool
+        .servers
+        .iter()
+        .zip(baseline)
+        .map(|(s, &b)| if b > 0.0 { counts(s, window) } else { 0.0 })
+        .collect();
+    let usual = effective_servers(baseline.iter().copied())?;
+    let now = effective_servers(observed.iter().copied())?;
+    if usual < 1.5 || now > cfg.concentration_ratio * usual {
+        return None;
+    }
+    let (g, df) = g_statistic(&observed, baseline);
+    if chi2_sf(g, df) >= cfg.significance {
+        return None;
+    }
+    let total: f64 = observed.iter().sum();
+    let base_total: f64 = baseline.iter().sum();
+    let (server, &top) = observed
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))?;
+    Some(SkewFinding {
+        kind: SkewKind::Concentrated { now, usual },
+        server,
+        share: top / total,
+        expected: baseline[server] / base_total,
+        requests: total,
+        basis: "recent history",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_and_least_connection_pools_do_not_follow_weights() {
+        for a in [
+            None,
+            Some("roundrobin"),
+            Some("static-rr"),
+            Some("ROUND_ROBIN"),
+        ] {
+            assert!(follows_weights(a), "{a:?}");
+        }
+        for a in [
+            "leastconn",
+            "source",
+            "uri",
+            "hdr(host)",
+            "first",
+            "ip_hash",
+            "RING_HASH",
+        ] {
+            assert!(!follows_weights(Some(a)), "{a}");
+        }
+    }
+}

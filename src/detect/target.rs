@@ -1,0 +1,299 @@
+//! One load balancer instance: its scrape health, its pools, and the
+//! counter bookkeeping that turns cumulative totals into interval deltas.
+
+use super::config::DetectConfig;
+use super::emit::{Context, Emit};
+use super::evidence::RateTrack;
+use super::lifecycle::{Lifecycle, Persistence, Verdict};
+use super::pool::PoolState;
+use super::text::{hms, pct, rate};
+use crate::model::{AlertName, ServerStat, Severity, Timestamp};
+
+/// Counts of input the detector set aside, for lbwatch's own metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputStats {
+    /// Samples older than (or as old as) the target's previous one.
+    pub out_of_order: u64,
+    /// Rows naming a pool/server pair already listed in the same sample.
+    pub duplicate_rows: u64,
+    /// Counter resets seen (LB reloads or restarts).
+    pub resets: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetState {
+    name: Box<str>,
+    generation: u64,
+    last_ts: Option<Timestamp>,
+    last_ok: Option<Timestamp>,
+    reload_at: Option<Timestamp>,
+    fail_streak: u32,
+    first_failure: Option<Timestamp>,
+    scrape: Lifecycle,
+    /// Sorted by name, like servers within a pool.
+    pools: Vec<PoolState>,
+    rate: RateTrack,
+    pub stats: InputStats,
+}
+
+impl TargetState {
+    pub fn new(name: &str) -> Self {
+        TargetState {
+            name: name.into(),
+            generation: 0,
+            last_ts: None,
+            last_ok: None,
+            reload_at: None,
+            fail_streak: 0,
+            first_failure: None,
+            scrape: Lifecycle::default(),
+            pools: Vec::new(),
+            rate: RateTrack::default(),
+            stats: InputStats::default(),
+        }
+    }
+
+    /// Accepts the sample's time; `false` for a sample that is not newer
+    /// than the previous one (it is counted and ignored).
+    fn advance(&mut self, ts: Timestamp) -> bool {
+        if self.last_ts.is_some_and(|last| ts <= last) {
+            self.stats.out_of_order += 1;
+            return false;
+        }
+        self.last_ts = Some(ts);
+        true
+    }
+
+    pub fn observe_error(
+        &mut self,
+        cfg: &DetectConfig,
+        ts: Timestamp,
+        reason: &str,
+        emit: &mut Emit,
+    ) {
+        if !self.advance(ts) {
+            return;
+        }
+        self.fail_streak += 1;
+        let first = *self.first_failure.get_or_insert(ts);
+        let verdict = if self.fail_streak >= cfg.scrape_failures {
+            Verdict::Fire
+        } else {
+            Verdict::Hold
+        };
+        let t = self.scrape.step(verdict, ts, &immediate());
+        let (name, n) = (&self.name, self.fail_streak);
+        emit.transition(t, AlertName::ScrapeFailed, Severity::Critical, None, None, || {
+            (
+                format!(
+                    "{n} consecutive scrapes of {name}'s stats failed since {}: {reason}; lbwatch cannot see this load balancer",
+                    hms(first)
+                ),
+                Some(f64::from(n)),
+            )
+        });
+    }
+
+    pub fn observe_servers(
+        &mut self,
+        cfg: &DetectConfig,
+        ts: Timestamp,
+        rows: &[ServerStat],
+        emit: &mut Emit,
+    ) {
+        if !self.advance(ts) {
+            return;
+        }
+        self.fail_streak = 0;
+        self.first_failure = None;
+        let t = self.scrape.step(Verdict::Clear, ts, &immediate());
+        emit.transition(
+            t,
+            AlertName::ScrapeFailed,
+            Severity::Critical,
+            None,
+            None,
+            || unreachable!("a successful scrape only resolves"),
+        );
+
+        let first = self.last_ok.is_none();
+        let dt = self.last_ok.map(|t| ts.secs_since(t));
+        let reset = self.ingest(rows, first);
+        if reset {
+            self.reload_at = Some(ts);
+            self.stats.resets += 1;
+        }
+        self.last_ok = Some(ts);
+
+        let rate_dt = if reset { None } else { dt };
+        let total: f64 = self.pools.iter().map(PoolState::interval_requests).sum();
+        if !first {
+            let frozen = Context {
+                cfg,
+                ts,
+                dt,
+                rate_dt,
+                first,
+                reload_at: self.reload_at,
+                target_drop_active: false,
+            }
+            .frozen_too_long(&self.rate.life);
+            let (verdict, finding) = self.rate.observe(total, rate_dt, cfg, frozen);
+            let p = Persistence {
+                fire_after: 1,
+                resolve_after_s: cfg.resolve_after.0,
+                resolve_after_samples: 2,
+            };
+            let t = self.rate.life.step(verdict, ts, &p);
+            let name = &self.name;
+            let pools = self.pools.iter().filter(|p| p.listed).count();
+            emit.transition(t, AlertName::TrafficDrop, Severity::Critical, None, None, || {
+                let f = finding.expect("a drop fires only with a finding");
+                (
+                    format!(
+                        "{name} passes {} req/s to its {pools} pools, {} of its usual {} req/s, while its stats answer: the load balancer is not routing traffic",
+                        rate(f.rate),
+                        pct(f.rate / f.baseline_rate),
+                        rate(f.baseline_rate)
+                    ),
+                    Some(f.rate / f.baseline_rate),
+                )
+            });
+        }
+        let ctx = Context {
+            cfg,
+            ts,
+            dt,
+            rate_dt,
+            first,
+            reload_at: self.reload_at,
+            target_drop_active: self.rate.life.active(),
+        };
+        for pool in &mut self.pools {
+            pool.evaluate(&ctx, emit);
+        }
+        // Pools gone from the stats for good are forgotten once nothing of
+        // theirs is raised.
+        self.pools.retain(|p| {
+            p.listed
+                || p.skew.active()
+                || p.errors.life.active()
+                || p.rate.life.active()
+                || p.membership.active()
+        });
+    }
+
+    /// Turns the rows into per-server deltas. Returns whether the target's
+    /// counters were reset (most counters went down: a reload).
+    fn ingest(&mut self, rows: &[ServerStat], first: bool) -> bool {
+        self.generation += 1;
+        let gen = self.generation;
+        let (mut known, mut decreased) = (0usize, 0usize);
+        let mut cached: Option<usize> = None;
+        for p in &mut self.pools {
+            p.joined.clear();
+            p.left.clear();
+            p.reweighted.clear();
+            for s in &mut p.servers {
+                s.has_delta = false;
+                s.joined = false;
+                s.changed = false;
+            }
+        }
+        for row in rows {
+            // Rows of one pool usually come together: try the last pool first.
+            let pi = match cached {
+                Some(i) if *self.pools[i].name == *row.pool => i,
+                _ => match self.pools.binary_search_by(|p| (*p.name).cmp(&row.pool)) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        self.pools.insert(i, PoolState::new(&row.pool));
+                        i
+                    }
+                },
+            };
+            cached = Some(pi);
+            let pool = &mut self.pools[pi];
+            pool.seen = gen;
+            if let Some(algo) = &row.algo {
+                if pool.algo.as_deref() != Some(&**algo) {
+                    pool.algo = Some((**algo).into());
+                }
+            }
+            let si = pool.server_index(&row.server);
+            let s = &mut pool.servers[si];
+            if s.seen == gen {
+                self.stats.duplicate_rows += 1;
+                continue;
+            }
+            s.seen = gen;
+            let was_listed = s.listed;
+            if was_listed {
+                known += 1;
+                s.changed = s.up != row.up || s.weight != row.weight || s.backup != row.backup;
+                if s.weight != row.weight || s.backup != row.backup {
+                    pool.reweighted.push(format!(
+                        "{} weight {}{} -> {}{}",
+                        s.name,
+                        s.weight,
+                        if s.backup { " (backup)" } else { "" },
+                        row.weight,
+                        if row.backup { " (backup)" } else { "" },
+                    ));
+                }
+                if row.requests_total < s.requests_total || row.responses_5xx_total < s.errors_total
+                {
+                    decreased += 1;
+                    s.d_req = row.requests_total as f64;
+                    s.d_err = row.responses_5xx_total as f64;
+                } else {
+                    s.d_req = (row.requests_total - s.requests_total) as f64;
+                    s.d_err = (row.responses_5xx_total - s.errors_total) as f64;
+                }
+                s.has_delta = true;
+            } else {
+                s.joined = true;
+                if !first {
+                    pool.joined.push(s.name.clone());
+                }
+            }
+            s.listed = true;
+            s.up = row.up;
+            s.weight = row.weight;
+            s.backup = row.backup;
+            s.requests_total = row.requests_total;
+            s.errors_total = row.responses_5xx_total;
+        }
+        // A reload restarts every counter of the target: when most counters
+        // went down, every server's delta is its whole count since then.
+        let reset = known > 0 && decreased * 2 >= known;
+        for p in &mut self.pools {
+            p.listed = p.seen == gen;
+            for s in &mut p.servers {
+                if s.listed && s.seen != gen {
+                    s.listed = false;
+                    s.has_delta = false;
+                    p.left.push(s.name.clone());
+                } else if s.seen == gen && reset && (s.joined && !first || s.has_delta) {
+                    s.d_req = s.requests_total as f64;
+                    s.d_err = s.errors_total as f64;
+                    s.has_delta = true;
+                }
+                // A lone server's counter that went down was reset on its own
+                // (re-added); its delta is already its count since.
+                if s.d_err > s.d_req && s.has_delta {
+                    s.d_err = s.d_req;
+                }
+            }
+        }
+        reset
+    }
+}
+
+fn immediate() -> Persistence {
+    Persistence {
+        fire_after: 1,
+        resolve_after_s: 0.0,
+        resolve_after_samples: 1,
+    }
+}

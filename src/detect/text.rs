@@ -1,0 +1,57 @@
+//! Numbers as an on-call engineer reads them at 3 a.m.: "97%", "0.6%",
+//! "1234 req/s", "0.42 req/s", "14:00:05Z".
+
+use crate::model::Timestamp;
+
+/// A ratio as a percentage with as many digits as it needs.
+pub fn pct(x: f64) -> String {
+    let p = x * 100.0;
+    if !p.is_finite() {
+        "n/a".into()
+    } else if p.abs() >= 10.0 || p == 0.0 {
+        format!("{p:.0}%")
+    } else if p.abs() >= 1.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+/// A rate per second with as many digits as it needs.
+pub fn rate(x: f64) -> String {
+    if !x.is_finite() {
+        "n/a".into()
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// Time of day in UTC.
+pub fn hms(ts: Timestamp) -> String {
+    let (h, m, s) = ts.hms();
+    format!("{h:02}:{m:02}:{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_naturally() {
+        assert_eq!(pct(0.974), "97%");
+        assert_eq!(pct(0.0571), "5.7%");
+        assert_eq!(pct(0.006), "0.60%");
+        assert_eq!(pct(0.0), "0%");
+        assert_eq!(rate(20_011.4), "20011");
+        assert_eq!(rate(42.17), "42.2");
+        assert_eq!(rate(0.5), "0.50");
+        assert_eq!(
+            hms(Timestamp::parse_rfc3339("2024-06-05T14:00:05.7Z").unwrap()),
+            "14:00:05Z"
+        );
+    }
+}

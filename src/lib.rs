@@ -1,0 +1,11 @@
+//! lbwatch: watches load balancers and raises an alert within seconds when
+//! traffic stops being spread the way the operators believe.
+//!
+//! The parts (see ARCHITECTURE.md): `model` (samples and alert events),
+//! `detect` (the pure detector), `replay` (recorded samples in),
+//! `config` (the configuration file).
+
+pub mod config;
+pub mod detect;
+pub mod model;
+pub mod replay;
