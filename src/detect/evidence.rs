@@ -61,6 +61,12 @@ pub struct ErrorTrack {
     baseline_age: f64,
     recent: Decayed,
     cusum: Cusum,
+    /// Intervals since the evidence last was zero, and the one of them with
+    /// the most errors (left out when measuring the effect, so that one
+    /// interval's blip cannot carry a finding).
+    segment: Decayed,
+    segment_len: u32,
+    segment_worst: Decayed,
     pub life: Lifecycle,
 }
 
@@ -101,18 +107,49 @@ impl ErrorTrack {
         let recent_tau = (3.0 * dt).max(30.0);
         self.recent.add(errors, requests, decay(dt, recent_tau));
 
+        if self.cusum.sum <= 0.0 {
+            self.segment = Decayed::default();
+            self.segment_worst = Decayed::default();
+            self.segment_len = 0;
+        } else {
+            self.segment.add(errors, requests, 1.0);
+            self.segment_len += 1;
+            if errors > self.segment_worst.events {
+                self.segment_worst = Decayed {
+                    events: errors,
+                    exposure: requests,
+                };
+            }
+        }
+        let trimmed = Decayed {
+            events: self.segment.events - self.segment_worst.events,
+            exposure: self.segment.exposure - self.segment_worst.exposure,
+        };
+
         let verdict;
         let mut finding = None;
         let recent_ratio = self.recent.ratio().unwrap_or(0.0);
-        if self.cusum.sum >= threshold && recent_ratio >= p1 {
-            let p = binomial_at_least(self.recent.events, self.recent.exposure, p0);
-            if p < ec.significance / m {
-                finding = Some(ErrorFinding {
-                    ratio: recent_ratio,
-                    baseline: p0,
-                    errors: self.recent.events,
-                    requests: self.recent.exposure,
-                });
+        if self.cusum.sum >= threshold {
+            // The effect, and its significance, on what is happening now:
+            // the segment of accumulating evidence (without its worst
+            // interval), or the recent window for slower onsets.
+            let windows = [
+                (self.segment_len >= 2).then_some(trimmed),
+                Some(self.recent),
+            ];
+            for w in windows.into_iter().flatten() {
+                let Some(ratio) = w.ratio().filter(|&r| r >= p1) else {
+                    continue;
+                };
+                if binomial_at_least(w.events, w.exposure, p0) < ec.significance / m {
+                    finding = Some(ErrorFinding {
+                        ratio,
+                        baseline: p0,
+                        errors: w.events,
+                        requests: w.exposure,
+                    });
+                    break;
+                }
             }
         }
         // Evidence still accumulating on a raised ratio neither fires nor

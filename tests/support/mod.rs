@@ -1,0 +1,3 @@
+//! Test helpers, one per layer.
+
+pub mod sim;

@@ -1,0 +1,326 @@
+//! A small seeded load-balancer simulator for the detector tests: pools of
+//! servers with weights, Poisson traffic with a little overdispersion and a
+//! persistent per-server bias, background 5xx, scrape jitter, and a script of
+//! changes applied at given times. Deterministic for a seed.
+
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+
+use lbwatch::detect::{DetectConfig, Detector};
+use lbwatch::model::{
+    AlertEvent, AlertName, AlertState, Sample, SampleBody, ServerStat, Severity, Timestamp,
+};
+
+/// SplitMix64: enough randomness for tests, no dependency.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform().max(1e-300), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+    pub fn poisson(&mut self, mean: f64) -> u64 {
+        if mean <= 0.0 {
+            return 0;
+        }
+        if mean < 40.0 {
+            let l = (-mean).exp();
+            let (mut k, mut p) = (0u64, 1.0);
+            loop {
+                p *= self.uniform();
+                if p <= l {
+                    return k;
+                }
+                k += 1;
+            }
+        }
+        (mean + mean.sqrt() * self.normal()).round().max(0.0) as u64
+    }
+    pub fn binomial(&mut self, n: u64, p: f64) -> u64 {
+        if n < 50 {
+            return (0..n).filter(|_| self.uniform() < p).count() as u64;
+        }
+        let mean = n as f64 * p;
+        let sd = (mean * (1.0 - p)).sqrt();
+        (mean + sd * self.normal()).round().clamp(0.0, n as f64) as u64
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SimServer {
+    pub name: String,
+    pub weight: f64,
+    pub up: bool,
+    pub backup: bool,
+    /// Multiplies the weight-expected share (1 = healthy; a fault changes it).
+    pub share: f64,
+    pub error_ratio: f64,
+    /// Listed in the stats.
+    pub listed: bool,
+    bias: f64,
+    requests: u64,
+    errors: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimPool {
+    pub name: String,
+    /// Requests per second of the whole pool.
+    pub rate: f64,
+    pub servers: Vec<SimServer>,
+    pub algo: Option<String>,
+}
+
+impl SimPool {
+    pub fn server(&mut self, name: &str) -> &mut SimServer {
+        self.servers
+            .iter_mut()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no server {name}"))
+    }
+}
+
+pub type Step = Box<dyn Fn(&mut Sim)>;
+
+/// One target with its pools, scraped every `interval` seconds.
+pub struct Sim {
+    pub target: String,
+    pub interval: f64,
+    pub pools: Vec<SimPool>,
+    /// Multiplies every pool's rate (a blocked LB sets it near 0).
+    pub target_rate: f64,
+    /// The next scrapes fail while this is above 0.
+    pub failing: u32,
+    /// Relative per-interval noise on top of Poisson (overdispersion).
+    pub noise: f64,
+    pub rng: Rng,
+    pub now: f64,
+    script: Vec<(f64, Step)>,
+}
+
+pub const START: i64 = 1_717_596_000; // 2024-06-05T14:00:00Z
+
+impl Sim {
+    pub fn new(seed: u64, interval: f64) -> Self {
+        Sim {
+            target: "lb1".into(),
+            interval,
+            pools: Vec::new(),
+            target_rate: 1.0,
+            failing: 0,
+            noise: 0.05,
+            rng: Rng::new(seed),
+            now: 0.0,
+            script: Vec::new(),
+        }
+    }
+
+    /// Adds a pool of `n` equal servers named `{pool}-1` .. `{pool}-n`.
+    pub fn pool(mut self, name: &str, n: usize, rate: f64) -> Self {
+        let servers = (1..=n)
+            .map(|i| self.new_server(&format!("{name}-{i}")))
+            .collect();
+        self.pools.push(SimPool {
+            name: name.into(),
+            rate,
+            servers,
+            algo: None,
+        });
+        self
+    }
+
+    pub fn new_server(&mut self, name: &str) -> SimServer {
+        SimServer {
+            name: name.into(),
+            weight: 1.0,
+            up: true,
+            backup: false,
+            share: 1.0,
+            error_ratio: 0.001,
+            listed: true,
+            bias: 1.0 + 0.03 * self.rng.normal(),
+            requests: 1_000 + self.rng.next_u64() % 1_000_000,
+            errors: self.rng.next_u64() % 1_000,
+        }
+    }
+
+    /// Runs `step` on the simulated state at `at` seconds.
+    pub fn at(mut self, at: f64, step: impl Fn(&mut Sim) + 'static) -> Self {
+        self.script.push((at, Box::new(step)));
+        self.script.sort_by(|a, b| a.0.total_cmp(&b.0));
+        self
+    }
+
+    pub fn p(&mut self, name: &str) -> &mut SimPool {
+        self.pools
+            .iter_mut()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no pool {name}"))
+    }
+
+    /// A handful of extra 5xx on one server, all inside one interval.
+    pub fn blip(&mut self, pool: &str, server: usize, errors: u64) {
+        self.p(pool).servers[server].errors += errors;
+    }
+
+    /// Restarts every counter of the target from 0 (an LB reload).
+    pub fn reload(&mut self) {
+        for p in &mut self.pools {
+            for s in &mut p.servers {
+                s.requests = 0;
+                s.errors = 0;
+            }
+        }
+    }
+
+    /// Adds `secs` seconds of traffic under the current state.
+    fn traffic(&mut self, secs: f64) {
+        let target_rate = self.target_rate;
+        let noise = self.noise;
+        for pool in &mut self.pools {
+            let primaries_up = pool
+                .servers
+                .iter()
+                .any(|s| s.listed && s.up && !s.backup && s.weight > 0.0);
+            let eligible =
+                |s: &SimServer| s.listed && s.up && s.weight > 0.0 && (s.backup != primaries_up);
+            let total_w: f64 = pool
+                .servers
+                .iter()
+                .filter(|s| eligible(s))
+                .map(|s| s.weight * s.share * s.bias)
+                .sum();
+            let mean_total = pool.rate * target_rate * secs;
+            for s in &mut pool.servers {
+                if !eligible(s) || total_w <= 0.0 {
+                    continue;
+                }
+                let wshare = s.weight * s.share * s.bias / total_w;
+                let wobble = (1.0 + noise * self.rng.normal()).max(0.0);
+                let n = self.rng.poisson(mean_total * wshare * wobble);
+                let e = self.rng.binomial(n, s.error_ratio.clamp(0.0, 1.0));
+                s.requests += n;
+                s.errors += e;
+            }
+        }
+    }
+
+    /// Advances one interval and returns the scrape at its end. A change
+    /// scripted inside the interval splits it, as in a real LB, so the
+    /// first sample after a change shows it only in part.
+    pub fn next_sample(&mut self) -> Sample<'static> {
+        let jitter = 1.0 + 0.05 * (2.0 * self.rng.uniform() - 1.0);
+        let end = self.now + self.interval * jitter;
+        while let Some(t) = self.script.first().map(|(t, _)| *t).filter(|&t| t <= end) {
+            if t > self.now {
+                self.traffic(t - self.now);
+                self.now = t;
+            }
+            let (_, step) = self.script.remove(0);
+            step(self);
+        }
+        self.traffic(end - self.now);
+        self.now = end;
+        let ts = Timestamp::from_micros(START * 1_000_000 + (self.now * 1e6) as i64);
+        if self.failing > 0 {
+            self.failing -= 1;
+            return Sample {
+                ts,
+                target: Cow::Owned(self.target.clone()),
+                body: SampleBody::Error("connection refused".into()),
+            };
+        }
+        let mut rows = Vec::new();
+        for p in &self.pools {
+            for s in p.servers.iter().filter(|s| s.listed) {
+                rows.push(ServerStat {
+                    pool: Cow::Owned(p.name.clone()),
+                    server: Cow::Owned(s.name.clone()),
+                    requests_total: s.requests,
+                    responses_5xx_total: s.errors,
+                    up: s.up,
+                    weight: s.weight,
+                    backup: s.backup,
+                    algo: p.algo.clone().map(Cow::Owned),
+                });
+            }
+        }
+        Sample {
+            ts,
+            target: Cow::Owned(self.target.clone()),
+            body: SampleBody::Servers(rows),
+        }
+    }
+
+    /// Simulates `secs` seconds of scrapes.
+    pub fn samples(&mut self, secs: f64) -> Vec<Sample<'static>> {
+        let mut out = Vec::new();
+        let end = self.now + secs;
+        while self.now < end {
+            out.push(self.next_sample());
+        }
+        out
+    }
+}
+
+/// The alert events of a run, with helpers to ask about them.
+#[derive(Debug)]
+pub struct Run {
+    pub events: Vec<AlertEvent>,
+}
+
+/// Feeds samples through a detector with the default settings.
+pub fn detect(samples: &[Sample]) -> Run {
+    detect_with(DetectConfig::default(), samples)
+}
+
+pub fn detect_with(cfg: DetectConfig, samples: &[Sample]) -> Run {
+    let mut d = Detector::new(cfg);
+    Run {
+        events: samples.iter().flat_map(|s| d.observe(s)).collect(),
+    }
+}
+
+impl Run {
+    /// Warning and critical firings: what pages somebody.
+    pub fn pages(&self) -> Vec<&AlertEvent> {
+        self.events
+            .iter()
+            .filter(|e| e.state == AlertState::Firing && e.severity != Severity::Info)
+            .collect()
+    }
+
+    /// Seconds from `START + at` to the first firing of `alert` (for `pool`
+    /// when given), if it fired at or after `at`.
+    pub fn fired_after(&self, alert: AlertName, pool: Option<&str>, at: f64) -> Option<f64> {
+        self.events
+            .iter()
+            .filter(|e| e.state == AlertState::Firing && e.alert == alert)
+            .filter(|e| pool.is_none() || e.pool.as_deref() == pool)
+            .map(|e| (e.ts.micros() as f64 / 1e6) - START as f64 - at)
+            .find(|&d| d >= 0.0)
+    }
+
+    pub fn describe(&self) -> String {
+        self.events
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
