@@ -173,6 +173,16 @@ impl Sim {
             .unwrap_or_else(|| panic!("no pool {name}"))
     }
 
+    /// Removes the persistent per-server bias: traffic exactly in
+    /// proportion to the weights.
+    pub fn unbias(&mut self) {
+        for p in &mut self.pools {
+            for s in &mut p.servers {
+                s.bias = 1.0;
+            }
+        }
+    }
+
     /// A handful of extra 5xx on one server, all inside one interval.
     pub fn blip(&mut self, pool: &str, server: usize, errors: u64) {
         self.p(pool).servers[server].errors += errors;

@@ -1,0 +1,84 @@
+//! Properties that must hold for any traffic, checked on generated inputs.
+
+mod support;
+
+use lbwatch::model::{AlertName, SampleBody};
+use proptest::prelude::*;
+use support::sim::{detect, Rng, Sim};
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The order of rows within a sample never changes the output.
+    #[test]
+    fn server_order_never_changes_the_output(seed in 0u64..1_000, shuffle in 0u64..1_000, interval in 1.0f64..15.0) {
+        let mut sim = Sim::new(seed, interval)
+            .pool("web", 5, 300.0)
+            .pool("api", 3, 40.0)
+            .at(600.0, |s| s.reload())
+            .at(900.0, |s| s.p("web").servers[1].share = 0.0);
+        let samples = sim.samples(1200.0);
+        let mut shuffled = samples.clone();
+        let mut rng = Rng::new(shuffle);
+        for s in &mut shuffled {
+            if let SampleBody::Servers(rows) = &mut s.body {
+                for i in (1..rows.len()).rev() {
+                    rows.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+                }
+            }
+        }
+        prop_assert_eq!(detect(&samples).events, detect(&shuffled).events);
+    }
+
+    /// Traffic drawn in proportion to the weights never raises TrafficSkew,
+    /// at any volume, pool size, weights and interval.
+    #[test]
+    fn proportional_traffic_never_raises_skew(
+        seed in 0u64..1_000,
+        rate in prop_oneof![0.1f64..5.0, 5.0f64..500.0, 500.0f64..50_000.0],
+        weights in prop::collection::vec(1u32..10, 2..40),
+        interval in prop_oneof![Just(1.0f64), Just(5.0), Just(10.0), Just(15.0)],
+    ) {
+        let mut sim = Sim::new(seed, interval).pool("p", weights.len(), rate);
+        sim.noise = 0.0;
+        for (s, w) in sim.p("p").servers.iter_mut().zip(&weights) {
+            s.weight = f64::from(*w);
+        }
+        for s in &mut sim.p("p").servers {
+            // Pure multinomial traffic: no persistent bias either.
+            s.share = 1.0;
+        }
+        sim.unbias();
+        let run = detect(&sim.samples(1800.0_f64.min(600.0 * interval)));
+        prop_assert!(
+            run.fired_after(AlertName::TrafficSkew, None, 0.0).is_none(),
+            "{}", run.describe()
+        );
+    }
+
+    /// A counter reset (an LB reload or restart) never raises ErrorSpike or
+    /// TrafficDrop, however many and whenever they come.
+    #[test]
+    fn counter_resets_never_raise_errors_or_drops(
+        seed in 0u64..1_000,
+        resets in prop::collection::vec(200.0f64..1700.0, 1..6),
+        interval in prop_oneof![Just(1.0f64), Just(5.0), Just(15.0)],
+    ) {
+        let mut sim = Sim::new(seed, interval).pool("web", 6, 800.0).pool("api", 3, 20.0);
+        for t in resets {
+            sim = sim.at(t, |s| s.reload());
+        }
+        let run = detect(&sim.samples(1800.0));
+        for alert in [AlertName::ErrorSpike, AlertName::TrafficDrop] {
+            prop_assert!(run.fired_after(alert, None, 0.0).is_none(), "{}", run.describe());
+        }
+    }
+}

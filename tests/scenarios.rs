@@ -1,0 +1,261 @@
+//! Every recorded scenario through the real `lbwatch replay` binary, scored
+//! with the rules of `tests/scenarios/README.md`: a missed fault or a false
+//! alarm fails the test. Also the CLI's contract for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lbwatch::model::{AlertEvent, AlertState, Severity, Timestamp};
+use serde_json::Value;
+
+const GRACE_S: f64 = 300.0;
+
+fn lbwatch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lbwatch"))
+}
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+}
+
+fn secs(ts: Timestamp) -> f64 {
+    ts.micros() as f64 / 1e6
+}
+
+fn time(v: &Value) -> f64 {
+    secs(Timestamp::parse_rfc3339(v.as_str().expect("a time")).expect("RFC 3339"))
+}
+
+/// Runs `lbwatch replay` on a file; returns the parsed events.
+fn replay(samples: &Path) -> Vec<AlertEvent> {
+    let out = lbwatch().arg("replay").arg(samples).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        samples.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l}: {e}")))
+        .collect()
+}
+
+struct Score {
+    missed: Vec<String>,
+    false_alarms: Vec<String>,
+    ttd_intervals: Vec<f64>,
+}
+
+fn score(truth: &Value, events: &[AlertEvent]) -> Score {
+    let interval = truth["interval_s"].as_f64().unwrap();
+    let faults = truth["faults"].as_array().unwrap();
+    let mut s = Score {
+        missed: vec![],
+        false_alarms: vec![],
+        ttd_intervals: vec![],
+    };
+    for f in faults {
+        let (start, target) = (time(&f["start"]), f["target"].as_str().unwrap());
+        let max_delay = f["max_delay_s"].as_f64().unwrap();
+        let expect: Vec<&str> = f["expect"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let pool_ok =
+            |e: &AlertEvent| f["pool"].is_null() || e.pool.as_deref() == f["pool"].as_str();
+        let relevant = |e: &&AlertEvent| {
+            e.target == target && expect.contains(&e.alert.as_str()) && pool_ok(e)
+        };
+        // Already firing at the start counts as detected at the start.
+        let mut firing_at_start = std::collections::BTreeMap::new();
+        for e in events
+            .iter()
+            .filter(relevant)
+            .filter(|e| secs(e.ts) < start)
+        {
+            let key = (e.alert, e.pool.clone(), e.server.clone());
+            firing_at_start.insert(key, e.state == AlertState::Firing);
+        }
+        let ttd = if firing_at_start.values().any(|&f| f) {
+            Some(0.0)
+        } else {
+            events
+                .iter()
+                .filter(relevant)
+                .filter(|e| e.state == AlertState::Firing)
+                .map(|e| secs(e.ts) - start)
+                .find(|&d| (0.0..=max_delay).contains(&d))
+        };
+        match ttd {
+            Some(d) => s.ttd_intervals.push(d / interval),
+            None => s.missed.push(format!("{} ({})", f["id"], f["kind"])),
+        }
+    }
+    for e in events {
+        if e.state != AlertState::Firing || e.severity == Severity::Info {
+            continue;
+        }
+        let t = secs(e.ts);
+        let in_window = faults.iter().any(|f| {
+            f["target"].as_str() == Some(&e.target)
+                && time(&f["start"]) <= t
+                && t <= time(&f["end"]) + GRACE_S
+        });
+        if !in_window {
+            s.false_alarms.push(serde_json::to_string(e).unwrap());
+        }
+    }
+    s
+}
+
+#[test]
+fn every_recorded_scenario_is_detected_without_false_alarms() {
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".truth.json").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= 15,
+        "scenarios missing from {}",
+        dir().display()
+    );
+    let mut failures = Vec::new();
+    let mut ttd = Vec::new();
+    for name in &names {
+        let truth: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir().join(format!("{name}.truth.json"))).unwrap(),
+        )
+        .unwrap();
+        let events = replay(&dir().join(format!("{name}.samples.jsonl.gz")));
+        let s = score(&truth, &events);
+        for m in s.missed {
+            failures.push(format!("{name}: missed {m}"));
+        }
+        for fa in s.false_alarms {
+            failures.push(format!("{name}: false alarm {fa}"));
+        }
+        ttd.extend(s.ttd_intervals);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    ttd.sort_by(f64::total_cmp);
+    let p90 = ttd[((ttd.len() as f64 * 0.9).ceil() as usize).max(1) - 1];
+    assert!(p90 <= 3.0, "p90 time to detect {p90:.2} intervals: {ttd:?}");
+}
+
+#[test]
+fn replaying_a_plain_file_and_its_gzip_gives_the_same_events() {
+    let gz = dir().join("lb_unreachable.samples.jsonl.gz");
+    let plain = std::env::temp_dir().join(format!("lbwatch-plain-{}.jsonl", std::process::id()));
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    std::fs::write(&plain, text).unwrap();
+    let (a, b) = (replay(&gz), replay(&plain));
+    std::fs::remove_file(&plain).unwrap();
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}
+
+/// Writes `text` to a temporary file and runs `lbwatch replay` on it.
+fn replay_text(text: &str, extra: &[&str]) -> (i32, String, String) {
+    let path = std::env::temp_dir().join(format!(
+        "lbwatch-bad-{}-{}.jsonl",
+        std::process::id(),
+        text.len()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let out = lbwatch()
+        .arg("replay")
+        .arg(&path)
+        .args(extra)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        stderr,
+    )
+}
+
+const GOOD: &str = r#"{"ts":"2024-06-05T14:00:00Z","target":"lb","error":"refused"}"#;
+
+#[test]
+fn bad_input_exits_2_naming_the_file_and_line() {
+    for (bad, reason) in [
+        ("{\"ts\":\"2024-06-05T14:00:01Z\",\"target\":\"lb\"", "EOF"),
+        (
+            "{\"ts\":\"yesterday\",\"target\":\"lb\",\"error\":\"x\"}",
+            "\"yesterday\"",
+        ),
+        (
+            "{\"ts\":\"2024-06-05T14:00:01Z\",\"target\":\"lb\"}",
+            "`servers`",
+        ),
+        (
+            "{\"ts\":\"2024-06-05T14:00:01Z\",\"target\":\"lb\",\"servers\":[{\"pool\":\"p\"}]}",
+            "missing field `server`",
+        ),
+        ("not json at all", "expected"),
+    ] {
+        let (code, _, stderr) = replay_text(&format!("{GOOD}\n\n{bad}\n{GOOD}\n"), &[]);
+        assert_eq!(code, 2, "{bad}: {stderr}");
+        assert!(stderr.starts_with("lbwatch: FILE:3: "), "{bad}: {stderr}");
+        assert!(stderr.contains(reason), "{bad}: {stderr}");
+    }
+    let (code, _, stderr) = replay_text("", &["--config", "/nonexistent.toml"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("/nonexistent.toml: cannot read"),
+        "{stderr}"
+    );
+    let out = lbwatch()
+        .args(["replay", "/nonexistent.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.jsonl: cannot open"));
+}
+
+#[test]
+fn events_before_a_bad_line_are_printed_and_alerts_still_firing_stay_firing() {
+    let mut text = String::new();
+    for i in 0..5 {
+        text.push_str(&format!(
+            "{{\"ts\":\"2024-06-05T14:00:0{i}Z\",\"target\":\"lb\",\"error\":\"refused\"}}\n"
+        ));
+    }
+    let (code, stdout, _) = replay_text(&text, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("\"state\":\"firing\",\"alert\":\"ScrapeFailed\""));
+    let (code, stdout, _) = replay_text(&format!("{text}garbage\n"), &[]);
+    assert_eq!(code, 2);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
+#[test]
+fn detection_settings_come_from_the_config_file() {
+    let cfg = std::env::temp_dir().join(format!("lbwatch-cfg-{}.toml", std::process::id()));
+    let text = format!("{GOOD}\n{}\n", GOOD.replace("14:00:00", "14:00:01"));
+    std::fs::write(&cfg, "[detection]\nscrape_failures = 2\n").unwrap();
+    let (_, stdout, _) = replay_text(&text, &["--config", cfg.to_str().unwrap()]);
+    assert!(stdout.contains("ScrapeFailed"), "{stdout}");
+    std::fs::write(&cfg, "[detection]\nscrape_failure = 2\n").unwrap();
+    let (code, _, stderr) = replay_text(&text, &["--config", cfg.to_str().unwrap()]);
+    std::fs::remove_file(&cfg).unwrap();
+    assert_eq!(code, 2);
+    assert!(stderr.contains("scrape_failure"), "{stderr}");
+}
