@@ -184,6 +184,13 @@ url = "http://127.0.0.1:9999/hook"
     }
 
     #[test]
+    fn the_documented_example_holds_exactly_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/lbwatch.toml");
+        let cfg = load_with_env(&path, []).unwrap();
+        assert_eq!(cfg.detection, DetectConfig::default());
+    }
+
+    #[test]
     fn a_missing_file_names_the_path() {
         let e = load(Path::new("/nonexistent/lbwatch.toml")).unwrap_err();
         assert!(
