@@ -231,6 +231,24 @@ const FAULTS: &[Fault] = &[
         slow: false,
     },
     Fault {
+        name: "a 5 req/s pool's 5xx ratio jumps to 10%",
+        sim: |i| {
+            Sim::new(1, i)
+                .pool("web", 4, 400.0)
+                .pool("cron", 3, 5.0)
+                .at(FAULT_AT, |s| {
+                    for srv in &mut s.p("cron").servers {
+                        srv.error_ratio = 0.10;
+                    }
+                })
+        },
+        intervals: &[1.0, 15.0],
+        alert: AlertName::ErrorSpike,
+        pool: Some("cron"),
+        max_delay: 3.0,
+        slow: false,
+    },
+    Fault {
         name: "5xx jump tenfold (0.1% to 1%) on a busy pool",
         sim: |i| {
             shop(i).at(FAULT_AT, |s| {

@@ -43,6 +43,9 @@ impl Cusum {
     }
 }
 
+/// The 5xx ratio of the large-spike alternative (at least).
+const LARGE_SPIKE: f64 = 0.05;
+
 /// What an ErrorSpike rests on, for the summary.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ErrorFinding {
@@ -60,7 +63,11 @@ pub struct ErrorTrack {
     baseline: Decayed,
     baseline_age: f64,
     recent: Decayed,
+    /// Evidence for a ratio at the effect threshold, and for a large spike:
+    /// the first accumulates slow onsets, the second lets a storm of 5xx at a
+    /// few requests per second prove itself within a few intervals.
     cusum: Cusum,
+    cusum_large: Cusum,
     /// Intervals since the evidence last was zero, and the one of them with
     /// the most errors (left out when measuring the effect, so that one
     /// interval's blip cannot carry a finding).
@@ -100,14 +107,18 @@ impl ErrorTrack {
         // Per-server tests pay for their number: a higher evidence bar and a
         // Bonferroni-divided significance level.
         let threshold = ec.evidence + m.ln();
+        let p_large = (p1 * 5.0).max(LARGE_SPIKE).min(0.99).max(p1);
         self.cusum
             .step(binomial_llr(errors, requests, p0, p1), threshold);
+        self.cusum_large
+            .step(binomial_llr(errors, requests, p0, p_large), threshold);
+        let evidence = self.cusum.sum.max(self.cusum_large.sum);
         // The recent window spans a few intervals (at least 30 s) so the
         // effect is measured on what is happening now.
         let recent_tau = (3.0 * dt).max(30.0);
         self.recent.add(errors, requests, decay(dt, recent_tau));
 
-        if self.cusum.sum <= 0.0 {
+        if evidence <= 0.0 {
             self.segment = Decayed::default();
             self.segment_worst = Decayed::default();
             self.segment_len = 0;
@@ -129,7 +140,7 @@ impl ErrorTrack {
         let verdict;
         let mut finding = None;
         let recent_ratio = self.recent.ratio().unwrap_or(0.0);
-        if self.cusum.sum >= threshold {
+        if evidence >= threshold {
             // The effect, and its significance, on what is happening now:
             // the segment of accumulating evidence (without its worst
             // interval), or the recent window for slower onsets.
@@ -156,7 +167,7 @@ impl ErrorTrack {
         // clears; a normal ratio or no evidence clears.
         if finding.is_some() {
             verdict = Verdict::Fire;
-        } else if self.cusum.sum > 0.0 && recent_ratio >= p1 {
+        } else if evidence > 0.0 && recent_ratio >= p1 {
             verdict = Verdict::Hold;
         } else {
             verdict = Verdict::Clear;
