@@ -259,3 +259,60 @@ fn detection_settings_come_from_the_config_file() {
     assert_eq!(code, 2);
     assert!(stderr.contains("scrape_failure"), "{stderr}");
 }
+
+#[test]
+fn targets_interleaved_in_one_file_give_each_target_its_own_alerts() {
+    let read = |name: &str| -> Vec<String> {
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(dir().join(name)).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        text.lines().map(str::to_string).collect()
+    };
+    let a = read("lb_unreachable.samples.jsonl.gz");
+    let b = read("blocked_all.samples.jsonl.gz");
+    // Shift b onto a's time span so the two targets really interleave.
+    let ts = |l: &str| -> f64 {
+        let v: Value = serde_json::from_str(l).unwrap();
+        time(&v["ts"])
+    };
+    let shift = ts(&a[0]) - ts(&b[0]);
+    let b: Vec<String> = b
+        .iter()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let t = Timestamp::from_micros(((time(&v["ts"]) + shift) * 1e6).round() as i64);
+            v["ts"] = Value::String(t.to_string());
+            v.to_string()
+        })
+        .collect();
+    let mut both: Vec<&String> = a.iter().chain(&b).collect();
+    both.sort_by(|x, y| ts(x).total_cmp(&ts(y)));
+    let write = |lines: &[&String], name: &str| {
+        let p = std::env::temp_dir().join(format!("lbwatch-{name}-{}.jsonl", std::process::id()));
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (pa, pb, pboth) = (
+        write(&a.iter().collect::<Vec<_>>(), "a"),
+        write(&b.iter().collect::<Vec<_>>(), "b"),
+        write(&both, "both"),
+    );
+    let (ea, eb, eboth) = (replay(&pa), replay(&pb), replay(&pboth));
+    for p in [pa, pb, pboth] {
+        std::fs::remove_file(p).unwrap();
+    }
+    assert!(!ea.is_empty() && !eb.is_empty());
+    let only = |target: &str| -> Vec<AlertEvent> {
+        eboth
+            .iter()
+            .filter(|e| e.target == target)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(only(&ea[0].target), ea);
+    assert_eq!(only(&eb[0].target), eb);
+}

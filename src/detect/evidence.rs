@@ -107,7 +107,7 @@ impl ErrorTrack {
         // Per-server tests pay for their number: a higher evidence bar and a
         // Bonferroni-divided significance level.
         let threshold = ec.evidence + m.ln();
-        let p_large = (p1 * 5.0).max(LARGE_SPIKE).min(0.99).max(p1);
+        let p_large = (p1 * 5.0).clamp(LARGE_SPIKE, 0.99).max(p1);
         self.cusum
             .step(binomial_llr(errors, requests, p0, p1), threshold);
         self.cusum_large
