@@ -72,6 +72,9 @@ pub struct DetectConfig {
     /// fires (TrafficSkew). ErrorSpike and TrafficDrop accumulate their own
     /// evidence over at least two intervals and fire as soon as it suffices.
     pub fire_after_samples: u32,
+    /// ... and across at least this long, so a two-second hiccup at 1 s
+    /// scrapes is not a fault (at 5 s and more, two samples span it anyway).
+    pub fire_after: Secs,
     /// A firing alert resolves once its condition has been clear this long
     /// (and for at least two samples): one fault, one firing, one resolve.
     pub resolve_after: Secs,
@@ -123,7 +126,7 @@ pub struct SkewConfig {
 pub struct ErrorConfig {
     /// The 5xx ratio must reach this multiple of its baseline ...
     pub ratio_multiple: f64,
-    /// ... and exceed it by at least this much (absolute, 0.002 = 0.2 points).
+    /// ... and exceed it by at least this much (absolute, 0.005 = 0.5 points).
     pub min_increase: f64,
     /// Baseline 5xx ratio assumed at least this (a server that never failed
     /// still fails sometimes).
@@ -157,6 +160,7 @@ impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
             fire_after_samples: 2,
+            fire_after: Secs(5.0),
             resolve_after: Secs(60.0),
             baseline_window: Secs(600.0),
             baseline_warmup: Secs(120.0),
@@ -188,7 +192,7 @@ impl Default for ErrorConfig {
     fn default() -> Self {
         ErrorConfig {
             ratio_multiple: 4.0,
-            min_increase: 0.002,
+            min_increase: 0.005,
             baseline_floor: 1e-4,
             unarmed_floor: 0.01,
             evidence: 12.0,
@@ -243,6 +247,12 @@ impl DetectConfig {
             "scrape_failures",
             self.scrape_failures.to_string(),
             "at least 1",
+        );
+        check(
+            self.fire_after.0.is_finite() && self.fire_after.0 >= 0.0,
+            "fire_after",
+            self.fire_after.to_string(),
+            "a duration of zero or more",
         );
         for (key, v) in [
             ("resolve_after", self.resolve_after),

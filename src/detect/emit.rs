@@ -28,10 +28,19 @@ pub struct Context<'a> {
 const CAUSE_WINDOW_S: f64 = 300.0;
 
 impl Context<'_> {
-    /// Persistence of a statistical alert that fires after `fire_after` hits.
+    /// Persistence of a statistical alert that fires after `fire_after`
+    /// consecutive hits. With one hit, the check's own evidence spans the
+    /// minimum duration; with several, they must span it, counting the
+    /// interval of the first.
     pub fn statistical(&self, fire_after: u32) -> Persistence {
+        let fire_after_s = if fire_after <= 1 {
+            0.0
+        } else {
+            (self.cfg.fire_after.0 - self.dt.unwrap_or(0.0)).max(0.0)
+        };
         Persistence {
             fire_after,
+            fire_after_s,
             resolve_after_s: self.cfg.resolve_after.0,
             resolve_after_samples: 2,
         }

@@ -63,6 +63,9 @@ pub struct ErrorTrack {
     baseline: Decayed,
     baseline_age: f64,
     recent: Decayed,
+    /// The interval with the most errors in the recent window, decayed with
+    /// it: left out of the window's ratio like the segment's worst.
+    recent_worst: Decayed,
     /// Evidence for a ratio at the effect threshold, and for a large spike:
     /// the first accumulates slow onsets, the second lets a storm of 5xx at a
     /// few requests per second prove itself within a few intervals.
@@ -73,11 +76,25 @@ pub struct ErrorTrack {
     /// interval's blip cannot carry a finding).
     segment: Decayed,
     segment_len: u32,
+    segment_secs: f64,
     segment_worst: Decayed,
+    /// Seconds the baseline has been frozen for accumulating evidence.
+    frozen_for: f64,
     pub life: Lifecycle,
 }
 
 impl ErrorTrack {
+    /// Drops accumulated evidence (while a wider alert covers this one, so
+    /// its evidence cannot outlive the fault and fire afterwards).
+    pub fn forget_evidence(&mut self) {
+        self.cusum = Cusum::default();
+        self.cusum_large = Cusum::default();
+        self.segment = Decayed::default();
+        self.segment_worst = Decayed::default();
+        self.segment_len = 0;
+        self.segment_secs = 0.0;
+    }
+
     /// One interval: `requests` sent, `errors` of them 5xx, over `dt`
     /// seconds. `tests` is how many such tests run side by side (servers of
     /// the pool), for the multiple-testing correction.
@@ -101,7 +118,12 @@ impl ErrorTrack {
         } else {
             ec.unarmed_floor
         };
-        let p0 = self.baseline.ratio().unwrap_or(0.0).max(floor).min(0.5);
+        // With e errors in n requests, a ratio of (e + 1) / (n + 1) cannot be
+        // ruled out: a quiet pool's baseline claims no more certainty than
+        // its few requests give, a busy pool's is its plain ratio.
+        let p0 = ((self.baseline.events + 1.0) / (self.baseline.exposure + 1.0))
+            .max(floor)
+            .min(0.5);
         let p1 = (p0 * ec.ratio_multiple).max(p0 + ec.min_increase).min(0.99);
         let m = tests.max(1) as f64;
         // Per-server tests pay for their number: a higher evidence bar and a
@@ -116,15 +138,29 @@ impl ErrorTrack {
         // The recent window spans a few intervals (at least 30 s) so the
         // effect is measured on what is happening now.
         let recent_tau = (3.0 * dt).max(30.0);
-        self.recent.add(errors, requests, decay(dt, recent_tau));
+        let w = decay(dt, recent_tau);
+        self.recent.add(errors, requests, w);
+        self.recent_worst.add(0.0, 0.0, w);
+        if errors >= self.recent_worst.events {
+            self.recent_worst = Decayed {
+                events: errors,
+                exposure: requests,
+            };
+        }
+        let recent_trimmed = Decayed {
+            events: self.recent.events - self.recent_worst.events,
+            exposure: self.recent.exposure - self.recent_worst.exposure,
+        };
 
         if evidence <= 0.0 {
             self.segment = Decayed::default();
             self.segment_worst = Decayed::default();
             self.segment_len = 0;
+            self.segment_secs = 0.0;
         } else {
             self.segment.add(errors, requests, 1.0);
             self.segment_len += 1;
+            self.segment_secs += dt;
             if errors > self.segment_worst.events {
                 self.segment_worst = Decayed {
                     events: errors,
@@ -139,14 +175,17 @@ impl ErrorTrack {
 
         let verdict;
         let mut finding = None;
+        // Untrimmed: what the last intervals look like, blip included; it
+        // decides whether to hold the state and pause the baseline, never
+        // whether to fire.
         let recent_ratio = self.recent.ratio().unwrap_or(0.0);
-        if evidence >= threshold {
+        if evidence >= threshold && self.segment_secs >= cfg.fire_after.0 {
             // The effect, and its significance, on what is happening now:
             // the segment of accumulating evidence (without its worst
             // interval), or the recent window for slower onsets.
             let windows = [
                 (self.segment_len >= 2).then_some(trimmed),
-                Some(self.recent),
+                Some(recent_trimmed),
             ];
             for w in windows.into_iter().flatten() {
                 let Some(ratio) = w.ratio().filter(|&r| r >= p1) else {
@@ -172,12 +211,20 @@ impl ErrorTrack {
         } else {
             verdict = Verdict::Clear;
         }
-        // The baseline learns only while nothing is raised, so it never
-        // learns the fault (unless the fault outlasts the freeze limit).
-        if !self.life.active() || frozen_too_long {
+        // The baseline learns only while nothing is raised and no evidence
+        // is building up, so it never learns the fault (unless the fault
+        // outlasts the freeze limit).
+        let building = evidence >= threshold / 2.0 && recent_ratio >= p1;
+        if (!self.life.active() && !building)
+            || frozen_too_long
+            || self.frozen_for > cfg.baseline_max_freeze.0
+        {
             self.baseline
                 .add(errors, requests, decay(dt, cfg.baseline_window.0));
             self.baseline_age += dt;
+            self.frozen_for = 0.0;
+        } else {
+            self.frozen_for += dt;
         }
         (verdict, finding)
     }
@@ -198,10 +245,20 @@ pub struct RateTrack {
     cusum: Cusum,
     /// Requests and expected requests since the evidence last was zero.
     segment: Decayed,
+    segment_secs: f64,
+    /// Seconds the baseline has been frozen for accumulating evidence.
+    frozen_for: f64,
     pub life: Lifecycle,
 }
 
 impl RateTrack {
+    /// Drops accumulated evidence (see `ErrorTrack::forget_evidence`).
+    pub fn forget_evidence(&mut self) {
+        self.cusum = Cusum::default();
+        self.segment = Decayed::default();
+        self.segment_secs = 0.0;
+    }
+
     /// One interval: `requests` over `dt` seconds. `dt` is `None` when the
     /// interval's length is unknown (the first sample after a counter reset
     /// covers only the time since the reload).
@@ -220,17 +277,21 @@ impl RateTrack {
         let base_rate = self.baseline.ratio().unwrap_or(0.0);
         let mut verdict = Verdict::Hold;
         let mut finding = None;
+        let mut now_low = false;
         if armed && base_rate > 0.0 {
             let expected = base_rate * dt;
             self.cusum
                 .step(poisson_llr(requests, expected, dc.ratio), dc.evidence);
             if self.cusum.sum <= 0.0 {
                 self.segment = Decayed::default();
+                self.segment_secs = 0.0;
             } else {
                 self.segment.add(requests, expected, 1.0);
+                self.segment_secs += dt;
             }
-            let now_low = requests <= dc.ratio * expected;
+            now_low = requests <= dc.ratio * expected;
             if self.cusum.sum >= dc.evidence
+                && self.segment_secs >= cfg.fire_after.0
                 && now_low
                 && self.segment.events <= dc.ratio * self.segment.exposure
                 && poisson_at_most(self.segment.events, 0.5 * self.segment.exposure)
@@ -245,10 +306,24 @@ impl RateTrack {
                 verdict = Verdict::Clear;
             }
         }
-        if !self.life.active() || frozen_too_long {
+        let building = self.cusum.sum >= dc.evidence / 2.0 && now_low;
+        if (!self.life.active() && !building)
+            || frozen_too_long
+            || self.frozen_for > cfg.baseline_max_freeze.0
+        {
+            // Winsorized: a burst counts as at most 1.5 times the baseline,
+            // so the quieter traffic after it does not look like a drop.
+            let learn = if armed && base_rate > 0.0 {
+                requests.min(1.5 * base_rate * dt)
+            } else {
+                requests
+            };
             self.baseline
-                .add(requests, dt, decay(dt, dc.baseline_window.0));
+                .add(learn, dt, decay(dt, dc.baseline_window.0));
             self.baseline_age += dt;
+            self.frozen_for = 0.0;
+        } else {
+            self.frozen_for += dt;
         }
         (verdict, finding)
     }

@@ -29,6 +29,8 @@ pub enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Persistence {
     pub fire_after: u32,
+    /// ... and held across at least this many seconds.
+    pub fire_after_s: f64,
     pub resolve_after_s: f64,
     pub resolve_after_samples: u32,
 }
@@ -80,7 +82,8 @@ impl Lifecycle {
                     self.streak = 0;
                 }
                 self.streak += 1;
-                if self.streak >= p.fire_after {
+                let held = self.since.map_or(0.0, |s| ts.secs_since(s));
+                if self.streak >= p.fire_after && held >= p.fire_after_s {
                     self.phase = Phase::Firing;
                     self.clear_streak = 0;
                     self.clear_since = None;
@@ -126,6 +129,7 @@ mod tests {
 
     const P: Persistence = Persistence {
         fire_after: 2,
+        fire_after_s: 0.0,
         resolve_after_s: 10.0,
         resolve_after_samples: 2,
     };
@@ -150,6 +154,19 @@ mod tests {
         assert_eq!(check(&[Fire, Fire]), vec![(1, Transition::Fired)]);
         // Hold neither advances nor breaks a streak.
         assert_eq!(check(&[Fire, Hold, Fire]), vec![(2, Transition::Fired)]);
+    }
+
+    #[test]
+    fn fires_only_once_the_condition_held_long_enough() {
+        let p = Persistence {
+            fire_after_s: 3.0,
+            ..P
+        };
+        let mut l = Lifecycle::default();
+        let fired: Vec<_> = (0..5)
+            .map(|i| l.step(Fire, Timestamp::from_micros(i * 1_000_000), &p))
+            .collect();
+        assert_eq!(fired, [None, None, None, Some(Transition::Fired), None]);
     }
 
     #[test]

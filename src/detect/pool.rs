@@ -30,7 +30,9 @@ pub struct ServerState {
     /// Joined, or changed up/weight/backup, in the latest scrape.
     pub joined: bool,
     pub changed: bool,
-    /// Requests in the smoothed window since the pool last changed.
+    /// Requests in the short and the smoothed window since the pool last
+    /// changed.
+    pub short_req: f64,
     pub win_req: f64,
     /// Decayed requests over the baseline window: the pool's usual shares.
     pub base_req: f64,
@@ -54,6 +56,7 @@ impl ServerState {
             has_delta: false,
             joined: false,
             changed: false,
+            short_req: 0.0,
             win_req: 0.0,
             base_req: 0.0,
             errors: ErrorTrack::default(),
@@ -177,6 +180,7 @@ impl PoolState {
         if ctx.target_drop_active && !self.rate.life.active() {
             // The target-level TrafficDrop already says it for every pool.
             verdict = Verdict::Hold;
+            self.rate.forget_evidence();
         }
         let t = self.rate.life.step(verdict, ctx.ts, &ctx.statistical(1));
         let since = self.rate.life.since();
@@ -209,6 +213,7 @@ impl PoolState {
         let down = self.servers.iter().filter(|s| s.listed && !s.up).count();
         let immediate = Persistence {
             fire_after: 1,
+            fire_after_s: 0.0,
             resolve_after_s: 0.0,
             resolve_after_samples: 1,
         };
@@ -262,6 +267,7 @@ impl PoolState {
         };
         let hold = Persistence {
             fire_after: 1,
+            fire_after_s: 0.0,
             resolve_after_s: ctx.cfg.membership_hold.0,
             resolve_after_samples: 1,
         };
@@ -366,6 +372,9 @@ impl PoolState {
                 cfg,
                 basis,
             );
+            if finding.is_none() && self.win_age > 0.0 {
+                finding = share_test(self, &expected, Window::Short, cfg.hot_ratio, cfg, basis);
+            }
             if finding.is_none() && self.win_age > 0.0 {
                 let hot = if self.win_age >= cfg.window.0 {
                     cfg.hot_ratio_sustained
@@ -495,6 +504,7 @@ impl PoolState {
                 if pool_active && !s.errors.life.active() {
                     // The pool-level alert already covers it.
                     verdict = Verdict::Hold;
+                    s.errors.forget_evidence();
                 }
                 let t = s.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
                 let since = s.errors.life.since();
@@ -543,12 +553,15 @@ impl PoolState {
         };
         let regime_changed = self.regime_changed();
         let w = decay(dt, ctx.cfg.skew.window.0);
+        let ws = decay(dt, (2.5 * dt).max(5.0));
         for s in &mut self.servers {
-            s.win_req = if regime_changed || !s.has_delta {
-                0.0
+            if regime_changed || !s.has_delta {
+                s.short_req = 0.0;
+                s.win_req = 0.0;
             } else {
-                s.win_req * w + s.d_req
-            };
+                s.short_req = s.short_req * ws + s.d_req;
+                s.win_req = s.win_req * w + s.d_req;
+            }
         }
         self.win_age = if regime_changed {
             0.0

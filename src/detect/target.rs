@@ -76,7 +76,10 @@ impl TargetState {
         }
         self.fail_streak += 1;
         let first = *self.first_failure.get_or_insert(ts);
-        let verdict = if self.fail_streak >= cfg.scrape_failures {
+        // Several failures in a row, spanning a few seconds: a restarting LB
+        // at 1 s scrapes is not an outage.
+        let blind_for = self.last_ok.map_or(f64::INFINITY, |ok| ts.secs_since(ok));
+        let verdict = if self.fail_streak >= cfg.scrape_failures && blind_for >= cfg.fire_after.0 {
             Verdict::Fire
         } else {
             Verdict::Hold
@@ -139,8 +142,10 @@ impl TargetState {
             }
             .frozen_too_long(&self.rate.life);
             let (verdict, finding) = self.rate.observe(total, rate_dt, cfg, frozen);
+            // The evidence itself spans `fire_after` (see evidence.rs).
             let p = Persistence {
                 fire_after: 1,
+                fire_after_s: 0.0,
                 resolve_after_s: cfg.resolve_after.0,
                 resolve_after_samples: 2,
             };
@@ -293,6 +298,7 @@ impl TargetState {
 fn immediate() -> Persistence {
     Persistence {
         fire_after: 1,
+        fire_after_s: 0.0,
         resolve_after_s: 0.0,
         resolve_after_samples: 1,
     }

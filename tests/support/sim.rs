@@ -108,8 +108,18 @@ pub struct Sim {
     pub failing: u32,
     /// Relative per-interval noise on top of Poisson (overdispersion).
     pub noise: f64,
+    /// Multiplies every pool's rate: the daily cycle (kept apart from
+    /// `target_rate`, which faults use).
+    pub diurnal: f64,
+    /// Relative per-interval noise of the 5xx ratio.
+    pub error_noise: f64,
     pub rng: Rng,
     pub now: f64,
+    /// Scripted changes land half-way between two scrapes (as faults do in
+    /// recorded scenarios) instead of at their exact time.
+    pub snap_to_mid: bool,
+    /// (scheduled, actual) time of every change applied.
+    pub applied: Vec<(f64, f64)>,
     script: Vec<(f64, Step)>,
 }
 
@@ -124,8 +134,12 @@ impl Sim {
             target_rate: 1.0,
             failing: 0,
             noise: 0.05,
+            diurnal: 1.0,
+            error_noise: 0.0,
             rng: Rng::new(seed),
             now: 0.0,
+            snap_to_mid: false,
+            applied: Vec::new(),
             script: Vec::new(),
         }
     }
@@ -157,6 +171,14 @@ impl Sim {
             requests: 1_000 + self.rng.next_u64() % 1_000_000,
             errors: self.rng.next_u64() % 1_000,
         }
+    }
+
+    /// When the change scheduled at `t` actually happened.
+    pub fn applied_at(&self, t: f64) -> f64 {
+        self.applied
+            .iter()
+            .find(|(s, _)| *s == t)
+            .map_or(t, |(_, a)| *a)
     }
 
     /// Runs `step` on the simulated state at `at` seconds.
@@ -200,8 +222,9 @@ impl Sim {
 
     /// Adds `secs` seconds of traffic under the current state.
     fn traffic(&mut self, secs: f64) {
-        let target_rate = self.target_rate;
+        let target_rate = self.target_rate * self.diurnal;
         let noise = self.noise;
+        let error_noise = self.error_noise;
         for pool in &mut self.pools {
             let primaries_up = pool
                 .servers
@@ -223,7 +246,8 @@ impl Sim {
                 let wshare = s.weight * s.share * s.bias / total_w;
                 let wobble = (1.0 + noise * self.rng.normal()).max(0.0);
                 let n = self.rng.poisson(mean_total * wshare * wobble);
-                let e = self.rng.binomial(n, s.error_ratio.clamp(0.0, 1.0));
+                let ratio = s.error_ratio * (1.0 + error_noise * self.rng.normal()).max(0.0);
+                let e = self.rng.binomial(n, ratio.clamp(0.0, 1.0));
                 s.requests += n;
                 s.errors += e;
             }
@@ -236,13 +260,20 @@ impl Sim {
     pub fn next_sample(&mut self) -> Sample<'static> {
         let jitter = 1.0 + 0.05 * (2.0 * self.rng.uniform() - 1.0);
         let end = self.now + self.interval * jitter;
+        let mid = (self.now + end) / 2.0;
         while let Some(t) = self.script.first().map(|(t, _)| *t).filter(|&t| t <= end) {
-            if t > self.now {
-                self.traffic(t - self.now);
-                self.now = t;
+            let at = if self.snap_to_mid {
+                mid.max(self.now)
+            } else {
+                t
+            };
+            if at > self.now {
+                self.traffic(at - self.now);
+                self.now = at;
             }
             let (_, step) = self.script.remove(0);
             step(self);
+            self.applied.push((t, at));
         }
         self.traffic(end - self.now);
         self.now = end;
@@ -333,4 +364,60 @@ impl Run {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The benign life of a production load balancer, scheduled over `secs`
+/// seconds: a daily cycle squeezed into about an hour, bursts, servers
+/// running hot for a few minutes, 5xx blips, reloads and single failed
+/// scrapes, with overdispersed 5xx ratios. Events avoid `[quiet_from,
+/// quiet_to)` (the fault under test) where they would mask it.
+pub fn background(mut sim: Sim, seed: u64, secs: f64, quiet: (f64, f64)) -> Sim {
+    let mut rng = Rng::new(seed.wrapping_mul(7919));
+    sim.noise = 0.04 + 0.08 * rng.uniform();
+    sim.error_noise = 0.3;
+    let amplitude = 0.3 + 0.4 * rng.uniform();
+    let period = 3000.0 + 1200.0 * rng.uniform();
+    let phase = rng.uniform() * std::f64::consts::TAU;
+    let mut t = 0.0;
+    while t < secs {
+        let level = 1.0 + amplitude * (std::f64::consts::TAU * t / period + phase).sin();
+        sim = sim.at(t, move |s| s.diurnal = level);
+        t += 30.0;
+    }
+    let outside = |t: f64, len: f64| t + len < quiet.0 - 60.0 || t > quiet.1 + 60.0;
+    let pools: Vec<(String, usize)> = sim
+        .pools
+        .iter()
+        .map(|p| (p.name.clone(), p.servers.len()))
+        .collect();
+    let mut t = 300.0 + 300.0 * rng.uniform();
+    while t < secs - 120.0 {
+        let (pool, k) = pools[(rng.next_u64() % pools.len() as u64) as usize].clone();
+        let server = (rng.next_u64() % k as u64) as usize;
+        match rng.next_u64() % 5 {
+            0 if outside(t, 120.0) => {
+                let (x, len) = (2.0 + 2.0 * rng.uniform(), 30.0 + 90.0 * rng.uniform());
+                let p = pool.clone();
+                sim = sim
+                    .at(t, move |s| s.p(&p).rate *= x)
+                    .at(t + len, move |s| s.p(&pool).rate /= x);
+            }
+            1 if outside(t, 300.0) => {
+                let (x, len) = (1.25 + 0.15 * rng.uniform(), 60.0 + 240.0 * rng.uniform());
+                let p = pool.clone();
+                sim = sim
+                    .at(t, move |s| s.p(&p).servers[server].share *= x)
+                    .at(t + len, move |s| s.p(&pool).servers[server].share /= x);
+            }
+            2 => {
+                let n = 1 + rng.next_u64() % 10;
+                sim = sim.at(t, move |s| s.blip(&pool, server, n));
+            }
+            3 if outside(t, 30.0) => sim = sim.at(t, |s| s.reload()),
+            _ if outside(t, 30.0) => sim = sim.at(t, |s| s.failing = 1),
+            _ => {}
+        }
+        t += 240.0 + 480.0 * rng.uniform();
+    }
+    sim
 }

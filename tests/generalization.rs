@@ -1,0 +1,425 @@
+//! Unseen parameters: every fault kind, many times, with pool sizes, traffic
+//! volumes, scrape intervals, magnitudes and timings drawn at random (seeded),
+//! on top of a realistic background (daily cycle, bursts, hot servers, 5xx
+//! blips, reloads, failed scrapes). The detector must find every fault within
+//! its delay and page nobody outside the faults. Thresholds fitted to the
+//! recorded scenarios fail here.
+
+mod support;
+
+use lbwatch::model::{AlertName, AlertState, Severity};
+use support::sim::{background, detect, Rng, Sim, START};
+
+/// Cases per kind; `LBWATCH_SWEEP_CASES` raises it for a longer search.
+fn cases() -> u64 {
+    std::env::var("LBWATCH_SWEEP_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
+
+struct Case {
+    sim: Sim,
+    interval: f64,
+    start: f64,
+    end: f64,
+    /// Each expected alert (any of the names) with its pool and max delay.
+    expect: Vec<(Vec<AlertName>, Option<String>, f64, f64)>,
+    what: String,
+}
+
+fn log_uniform(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
+    (lo.ln() + (hi.ln() - lo.ln()) * rng.uniform()).exp()
+}
+
+fn pick<T: Copy>(rng: &mut Rng, xs: &[T]) -> T {
+    xs[(rng.next_u64() % xs.len() as u64) as usize]
+}
+
+fn range(rng: &mut Rng, lo: usize, hi: usize) -> usize {
+    lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize
+}
+
+/// A target with the pool under test ("app") and a neighbour.
+fn target(rng: &mut Rng, interval: f64, k: usize, rate: f64) -> Sim {
+    let mut sim = Sim::new(rng.next_u64(), interval)
+        .pool("app", k, rate)
+        .pool("other", range(rng, 2, 8), log_uniform(rng, 0.5, 3000.0));
+    let e = log_uniform(rng, 1e-4, 5e-3);
+    for s in &mut sim.p("app").servers {
+        s.error_ratio = e;
+    }
+    sim
+}
+
+fn fast(interval: f64) -> f64 {
+    (3.0 * interval).max(15.0)
+}
+
+fn case(kind: &str, seed: u64) -> Case {
+    let mut rng = Rng::new(seed * 1000 + kind.len() as u64);
+    let interval = pick(&mut rng, &[1.0, 5.0, 10.0, 15.0]);
+    let start = 900.0 + 600.0 * rng.uniform();
+    let end = start + 300.0 + 900.0 * rng.uniform();
+    let app = Some("app".to_string());
+    let skew = vec![AlertName::TrafficSkew];
+    let (sim, expect, what) = match kind {
+        "vanish" => {
+            let (k, rate) = (range(&mut rng, 3, 12), log_uniform(&mut rng, 30.0, 8000.0));
+            let err = 0.05 + 0.25 * rng.uniform();
+            let sim = target(&mut rng, interval, k, rate)
+                .at(start, |s| {
+                    s.reload();
+                    for srv in s.p("app").servers.iter_mut().skip(1) {
+                        srv.listed = false;
+                    }
+                })
+                .at(start + 60.0, move |s| {
+                    s.p("app").servers[0].error_ratio = err
+                })
+                .at(end, |s| {
+                    s.reload();
+                    for srv in &mut s.p("app").servers {
+                        srv.listed = true;
+                        srv.error_ratio = 0.001;
+                    }
+                });
+            let expect = vec![
+                (skew, app.clone(), start, fast(interval)),
+                (
+                    vec![AlertName::ErrorSpike],
+                    app,
+                    start + 60.0,
+                    fast(interval),
+                ),
+            ];
+            (sim, expect, format!("k={k} rate={rate:.0} err={err:.2}"))
+        }
+        "down" => {
+            let (k, rate) = (range(&mut rng, 3, 12), log_uniform(&mut rng, 30.0, 8000.0));
+            let sim = target(&mut rng, interval, k, rate)
+                .at(start, |s| {
+                    for srv in s.p("app").servers.iter_mut().skip(1) {
+                        srv.up = false;
+                    }
+                })
+                .at(end, |s| {
+                    for srv in &mut s.p("app").servers {
+                        srv.up = true;
+                    }
+                });
+            let names = vec![
+                AlertName::ServerDown,
+                AlertName::TrafficSkew,
+                AlertName::PoolUnavailable,
+            ];
+            (
+                sim,
+                vec![(names, app, start, fast(interval))],
+                format!("k={k} rate={rate:.0}"),
+            )
+        }
+        "hash" => {
+            let (k, rate) = (range(&mut rng, 3, 20), log_uniform(&mut rng, 30.0, 10000.0));
+            let sim = target(&mut rng, interval, k, rate)
+                .at(start, move |s| {
+                    s.p("app").servers[1].share = 70.0 * k as f64
+                })
+                .at(end, |s| s.p("app").servers[1].share = 1.0);
+            (
+                sim,
+                vec![(skew, app, start, fast(interval))],
+                format!("k={k} rate={rate:.0}"),
+            )
+        }
+        "uneven_first" => {
+            let (k, rate) = (range(&mut rng, 4, 10), log_uniform(&mut rng, 30.0, 5000.0));
+            let top = 0.6 + 0.2 * rng.uniform();
+            let sim = target(&mut rng, interval, k, rate)
+                .at(start, move |s| {
+                    s.reload();
+                    s.p("app").servers[0].share = top / (1.0 - top) * (k as f64 - 1.0);
+                })
+                .at(end, |s| {
+                    s.reload();
+                    s.p("app").servers[0].share = 1.0;
+                });
+            (
+                sim,
+                vec![(skew, app, start, fast(interval))],
+                format!("k={k} rate={rate:.0} top={top:.2}"),
+            )
+        }
+        "starved" => {
+            let (k, rate) = (
+                range(&mut rng, 10, 20),
+                log_uniform(&mut rng, 300.0, 8000.0),
+            );
+            let sim = target(&mut rng, interval, k, rate)
+                .at(start, |s| s.p("app").servers[2].share = 0.01)
+                .at(end, |s| s.p("app").servers[2].share = 1.0);
+            (
+                sim,
+                vec![(skew, app, start, fast(interval))],
+                format!("k={k} rate={rate:.0}"),
+            )
+        }
+        "weight_typo" => {
+            let (k, rate) = (range(&mut rng, 3, 10), log_uniform(&mut rng, 30.0, 5000.0));
+            let sim = target(&mut rng, interval, k, rate)
+                .at(start, |s| {
+                    s.reload();
+                    s.p("app").servers[1].weight = 100.0;
+                })
+                .at(end, |s| {
+                    s.reload();
+                    s.p("app").servers[1].weight = 1.0;
+                });
+            (
+                sim,
+                vec![(skew, app, start, fast(interval))],
+                format!("k={k} rate={rate:.0}"),
+            )
+        }
+        "blocked" => {
+            let (k, rate) = (range(&mut rng, 2, 10), log_uniform(&mut rng, 30.0, 8000.0));
+            let sim = target(&mut rng, interval, k, rate)
+                .at(start, |s| s.target_rate = 0.002)
+                .at(end, |s| s.target_rate = 1.0);
+            let expect = vec![(vec![AlertName::TrafficDrop], None, start, fast(interval))];
+            (sim, expect, format!("k={k} rate={rate:.0}"))
+        }
+        "unreachable" => {
+            let (k, rate) = (range(&mut rng, 2, 10), log_uniform(&mut rng, 1.0, 8000.0));
+            let n = ((end - start) / interval) as u32;
+            let sim = target(&mut rng, interval, k, rate).at(start, move |s| s.failing = n);
+            let expect = vec![(vec![AlertName::ScrapeFailed], None, start, fast(interval))];
+            (sim, expect, format!("k={k} rate={rate:.0}"))
+        }
+        "error_spike_pool" => {
+            let (k, rate) = (range(&mut rng, 2, 12), log_uniform(&mut rng, 50.0, 8000.0));
+            let err = 0.1 + 0.2 * rng.uniform();
+            let sim = target(&mut rng, interval, k, rate)
+                .at(start, move |s| {
+                    for srv in &mut s.p("app").servers {
+                        srv.error_ratio = err;
+                    }
+                })
+                .at(end, |s| {
+                    for srv in &mut s.p("app").servers {
+                        srv.error_ratio = 0.001;
+                    }
+                });
+            let expect = vec![(vec![AlertName::ErrorSpike], app, start, fast(interval))];
+            (sim, expect, format!("k={k} rate={rate:.0} err={err:.2}"))
+        }
+        "error_spike_subtle" => {
+            let (k, rate) = (
+                range(&mut rng, 15, 25),
+                log_uniform(&mut rng, 1000.0, 8000.0),
+            );
+            let err = 0.03 + 0.02 * rng.uniform();
+            let sim = target(&mut rng, interval, k, rate)
+                .at(start, move |s| s.p("app").servers[4].error_ratio = err)
+                .at(end, |s| s.p("app").servers[4].error_ratio = 0.001);
+            let expect = vec![(vec![AlertName::ErrorSpike], app, start, 600.0)];
+            (sim, expect, format!("k={k} rate={rate:.0} err={err:.3}"))
+        }
+        "slow_skew" => {
+            let (k, rate) = (range(&mut rng, 3, 10), log_uniform(&mut rng, 100.0, 5000.0));
+            let ramp = 600.0 + 600.0 * rng.uniform();
+            let mut sim = target(&mut rng, interval, k, rate);
+            let kf = k as f64;
+            let mut t = 0.0;
+            while t <= ramp {
+                let want = (1.0 + 2.0 * t / ramp) / kf;
+                sim = sim.at(start + t, move |s| {
+                    s.p("app").servers[2].share = (kf - 1.0) * want / (1.0 - want);
+                });
+                t += 15.0;
+            }
+            let end_at = end.max(start + ramp + 120.0);
+            sim = sim.at(end_at, |s| s.p("app").servers[2].share = 1.0);
+            let expect = vec![(skew, app, start, 600.0)];
+            (sim, expect, format!("k={k} rate={rate:.0} ramp={ramp:.0}"))
+        }
+        "low_traffic_skew" => {
+            let rate = 1.0 + 2.0 * rng.uniform();
+            let sim = target(&mut rng, interval, 4, rate)
+                .at(start, |s| {
+                    for srv in s.p("app").servers.iter_mut().skip(1) {
+                        srv.share = 0.0;
+                    }
+                })
+                .at(end, |s| {
+                    for srv in &mut s.p("app").servers {
+                        srv.share = 1.0;
+                    }
+                });
+            (
+                sim,
+                vec![(skew, app, start, 600.0)],
+                format!("rate={rate:.1}"),
+            )
+        }
+        _ => unreachable!("unknown kind {kind}"),
+    };
+    let end = end.max(start + 60.0);
+    Case {
+        sim: background(sim, seed, end + 900.0, (start, end + 300.0)),
+        interval,
+        start,
+        end,
+        expect,
+        what: format!("{kind} seed={seed} interval={interval} {what}"),
+    }
+}
+
+/// Returns (misses, false alarms), described.
+fn run(mut c: Case) -> (Vec<String>, Vec<String>) {
+    c.sim.snap_to_mid = true;
+    let samples = c.sim.samples(c.end + 900.0);
+    let run = detect(&samples);
+    // Faults land half-way between scrapes: score against when they did.
+    c.start = c.sim.applied_at(c.start);
+    c.end = c.sim.applied_at(c.end);
+    for e in &mut c.expect {
+        e.2 = c.sim.applied_at(e.2);
+    }
+    let t = |e: &lbwatch::model::AlertEvent| e.ts.micros() as f64 / 1e6 - START as f64;
+    let mut misses = Vec::new();
+    for (names, pool, at, max) in &c.expect {
+        let hit = run.events.iter().any(|e| {
+            e.state == AlertState::Firing
+                && names.contains(&e.alert)
+                && (pool.is_none() || e.pool == *pool)
+                && (*at..=at + max).contains(&t(e))
+        });
+        if !hit {
+            misses.push(format!(
+                "{}: no {names:?} within {max:.0} s of {at:.0}\n{}",
+                c.what,
+                run.describe()
+            ));
+        }
+    }
+    let false_alarms = run
+        .events
+        .iter()
+        .filter(|e| e.state == AlertState::Firing && e.severity != Severity::Info)
+        .filter(|e| !(c.start..=c.end + 300.0).contains(&t(e)))
+        .map(|e| {
+            format!(
+                "{} (interval {}): false alarm at {:.0}: {}",
+                c.what,
+                c.interval,
+                t(e),
+                serde_json::to_string(e).unwrap()
+            )
+        })
+        .collect();
+    (misses, false_alarms)
+}
+
+fn check(kind: &str) {
+    let mut problems = Vec::new();
+    for seed in 1..=cases() {
+        let (m, f) = run(case(kind, seed));
+        problems.extend(m);
+        problems.extend(f);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+#[test]
+fn vanish_after_reload() {
+    check("vanish");
+}
+#[test]
+fn down_typo_addresses() {
+    check("down");
+}
+#[test]
+fn hash_constant_key() {
+    check("hash");
+}
+#[test]
+fn uneven_first() {
+    check("uneven_first");
+}
+#[test]
+fn starved_server() {
+    check("starved");
+}
+#[test]
+fn weight_typo() {
+    check("weight_typo");
+}
+#[test]
+fn blocked_all() {
+    check("blocked");
+}
+#[test]
+fn lb_unreachable() {
+    check("unreachable");
+}
+#[test]
+fn error_spike_pool() {
+    check("error_spike_pool");
+}
+#[test]
+fn error_spike_subtle() {
+    check("error_spike_subtle");
+}
+#[test]
+fn slow_skew() {
+    check("slow_skew");
+}
+#[test]
+fn low_traffic_skew() {
+    check("low_traffic_skew");
+}
+
+#[test]
+fn healthy_for_hours_at_every_volume() {
+    let mut problems = Vec::new();
+    for seed in 1..=cases() {
+        let mut rng = Rng::new(seed);
+        let interval = pick(&mut rng, &[1.0, 5.0, 10.0, 15.0]);
+        let mut sim = Sim::new(seed, interval)
+            .pool(
+                "edge",
+                range(&mut rng, 20, 40),
+                log_uniform(&mut rng, 5000.0, 20000.0),
+            )
+            .pool(
+                "web",
+                range(&mut rng, 3, 12),
+                log_uniform(&mut rng, 50.0, 3000.0),
+            )
+            .pool("admin", 2, 0.5)
+            .pool(
+                "cron",
+                range(&mut rng, 2, 4),
+                log_uniform(&mut rng, 1.0, 5.0),
+            );
+        for p in &mut sim.pools {
+            let e = log_uniform(&mut rng, 1e-4, 5e-3);
+            for s in &mut p.servers {
+                s.error_ratio = e;
+            }
+        }
+        let secs = if interval < 5.0 { 3600.0 } else { 7200.0 };
+        let c = Case {
+            sim: background(sim, seed, secs, (f64::MAX, f64::MAX)),
+            interval,
+            start: f64::MAX,
+            end: secs - 900.0,
+            expect: vec![],
+            what: format!("healthy seed={seed} interval={interval}"),
+        };
+        let (_, f) = run(c);
+        problems.extend(f);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
