@@ -132,6 +132,26 @@ fn case(kind: &str, seed: u64) -> Case {
                 format!("k={k} rate={rate:.0}"),
             )
         }
+        "hash_on_algo_pool" => {
+            // A pool balanced by source hash: uneven by design, judged
+            // against its own history; then a constant key sends all to one.
+            let (k, rate) = (range(&mut rng, 3, 12), log_uniform(&mut rng, 30.0, 8000.0));
+            let mut sim = target(&mut rng, interval, k, rate);
+            sim.p("app").algo = Some(pick(&mut rng, &["source", "leastconn", "uri"]).to_string());
+            for srv in &mut sim.p("app").servers {
+                srv.share = 0.5 + 1.2 * rng.uniform();
+            }
+            let sim = sim
+                .at(start, move |s| {
+                    s.p("app").servers[0].share = 70.0 * k as f64
+                })
+                .at(end, |s| s.p("app").servers[0].share = 1.0);
+            (
+                sim,
+                vec![(skew, app, start, fast(interval))],
+                format!("k={k} rate={rate:.0}"),
+            )
+        }
         "uneven_first" => {
             let (k, rate) = (range(&mut rng, 4, 10), log_uniform(&mut rng, 30.0, 5000.0));
             let top = 0.6 + 0.2 * rng.uniform();
@@ -303,6 +323,9 @@ fn run(mut c: Case) -> (Vec<String>, Vec<String>) {
             ));
         }
     }
+    if std::env::var("LBWATCH_SWEEP_SHOW").is_ok_and(|v| c.what.starts_with(&v)) {
+        eprintln!("{}\n{}", c.what, run.describe());
+    }
     let false_alarms = run
         .events
         .iter()
@@ -323,7 +346,11 @@ fn run(mut c: Case) -> (Vec<String>, Vec<String>) {
 
 fn check(kind: &str) {
     let mut problems = Vec::new();
-    for seed in 1..=cases() {
+    // `LBWATCH_SWEEP_SEED=N` replays one case (with LBWATCH_SWEEP_SHOW).
+    let only: Option<u64> = std::env::var("LBWATCH_SWEEP_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    for seed in only.map_or(1..=cases(), |s| s..=s) {
         let (m, f) = run(case(kind, seed));
         problems.extend(m);
         problems.extend(f);
@@ -342,6 +369,10 @@ fn down_typo_addresses() {
 #[test]
 fn hash_constant_key() {
     check("hash");
+}
+#[test]
+fn hash_on_a_pool_balanced_by_hash() {
+    check("hash_on_algo_pool");
 }
 #[test]
 fn uneven_first() {
@@ -402,7 +433,18 @@ fn healthy_for_hours_at_every_volume() {
                 "cron",
                 range(&mut rng, 2, 4),
                 log_uniform(&mut rng, 1.0, 5.0),
+            )
+            .pool(
+                "sessions",
+                range(&mut rng, 3, 10),
+                log_uniform(&mut rng, 20.0, 3000.0),
             );
+        // Balanced by hash or least connections: uneven shares are normal.
+        sim.p("sessions").algo =
+            Some(pick(&mut rng, &["source", "leastconn", "hdr(host)"]).to_string());
+        for srv in &mut sim.p("sessions").servers {
+            srv.share = 0.5 + 1.2 * rng.uniform();
+        }
         for p in &mut sim.pools {
             let e = log_uniform(&mut rng, 1e-4, 5e-3);
             for s in &mut p.servers {

@@ -82,3 +82,68 @@ proptest! {
         }
     }
 }
+
+/// Any sequence of samples, however hostile, is answered without a panic:
+/// long gaps, counters jumping up and down, servers churning, weights of
+/// every size, failed scrapes, several targets.
+mod hostile {
+    use std::borrow::Cow;
+
+    use lbwatch::detect::{DetectConfig, Detector};
+    use lbwatch::model::{Sample, SampleBody, ServerStat, Timestamp};
+    use proptest::prelude::*;
+
+    fn row() -> impl Strategy<Value = (u8, u8, u64, u64, bool, f64, bool)> {
+        (
+            0u8..3,
+            0u8..6,
+            prop_oneof![0u64..10, 0u64..1_000_000, Just(u64::MAX)],
+            prop_oneof![0u64..10, 0u64..1_000_000, Just(u64::MAX)],
+            any::<bool>(),
+            prop_oneof![Just(0.0), Just(1.0), 0.0f64..1e6, Just(-1.0)],
+            any::<bool>(),
+        )
+    }
+
+    fn sample() -> impl Strategy<Value = (u8, i64, Option<Vec<(u8, u8, u64, u64, bool, f64, bool)>>)>
+    {
+        (
+            0u8..2,
+            prop_oneof![Just(0i64), 1i64..2_000_000, 1i64..1_000_000_000_000],
+            prop::option::weighted(0.9, prop::collection::vec(row(), 0..12)),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn the_detector_never_panics(samples in prop::collection::vec(sample(), 1..200)) {
+            let mut d = Detector::new(DetectConfig::default());
+            let mut now = 1_700_000_000_000_000i64;
+            for (target, gap, rows) in samples {
+                now = now.saturating_add(gap);
+                let body = match rows {
+                    None => SampleBody::Error("refused".into()),
+                    Some(rows) => SampleBody::Servers(
+                        rows.into_iter()
+                            .map(|(p, s, req, err, up, weight, backup)| ServerStat {
+                                pool: Cow::Owned(format!("p{p}")),
+                                server: Cow::Owned(format!("s{s}")),
+                                requests_total: req,
+                                responses_5xx_total: err,
+                                up,
+                                weight,
+                                backup,
+                                algo: (p == 2).then(|| Cow::Borrowed("leastconn")),
+                            })
+                            .collect(),
+                    ),
+                };
+                let s = Sample { ts: Timestamp::from_micros(now), target: Cow::Owned(format!("t{target}")), body };
+                for e in d.observe(&s) {
+                    prop_assert!(e.value.is_none_or(f64::is_finite));
+                }
+            }
+        }
+    }
+}

@@ -72,8 +72,8 @@ pub struct DetectConfig {
     /// fires (TrafficSkew). ErrorSpike and TrafficDrop accumulate their own
     /// evidence over at least two intervals and fire as soon as it suffices.
     pub fire_after_samples: u32,
-    /// ... and across at least this long, so a two-second hiccup at 1 s
-    /// scrapes is not a fault (at 5 s and more, two samples span it anyway).
+    /// ... and across at least this long, so a one-second hiccup at 1 s
+    /// scrapes is not a fault (at longer intervals two samples span it).
     pub fire_after: Secs,
     /// A firing alert resolves once its condition has been clear this long
     /// (and for at least two samples): one fault, one firing, one resolve.
@@ -160,7 +160,7 @@ impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
             fire_after_samples: 2,
-            fire_after: Secs(5.0),
+            fire_after: Secs(2.0),
             resolve_after: Secs(60.0),
             baseline_window: Secs(600.0),
             baseline_warmup: Secs(120.0),

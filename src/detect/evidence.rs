@@ -31,6 +31,39 @@ impl Decayed {
     }
 }
 
+/// The intervals with the most errors in a window, decayed with it, so a
+/// window's ratio can be measured without them: a blip of a handful of 5xx
+/// lands in one interval, or straddles two when scrapes are a second apart.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Worst {
+    first: Decayed,
+    second: Decayed,
+}
+
+impl Worst {
+    pub fn offer(&mut self, events: f64, exposure: f64, weight_of_past: f64) {
+        self.first.add(0.0, 0.0, weight_of_past);
+        self.second.add(0.0, 0.0, weight_of_past);
+        let new = Decayed { events, exposure };
+        if events >= self.first.events {
+            self.second = self.first;
+            self.first = new;
+        } else if events >= self.second.events {
+            self.second = new;
+        }
+    }
+
+    /// `window` without its `n` (1 or 2) worst intervals.
+    pub fn trim(&self, window: Decayed, n: usize) -> Decayed {
+        let mut out = window;
+        for w in [self.first, self.second].iter().take(n) {
+            out.events -= w.events;
+            out.exposure -= w.exposure;
+        }
+        out
+    }
+}
+
 /// Page's CUSUM with per-step clipping and an upper cap.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Cusum {
@@ -42,6 +75,9 @@ impl Cusum {
         self.sum = (self.sum + llr.min(threshold / 2.0)).clamp(0.0, 2.0 * threshold);
     }
 }
+
+/// Time constant over which the evidence segment fades.
+const SEGMENT_FADE_S: f64 = 300.0;
 
 /// The 5xx ratio of the large-spike alternative (at least).
 const LARGE_SPIKE: f64 = 0.05;
@@ -63,9 +99,7 @@ pub struct ErrorTrack {
     baseline: Decayed,
     baseline_age: f64,
     recent: Decayed,
-    /// The interval with the most errors in the recent window, decayed with
-    /// it: left out of the window's ratio like the segment's worst.
-    recent_worst: Decayed,
+    recent_worst: Worst,
     /// Evidence for a ratio at the effect threshold, and for a large spike:
     /// the first accumulates slow onsets, the second lets a storm of 5xx at a
     /// few requests per second prove itself within a few intervals.
@@ -77,7 +111,7 @@ pub struct ErrorTrack {
     segment: Decayed,
     segment_len: u32,
     segment_secs: f64,
-    segment_worst: Decayed,
+    segment_worst: Worst,
     /// Seconds the baseline has been frozen for accumulating evidence.
     frozen_for: f64,
     pub life: Lifecycle,
@@ -90,7 +124,7 @@ impl ErrorTrack {
         self.cusum = Cusum::default();
         self.cusum_large = Cusum::default();
         self.segment = Decayed::default();
-        self.segment_worst = Decayed::default();
+        self.segment_worst = Worst::default();
         self.segment_len = 0;
         self.segment_secs = 0.0;
     }
@@ -134,44 +168,46 @@ impl ErrorTrack {
             .step(binomial_llr(errors, requests, p0, p1), threshold);
         self.cusum_large
             .step(binomial_llr(errors, requests, p0, p_large), threshold);
-        let evidence = self.cusum.sum.max(self.cusum_large.sum);
-        // The recent window spans a few intervals (at least 30 s) so the
-        // effect is measured on what is happening now.
-        let recent_tau = (3.0 * dt).max(30.0);
+        // The recent window measures the effect on what is happening now:
+        // long enough to hold about 200 requests, at least two intervals
+        // (10 s), at most 5 min.
+        let shortest = (2.0 * dt).max(10.0);
+        let recent_tau = (200.0 * dt / requests.max(1.0)).clamp(shortest, shortest.max(300.0));
         let w = decay(dt, recent_tau);
         self.recent.add(errors, requests, w);
-        self.recent_worst.add(0.0, 0.0, w);
-        if errors >= self.recent_worst.events {
-            self.recent_worst = Decayed {
-                events: errors,
-                exposure: requests,
-            };
-        }
-        let recent_trimmed = Decayed {
-            events: self.recent.events - self.recent_worst.events,
-            exposure: self.recent.exposure - self.recent_worst.exposure,
-        };
+        self.recent_worst.offer(errors, requests, w);
+        // Left out of the ratios a finding rests on: the worst interval, or
+        // the worst two at scrapes under two seconds apart.
+        let trim = if dt < 2.0 { 2 } else { 1 };
+        let recent_trimmed = self.recent_worst.trim(self.recent, trim);
 
+        // Back near the baseline: whatever evidence remains is about a past
+        // that is over (it can hover above zero long after a fault, when the
+        // ratio settles between the baseline and the alternative).
+        if self
+            .recent
+            .ratio()
+            .is_some_and(|r| r < p0 + (p1 - p0) / 4.0)
+        {
+            self.cusum = Cusum::default();
+            self.cusum_large = Cusum::default();
+        }
+        let evidence = self.cusum.sum.max(self.cusum_large.sum);
         if evidence <= 0.0 {
             self.segment = Decayed::default();
-            self.segment_worst = Decayed::default();
+            self.segment_worst = Worst::default();
             self.segment_len = 0;
             self.segment_secs = 0.0;
         } else {
-            self.segment.add(errors, requests, 1.0);
+            // The segment fades (5 min) so that evidence which hovers above
+            // zero long after a fault cannot keep the fault in it.
+            let fade = decay(dt, SEGMENT_FADE_S);
+            self.segment.add(errors, requests, fade);
+            self.segment_worst.offer(errors, requests, fade);
             self.segment_len += 1;
             self.segment_secs += dt;
-            if errors > self.segment_worst.events {
-                self.segment_worst = Decayed {
-                    events: errors,
-                    exposure: requests,
-                };
-            }
         }
-        let trimmed = Decayed {
-            events: self.segment.events - self.segment_worst.events,
-            exposure: self.segment.exposure - self.segment_worst.exposure,
-        };
+        let trimmed = self.segment_worst.trim(self.segment, trim);
 
         let verdict;
         let mut finding = None;
@@ -179,12 +215,15 @@ impl ErrorTrack {
         // decides whether to hold the state and pause the baseline, never
         // whether to fire.
         let recent_ratio = self.recent.ratio().unwrap_or(0.0);
-        if evidence >= threshold && self.segment_secs >= cfg.fire_after.0 {
+        // A finding describes now: the recent window, without its worst
+        // interval, must show at least half the effect.
+        let visible_now = recent_trimmed.ratio().is_some_and(|r| r >= p1 / 2.0);
+        if evidence >= threshold && self.segment_secs >= cfg.fire_after.0 && visible_now {
             // The effect, and its significance, on what is happening now:
             // the segment of accumulating evidence (without its worst
             // interval), or the recent window for slower onsets.
             let windows = [
-                (self.segment_len >= 2).then_some(trimmed),
+                (self.segment_len as usize > trim).then_some(trimmed),
                 Some(recent_trimmed),
             ];
             for w in windows.into_iter().flatten() {

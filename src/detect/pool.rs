@@ -3,7 +3,7 @@
 //! drop).
 
 use super::emit::{Context, Emit};
-use super::evidence::{ErrorFinding, ErrorTrack, RateTrack};
+use super::evidence::{Decayed, ErrorFinding, ErrorTrack, RateTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::skew::{concentration_test, follows_weights, share_test, SkewFinding, SkewKind, Window};
 use super::stats::decay;
@@ -34,8 +34,14 @@ pub struct ServerState {
     /// changed.
     pub short_req: f64,
     pub win_req: f64,
-    /// Decayed requests over the baseline window: the pool's usual shares.
+    /// Decayed requests over the baseline window: the pool's usual shares,
+    /// departed servers included (for the concentration test).
     pub base_req: f64,
+    /// The server's own share while in rotation: its requests over the
+    /// pool's in those intervals (for pools judged by history). A server
+    /// new to the pool, or back from a drain, has its share measured over
+    /// its own time, not diluted by the time it was away.
+    pub hist_share: Decayed,
     pub errors: ErrorTrack,
     pub down: Lifecycle,
 }
@@ -59,6 +65,7 @@ impl ServerState {
             short_req: 0.0,
             win_req: 0.0,
             base_req: 0.0,
+            hist_share: Decayed::default(),
             errors: ErrorTrack::default(),
             down: Lifecycle::default(),
         }
@@ -74,6 +81,10 @@ impl ServerState {
         self.listed && self.weight <= 0.0
     }
 }
+
+/// Pool requests a server's own history must cover before its usual share
+/// is trusted.
+const MIN_HISTORY: f64 = 200.0;
 
 /// What changed in a pool, remembered to say in summaries: postmortems say
 /// people lose hours when nothing points at the reload that caused it.
@@ -343,10 +354,12 @@ impl PoolState {
                 0.0
             } else if by_weight {
                 s.weight
-            } else if armed {
-                s.base_req
             } else {
-                0.0
+                // Enough history to say what its share usually is.
+                s.hist_share
+                    .ratio()
+                    .filter(|_| armed && s.hist_share.exposure >= MIN_HISTORY)
+                    .unwrap_or(0.0)
             }
         }));
         let basis = if by_weight {
@@ -570,10 +583,20 @@ impl PoolState {
         };
         if !self.skew.active() || ctx.frozen_too_long(&self.skew) {
             let b = decay(dt, ctx.cfg.baseline_window.0);
+            let rotation_total: f64 = self
+                .servers
+                .iter()
+                .filter(|s| s.has_delta && s.in_rotation())
+                .map(|s| s.d_req)
+                .sum();
             let mut total = 0.0;
             for s in &mut self.servers {
                 s.base_req = s.base_req * b + if s.has_delta { s.d_req } else { 0.0 };
                 total += s.base_req;
+                if s.has_delta && s.in_rotation() && !s.changed && !s.joined && rotation_total > 0.0
+                {
+                    s.hist_share.add(s.d_req, rotation_total, b);
+                }
             }
             self.base_age += dt;
             // Servers gone for good fade out of the baseline, then out of

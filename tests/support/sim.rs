@@ -70,6 +70,9 @@ pub struct SimServer {
     /// Multiplies the weight-expected share (1 = healthy; a fault changes it).
     pub share: f64,
     pub error_ratio: f64,
+    /// The weight the LB reports, when it differs from the one traffic
+    /// follows (a drain reported at once, connections finishing later).
+    pub weight_reported: Option<f64>,
     /// Listed in the stats.
     pub listed: bool,
     bias: f64,
@@ -166,6 +169,7 @@ impl Sim {
             backup: false,
             share: 1.0,
             error_ratio: 0.001,
+            weight_reported: None,
             listed: true,
             bias: 1.0 + 0.03 * self.rng.normal(),
             requests: 1_000 + self.rng.next_u64() % 1_000_000,
@@ -295,7 +299,7 @@ impl Sim {
                     requests_total: s.requests,
                     responses_5xx_total: s.errors,
                     up: s.up,
-                    weight: s.weight,
+                    weight: s.weight_reported.unwrap_or(s.weight),
                     backup: s.backup,
                     algo: p.algo.clone().map(Cow::Owned),
                 });
@@ -394,7 +398,7 @@ pub fn background(mut sim: Sim, seed: u64, secs: f64, quiet: (f64, f64)) -> Sim 
     while t < secs - 120.0 {
         let (pool, k) = pools[(rng.next_u64() % pools.len() as u64) as usize].clone();
         let server = (rng.next_u64() % k as u64) as usize;
-        match rng.next_u64() % 5 {
+        match rng.next_u64() % 7 {
             0 if outside(t, 120.0) => {
                 let (x, len) = (2.0 + 2.0 * rng.uniform(), 30.0 + 90.0 * rng.uniform());
                 let p = pool.clone();
@@ -414,7 +418,41 @@ pub fn background(mut sim: Sim, seed: u64, secs: f64, quiet: (f64, f64)) -> Sim 
                 sim = sim.at(t, move |s| s.blip(&pool, server, n));
             }
             3 if outside(t, 30.0) => sim = sim.at(t, |s| s.reload()),
-            _ if outside(t, 30.0) => sim = sim.at(t, |s| s.failing = 1),
+            4 if outside(t, 400.0) && k >= 3 => {
+                // Drained on purpose: weight 0, its connections finish over
+                // a few seconds, then its weight comes back.
+                let len = 120.0 + 240.0 * rng.uniform();
+                let (p, p2, p3) = (pool.clone(), pool.clone(), pool.clone());
+                sim = sim
+                    .at(t, move |s| {
+                        let srv = &mut s.p(&p).servers[server];
+                        srv.weight_reported = Some(0.0);
+                        srv.share *= 0.3;
+                    })
+                    .at(t + 8.0, move |s| s.p(&p2).servers[server].weight = 0.0)
+                    .at(t + len, move |s| {
+                        let srv = &mut s.p(&p3).servers[server];
+                        srv.weight = 1.0;
+                        srv.weight_reported = None;
+                        srv.share /= 0.3;
+                    });
+            }
+            5 if outside(t, 60.0) && k >= 10 => {
+                // Autoscaling: one server in, or one out.
+                let p = pool.clone();
+                if rng.uniform() < 0.5 {
+                    let name = format!("{pool}-scaled-{}", t as u64);
+                    sim = sim.at(t, move |s| {
+                        let srv = s.new_server(&name);
+                        s.p(&p).servers.push(srv);
+                    });
+                } else {
+                    // Never the first five: tests aim their faults there.
+                    let gone = 5 + server % (k - 5);
+                    sim = sim.at(t, move |s| s.p(&p).servers[gone].listed = false);
+                }
+            }
+            6 if outside(t, 30.0) => sim = sim.at(t, |s| s.failing = 1),
             _ => {}
         }
         t += 240.0 + 480.0 * rng.uniform();
