@@ -296,6 +296,7 @@ fn case(kind: &str, seed: u64) -> Case {
 }
 
 /// Returns (misses, false alarms), described.
+#[allow(clippy::print_stderr)] // LBWATCH_SWEEP_SHOW prints a case for a human
 fn run(mut c: Case) -> (Vec<String>, Vec<String>) {
     c.sim.snap_to_mid = true;
     let samples = c.sim.samples(c.end + 900.0);

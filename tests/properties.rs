@@ -93,7 +93,10 @@ mod hostile {
     use lbwatch::model::{Sample, SampleBody, ServerStat, Timestamp};
     use proptest::prelude::*;
 
-    fn row() -> impl Strategy<Value = (u8, u8, u64, u64, bool, f64, bool)> {
+    /// pool, server, requests, 5xx, up, weight, backup
+    type Row = (u8, u8, u64, u64, bool, f64, bool);
+
+    fn row() -> impl Strategy<Value = Row> {
         (
             0u8..3,
             0u8..6,
@@ -134,7 +137,7 @@ mod hostile {
                                 up,
                                 weight,
                                 backup,
-                                algo: (p == 2).then(|| Cow::Borrowed("leastconn")),
+                                algo: (p == 2).then_some(Cow::Borrowed("leastconn")),
                             })
                             .collect(),
                     ),
