@@ -108,8 +108,8 @@ mod hostile {
         )
     }
 
-    fn sample() -> impl Strategy<Value = (u8, i64, Option<Vec<(u8, u8, u64, u64, bool, f64, bool)>>)>
-    {
+    /// target, microseconds since the previous sample, rows (or a failure)
+    fn sample() -> impl Strategy<Value = (u8, i64, Option<Vec<Row>>)> {
         (
             0u8..2,
             prop_oneof![Just(0i64), 1i64..2_000_000, 1i64..1_000_000_000_000],
