@@ -60,7 +60,7 @@ fn case(kind: &str, seed: u64) -> Case {
     let mut rng = Rng::new(seed * 1000 + kind.len() as u64);
     let interval = pick(&mut rng, &[1.0, 5.0, 10.0, 15.0]);
     let start = 900.0 + 600.0 * rng.uniform();
-    let end = start + 300.0 + 900.0 * rng.uniform();
+    let mut end = start + 300.0 + 900.0 * rng.uniform();
     let app = Some("app".to_string());
     let skew = vec![AlertName::TrafficSkew];
     let (sim, expect, what) = match kind {
@@ -141,11 +141,12 @@ fn case(kind: &str, seed: u64) -> Case {
             for srv in &mut sim.p("app").servers {
                 srv.share = 0.5 + 1.2 * rng.uniform();
             }
+            let before = sim.p("app").servers[0].share;
             let sim = sim
                 .at(start, move |s| {
                     s.p("app").servers[0].share = 70.0 * k as f64
                 })
-                .at(end, |s| s.p("app").servers[0].share = 1.0);
+                .at(end, move |s| s.p("app").servers[0].share = before);
             (
                 sim,
                 vec![(skew, app, start, fast(interval))],
@@ -258,8 +259,8 @@ fn case(kind: &str, seed: u64) -> Case {
                 });
                 t += 15.0;
             }
-            let end_at = end.max(start + ramp + 120.0);
-            sim = sim.at(end_at, |s| s.p("app").servers[2].share = 1.0);
+            end = end.max(start + ramp + 120.0);
+            sim = sim.at(end, |s| s.p("app").servers[2].share = 1.0);
             let expect = vec![(skew, app, start, 600.0)];
             (sim, expect, format!("k={k} rate={rate:.0} ramp={ramp:.0}"))
         }
