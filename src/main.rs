@@ -67,7 +67,19 @@ fn replay(file: PathBuf, config: Option<PathBuf>) -> ExitCode {
             .and_then(|input| lbwatch::replay::replay(&file, input, &mut detector, stdout))
     };
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(_) => {
+            // Nothing is dropped silently: say what the detector set aside.
+            let set_aside = detector.input_stats();
+            if set_aside.out_of_order > 0 || set_aside.duplicate_rows > 0 {
+                eprintln!(
+                    "lbwatch: {}: set aside {} sample(s) not newer than their target's previous one and {} duplicate server row(s)",
+                    file.display(),
+                    set_aside.out_of_order,
+                    set_aside.duplicate_rows
+                );
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("lbwatch: {e}");
             ExitCode::from(if e.is_bad_input() {

@@ -316,3 +316,18 @@ fn targets_interleaved_in_one_file_give_each_target_its_own_alerts() {
     assert_eq!(only(&ea[0].target), ea);
     assert_eq!(only(&eb[0].target), eb);
 }
+
+#[test]
+fn out_of_order_samples_and_duplicate_rows_are_reported_not_hidden() {
+    let row = r#"{"pool":"p","server":"s","requests_total":1,"responses_5xx_total":0}"#;
+    let text = format!(
+        "{{\"ts\":\"2024-06-05T14:00:02Z\",\"target\":\"lb\",\"servers\":[{row},{row}]}}\n\
+         {{\"ts\":\"2024-06-05T14:00:01Z\",\"target\":\"lb\",\"servers\":[{row}]}}\n"
+    );
+    let (code, _, stderr) = replay_text(&text, &[]);
+    assert_eq!(code, 0);
+    assert!(
+        stderr.contains("set aside 1 sample(s) not newer than their target's previous one and 1 duplicate server row(s)"),
+        "{stderr}"
+    );
+}

@@ -11,7 +11,7 @@
 
 use super::config::{DetectConfig, DropConfig, ErrorConfig};
 use super::lifecycle::{Lifecycle, Verdict};
-use super::stats::{binomial_at_least, binomial_llr, decay, poisson_at_most, poisson_llr};
+use super::stats::{binomial_at_least, decay, poisson_at_most, poisson_llr};
 
 /// A decayed sum of (events, exposure): a baseline or a short recent window.
 #[derive(Debug, Clone, Copy, Default)]
@@ -114,7 +114,46 @@ pub struct ErrorTrack {
     segment_worst: Worst,
     /// Seconds the baseline has been frozen for accumulating evidence.
     frozen_for: f64,
+    coef: LlrCoef,
     pub life: Lifecycle,
+}
+
+/// Log-likelihood ratio coefficients for one baseline ratio, kept while the
+/// baseline moves by less than 0.2%: logarithms are most of the detector's
+/// arithmetic, and a baseline that slow barely changes them.
+#[derive(Debug, Clone, Copy, Default)]
+struct LlrCoef {
+    p0: f64,
+    tests: usize,
+    p1: f64,
+    per_error: f64,
+    per_ok: f64,
+    per_error_large: f64,
+    per_ok_large: f64,
+    threshold: f64,
+}
+
+impl LlrCoef {
+    fn for_baseline(&mut self, p0: f64, tests: usize, ec: &ErrorConfig) -> &LlrCoef {
+        if tests == self.tests && (p0 - self.p0).abs() <= 0.002 * self.p0 {
+            return self;
+        }
+        let p1 = (p0 * ec.ratio_multiple).max(p0 + ec.min_increase).min(0.99);
+        let p_large = (p1 * 5.0).clamp(LARGE_SPIKE, 0.99).max(p1);
+        *self = LlrCoef {
+            p0,
+            tests,
+            p1,
+            per_error: (p1 / p0).ln(),
+            per_ok: ((1.0 - p1) / (1.0 - p0)).ln(),
+            per_error_large: (p_large / p0).ln(),
+            per_ok_large: ((1.0 - p_large) / (1.0 - p0)).ln(),
+            // Per-server tests pay for their number: a higher evidence bar
+            // (and, below, a Bonferroni-divided significance level).
+            threshold: ec.evidence + (tests.max(1) as f64).ln(),
+        };
+        self
+    }
 }
 
 impl ErrorTrack {
@@ -137,6 +176,7 @@ impl ErrorTrack {
         requests: f64,
         errors: f64,
         dt: f64,
+        baseline_decay: f64,
         tests: usize,
         cfg: &DetectConfig,
         frozen_too_long: bool,
@@ -158,16 +198,14 @@ impl ErrorTrack {
         let p0 = ((self.baseline.events + 1.0) / (self.baseline.exposure + 1.0))
             .max(floor)
             .min(0.5);
-        let p1 = (p0 * ec.ratio_multiple).max(p0 + ec.min_increase).min(0.99);
+        let c = *self.coef.for_baseline(p0, tests, ec);
+        let (p0, p1, threshold) = (c.p0, c.p1, c.threshold);
         let m = tests.max(1) as f64;
-        // Per-server tests pay for their number: a higher evidence bar and a
-        // Bonferroni-divided significance level.
-        let threshold = ec.evidence + m.ln();
-        let p_large = (p1 * 5.0).clamp(LARGE_SPIKE, 0.99).max(p1);
+        let ok = requests - errors;
         self.cusum
-            .step(binomial_llr(errors, requests, p0, p1), threshold);
+            .step(errors * c.per_error + ok * c.per_ok, threshold);
         self.cusum_large
-            .step(binomial_llr(errors, requests, p0, p_large), threshold);
+            .step(errors * c.per_error_large + ok * c.per_ok_large, threshold);
         // The recent window measures the effect on what is happening now:
         // long enough to hold about 200 requests, at least two intervals
         // (10 s), at most 5 min.
@@ -258,8 +296,7 @@ impl ErrorTrack {
             || frozen_too_long
             || self.frozen_for > cfg.baseline_max_freeze.0
         {
-            self.baseline
-                .add(errors, requests, decay(dt, cfg.baseline_window.0));
+            self.baseline.add(errors, requests, baseline_decay);
             self.baseline_age += dt;
             self.frozen_for = 0.0;
         } else {
@@ -381,7 +418,10 @@ mod tests {
         let mut t = ErrorTrack::default();
         intervals
             .iter()
-            .map(|&(n, e)| t.observe(n, e, 10.0, 1, &cfg(), false).0)
+            .map(|&(n, e)| {
+                t.observe(n, e, 10.0, decay(10.0, 600.0), 1, &cfg(), false)
+                    .0
+            })
             .collect()
     }
 

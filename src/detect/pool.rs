@@ -2,6 +2,9 @@
 //! checks that run on every interval (health, membership, skew, errors,
 //! drop).
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use super::emit::{Context, Emit};
 use super::evidence::{Decayed, ErrorFinding, ErrorTrack, RateTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
@@ -82,6 +85,29 @@ impl ServerState {
     }
 }
 
+/// FNV-1a over the name: deterministic (the standard hasher seeds itself at
+/// random, which the detector must not), and fast on short names.
+#[derive(Debug, Clone, Copy)]
+pub struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
 /// Pool requests a server's own history must cover before its usual share
 /// is trusted.
 const MIN_HISTORY: f64 = 200.0;
@@ -100,6 +126,8 @@ pub struct PoolState {
     /// Sorted by name: lookups by binary search and a deterministic order
     /// whatever the order of rows in the stats.
     pub servers: Vec<ServerState>,
+    /// Name -> position in `servers`.
+    index: HashMap<Box<str>, usize, BuildHasherDefault<NameHasher>>,
     pub algo: Option<Box<str>>,
     pub listed: bool,
     pub seen: u64,
@@ -126,6 +154,7 @@ impl PoolState {
         PoolState {
             name: name.into(),
             servers: Vec::new(),
+            index: HashMap::default(),
             algo: None,
             listed: false,
             seen: 0,
@@ -147,12 +176,23 @@ impl PoolState {
     }
 
     pub fn server_index(&mut self, name: &str) -> usize {
-        match self.servers.binary_search_by(|s| (*s.name).cmp(name)) {
-            Ok(i) => i,
-            Err(i) => {
-                self.servers.insert(i, ServerState::new(name));
-                i
-            }
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = self
+            .servers
+            .binary_search_by(|s| (*s.name).cmp(name))
+            .unwrap_or_else(|i| i);
+        self.servers.insert(i, ServerState::new(name));
+        self.reindex();
+        i
+    }
+
+    /// Rebuilds the name index after servers were added or forgotten.
+    fn reindex(&mut self) {
+        self.index.clear();
+        for (i, s) in self.servers.iter().enumerate() {
+            self.index.insert(s.name.clone(), i);
         }
     }
 
@@ -475,7 +515,9 @@ impl PoolState {
             tests += 1;
         }
         let frozen = ctx.frozen_too_long(&self.errors.life);
-        let (verdict, finding) = self.errors.observe(n, e, dt, 1, cfg, frozen);
+        // One decay factor for the pool's and its servers' baselines.
+        let base_w = decay(dt, cfg.baseline_window.0);
+        let (verdict, finding) = self.errors.observe(n, e, dt, base_w, 1, cfg, frozen);
         let t = self.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
         let since = self.errors.life.since();
         let worst = self
@@ -512,8 +554,9 @@ impl PoolState {
         for s in &mut self.servers {
             let t = if s.has_delta {
                 let frozen = ctx.frozen_too_long(&s.errors.life);
-                let (mut verdict, finding) =
-                    s.errors.observe(s.d_req, s.d_err, dt, tests, cfg, frozen);
+                let (mut verdict, finding) = s
+                    .errors
+                    .observe(s.d_req, s.d_err, dt, base_w, tests, cfg, frozen);
                 if pool_active && !s.errors.life.active() {
                     // The pool-level alert already covers it.
                     verdict = Verdict::Hold;
@@ -601,9 +644,13 @@ impl PoolState {
             self.base_age += dt;
             // Servers gone for good fade out of the baseline, then out of
             // memory.
+            let before = self.servers.len();
             self.servers.retain(|s| {
                 s.listed || s.base_req > 1e-3 * total || s.down.active() || s.errors.life.active()
             });
+            if self.servers.len() != before {
+                self.reindex();
+            }
         }
     }
 }

@@ -81,12 +81,6 @@ pub fn effective_servers(counts: impl Iterator<Item = f64>) -> Option<f64> {
     (sum > 0.0 && sq > 0.0).then(|| sum * sum / sq)
 }
 
-/// Log-likelihood ratio of `k` events in `n` trials under ratio `p1` against
-/// ratio `p0` (binomial).
-pub fn binomial_llr(k: f64, n: f64, p0: f64, p1: f64) -> f64 {
-    k * (p1 / p0).ln() + (n - k) * ((1.0 - p1) / (1.0 - p0)).ln()
-}
-
 /// Log-likelihood ratio of `k` events under a Poisson mean `ratio * mean`
 /// against mean `mean`.
 pub fn poisson_llr(k: f64, mean: f64, ratio: f64) -> f64 {
@@ -144,8 +138,6 @@ mod tests {
 
     #[test]
     fn likelihood_ratios_favour_the_hypothesis_that_fits() {
-        assert!(binomial_llr(15.0, 100.0, 0.001, 0.01) > 0.0);
-        assert!(binomial_llr(0.0, 100.0, 0.001, 0.01) < 0.0);
         assert!(poisson_llr(0.0, 100.0, 0.3) > 0.0);
         assert!(poisson_llr(100.0, 100.0, 0.3) < 0.0);
     }
