@@ -93,6 +93,19 @@ pub struct ErrorFinding {
     pub requests: f64,
 }
 
+/// One interval of one pool or server, for `ErrorTrack::observe`.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorInterval {
+    pub requests: f64,
+    /// Of those, 5xx.
+    pub errors: f64,
+    /// Seconds the interval lasted.
+    pub dt: f64,
+    /// Weight of the past in the baseline after `dt` (the same for every
+    /// server of a pool, so computed once).
+    pub baseline_decay: f64,
+}
+
 /// ErrorSpike state of one pool or one server.
 #[derive(Debug, Clone, Default)]
 pub struct ErrorTrack {
@@ -173,14 +186,17 @@ impl ErrorTrack {
     /// the pool), for the multiple-testing correction.
     pub fn observe(
         &mut self,
-        requests: f64,
-        errors: f64,
-        dt: f64,
-        baseline_decay: f64,
+        iv: ErrorInterval,
         tests: usize,
         cfg: &DetectConfig,
         frozen_too_long: bool,
     ) -> (Verdict, Option<ErrorFinding>) {
+        let ErrorInterval {
+            requests,
+            errors,
+            dt,
+            baseline_decay,
+        } = iv;
         let ec: &ErrorConfig = &cfg.errors;
         if requests <= 0.0 {
             return (Verdict::Hold, None);
@@ -418,9 +434,14 @@ mod tests {
         let mut t = ErrorTrack::default();
         intervals
             .iter()
-            .map(|&(n, e)| {
-                t.observe(n, e, 10.0, decay(10.0, 600.0), 1, &cfg(), false)
-                    .0
+            .map(|&(requests, errors)| {
+                let iv = ErrorInterval {
+                    requests,
+                    errors,
+                    dt: 10.0,
+                    baseline_decay: decay(10.0, 600.0),
+                };
+                t.observe(iv, 1, &cfg(), false).0
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::emit::{Context, Emit};
-use super::evidence::{Decayed, ErrorFinding, ErrorTrack, RateTrack};
+use super::evidence::{Decayed, ErrorFinding, ErrorInterval, ErrorTrack, RateTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::skew::{concentration_test, follows_weights, share_test, SkewFinding, SkewKind, Window};
 use super::stats::decay;
@@ -517,7 +517,13 @@ impl PoolState {
         let frozen = ctx.frozen_too_long(&self.errors.life);
         // One decay factor for the pool's and its servers' baselines.
         let base_w = decay(dt, cfg.baseline_window.0);
-        let (verdict, finding) = self.errors.observe(n, e, dt, base_w, 1, cfg, frozen);
+        let iv = |requests, errors| ErrorInterval {
+            requests,
+            errors,
+            dt,
+            baseline_decay: base_w,
+        };
+        let (verdict, finding) = self.errors.observe(iv(n, e), 1, cfg, frozen);
         let t = self.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
         let since = self.errors.life.since();
         let worst = self
@@ -554,9 +560,8 @@ impl PoolState {
         for s in &mut self.servers {
             let t = if s.has_delta {
                 let frozen = ctx.frozen_too_long(&s.errors.life);
-                let (mut verdict, finding) = s
-                    .errors
-                    .observe(s.d_req, s.d_err, dt, base_w, tests, cfg, frozen);
+                let (mut verdict, finding) =
+                    s.errors.observe(iv(s.d_req, s.d_err), tests, cfg, frozen);
                 if pool_active && !s.errors.life.active() {
                     // The pool-level alert already covers it.
                     verdict = Verdict::Hold;
