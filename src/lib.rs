@@ -9,3 +9,4 @@ pub mod config;
 pub mod detect;
 pub mod model;
 pub mod replay;
+pub mod source;

@@ -1,0 +1,465 @@
+//! HAProxy's stats CSV (`/stats;csv` and the runtime API's `show stat`),
+//! every version from 1.4 to 2.9: a pure function from bytes to servers.
+//!
+//! Columns are found by name in the `# pxname,svname,...` header. A dump
+//! without one (some tools strip it) is read with HAProxy's own column
+//! order, which versions have only ever extended at the end. One bad row is
+//! counted and skipped; the rest of the scrape survives.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::{Parsed, RowError, SourceError};
+use crate::model::ServerStat;
+
+/// HAProxy's documented field order (management guide, "CSV format").
+const DEFAULT_HEADER: &[&str] = &[
+    "pxname",
+    "svname",
+    "qcur",
+    "qmax",
+    "scur",
+    "smax",
+    "slim",
+    "stot",
+    "bin",
+    "bout",
+    "dreq",
+    "dresp",
+    "ereq",
+    "econ",
+    "eresp",
+    "wretr",
+    "wredis",
+    "status",
+    "weight",
+    "act",
+    "bck",
+    "chkfail",
+    "chkdown",
+    "lastchg",
+    "downtime",
+    "qlimit",
+    "pid",
+    "iid",
+    "sid",
+    "throttle",
+    "lbtot",
+    "tracked",
+    "type",
+    "rate",
+    "rate_lim",
+    "rate_max",
+    "check_status",
+    "check_code",
+    "check_duration",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+    "hanafail",
+    "req_rate",
+    "req_rate_max",
+    "req_tot",
+    "cli_abrt",
+    "srv_abrt",
+    "comp_in",
+    "comp_out",
+    "comp_byp",
+    "comp_rsp",
+    "lastsess",
+    "last_chk",
+    "last_agt",
+    "qtime",
+    "ctime",
+    "rtime",
+    "ttime",
+    "agent_status",
+    "agent_code",
+    "agent_duration",
+    "check_desc",
+    "agent_desc",
+    "check_rise",
+    "check_fall",
+    "check_health",
+    "agent_rise",
+    "agent_fall",
+    "agent_health",
+    "addr",
+    "cookie",
+    "mode",
+    "algo",
+];
+
+const HRSP: [&str; 6] = [
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+];
+
+/// Where the columns lbwatch reads are in the current header.
+#[derive(Debug, Clone)]
+struct Columns {
+    /// Fields a row must have, and whether a header line said so (rather
+    /// than the dump's other rows).
+    width: Option<usize>,
+    width_from_header: bool,
+    pxname: usize,
+    svname: usize,
+    status: usize,
+    weight: Option<usize>,
+    bck: Option<usize>,
+    kind: Option<usize>,
+    req_tot: Option<usize>,
+    hrsp: [Option<usize>; 6],
+    lbtot: Option<usize>,
+    stot: Option<usize>,
+    algo: Option<usize>,
+}
+
+impl Columns {
+    fn from_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<Self, String> {
+        let at: HashMap<&str, usize> = names.enumerate().map(|(i, n)| (n.trim(), i)).collect();
+        let need = |n: &str| {
+            at.get(n)
+                .copied()
+                .ok_or_else(|| format!("no `{n}` column in the header"))
+        };
+        let hrsp = HRSP.map(|n| at.get(n).copied());
+        Ok(Columns {
+            width: None,
+            width_from_header: false,
+            pxname: need("pxname")?,
+            svname: need("svname")?,
+            status: need("status")?,
+            weight: at.get("weight").copied(),
+            bck: at.get("bck").copied(),
+            kind: at.get("type").copied(),
+            req_tot: at.get("req_tot").copied(),
+            hrsp,
+            lbtot: at.get("lbtot").copied(),
+            stot: at.get("stot").copied(),
+            algo: at.get("algo").copied(),
+        })
+    }
+}
+
+/// What HAProxy's status says about a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// Up and taking its weighted share.
+    Up,
+    /// Failing its health check (or, `MAINT (resolution)`, its DNS).
+    Down,
+    /// Taken out of rotation on purpose (MAINT, DRAIN, NOLB): up, weight 0.
+    OutOfRotation,
+}
+
+fn status(text: &str) -> Option<Status> {
+    let s = text.trim().to_ascii_uppercase();
+    if s.starts_with("MAINT (RESOLUTION)") {
+        return Some(Status::Down);
+    }
+    // "UP", "UP 1/3" (going down), "DOWN 1/2" (going up), "... (agent)",
+    // "MAINT (via be/srv)"; anything after that is a garbled row.
+    let word = s.split([' ', '(']).next().unwrap_or("");
+    let rest = s[word.len()..].trim();
+    let transition = rest.split_once('/').is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+    });
+    let note = rest.starts_with('(') && rest.ends_with(')');
+    if !(rest.is_empty() || transition || note || s == "NO CHECK") {
+        return None;
+    }
+    match word {
+        "UP" => Some(Status::Up),
+        "NO" if s == "NO CHECK" => Some(Status::Up),
+        "DOWN" => Some(Status::Down),
+        "MAINT" | "DRAIN" | "NOLB" => Some(Status::OutOfRotation),
+        _ => None,
+    }
+}
+
+/// Splits one CSV line; fields may be double-quoted (with `""` escapes).
+fn split<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) {
+    out.clear();
+    if !line.contains('"') {
+        out.extend(line.split(',').map(Cow::Borrowed));
+        return;
+    }
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(Cow::Owned(std::mem::take(&mut field))),
+            (c, _) => field.push(c),
+        }
+    }
+    out.push(Cow::Owned(field));
+}
+
+fn number(fields: &[Cow<'_, str>], col: Option<usize>, name: &str) -> Result<Option<u64>, String> {
+    let Some(text) = col.and_then(|c| fields.get(c)).map(|f| f.trim()) else {
+        return Ok(None);
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("`{name}` is {text:?}, not a count"))
+}
+
+/// Parses a stats CSV page.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| SourceError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if first.starts_with('<') {
+        return Err(SourceError::NotThisFormat {
+            expected: "HAProxy stats CSV",
+            found: super::excerpt(first),
+        });
+    }
+    let mut cols = Columns::from_names(DEFAULT_HEADER.iter().copied())
+        .expect("the default header has every column");
+    let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(128);
+    if !text.lines().any(|l| l.starts_with('#')) {
+        // No header: every row of a dump has the same width, so the most
+        // common width stands in for the header's.
+        let mut widths: HashMap<usize, usize> = HashMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            split(line.trim_end_matches('\r'), &mut fields);
+            *widths.entry(fields.len()).or_default() += 1;
+        }
+        cols.width = widths
+            .into_iter()
+            .max_by_key(|&(w, n)| (n, w))
+            .map(|(w, _)| w);
+    }
+    let mut algos: HashMap<String, String> = HashMap::new();
+    let mut rows: Vec<(usize, ServerStat<'static>)> = Vec::new();
+    let mut bad_rows = Vec::new();
+    let mut saw_header = false;
+    let mut other_rows = 0usize;
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = raw.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('#') {
+            // Each dump of a concatenation brings its own header.
+            split(header.trim_start(), &mut fields);
+            cols = Columns::from_names(fields.iter().map(|f| f.as_ref())).map_err(|reason| {
+                SourceError::BadHeader {
+                    line: line_no,
+                    reason,
+                }
+            })?;
+            cols.width = Some(fields.len());
+            cols.width_from_header = true;
+            saw_header = true;
+            continue;
+        }
+        split(line, &mut fields);
+        match row(&fields, &cols) {
+            Ok(Row::Server(s)) => rows.push((line_no, s)),
+            Ok(Row::Backend { pool, algo }) => {
+                other_rows += 1;
+                if let Some(a) = algo {
+                    algos.insert(pool, a);
+                }
+            }
+            Ok(Row::Other) => other_rows += 1,
+            Err(reason) => bad_rows.push(RowError {
+                line: line_no,
+                reason,
+            }),
+        }
+    }
+    // Not one row made sense and nothing announced a stats page: this is
+    // something else (an error page, garbage), not a page of bad rows.
+    if rows.is_empty() && other_rows == 0 && !bad_rows.is_empty() && !saw_header {
+        return Err(SourceError::NotThisFormat {
+            expected: "HAProxy stats CSV",
+            found: super::excerpt(first),
+        });
+    }
+    let servers = rows
+        .into_iter()
+        .map(|(_, mut s)| {
+            s.algo = algos.get(s.pool.as_ref()).cloned().map(Cow::Owned);
+            s
+        })
+        .collect();
+    Ok(Parsed { servers, bad_rows })
+}
+
+enum Row {
+    Server(ServerStat<'static>),
+    Backend { pool: String, algo: Option<String> },
+    Other,
+}
+
+fn row(f: &[Cow<'_, str>], c: &Columns) -> Result<Row, String> {
+    // A row has the header's width (or, without a header, the dump's usual
+    // width): one comma missing shifts every column after it (a real HAProxy
+    // bug, "DRAIN (agent)1"). Older versions' rows are short but consistent.
+    if let Some(width) = c.width {
+        if f.len() != width {
+            let by = if c.width_from_header {
+                "the header has"
+            } else {
+                "the other rows have"
+            };
+            return Err(format!(
+                "{} fields where {by} {width}: a missing or extra comma would shift every column",
+                f.len()
+            ));
+        }
+    }
+    let needed = c.status.max(c.svname).max(c.pxname) + 1;
+    if f.len() < needed {
+        return Err(format!(
+            "{} fields, fewer than the {needed} needed",
+            f.len()
+        ));
+    }
+    let pxname = f[c.pxname].trim();
+    let svname = f[c.svname].trim();
+    if pxname.is_empty() || svname.is_empty() {
+        return Err("no proxy or server name".into());
+    }
+    let kind = c
+        .kind
+        .and_then(|k| f.get(k))
+        .map(|k| k.trim())
+        .filter(|k| !k.is_empty());
+    // FRONTEND and BACKEND are reserved names: they decide even where a
+    // tool filled `type` wrongly (haproxy_exporter's test data does).
+    let is_backend = match (svname, kind) {
+        ("FRONTEND", _) => return Ok(Row::Other),
+        ("BACKEND", _) => true,
+        (_, Some("1")) => true,
+        (_, Some("2") | None) => false,
+        (_, Some("0" | "3")) => return Ok(Row::Other),
+        (_, Some(other)) => return Err(format!("`type` is {other:?}, not 0-3")),
+    };
+    if is_backend {
+        let algo = c
+            .algo
+            .and_then(|a| f.get(a))
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty());
+        return Ok(Row::Backend {
+            pool: pxname.to_string(),
+            algo,
+        });
+    }
+    let status_text = f[c.status].trim();
+    let st = status(status_text)
+        .ok_or_else(|| format!("status {status_text:?} is not a server status"))?;
+    let weight = number(f, c.weight, "weight")?;
+    let backup = number(f, c.bck, "bck")?.unwrap_or(0) == 1;
+    // Requests: req_tot where the version keeps it for servers (2.2+), else
+    // the sum of the HTTP responses, else (TCP) how often the server was
+    // chosen, else its sessions.
+    let mut requests = number(f, c.req_tot, "req_tot")?;
+    if requests.is_none() {
+        let mut sum = None;
+        for (col, name) in c.hrsp.iter().zip(HRSP) {
+            if let Some(n) = number(f, *col, name)? {
+                sum = Some(sum.unwrap_or(0u64).saturating_add(n));
+            }
+        }
+        requests = sum;
+    }
+    if requests.is_none() {
+        requests = number(f, c.lbtot, "lbtot")?;
+    }
+    if requests.is_none() {
+        requests = number(f, c.stot, "stot")?;
+    }
+    let requests = requests.ok_or("no request counter (req_tot, hrsp_*, lbtot, stot all empty)")?;
+    let errors = number(f, c.hrsp[4], "hrsp_5xx")?.unwrap_or(0);
+    let weight = match st {
+        Status::OutOfRotation => 0.0,
+        _ => weight.unwrap_or(1) as f64,
+    };
+    Ok(Row::Server(ServerStat {
+        pool: Cow::Owned(pxname.to_string()),
+        server: Cow::Owned(svname.to_string()),
+        requests_total: requests,
+        responses_5xx_total: errors,
+        up: st != Status::Down,
+        weight,
+        backup,
+        algo: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_haproxy_prints_is_understood() {
+        for (text, want) in [
+            ("UP", Status::Up),
+            ("UP 1/3", Status::Up),
+            ("UP (agent)", Status::Up),
+            ("no check", Status::Up),
+            ("NO CHECK", Status::Up),
+            ("DOWN", Status::Down),
+            ("DOWN 1/2", Status::Down),
+            ("DOWN (agent)", Status::Down),
+            ("MAINT (resolution)", Status::Down),
+            ("NOLB", Status::OutOfRotation),
+            ("DRAIN", Status::OutOfRotation),
+            ("DRAIN (agent)", Status::OutOfRotation),
+            ("MAINT", Status::OutOfRotation),
+            ("MAINT (via be/srv)", Status::OutOfRotation),
+        ] {
+            assert_eq!(status(text), Some(want), "{text}");
+        }
+        for text in ["", "OPEN", "DRAIN (agent)1", "UPS", "L4OK"] {
+            assert_eq!(status(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn quoted_fields_keep_their_commas() {
+        let mut out = Vec::new();
+        split(r#"a,"space, afterspace",b,"say ""hi""""#, &mut out);
+        assert_eq!(out, ["a", "space, afterspace", "b", r#"say "hi""#]);
+    }
+
+    #[test]
+    fn html_and_garbage_are_not_stats() {
+        for page in ["<html><body>login</body></html>", "\n  <!DOCTYPE html>"] {
+            let e = parse(page.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains("HAProxy stats CSV"), "{e}");
+        }
+        assert!(matches!(
+            parse(b"\xff\xfe"),
+            Err(SourceError::NotUtf8 { offset: 0 })
+        ));
+    }
+}

@@ -1,0 +1,174 @@
+//! Every stats fixture through its parser, compared with a golden expected
+//! output (`LBWATCH_BLESS=1` rewrites them), plus the facts each fixture is
+//! known for (see tests/fixtures/*/README.md).
+
+use std::path::{Path, PathBuf};
+
+use lbwatch::source::{haproxy_csv, Parsed};
+use serde_json::{json, Value};
+
+fn fixture(dir: &str, name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir)
+        .join(name)
+}
+
+fn as_json(p: &Parsed) -> Value {
+    json!({
+        "servers": p.servers,
+        "bad_rows": p.bad_rows.iter().map(|r| json!({"line": r.line, "reason": r.reason})).collect::<Vec<_>>(),
+    })
+}
+
+/// Parses one fixture and compares it with its golden file.
+fn check(
+    dir: &str,
+    name: &str,
+    parse: fn(&[u8]) -> Result<Parsed, lbwatch::source::SourceError>,
+) -> Parsed {
+    let path = fixture(dir, name);
+    let parsed = parse(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let golden = path.with_extension("golden.json");
+    let got = serde_json::to_string_pretty(&as_json(&parsed)).unwrap() + "\n";
+    if std::env::var_os("LBWATCH_BLESS").is_some() {
+        std::fs::write(&golden, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+        panic!(
+            "{}: no golden file; run with LBWATCH_BLESS=1",
+            golden.display()
+        )
+    });
+    assert_eq!(got, want, "{name} differs from {}", golden.display());
+    parsed
+}
+
+fn haproxy(name: &str) -> Parsed {
+    check("haproxy", name, haproxy_csv::parse)
+}
+
+fn names(p: &Parsed) -> Vec<String> {
+    p.servers
+        .iter()
+        .map(|s| format!("{}/{}", s.pool, s.server))
+        .collect()
+}
+
+#[test]
+fn every_haproxy_fixture_matches_its_golden_output() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(fixture("haproxy", "")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".csv") {
+            haproxy(&name);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 18);
+}
+
+#[test]
+fn haproxy_1_4_balanced_pool_reads_eight_even_servers_and_skips_frontends() {
+    let p = haproxy("csv-1.4-diamond-8srv-balanced.csv");
+    let app: Vec<_> = p
+        .servers
+        .iter()
+        .filter(|s| s.pool == "app-domain-com")
+        .collect();
+    assert_eq!(app.len(), 8);
+    // 1.4 has no req_tot for servers: requests are the sum of hrsp_*.
+    assert!(app
+        .iter()
+        .all(|s| s.up && s.weight == 1.0 && s.requests_total > 400_000));
+    assert!(!names(&p)
+        .iter()
+        .any(|n| n.ends_with("FRONTEND") || n.ends_with("BACKEND")));
+    assert!(p.bad_rows.is_empty());
+}
+
+#[test]
+fn haproxy_statuses_map_to_up_down_and_out_of_rotation() {
+    let p = haproxy("csv-1.4-datadog-mock-data-statuses-quoted.csv");
+    assert!(p.bad_rows.is_empty(), "{:?}", p.bad_rows);
+    for s in &p.servers {
+        let status_down = !s.up;
+        let out_of_rotation = s.up && s.weight == 0.0;
+        assert!(!(status_down && out_of_rotation));
+    }
+    assert!(p.servers.iter().any(|s| !s.up), "DOWN servers expected");
+    assert!(
+        p.servers.iter().any(|s| s.up && s.weight == 0.0),
+        "MAINT servers expected"
+    );
+}
+
+#[test]
+fn haproxy_two_concatenated_dumps_and_backups() {
+    let p = haproxy("csv-1.5-marathon-lb-two-dumps-maint.csv");
+    assert!(p.servers.iter().any(|s| s.server == "bck" && s.backup));
+    // MAINT listeners in the frontend proxy are not servers.
+    assert!(!names(&p).iter().any(|n| n.starts_with("http-in/")));
+}
+
+#[test]
+fn haproxy_the_pool_algorithm_comes_from_the_backend_row() {
+    let p = haproxy("csv-2.0-openshift-router-seq1-baseline.csv");
+    let algos: std::collections::BTreeSet<_> =
+        p.servers.iter().filter_map(|s| s.algo.as_deref()).collect();
+    assert!(
+        algos.contains("leastconn") && algos.contains("roundrobin"),
+        "{algos:?}"
+    );
+    // Colons in proxy and server names survive.
+    assert!(names(&p)
+        .iter()
+        .any(|n| n.starts_with("be_secure:openshift-console:console/pod:")));
+}
+
+#[test]
+fn haproxy_tcp_pools_count_sessions_where_there_are_no_http_responses() {
+    let p = haproxy("csv-2.5.5-haproxy-rs-show-stat.csv");
+    assert!(p.servers.iter().any(|s| s.pool == "tcp-backend"));
+    assert!(p.bad_rows.is_empty(), "{:?}", p.bad_rows);
+}
+
+#[test]
+fn haproxy_2_8_reads_req_tot() {
+    let p = haproxy("csv-2.8-otel-stats.csv");
+    let s1 = p.servers.iter().find(|s| s.server == "s1").unwrap();
+    assert_eq!((s1.requests_total, s1.pool.as_ref()), (45, "webservers"));
+    assert_eq!(p.servers.len(), 3);
+}
+
+#[test]
+fn haproxy_one_garbled_row_is_counted_and_the_rest_survives() {
+    let p = haproxy("csv-2.8-otel-issue30252-malformed-row.csv");
+    assert_eq!(names(&p), ["webservers/s1", "webservers/s3"]);
+    assert_eq!(p.bad_rows.len(), 1);
+    assert_eq!(p.bad_rows[0].line, 5);
+}
+
+#[test]
+fn haproxy_a_missing_comma_is_a_bad_row_not_a_shifted_one() {
+    let p = haproxy("csv-edge-haproxy_exporter-broken-missing-comma.csv");
+    assert_eq!(names(&p), ["foo/foo-instance-0"]);
+    assert_eq!(p.bad_rows.len(), 1);
+    assert!(
+        p.bad_rows[0]
+            .reason
+            .starts_with("61 fields where the other rows have 62"),
+        "{:?}",
+        p.bad_rows
+    );
+}
+
+#[test]
+fn haproxy_rows_of_older_versions_and_without_header_are_read() {
+    let p = haproxy("csv-edge-haproxy_exporter-older-33col.csv");
+    assert_eq!(names(&p), ["foo/foo-instance-0"]);
+    let p = haproxy("csv-edge-haproxy_exporter-server-no-check.csv");
+    assert_eq!(names(&p), ["test/127.0.0.1:8080"]);
+    let p = haproxy("csv-synthetic-haproxy_exporter-2735rows.csv");
+    assert!(p.servers.len() > 2000 && p.bad_rows.is_empty());
+}
