@@ -3,28 +3,109 @@
 //! anything starts. Every error names its key path and value, and all of
 //! them are reported at once.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use config::{Environment, File, FileFormat};
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::detect::DetectConfig;
+use crate::detect::{DetectConfig, Secs};
 
-/// The whole file. Sections this version does not interpret yet are
-/// accepted (the same file serves every command) but not read.
+/// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+    #[serde(default)]
+    pub notifiers: Vec<NotifierConfig>,
+    #[serde(default)]
     pub detection: DetectConfig,
-    #[serde(default)]
-    pub http: Option<IgnoredAny>,
-    #[serde(default)]
-    pub targets: Option<IgnoredAny>,
-    #[serde(default)]
-    pub notifiers: Option<IgnoredAny>,
 }
+
+/// `[http]`: lbwatch's own listener (/metrics, /healthz).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Loopback unless told otherwise: the stats of a load balancer are
+    /// nobody else's business.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9847".into(),
+        }
+    }
+}
+
+/// `[[targets]]`: one load balancer's stats endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Appears as `target` in samples, alerts and metrics.
+    pub name: String,
+    /// The stats format.
+    pub kind: String,
+    /// `http(s)://...` or `unix:///path/to/admin.sock` (HAProxy runtime API).
+    pub url: String,
+    #[serde(default = "default_interval")]
+    pub interval: Secs,
+    /// Per scrape; default: the interval, at most 10 s.
+    #[serde(default)]
+    pub timeout: Option<Secs>,
+    /// A larger response is cut off and the scrape counted as failed.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// HTTP basic auth; the password comes from a file or the environment,
+    /// never from this file, and never appears in logs or errors.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+fn default_interval() -> Secs {
+    Secs(5.0)
+}
+
+fn default_max_response_bytes() -> u64 {
+    16 << 20
+}
+
+impl TargetConfig {
+    pub fn timeout(&self) -> Secs {
+        self.timeout.unwrap_or(Secs(self.interval.0.min(10.0)))
+    }
+}
+
+/// `[[notifiers]]`: where alert events go besides stdout.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    pub kind: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub routing_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub routing_key_env: Option<String>,
+}
+
+/// Stats formats this version reads.
+pub const TARGET_KINDS: &[&str] = &["haproxy"];
+/// Notifiers this version delivers to.
+pub const NOTIFIER_KINDS: &[&str] = &["webhook"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -86,16 +167,120 @@ pub fn load_with_env(
     let cfg: FileConfig = built
         .try_deserialize()
         .map_err(|e| invalid(vec![e.to_string()]))?;
-    let errors: Vec<String> = cfg
-        .detection
-        .validate()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let errors = cfg.validate();
     if errors.is_empty() {
         Ok(cfg)
     } else {
         Err(invalid(errors))
+    }
+}
+
+impl FileConfig {
+    /// Every problem of the whole file, each naming its key path and value.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errs: Vec<String> = self
+            .detection
+            .validate()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            errs.push(format!(
+                "http.listen: {:?} is invalid: expected an address and port like \"127.0.0.1:9847\"",
+                self.http.listen
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let key = |k: &str| format!("targets[{i}].{k}");
+            if t.name.trim().is_empty() {
+                errs.push(format!(
+                    "{}: {:?} is invalid: a target needs a name",
+                    key("name"),
+                    t.name
+                ));
+            } else if !names.insert(t.name.clone()) {
+                errs.push(format!(
+                    "{}: {:?} is invalid: another target has that name",
+                    key("name"),
+                    t.name
+                ));
+            }
+            if !TARGET_KINDS.contains(&t.kind.as_str()) {
+                errs.push(format!(
+                    "{}: {:?} is invalid: supported kinds are {}",
+                    key("kind"),
+                    t.kind,
+                    TARGET_KINDS.join(", ")
+                ));
+            }
+            if let Err(why) = crate::fetch::Endpoint::parse(&t.url) {
+                errs.push(format!(
+                    "{}: {:?} is invalid: {why}",
+                    key("url"),
+                    crate::fetch::redact(&t.url)
+                ));
+            }
+            if !(t.interval.0.is_finite() && t.interval.0 >= 0.1) {
+                errs.push(format!(
+                    "{}: {} is invalid: at least 100ms",
+                    key("interval"),
+                    t.interval
+                ));
+            }
+            let timeout = t.timeout();
+            if !(timeout.0.is_finite() && timeout.0 > 0.0) {
+                errs.push(format!(
+                    "{}: {timeout} is invalid: a positive duration",
+                    key("timeout")
+                ));
+            }
+            if t.max_response_bytes < 1024 {
+                errs.push(format!(
+                    "{}: {} is invalid: at least 1024",
+                    key("max_response_bytes"),
+                    t.max_response_bytes
+                ));
+            }
+            if t.password_file.is_some() && t.password_env.is_some() {
+                errs.push(format!(
+                    "{}: set password_file or password_env, not both",
+                    key("password_file")
+                ));
+            }
+            if (t.password_file.is_some() || t.password_env.is_some()) && t.username.is_none() {
+                errs.push(format!("{}: a password needs a username", key("username")));
+            }
+        }
+        for (i, n) in self.notifiers.iter().enumerate() {
+            let key = |k: &str| format!("notifiers[{i}].{k}");
+            if !NOTIFIER_KINDS.contains(&n.kind.as_str()) {
+                errs.push(format!(
+                    "{}: {:?} is invalid: supported kinds are {}",
+                    key("kind"),
+                    n.kind,
+                    NOTIFIER_KINDS.join(", ")
+                ));
+                continue;
+            }
+            match &n.url {
+                None => errs.push(format!("{}: missing: a webhook needs a url", key("url"))),
+                Some(u) => match crate::fetch::Endpoint::parse(u) {
+                    Ok(crate::fetch::Endpoint::Http(_)) => {}
+                    Ok(_) => errs.push(format!(
+                        "{}: {:?} is invalid: a webhook is http(s)://",
+                        key("url"),
+                        crate::fetch::redact(u)
+                    )),
+                    Err(why) => errs.push(format!(
+                        "{}: {:?} is invalid: {why}",
+                        key("url"),
+                        crate::fetch::redact(u)
+                    )),
+                },
+            }
+        }
+        errs
     }
 }
 

@@ -5,8 +5,12 @@
 //! `detect` (the pure detector), `replay` (recorded samples in),
 //! `config` (the configuration file).
 
+pub mod app;
+pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod detect;
+pub mod fetch;
 pub mod model;
 pub mod replay;
 pub mod source;

@@ -22,6 +22,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Watches a simulated load balancer on this machine through the real
+    /// scrape path and replays a classic outage: the first thing to run.
+    Demo {
+        /// Seconds until the bad reload.
+        #[arg(long, default_value_t = 75)]
+        fault_after: u64,
+        /// lbwatch's own HTTP listener during the demo.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// The daemon: scrapes every target, detects, notifies, serves /metrics
+    /// and /healthz. Alert events go to stdout as JSON Lines.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Scrapes like `run` and appends every sample to a file in the replay
+    /// format, so a live situation can be replayed.
+    Record {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Validates a config file without starting anything: exit 0 when valid,
+    /// 2 with every error listed.
+    CheckConfig { file: PathBuf },
     /// Runs the detector over recorded samples (JSON Lines, optionally
     /// gzip'd); prints alert events as JSON Lines on stdout.
     Replay {
@@ -41,6 +68,102 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Replay { file, config } => replay(file, config),
+        Command::CheckConfig { file } => check_config(file),
+        Command::Run { config } => daemon(config, None),
+        Command::Demo {
+            fault_after,
+            listen,
+        } => demo(fault_after, listen),
+        Command::Record { config, out } => daemon(config, Some(out)),
+    }
+}
+
+/// Loads a config, printing every error; `None` when invalid.
+#[allow(clippy::print_stderr)]
+fn load(path: &std::path::Path) -> Option<lbwatch::config::FileConfig> {
+    match lbwatch::config::load(path) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("lbwatch: {line}");
+            }
+            None
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn check_config(file: PathBuf) -> ExitCode {
+    match load(&file) {
+        Some(c) => {
+            println!(
+                "{}: valid ({} target(s), {} notifier(s))",
+                file.display(),
+                c.targets.len(),
+                c.notifiers.len()
+            );
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(INVALID_INPUT),
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn daemon(config: PathBuf, record: Option<PathBuf>) -> ExitCode {
+    let Some(cfg) = load(&config) else {
+        return ExitCode::from(INVALID_INPUT);
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lbwatch: cannot start the runtime: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    let opts = lbwatch::app::RunOptions {
+        output: lbwatch::app::Output::Json,
+        record,
+    };
+    match runtime.block_on(lbwatch::app::run(cfg, opts, None, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lbwatch: {e:#}");
+            ExitCode::from(FAILURE)
+        }
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn demo(fault_after: u64, listen: String) -> ExitCode {
+    let opts = lbwatch::demo::DemoOptions {
+        fault_after: std::time::Duration::from_secs(fault_after),
+        listen,
+    };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(lbwatch::demo::demo(opts, shutdown_signal())));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lbwatch: {e:#}");
+            ExitCode::from(FAILURE)
+        }
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -80,7 +80,8 @@ pub struct DetectConfig {
     pub resolve_after: Secs,
     /// Time constant of the pools' own baselines (share per server, 5xx ratio).
     pub baseline_window: Secs,
-    /// Healthy traffic needed before a baseline-based check is armed.
+    /// Healthy traffic needed before a baseline-based check is armed (at
+    /// most 60 scrape intervals, see `warmup`).
     pub baseline_warmup: Secs,
     /// Baselines do not learn while an alert of theirs is pending or firing,
     /// so they never learn the fault; past this, a condition that persists is
@@ -222,6 +223,14 @@ pub struct InvalidValue {
 }
 
 impl DetectConfig {
+    /// Healthy traffic a baseline needs before its check is armed, at a
+    /// scrape interval of `dt` seconds: `baseline_warmup`, but never more
+    /// than 60 intervals (at 1 s scrapes a minute of data is plenty, and a
+    /// restarted lbwatch should not stay blind longer than it must).
+    pub fn warmup(&self, dt: f64) -> f64 {
+        self.baseline_warmup.0.min(60.0 * dt)
+    }
+
     /// Checks every value and returns all problems at once.
     pub fn validate(&self) -> Vec<InvalidValue> {
         let mut errs = Vec::new();

@@ -202,7 +202,7 @@ impl ErrorTrack {
             return (Verdict::Hold, None);
         }
         let errors = errors.min(requests);
-        let armed = self.baseline_age >= cfg.baseline_warmup.0;
+        let armed = self.baseline_age >= cfg.warmup(dt);
         let floor = if armed {
             ec.baseline_floor
         } else {
@@ -365,7 +365,7 @@ impl RateTrack {
         let Some(dt) = dt.filter(|&d| d > 0.0) else {
             return (Verdict::Hold, None);
         };
-        let armed = self.baseline_age >= cfg.baseline_warmup.0;
+        let armed = self.baseline_age >= cfg.warmup(dt);
         let base_rate = self.baseline.ratio().unwrap_or(0.0);
         let mut verdict = Verdict::Hold;
         let mut finding = None;

@@ -380,7 +380,7 @@ impl PoolState {
     fn skew_check(&mut self, ctx: &Context, emit: &mut Emit) {
         let cfg = &ctx.cfg.skew;
         let regime_changed = self.regime_changed();
-        let armed = self.base_age >= ctx.cfg.baseline_warmup.0;
+        let armed = self.base_age >= ctx.cfg.warmup(ctx.dt.unwrap_or(f64::INFINITY));
         let by_weight = follows_weights(self.algo.as_deref());
         let mut finding = None;
         let mut evaluated = false;

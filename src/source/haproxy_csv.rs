@@ -13,7 +13,7 @@ use super::{Parsed, RowError, SourceError};
 use crate::model::ServerStat;
 
 /// HAProxy's documented field order (management guide, "CSV format").
-const DEFAULT_HEADER: &[&str] = &[
+pub const DEFAULT_HEADER: &[&str] = &[
     "pxname",
     "svname",
     "qcur",

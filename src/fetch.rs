@@ -1,0 +1,281 @@
+//! Transports: getting a stats page's bytes, over HTTP(S) or HAProxy's
+//! runtime API socket. Parsers never know where the bytes came from.
+//!
+//! Every fetch is bounded: a timeout for the whole exchange and a cap on the
+//! response size, so a hanging or enormous endpoint costs one failed scrape,
+//! never the daemon's memory or its other targets.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Where a target's stats are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `http://` or `https://`.
+    Http(String),
+    /// `unix:///run/haproxy/admin.sock`: HAProxy's runtime API (`show stat`).
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(
+                    "a unix socket needs an absolute path: unix:///run/haproxy/admin.sock".into(),
+                );
+            }
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .ok_or("expected http://, https:// or unix:///path")?;
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        if host.is_empty() || host.ends_with('@') {
+            return Err("no host".into());
+        }
+        reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        Ok(Endpoint::Http(url.to_string()))
+    }
+}
+
+/// `url` with any password replaced, for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A secret (password, routing key): prints as `***` everywhere.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Why a scrape failed; becomes the `error` of a sample.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connecting to {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("HTTP {status} from {endpoint}")]
+    Status { status: u16, endpoint: String },
+    #[error("response larger than {limit} bytes from {endpoint}")]
+    TooLarge { limit: u64, endpoint: String },
+    #[error("reading from {endpoint}: {reason}")]
+    Read { endpoint: String, reason: String },
+}
+
+/// One target's transport, built once.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    endpoint: Endpoint,
+    client: reqwest::Client,
+    timeout: Duration,
+    max_bytes: u64,
+    auth: Option<(String, Option<Secret>)>,
+}
+
+impl Fetcher {
+    pub fn new(
+        endpoint: Endpoint,
+        timeout: Duration,
+        max_bytes: u64,
+        auth: Option<(String, Option<Secret>)>,
+    ) -> Result<Self, FetchError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("lbwatch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FetchError::Connect {
+                endpoint: "client".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Fetcher {
+            endpoint,
+            client,
+            timeout,
+            max_bytes,
+            auth,
+        })
+    }
+
+    fn shown(&self) -> String {
+        match &self.endpoint {
+            Endpoint::Http(u) => redact(u),
+            Endpoint::Unix(p) => format!("unix://{}", p.display()),
+        }
+    }
+
+    /// The stats page's bytes, or why not.
+    pub async fn fetch(&self) -> Result<Vec<u8>, FetchError> {
+        match tokio::time::timeout(self.timeout, self.fetch_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout(self.timeout)),
+        }
+    }
+
+    async fn fetch_inner(&self) -> Result<Vec<u8>, FetchError> {
+        let shown = self.shown();
+        match &self.endpoint {
+            Endpoint::Http(url) => {
+                let mut req = self.client.get(url);
+                if let Some((user, pass)) = &self.auth {
+                    req = req.basic_auth(user, pass.as_ref().map(Secret::expose));
+                }
+                let mut resp = req.send().await.map_err(|e| {
+                    if e.is_timeout() {
+                        FetchError::Timeout(self.timeout)
+                    } else {
+                        FetchError::Connect {
+                            endpoint: shown.clone(),
+                            reason: error_chain(&e),
+                        }
+                    }
+                })?;
+                if !resp.status().is_success() {
+                    return Err(FetchError::Status {
+                        status: resp.status().as_u16(),
+                        endpoint: shown,
+                    });
+                }
+                let mut body = Vec::new();
+                while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Read {
+                    endpoint: shown.clone(),
+                    reason: error_chain(&e),
+                })? {
+                    if (body.len() + chunk.len()) as u64 > self.max_bytes {
+                        return Err(FetchError::TooLarge {
+                            limit: self.max_bytes,
+                            endpoint: shown,
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(body)
+            }
+            Endpoint::Unix(path) => {
+                let mut sock = tokio::net::UnixStream::connect(path).await.map_err(|e| {
+                    FetchError::Connect {
+                        endpoint: shown.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                let read_err = |e: std::io::Error| FetchError::Read {
+                    endpoint: shown.clone(),
+                    reason: e.to_string(),
+                };
+                sock.write_all(b"show stat\n").await.map_err(read_err)?;
+                let mut body = Vec::new();
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = sock.read(&mut buf).await.map_err(read_err)?;
+                    if n == 0 {
+                        break;
+                    }
+                    if (body.len() + n) as u64 > self.max_bytes {
+                        return Err(FetchError::TooLarge {
+                            limit: self.max_bytes,
+                            endpoint: shown,
+                        });
+                    }
+                    body.extend_from_slice(&buf[..n]);
+                }
+                Ok(body)
+            }
+        }
+    }
+}
+
+/// An error with its causes, as one line ("error sending request: connection
+/// refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_http_https_or_an_absolute_unix_socket() {
+        assert_eq!(
+            Endpoint::parse("unix:///run/haproxy/admin.sock"),
+            Ok(Endpoint::Unix("/run/haproxy/admin.sock".into()))
+        );
+        assert!(matches!(
+            Endpoint::parse("http://127.0.0.1:8404/stats;csv"),
+            Ok(Endpoint::Http(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("https://lb/stats;csv"),
+            Ok(Endpoint::Http(_))
+        ));
+        for bad in [
+            "ftp://x",
+            "unix://relative.sock",
+            "http://",
+            "127.0.0.1:8404",
+            "http://u:p@/x",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact("http://admin:s3cret@lb:8404/stats"),
+            "http://admin:***@lb:8404/stats"
+        );
+        assert_eq!(redact("http://lb:8404/stats"), "http://lb:8404/stats");
+        let s = Secret::new("s3cret".into());
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+    }
+}
