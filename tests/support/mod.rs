@@ -1,3 +1,4 @@
 //! Test helpers, one per layer.
 
+pub mod fake_lb;
 pub mod sim;

@@ -1,0 +1,378 @@
+//! The live daemon through the real binary: `record` then `replay` gives the
+//! same alerts; broken endpoints become clear error samples while other
+//! targets keep being watched; the runtime API socket works; `check-config`
+//! lists every error; `/healthz` and `/metrics` answer; `demo` tells its
+//! story. Everything runs on loopback against endpoints this test starts.
+
+// These tests wait on a real daemon in real time; the clock ban is for
+// lbwatch itself.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lbwatch::model::{AlertEvent, AlertName, AlertState};
+use support::fake_lb::{self, Behaviour};
+
+fn lbwatch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lbwatch"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lbwatch-daemon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A running lbwatch: its stdout lines arrive on `lines`.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = lbwatch()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until a stdout line satisfies `done`, at most `limit`.
+    fn wait_for(&mut self, limit: Duration, done: impl Fn(&str) -> bool) -> bool {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                let hit = done(&line);
+                self.seen.push(line);
+                if hit {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// SIGTERM (to the process this test started), then everything it
+    /// printed. It must exit by itself, cleanly.
+    fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < end, "lbwatch did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "lbwatch exited with {status}");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
+            self.seen.push(line);
+        }
+        self.seen
+    }
+}
+
+fn events(lines: &[String]) -> Vec<AlertEvent> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let path = scratch(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn target(name: &str, url: &str, extra: &str) -> String {
+    format!("[[targets]]\nname = \"{name}\"\nkind = \"haproxy\"\nurl = \"{url}\"\ninterval = \"1s\"\n{extra}\n")
+}
+
+#[test]
+fn record_then_replay_gives_exactly_the_live_alerts() {
+    let lb = fake_lb::start(Behaviour::Csv);
+    let cfg = write_config(
+        "record.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n{}",
+            target("lb1", &lb.url, "")
+        ),
+    );
+    let out = scratch("record.jsonl");
+    let _ = std::fs::remove_file(&out);
+    let mut run = Running::start(&[
+        "record",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    std::thread::sleep(Duration::from_secs(4));
+    lb.skew();
+    let fired = run.wait_for(Duration::from_secs(20), |l| {
+        l.contains("\"TrafficSkew\"") && l.contains("firing")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let live = events(&run.stop());
+    assert!(fired, "no TrafficSkew after the skew: {live:?}");
+    let skew = live
+        .iter()
+        .find(|e| e.alert == AlertName::TrafficSkew)
+        .unwrap();
+    assert!(
+        skew.summary
+            .as_deref()
+            .unwrap()
+            .contains("web-1 takes 100%"),
+        "{skew:?}"
+    );
+
+    let replayed = lbwatch().arg("replay").arg(&out).output().unwrap();
+    assert!(replayed.status.success());
+    let replayed: Vec<AlertEvent> = String::from_utf8(replayed.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(replayed, live);
+}
+
+#[test]
+fn broken_endpoints_become_error_samples_and_the_others_are_still_watched() {
+    let good = fake_lb::start(Behaviour::Csv);
+    let hang = fake_lb::start(Behaviour::Hang);
+    let huge = fake_lb::start(Behaviour::Huge);
+    let html = fake_lb::start(Behaviour::Html);
+    let denied = fake_lb::start(Behaviour::Unauthorized);
+    let cfg = write_config(
+        "broken.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n{}{}{}{}{}",
+            target("good", &good.url, ""),
+            target("hang", &hang.url, "timeout = \"1s\""),
+            target("huge", &huge.url, ""),
+            target("html", &html.url, ""),
+            target("denied", &denied.url, ""),
+        ),
+    );
+    let out = scratch("broken.jsonl");
+    let _ = std::fs::remove_file(&out);
+    let mut run = Running::start(&[
+        "record",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    // Every target fails three times in a row: ScrapeFailed for each bad one.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if ["hang", "huge", "html", "denied"].iter().all(|t| {
+            text.matches(&format!("\"target\":\"{t}\",\"error\""))
+                .count()
+                >= 3
+        }) {
+            break;
+        }
+        run.wait_for(Duration::from_millis(500), |_| false);
+    }
+    let pid = run.child.id();
+    let peak_kb: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let live = events(&run.stop());
+    let text = std::fs::read_to_string(&out).unwrap();
+    let samples: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let errors = |t: &str| -> Vec<String> {
+        samples
+            .iter()
+            .filter(|s| s["target"] == t)
+            .filter_map(|s| s["error"].as_str().map(str::to_string))
+            .collect()
+    };
+    for (t, reason) in [
+        ("hang", "timed out after 1s"),
+        ("huge", "response larger than 16777216 bytes"),
+        ("html", "expected HAProxy stats CSV, got \"<!DOCTYPE html>"),
+        ("denied", "HTTP 401"),
+    ] {
+        let e = errors(t);
+        assert!(
+            e.len() >= 3 && e.iter().all(|e| e.contains(reason)),
+            "{t}: {e:?}"
+        );
+        assert!(
+            live.iter().any(|e| e.alert == AlertName::ScrapeFailed
+                && e.target == t
+                && e.state == AlertState::Firing),
+            "{t}: no ScrapeFailed in {live:?}"
+        );
+    }
+    let good_samples = samples
+        .iter()
+        .filter(|s| s["target"] == "good" && s["servers"].is_array())
+        .count();
+    assert!(
+        good_samples >= 3,
+        "the good target was not watched: {good_samples} samples"
+    );
+    assert!(!live.iter().any(|e| e.target == "good"), "{live:?}");
+    assert!(peak_kb < 128 * 1024, "peak RSS {peak_kb} kB");
+}
+
+#[test]
+fn the_runtime_api_socket_is_scraped() {
+    let sock = scratch("admin.sock");
+    let lb = fake_lb::start_socket(&sock);
+    let cfg = write_config(
+        "socket.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n{}",
+            target("sock", &lb.url, "")
+        ),
+    );
+    let out = scratch("socket.jsonl");
+    let _ = std::fs::remove_file(&out);
+    let mut run = Running::start(&[
+        "record",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    run.wait_for(Duration::from_secs(4), |_| false);
+    run.stop();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["servers"].as_array().map(Vec::len),
+        Some(3),
+        "{first}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn healthz_and_metrics_answer_while_running() {
+    let lb = fake_lb::start(Behaviour::Csv);
+    let port = free_port();
+    let cfg = write_config(
+        "http.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n{}",
+            target("lb1", &lb.url, "")
+        ),
+    );
+    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    run.wait_for(Duration::from_secs(3), |_| false);
+    let health = http_get(port, "/healthz");
+    let metrics = http_get(port, "/metrics");
+    run.stop();
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(
+        metrics.contains("lbwatch_scrapes_total{target=\"lb1\",result=\"ok\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn check_config_accepts_the_example_and_lists_every_error() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/lbwatch.toml");
+    let ok = lbwatch()
+        .arg("check-config")
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = write_config(
+        "bad.toml",
+        "[http]\nlisten = \"everywhere\"\n\n[[targets]]\nname = \"a\"\nkind = \"f5\"\nurl = \"ftp://x\"\ninterval = \"10ms\"\n\n[[targets]]\nname = \"a\"\nkind = \"haproxy\"\nurl = \"http://127.0.0.1:1/stats\"\n\n[[notifiers]]\nkind = \"webhook\"\n",
+    );
+    let out = lbwatch().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for want in [
+        "http.listen: \"everywhere\" is invalid",
+        "targets[0].kind: \"f5\" is invalid: supported kinds are haproxy",
+        "targets[0].url: \"ftp://x\" is invalid",
+        "targets[0].interval: 0.01s is invalid",
+        "targets[1].name: \"a\" is invalid: another target has that name",
+        "notifiers[0].url: missing",
+    ] {
+        assert!(stderr.contains(want), "{want:?} missing from:\n{stderr}");
+    }
+}
+
+#[test]
+fn the_demo_tells_the_outage_and_lbwatch_points_at_the_load_balancer() {
+    let mut run = Running::start(&["demo", "--fault-after", "62"]);
+    let skew = run.wait_for(Duration::from_secs(90), |l| {
+        l.contains("FIRING") && l.contains("TrafficSkew")
+    });
+    let errors = skew
+        && run.wait_for(Duration::from_secs(60), |l| {
+            l.contains("FIRING") && l.contains("ErrorSpike")
+        });
+    let lines = run.stop();
+    let text = lines.join("\n");
+    assert!(skew && errors, "{text}");
+    assert!(text.contains("web-2 takes 100% of its requests"), "{text}");
+    assert!(!text.contains("FIRING   critical TrafficDrop"), "{text}");
+}

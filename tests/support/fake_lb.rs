@@ -1,0 +1,239 @@
+//! Fake stats endpoints on loopback for the daemon tests: a load balancer
+//! whose counters grow with real time (and whose traffic can be skewed on
+//! demand), and the broken endpoints a daemon meets in production. Plain
+//! threads and sockets: nothing here depends on lbwatch's own code.
+
+#![allow(dead_code)]
+// A fake endpoint lives in real time; the clock ban is for lbwatch itself.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// What an endpoint answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// HAProxy stats CSV with counters growing at `rate` req/s.
+    Csv,
+    /// Accepts the connection and never answers.
+    Hang,
+    /// 50 MB of garbage.
+    Huge,
+    /// A login page.
+    Html,
+    /// 401 Unauthorized.
+    Unauthorized,
+}
+
+/// A simulated pool: servers' counters are a function of time.
+#[derive(Debug)]
+pub struct Pool {
+    started: Instant,
+    rate: f64,
+    servers: usize,
+    /// From this moment on, every request goes to server 1.
+    skewed_since: Option<f64>,
+    counts: Vec<f64>,
+    last: f64,
+}
+
+impl Pool {
+    fn advance(&mut self) {
+        let now = self.started.elapsed().as_secs_f64();
+        let dt = now - self.last;
+        self.last = now;
+        let n = self.servers as f64;
+        for (i, c) in self.counts.iter_mut().enumerate() {
+            let share = match self.skewed_since {
+                Some(t) if now >= t => {
+                    if i == 0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                }
+                _ => 1.0 / n,
+            };
+            // Slightly uneven, deterministic "noise".
+            let wobble = 1.0 + 0.02 * ((now * 7.0 + i as f64).sin());
+            *c += self.rate * dt * share * wobble;
+        }
+    }
+
+    fn csv(&mut self) -> String {
+        self.advance();
+        let mut out = String::from(
+            "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,\n",
+        );
+        for (i, c) in self.counts.iter().enumerate() {
+            let n = *c as u64;
+            out.push_str(&format!(
+                "web,web-{},0,0,0,0,,{n},0,0,,0,,0,0,0,0,UP,1,1,0,0,0,1,0,,1,2,{},,{n},,2,0,,0,L7OK,200,1,0,{n},0,0,0,0,,0,0,{n},\n",
+                i + 1,
+                i + 1
+            ));
+        }
+        out
+    }
+}
+
+/// A fake stats endpoint; stops when dropped.
+#[derive(Debug)]
+pub struct FakeLb {
+    pub url: String,
+    pub pool: Arc<Mutex<Pool>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for FakeLb {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl FakeLb {
+    /// Skews the pool from now on: one server takes everything.
+    pub fn skew(&self) {
+        let mut p = self.pool.lock().unwrap();
+        let now = p.started.elapsed().as_secs_f64();
+        p.skewed_since = Some(now);
+    }
+}
+
+fn new_pool(servers: usize, rate: f64) -> Arc<Mutex<Pool>> {
+    Arc::new(Mutex::new(Pool {
+        started: Instant::now(),
+        rate,
+        servers,
+        skewed_since: None,
+        counts: vec![1000.0; servers],
+        last: 0.0,
+    }))
+}
+
+fn read_request(s: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    let mut seen = Vec::new();
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+}
+
+fn answer(mut s: TcpStream, how: Behaviour, pool: &Arc<Mutex<Pool>>, stop: &AtomicBool) {
+    read_request(&mut s);
+    let reply = |s: &mut TcpStream, status: &str, ctype: &str, body: &str| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    };
+    match how {
+        Behaviour::Csv => {
+            let body = pool.lock().unwrap().csv();
+            reply(&mut s, "200 OK", "text/plain", &body);
+        }
+        Behaviour::Html => reply(
+            &mut s,
+            "200 OK",
+            "text/html",
+            "<!DOCTYPE html><html><body><form>login</form></body></html>",
+        ),
+        Behaviour::Unauthorized => reply(&mut s, "401 Unauthorized", "text/plain", ""),
+        Behaviour::Hang => {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Behaviour::Huge => {
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                50 << 20
+            );
+            let chunk = vec![b'x'; 1 << 16];
+            for _ in 0..(50 << 20) / chunk.len() {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Starts an endpoint on 127.0.0.1 (a random free port).
+pub fn start(how: Behaviour) -> FakeLb {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let pool = new_pool(4, 400.0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p, st) = (pool.clone(), stop.clone());
+    thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    let (p, st) = (p.clone(), st.clone());
+                    thread::spawn(move || answer(s, how, &p, &st));
+                }
+                Err(_) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    FakeLb {
+        url: format!("http://{addr}/stats;csv"),
+        pool,
+        stop,
+    }
+}
+
+/// HAProxy's runtime API on a unix socket: answers `show stat` with CSV.
+pub fn start_socket(path: &Path) -> FakeLb {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let pool = new_pool(3, 200.0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p, st) = (pool.clone(), stop.clone());
+    thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    let mut line = Vec::new();
+                    let mut b = [0u8; 1];
+                    while let Ok(1) = s.read(&mut b) {
+                        if b[0] == b'\n' {
+                            break;
+                        }
+                        line.push(b[0]);
+                    }
+                    if line == b"show stat" {
+                        let body = p.lock().unwrap().csv();
+                        let _ = s.write_all(body.as_bytes());
+                    }
+                }
+                Err(_) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    FakeLb {
+        url: format!("unix://{}", path.display()),
+        pool,
+        stop,
+    }
+}
