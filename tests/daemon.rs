@@ -78,6 +78,10 @@ impl Running {
     /// SIGTERM (to the process this test started), then everything it
     /// printed. It must exit by itself, cleanly.
     fn stop(mut self) -> Vec<String> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Vec<String> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let end = Instant::now() + Duration::from_secs(10);
@@ -92,7 +96,17 @@ impl Running {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
             self.seen.push(line);
         }
-        self.seen
+        std::mem::take(&mut self.seen)
+    }
+}
+
+impl Drop for Running {
+    /// A failed test must not leave its lbwatch behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -375,4 +389,183 @@ fn the_demo_tells_the_outage_and_lbwatch_points_at_the_load_balancer() {
     assert!(skew && errors, "{text}");
     assert!(text.contains("web-2 takes 100% of its requests"), "{text}");
     assert!(!text.contains("FIRING   critical TrafficDrop"), "{text}");
+}
+
+mod real_haproxy {
+    use super::*;
+    use support::haproxy::{Backend, Haproxy, LbSpec, PoolSpec, Receiver, Traffic};
+
+    fn pool(name: &'static str, backends: &[Backend], weights: &[u32]) -> PoolSpec {
+        PoolSpec {
+            name,
+            servers: backends
+                .iter()
+                .zip(weights)
+                .enumerate()
+                .map(|(i, (b, w))| (format!("{name}{}", i + 1), b.port, *w))
+                .collect(),
+        }
+    }
+
+    /// Firing warning/critical events received so far: (alert, target, pool).
+    fn pages(hook: &Receiver) -> Vec<(String, String, String)> {
+        hook.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, e)| e["state"] == "firing" && e["severity"] != "info")
+            .map(|(_, e)| {
+                (
+                    e["alert"].as_str().unwrap_or("").to_string(),
+                    e["target"].as_str().unwrap_or("").to_string(),
+                    e["pool"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Seconds from `since` until `alert` (for `pool`, "" = any) fired for
+    /// target `csv` and for target `sock`, or a failure with what arrived.
+    fn arrival(hook: &Receiver, since: Instant, alert: &str, pool: &str, limit: f64) -> f64 {
+        let end = since + Duration::from_secs(20);
+        loop {
+            let got: Vec<f64> = ["csv", "sock"]
+                .iter()
+                .filter_map(|t| {
+                    hook.events.lock().unwrap().iter().find_map(|(at, e)| {
+                        (*at >= since
+                            && e["state"] == "firing"
+                            && e["alert"] == alert
+                            && e["target"] == *t
+                            && (pool.is_empty() || e["pool"] == pool))
+                            .then(|| at.duration_since(since).as_secs_f64())
+                    })
+                })
+                .collect();
+            if got.len() == 2 {
+                let worst = got.iter().copied().fold(0.0, f64::max);
+                assert!(
+                    worst <= limit,
+                    "{alert} {pool}: arrived after {got:?} s, limit {limit} s"
+                );
+                return worst;
+            }
+            assert!(
+                Instant::now() < end,
+                "{alert} {pool}: not received; pages so far {:?}",
+                pages(hook)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    #[allow(clippy::print_stderr)] // the measured delays, for the record
+    fn outages_of_a_real_haproxy_reach_the_webhook_within_three_intervals() {
+        let web: Vec<Backend> = (0..3).map(|_| Backend::start()).collect();
+        let wt: Vec<Backend> = (0..3).map(|_| Backend::start()).collect();
+        let err: Vec<Backend> = (0..3).map(|_| Backend::start()).collect();
+        let down: Vec<Backend> = (0..3).map(|_| Backend::start()).collect();
+        let spec = |web_n: usize, wt_w: [u32; 3], deny_all: bool| LbSpec {
+            pools: vec![
+                pool("web", &web[..web_n], &[1, 1, 1]),
+                pool("wt", &wt, &wt_w),
+                pool("err", &err, &[1, 1, 1]),
+                pool("down", &down, &[1, 1, 1]),
+            ],
+            deny_all,
+        };
+        let mut lb = Haproxy::start(scratch("haproxy"), &spec(3, [1, 1, 1], false));
+        let _traffic = Traffic::start(
+            lb.frontend_port,
+            ["/web", "/wt", "/err", "/down"]
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            40,
+        );
+        let hook = Receiver::start();
+        let cfg = write_config(
+            "haproxy-e2e.toml",
+            &format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n{}{}[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+                target("csv", &lb.stats_url(), ""),
+                target("sock", &format!("unix://{}", lb.socket.display()), ""),
+                hook.url
+            ),
+        );
+        let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+
+        // The live stats of HAProxy 2.6 parse cleanly.
+        std::thread::sleep(Duration::from_secs(2));
+        let live = lbwatch::source::haproxy_csv::parse(lb.stats_csv().as_bytes()).unwrap();
+        assert!(
+            live.bad_rows.is_empty() && live.servers.len() == 12,
+            "{live:?}"
+        );
+
+        // Healthy traffic until every baseline is armed: nothing may page.
+        run.wait_for(Duration::from_secs(70), |_| false);
+        assert_eq!(pages(&hook), vec![], "paged on healthy traffic");
+
+        // Three scrape intervals, measured from the command that causes the
+        // fault: plus what HAProxy itself takes to show it (a reload starts
+        // a new worker, a health check needs two failures).
+        const LIMIT: f64 = 3.0 + 1.5;
+        let mut delays = Vec::new();
+
+        let t = Instant::now();
+        err[0]
+            .fail_permille
+            .store(200, std::sync::atomic::Ordering::Relaxed);
+        delays.push(("ErrorSpike", arrival(&hook, t, "ErrorSpike", "err", LIMIT)));
+
+        let t = Instant::now();
+        down[0].stop();
+        delays.push(("ServerDown", arrival(&hook, t, "ServerDown", "down", LIMIT)));
+        let t = Instant::now();
+        down[1].stop();
+        down[2].stop();
+        delays.push((
+            "PoolUnavailable",
+            arrival(&hook, t, "PoolUnavailable", "down", LIMIT),
+        ));
+
+        let t = Instant::now();
+        lb.reload(&spec(1, [1, 1, 1], false));
+        delays.push((
+            "TrafficSkew (one server left)",
+            arrival(&hook, t, "TrafficSkew", "web", LIMIT),
+        ));
+        let t = Instant::now();
+        lb.reload(&spec(1, [100, 1, 1], false));
+        delays.push((
+            "TrafficSkew (weight typo)",
+            arrival(&hook, t, "TrafficSkew", "wt", LIMIT),
+        ));
+
+        let t = Instant::now();
+        lb.reload(&spec(1, [100, 1, 1], true));
+        delays.push(("TrafficDrop", arrival(&hook, t, "TrafficDrop", "", LIMIT)));
+
+        let t = Instant::now();
+        lb.kill();
+        delays.push(("ScrapeFailed", arrival(&hook, t, "ScrapeFailed", "", LIMIT)));
+
+        run.stop();
+        let expected = [
+            "ErrorSpike",
+            "ServerDown",
+            "PoolUnavailable",
+            "TrafficSkew",
+            "TrafficDrop",
+            "ScrapeFailed",
+        ];
+        let unexpected: Vec<_> = pages(&hook)
+            .into_iter()
+            .filter(|(a, _, _)| !expected.contains(&a.as_str()))
+            .collect();
+        assert_eq!(unexpected, vec![], "delays {delays:?}");
+        eprintln!("delays from fault to webhook (s): {delays:?}");
+    }
 }

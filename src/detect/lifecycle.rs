@@ -10,6 +10,10 @@ use crate::model::Timestamp;
 pub enum Verdict {
     /// The condition holds.
     Fire,
+    /// The effect is visible but not yet significant (a sample with too few
+    /// requests to prove it): it continues a pending streak, but an alert
+    /// fires only on a sample that proves it.
+    Building,
     /// The condition was evaluated and does not hold.
     Clear,
     /// Nothing can be concluded from this sample (no traffic, a partial
@@ -71,7 +75,17 @@ impl Lifecycle {
     pub fn step(&mut self, verdict: Verdict, ts: Timestamp, p: &Persistence) -> Option<Transition> {
         match (verdict, self.phase) {
             (Verdict::Hold, _) => None,
-            (Verdict::Fire, Phase::Firing) => {
+            (Verdict::Building, Phase::Inactive) => {
+                self.phase = Phase::Pending;
+                self.since = Some(ts);
+                self.streak = 1;
+                None
+            }
+            (Verdict::Building, Phase::Pending) => {
+                self.streak += 1;
+                None
+            }
+            (Verdict::Fire | Verdict::Building, Phase::Firing) => {
                 self.clear_streak = 0;
                 self.clear_since = None;
                 None
@@ -154,6 +168,14 @@ mod tests {
         assert_eq!(check(&[Fire, Fire]), vec![(1, Transition::Fired)]);
         // Hold neither advances nor breaks a streak.
         assert_eq!(check(&[Fire, Hold, Fire]), vec![(2, Transition::Fired)]);
+    }
+
+    #[test]
+    fn a_visible_but_unproven_effect_continues_a_streak_but_never_fires_alone() {
+        use Verdict::Building;
+        assert_eq!(check(&[Building, Building, Building]), vec![]);
+        assert_eq!(check(&[Building, Fire]), vec![(1, Transition::Fired)]);
+        assert_eq!(check(&[Building, Clear, Fire]), vec![]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::config::SkewConfig;
 use super::emit::{Context, Emit};
 use super::evidence::{Decayed, ErrorFinding, ErrorInterval, ErrorTrack, RateTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
@@ -228,8 +229,10 @@ impl PoolState {
         let requests = self.interval_requests();
         let frozen = ctx.frozen_too_long(&self.rate.life);
         let (mut verdict, finding) = self.rate.observe(requests, ctx.rate_dt, cfg, frozen);
-        if ctx.target_drop_active && !self.rate.life.active() {
-            // The target-level TrafficDrop already says it for every pool.
+        if (ctx.target_drop_active || self.unavailable.active()) && !self.rate.life.active() {
+            // The target-level TrafficDrop already says it for every pool;
+            // a pool with no server up has nowhere to send traffic, and
+            // PoolUnavailable says so.
             verdict = Verdict::Hold;
             self.rate.forget_evidence();
         }
@@ -262,11 +265,14 @@ impl PoolState {
         let name = self.name.clone();
         let listed = self.servers.iter().filter(|s| s.listed).count();
         let down = self.servers.iter().filter(|s| s.listed && !s.up).count();
+        // The LB's own health check already debounced going down; coming
+        // back needs two samples and 3 s, because a reloading HAProxy shows
+        // its servers UP for a moment until their checks fail again.
         let immediate = Persistence {
             fire_after: 1,
             fire_after_s: 0.0,
-            resolve_after_s: 0.0,
-            resolve_after_samples: 1,
+            resolve_after_s: 3.0,
+            resolve_after_samples: 2,
         };
         for s in &mut self.servers {
             let t = if s.listed {
@@ -455,8 +461,13 @@ impl PoolState {
             self.baseline = baseline;
         }
 
+        // Without a finding: is the effect at least visible in this sample,
+        // too few requests to prove it? (The first sample after a reload
+        // holds a fraction of a second of traffic.)
+        let visible = finding.is_none() && evaluated && self.effect_visible(ctx, regime_changed);
         let verdict = match (&finding, evaluated || self.interval_requests() > 0.0) {
             (Some(_), _) => Verdict::Fire,
+            (None, _) if visible => Verdict::Building,
             (None, true) => Verdict::Clear,
             (None, false) => Verdict::Hold,
         };
@@ -501,6 +512,41 @@ impl PoolState {
             };
             (text, Some(f.share))
         });
+    }
+
+    /// The skew tests of the last interval, without their significance.
+    fn effect_visible(&mut self, ctx: &Context, regime_changed: bool) -> bool {
+        let cfg = SkewConfig {
+            significance: 1.0,
+            ..ctx.cfg.skew.clone()
+        };
+        let expected = std::mem::take(&mut self.expected);
+        let mut visible = false;
+        if !regime_changed {
+            let interval_expected: Vec<f64> = self
+                .servers
+                .iter()
+                .zip(&expected)
+                .map(|(s, &e)| if s.has_delta { e } else { 0.0 })
+                .collect();
+            let basis = "weight";
+            visible = share_test(
+                self,
+                &interval_expected,
+                Window::Interval,
+                cfg.hot_ratio,
+                &cfg,
+                basis,
+            )
+            .is_some();
+        }
+        self.expected = expected;
+        if !visible && self.base_age >= ctx.cfg.warmup(ctx.dt.unwrap_or(f64::INFINITY)) {
+            let baseline = std::mem::take(&mut self.baseline);
+            visible = concentration_test(self, &baseline, Window::Interval, &cfg).is_some();
+            self.baseline = baseline;
+        }
+        visible
     }
 
     fn error_check(&mut self, ctx: &Context, emit: &mut Emit) {

@@ -1,0 +1,320 @@
+//! The real HAProxy for end-to-end tests: started on loopback with random
+//! free ports in master-worker mode, reloaded with new configs (SIGUSR2 to
+//! the master this harness started), killed at the end. Backends, the
+//! traffic generator and a webhook receiver are plain threads here.
+
+#![allow(dead_code)]
+#![allow(clippy::disallowed_methods)] // real processes in real time
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Fails loudly, with the install hint, when HAProxy is missing.
+pub fn haproxy_binary() -> PathBuf {
+    for p in [
+        "/usr/sbin/haproxy",
+        "/usr/bin/haproxy",
+        "/usr/local/sbin/haproxy",
+    ] {
+        if std::path::Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("haproxy is not installed: `apt-get install haproxy` (scripts/test installs it)");
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An HTTP backend on loopback.
+#[derive(Debug)]
+pub struct Backend {
+    pub port: u16,
+    /// Share of requests answered 503.
+    pub fail_permille: Arc<AtomicU64>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Backend {
+    pub fn start() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let fail = Arc::new(AtomicU64::new(0));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (f, st) = (fail.clone(), stopped.clone());
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        n += 1;
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 2048];
+                        let _ = s.read(&mut buf);
+                        let fail = (n * 7919) % 1000 < f.load(Ordering::Relaxed);
+                        let status = if fail {
+                            "503 Service Unavailable"
+                        } else {
+                            "200 OK"
+                        };
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        );
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+            // The listener is dropped: connections are refused, checks fail.
+        });
+        Backend {
+            port,
+            fail_permille: fail,
+            stopped,
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One pool of the test LB.
+#[derive(Debug, Clone)]
+pub struct PoolSpec {
+    pub name: &'static str,
+    /// (server name, backend port, weight)
+    pub servers: Vec<(String, u16, u32)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LbSpec {
+    pub pools: Vec<PoolSpec>,
+    /// `http-request deny` for everything.
+    pub deny_all: bool,
+}
+
+/// A running HAProxy.
+pub struct Haproxy {
+    child: Child,
+    dir: PathBuf,
+    pub frontend_port: u16,
+    pub stats_port: u16,
+    pub socket: PathBuf,
+}
+
+impl Haproxy {
+    fn config(&self, spec: &LbSpec) -> String {
+        let mut c = format!(
+            "global\n    stats socket {} mode 600 level admin\n\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\nfrontend stats\n    bind 127.0.0.1:{}\n    stats enable\n    stats uri /stats\n\nfrontend fe\n    bind 127.0.0.1:{}\n",
+            self.socket.display(),
+            self.stats_port,
+            self.frontend_port
+        );
+        if spec.deny_all {
+            c.push_str("    http-request deny\n");
+        }
+        for p in &spec.pools {
+            c.push_str(&format!(
+                "    use_backend {0} if {{ path_beg /{0} }}\n",
+                p.name
+            ));
+        }
+        for p in &spec.pools {
+            c.push_str(&format!("\nbackend {}\n    balance roundrobin\n", p.name));
+            for (name, port, weight) in &p.servers {
+                c.push_str(&format!(
+                    "    server {name} 127.0.0.1:{port} check inter 300ms fall 2 rise 1 weight {weight}\n"
+                ));
+            }
+        }
+        c
+    }
+
+    pub fn start(dir: PathBuf, spec: &LbSpec) -> Haproxy {
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("haproxy.cfg");
+        let mut h = Haproxy {
+            child: Command::new("true").spawn().unwrap(),
+            socket: dir.join("admin.sock"),
+            dir,
+            frontend_port: free_port(),
+            stats_port: free_port(),
+        };
+        std::fs::write(&cfg, h.config(spec)).unwrap();
+        let check = Command::new(haproxy_binary())
+            .args(["-c", "-q", "-f"])
+            .arg(&cfg)
+            .status()
+            .unwrap();
+        assert!(check.success(), "haproxy rejected:\n{}", h.config(spec));
+        let _ = h.child.wait();
+        h.child = Command::new(haproxy_binary())
+            .args(["-W", "-db", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", h.stats_port)).is_err() {
+            assert!(Instant::now() < end, "haproxy did not start");
+            thread::sleep(Duration::from_millis(50));
+        }
+        h
+    }
+
+    /// Writes a new config and reloads (counters restart, as in production).
+    pub fn reload(&mut self, spec: &LbSpec) {
+        let cfg = self.dir.join("haproxy.cfg");
+        std::fs::write(&cfg, self.config(spec)).unwrap();
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-USR2", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    pub fn stats_url(&self) -> String {
+        format!("http://127.0.0.1:{}/stats;csv", self.stats_port)
+    }
+
+    /// The stats CSV as HAProxy prints it now (runtime API, `show stat`).
+    pub fn stats_csv(&self) -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        s.write_all(b"show stat\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Steady loopback traffic to every pool's path, round robin.
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+}
+
+impl Traffic {
+    /// `per_second` requests to each path, each path with its own workers,
+    /// so a pool whose servers hang does not slow the others' traffic.
+    pub fn start(port: u16, paths: Vec<String>, per_second: u32) -> Traffic {
+        const WORKERS: u32 = 3;
+        let stop = Arc::new(AtomicBool::new(false));
+        for path in paths
+            .iter()
+            .flat_map(|p| (0..WORKERS).map(move |_| p.clone()))
+        {
+            let st = stop.clone();
+            thread::spawn(move || {
+                let gap = Duration::from_secs_f64(f64::from(WORKERS) / f64::from(per_second));
+                let mut next = Instant::now();
+                while !st.load(Ordering::Relaxed) {
+                    if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                        let _ = write!(
+                            s,
+                            "GET {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
+                        );
+                        let mut buf = [0u8; 512];
+                        let _ = s.read(&mut buf);
+                    }
+                    next += gap;
+                    if let Some(d) = next.checked_duration_since(Instant::now()) {
+                        thread::sleep(d);
+                    } else {
+                        next = Instant::now();
+                    }
+                }
+            });
+        }
+        Traffic { stop }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Receives the generic webhook; keeps each event with its arrival time.
+pub struct Receiver {
+    pub url: String,
+    pub events: Arc<Mutex<Vec<(Instant, serde_json::Value)>>>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let ev = events.clone();
+        thread::spawn(move || {
+            for mut s in listener.incoming().map_while(Result::ok) {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 8192];
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let body = loop {
+                    let Ok(n) = s.read(&mut buf) else { break None };
+                    if n == 0 {
+                        break None;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break Some(body[..len].to_string());
+                        }
+                    }
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                if let Some(body) = body {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+                        let now = Instant::now();
+                        for e in v["events"].as_array().cloned().unwrap_or_default() {
+                            ev.lock().unwrap().push((now, e));
+                        }
+                    }
+                }
+            }
+        });
+        Receiver { url, events }
+    }
+}
