@@ -2,6 +2,8 @@
 //!
 //! * detector: `Detector::observe` over samples already in memory, in
 //!   server-samples per second;
+//! * HAProxy stats CSV parsing: a 10,000-server page built from rows of the
+//!   real HAProxy 2.6, in MB/s and servers/s;
 //! * replay: `lbwatch replay` end to end (JSON parsing, detection, event
 //!   output) on the largest recorded scenario, in MB/s and server-samples/s,
 //!   from memory and from the gzip'd file.
@@ -83,6 +85,8 @@ fn main() {
         server_samples as f64 / secs / 1e6
     );
 
+    haproxy_csv_parse(quick);
+
     if !quick {
         let t = best(|| {
             let mut d = Detector::new(DetectConfig::default());
@@ -98,4 +102,46 @@ fn main() {
             server_samples as f64 / secs / 1e6
         );
     }
+}
+
+/// Parses a 10,000-server stats page (100 backends of 100 servers, rows of
+/// the real HAProxy 2.6 capture).
+fn haproxy_csv_parse(quick: bool) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/haproxy/csv-2.6.12-lbwatch-e2e.csv");
+    let capture = std::fs::read_to_string(path).unwrap();
+    let header = capture.lines().next().unwrap();
+    let server = capture
+        .lines()
+        .find(|l| l.starts_with("web,web1,"))
+        .unwrap();
+    let backend = capture
+        .lines()
+        .find(|l| l.starts_with("web,BACKEND,"))
+        .unwrap();
+    let (pools, per_pool) = if quick { (2, 10) } else { (100, 100) };
+    let mut page = format!("{header}\n");
+    for p in 0..pools {
+        for s in 0..per_pool {
+            let row = server.replacen("web,web1,", &format!("pool{p},srv{s},"), 1);
+            page.push_str(&row.replacen(",1,1,0,", &format!(",{},1,0,", 1 + s % 3), 1));
+            page.push('\n');
+        }
+        page.push_str(&backend.replacen("web,", &format!("pool{p},"), 1));
+        page.push('\n');
+    }
+    let servers = pools * per_pool;
+    let t = best(|| {
+        let start = Instant::now();
+        let parsed = lbwatch::source::haproxy_csv::parse(page.as_bytes()).unwrap();
+        let took = start.elapsed();
+        assert_eq!(parsed.servers.len(), servers);
+        took
+    });
+    println!(
+        "haproxy csv parse ({servers} servers, {:.1} MB): {:.0} MB/s, {:.1} M servers/s",
+        page.len() as f64 / 1e6,
+        page.len() as f64 / t.as_secs_f64() / 1e6,
+        servers as f64 / t.as_secs_f64() / 1e6
+    );
 }

@@ -65,7 +65,7 @@ fn every_haproxy_fixture_matches_its_golden_output() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 18);
+    assert_eq!(seen, 20);
 }
 
 #[test]
@@ -171,4 +171,36 @@ fn haproxy_rows_of_older_versions_and_without_header_are_read() {
     assert_eq!(names(&p), ["test/127.0.0.1:8080"]);
     let p = haproxy("csv-synthetic-haproxy_exporter-2735rows.csv");
     assert!(p.servers.len() > 2000 && p.bad_rows.is_empty());
+}
+
+#[test]
+fn haproxy_2_6_captured_from_the_real_haproxy() {
+    for name in [
+        "csv-2.6.12-lbwatch-e2e.csv",
+        "csv-2.6.12-lbwatch-e2e-runtime-socket.csv",
+    ] {
+        let p = haproxy(name);
+        assert!(p.bad_rows.is_empty(), "{name}: {:?}", p.bad_rows);
+        let get = |pool: &str, server: &str| {
+            p.servers
+                .iter()
+                .find(|s| s.pool == pool && s.server == server)
+                .unwrap_or_else(|| panic!("{name}: no {pool}/{server}"))
+        };
+        assert!(!get("web", "web1").up && !get("web", "web2").up);
+        assert_eq!(get("web", "web2").weight, 2.0);
+        // Its port refuses connections too: three attempts, no HTTP response
+        // (econ 3), so HAProxy counts no request (req_tot 0) and neither do we.
+        let backup = get("web", "web3");
+        assert!(
+            backup.up && backup.backup && backup.requests_total == 0,
+            "{backup:?}"
+        );
+        let maint = get("api", "api2");
+        assert!(maint.up && maint.weight == 0.0, "{maint:?}");
+        // The runtime socket gives the balancing algorithm; the HTTP page of
+        // 2.6 leaves `algo` empty unless `stats show-legends` is set.
+        let want = name.contains("socket").then_some("leastconn");
+        assert_eq!(get("api", "api1").algo.as_deref(), want, "{name}");
+    }
 }

@@ -120,6 +120,8 @@ struct Columns {
     lbtot: Option<usize>,
     stot: Option<usize>,
     algo: Option<usize>,
+    /// The highest of the indexes above.
+    last: usize,
 }
 
 impl Columns {
@@ -145,7 +147,30 @@ impl Columns {
             lbtot: at.get("lbtot").copied(),
             stot: at.get("stot").copied(),
             algo: at.get("algo").copied(),
-        })
+            last: 0,
+        }
+        .with_last())
+    }
+
+    /// Records the last column lbwatch reads: the rest of a row is counted,
+    /// never split.
+    fn with_last(mut self) -> Self {
+        let opt = [
+            self.weight,
+            self.bck,
+            self.kind,
+            self.req_tot,
+            self.lbtot,
+            self.stot,
+            self.algo,
+        ];
+        self.last = [self.pxname, self.svname, self.status]
+            .into_iter()
+            .chain(opt.into_iter().flatten())
+            .chain(self.hrsp.into_iter().flatten())
+            .max()
+            .unwrap_or(0);
+        self
     }
 }
 
@@ -161,6 +186,14 @@ enum Status {
 }
 
 fn status(text: &str) -> Option<Status> {
+    // The common cases without an allocation.
+    match text.trim() {
+        "UP" => return Some(Status::Up),
+        "DOWN" => return Some(Status::Down),
+        "no check" => return Some(Status::Up),
+        "MAINT" | "DRAIN" | "NOLB" => return Some(Status::OutOfRotation),
+        _ => {}
+    }
     let s = text.trim().to_ascii_uppercase();
     if s.starts_with("MAINT (RESOLUTION)") {
         return Some(Status::Down);
@@ -183,6 +216,38 @@ fn status(text: &str) -> Option<Status> {
         "MAINT" | "DRAIN" | "NOLB" => Some(Status::OutOfRotation),
         _ => None,
     }
+}
+
+/// Splits one CSV line into its first `keep` fields and returns how many
+/// fields it has; fields may be double-quoted (with `""` escapes).
+fn split_first<'a>(line: &'a str, keep: usize, out: &mut Vec<Cow<'a, str>>) -> usize {
+    out.clear();
+    // One pass over the bytes: fields are two or three bytes on average,
+    // too short for a search per field to pay.
+    let mut start = 0;
+    let mut count = 1;
+    for (i, &b) in line.as_bytes().iter().enumerate() {
+        match b {
+            b',' => {
+                if out.len() < keep {
+                    out.push(Cow::Borrowed(&line[start..i]));
+                }
+                start = i + 1;
+                count += 1;
+            }
+            b'"' => {
+                split(line, out);
+                let n = out.len();
+                out.truncate(keep);
+                return n;
+            }
+            _ => {}
+        }
+    }
+    if out.len() < keep {
+        out.push(Cow::Borrowed(&line[start..]));
+    }
+    count
 }
 
 /// Splits one CSV line; fields may be double-quoted (with `""` escapes).
@@ -278,8 +343,8 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
             saw_header = true;
             continue;
         }
-        split(line, &mut fields);
-        match row(&fields, &cols) {
+        let width = split_first(line, cols.last + 1, &mut fields);
+        match row(&fields, width, &cols) {
             Ok(Row::Server(s)) => rows.push((line_no, s)),
             Ok(Row::Backend { pool, algo }) => {
                 other_rows += 1;
@@ -318,28 +383,26 @@ enum Row {
     Other,
 }
 
-fn row(f: &[Cow<'_, str>], c: &Columns) -> Result<Row, String> {
+fn row(f: &[Cow<'_, str>], width_found: usize, c: &Columns) -> Result<Row, String> {
     // A row has the header's width (or, without a header, the dump's usual
     // width): one comma missing shifts every column after it (a real HAProxy
     // bug, "DRAIN (agent)1"). Older versions' rows are short but consistent.
     if let Some(width) = c.width {
-        if f.len() != width {
+        if width_found != width {
             let by = if c.width_from_header {
                 "the header has"
             } else {
                 "the other rows have"
             };
             return Err(format!(
-                "{} fields where {by} {width}: a missing or extra comma would shift every column",
-                f.len()
+                "{width_found} fields where {by} {width}: a missing or extra comma would shift every column"
             ));
         }
     }
     let needed = c.status.max(c.svname).max(c.pxname) + 1;
-    if f.len() < needed {
+    if width_found < needed {
         return Err(format!(
-            "{} fields, fewer than the {needed} needed",
-            f.len()
+            "{width_found} fields, fewer than the {needed} needed"
         ));
     }
     let pxname = f[c.pxname].trim();
