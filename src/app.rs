@@ -21,7 +21,6 @@ use crate::config::{FileConfig, NotifierConfig, TargetConfig};
 use crate::detect::Detector;
 use crate::fetch::{Endpoint, Fetcher, Secret};
 use crate::model::{AlertEvent, AlertState, Sample, SampleBody};
-use crate::source::haproxy_csv;
 
 /// How alert events are shown on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +115,7 @@ fn label(v: &str) -> String {
 /// A target ready to scrape.
 struct Scraper {
     name: String,
+    parse: crate::source::Parser,
     fetcher: Fetcher,
     interval: Duration,
 }
@@ -154,8 +154,11 @@ fn scraper(i: usize, t: &TargetConfig) -> anyhow::Result<Scraper> {
         t.max_response_bytes,
         auth,
     )?;
+    let parse = crate::source::parser(&t.kind)
+        .ok_or_else(|| anyhow::anyhow!("targets[{i}].kind: {:?} is not supported", t.kind))?;
     Ok(Scraper {
         name: t.name.clone(),
+        parse,
         fetcher,
         interval: Duration::from_secs_f64(t.interval.0),
     })
@@ -184,7 +187,7 @@ async fn scrape_loop(s: Scraper, tx: mpsc::Sender<Sample<'static>>, metrics: Arc
         // Never more than one scrape in flight: the next tick waits for this.
         let ts = crate::clock::now();
         let body = match s.fetcher.fetch().await {
-            Ok(bytes) => match haproxy_csv::parse(&bytes) {
+            Ok(bytes) => match (s.parse)(&bytes) {
                 Ok(parsed) => {
                     metrics.scrape(&s.name, "ok");
                     if !parsed.bad_rows.is_empty() {

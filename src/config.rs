@@ -102,8 +102,6 @@ pub struct NotifierConfig {
     pub routing_key_env: Option<String>,
 }
 
-/// Stats formats this version reads.
-pub const TARGET_KINDS: &[&str] = &["haproxy"];
 /// Notifiers this version delivers to.
 pub const NOTIFIER_KINDS: &[&str] = &["webhook"];
 
@@ -206,12 +204,13 @@ impl FileConfig {
                     t.name
                 ));
             }
-            if !TARGET_KINDS.contains(&t.kind.as_str()) {
+            if crate::source::parser(&t.kind).is_none() {
+                let kinds: Vec<&str> = crate::source::KINDS.iter().map(|(k, _)| *k).collect();
                 errs.push(format!(
                     "{}: {:?} is invalid: supported kinds are {}",
                     key("kind"),
                     t.kind,
-                    TARGET_KINDS.join(", ")
+                    kinds.join(", ")
                 ));
             }
             if let Err(why) = crate::fetch::Endpoint::parse(&t.url) {

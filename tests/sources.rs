@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lbwatch::source::{haproxy_csv, Parsed};
+use lbwatch::source::{haproxy_csv, nginx, Parsed};
 use serde_json::{json, Value};
 
 fn fixture(dir: &str, name: &str) -> PathBuf {
@@ -17,7 +17,7 @@ fn fixture(dir: &str, name: &str) -> PathBuf {
 fn as_json(p: &Parsed) -> Value {
     json!({
         "servers": p.servers,
-        "bad_rows": p.bad_rows.iter().map(|r| json!({"line": r.line, "reason": r.reason})).collect::<Vec<_>>(),
+        "bad_rows": p.bad_rows.iter().map(|r| json!({"at": r.at, "reason": r.reason})).collect::<Vec<_>>(),
     })
 }
 
@@ -146,7 +146,7 @@ fn haproxy_one_garbled_row_is_counted_and_the_rest_survives() {
     let p = haproxy("csv-2.8-otel-issue30252-malformed-row.csv");
     assert_eq!(names(&p), ["webservers/s1", "webservers/s3"]);
     assert_eq!(p.bad_rows.len(), 1);
-    assert_eq!(p.bad_rows[0].line, 5);
+    assert_eq!(p.bad_rows[0].at, "line 5");
 }
 
 #[test]
@@ -203,4 +203,129 @@ fn haproxy_2_6_captured_from_the_real_haproxy() {
         let want = name.contains("socket").then_some("leastconn");
         assert_eq!(get("api", "api1").algo.as_deref(), want, "{name}");
     }
+}
+
+fn every_fixture(
+    dir: &str,
+    ext: &str,
+    parse: fn(&[u8]) -> Result<Parsed, lbwatch::source::SourceError>,
+) -> usize {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(fixture(dir, "")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(ext) && !name.ends_with(".golden.json") {
+            check(dir, &name, parse);
+            seen += 1;
+        }
+    }
+    seen
+}
+
+#[test]
+fn every_nginx_plus_and_vts_fixture_matches_its_golden_output() {
+    assert_eq!(every_fixture("nginx-plus", ".json", nginx::parse_plus), 4);
+    assert_eq!(every_fixture("nginx-vts", ".json", nginx::parse_vts), 2);
+}
+
+#[test]
+fn nginx_plus_api_7_peers_backups_and_real_skew() {
+    let p = check(
+        "nginx-plus",
+        "api7-http-upstreams-datadog.json",
+        nginx::parse_plus,
+    );
+    let demo: Vec<_> = p
+        .servers
+        .iter()
+        .filter(|s| s.pool == "demo-backend")
+        .collect();
+    let primaries: Vec<u64> = demo
+        .iter()
+        .filter(|s| !s.backup)
+        .map(|s| s.requests_total)
+        .collect();
+    assert_eq!(primaries.len(), 2);
+    assert!(primaries.iter().all(|&r| r > 18_000_000), "{primaries:?}");
+    let trac_backup = p
+        .servers
+        .iter()
+        .find(|s| s.pool == "trac-backend" && s.backup)
+        .unwrap();
+    assert_eq!(trac_backup.requests_total, 0);
+    assert!(p.bad_rows.is_empty(), "{:?}", p.bad_rows);
+}
+
+#[test]
+fn nginx_plus_unhealthy_backups_are_down() {
+    let p = check(
+        "nginx-plus",
+        "api-http-upstreams-telegraf.json",
+        nginx::parse_plus,
+    );
+    let backup = p
+        .servers
+        .iter()
+        .find(|s| s.pool == "trac-backend" && s.backup)
+        .unwrap();
+    assert!(!backup.up);
+    let primary = p
+        .servers
+        .iter()
+        .find(|s| s.pool == "trac-backend" && !s.backup)
+        .unwrap();
+    assert_eq!(primary.responses_5xx_total, 6);
+}
+
+#[test]
+fn nginx_plus_legacy_status_and_stream_upstreams() {
+    let p = check(
+        "nginx-plus",
+        "status-legacy-v6-telegraf-nginx_plus.json",
+        nginx::parse_plus,
+    );
+    assert!(p
+        .servers
+        .iter()
+        .any(|s| s.pool == "first_upstream" && s.requests_total == 9876));
+    // Same address twice (a backup of the same host): both kept, apart.
+    let names: Vec<_> = p
+        .servers
+        .iter()
+        .filter(|s| s.pool == "first_upstream")
+        .map(|s| s.server.to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_ne!(names[0], names[1]);
+    // Stream upstreams count connections; this test payload misspells
+    // `connecions` on one peer: no counter, counted and skipped.
+    let p = check(
+        "nginx-plus",
+        "api-stream-upstreams-telegraf.json",
+        nginx::parse_plus,
+    );
+    assert_eq!(p.servers.len(), 3, "{p:?}");
+    assert_eq!(p.bad_rows.len(), 1);
+    assert_eq!(p.bad_rows[0].at, "upstreams.mysql_backends.peers[0]");
+}
+
+#[test]
+fn nginx_vts_upstream_zones_without_nogroups() {
+    let p = check(
+        "nginx-vts",
+        "vts-nginx1.12.2-telegraf.json",
+        nginx::parse_vts,
+    );
+    assert_eq!(p.servers.len(), 1);
+    let s = &p.servers[0];
+    assert_eq!(
+        (s.pool.as_ref(), s.requests_total, s.responses_5xx_total),
+        ("backend_cluster", 2103849, 503)
+    );
+    // A truncated peer (only responseMsec) is a counted bad row; u64::MAX elsewhere is fine.
+    let p = check(
+        "nginx-vts",
+        "vts-nginx1.13.12-datadog-truncated-upstream.json",
+        nginx::parse_vts,
+    );
+    assert_eq!(p.bad_rows.len(), 1, "{p:?}");
 }

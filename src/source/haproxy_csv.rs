@@ -354,7 +354,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
             }
             Ok(Row::Other) => other_rows += 1,
             Err(reason) => bad_rows.push(RowError {
-                line: line_no,
+                at: format!("line {line_no}"),
                 reason,
             }),
         }

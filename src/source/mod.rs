@@ -3,8 +3,24 @@
 //! bytes is the transports' business.
 
 pub mod haproxy_csv;
+pub mod nginx;
 
 use crate::model::ServerStat;
+
+/// A parser: bytes of one stats page to its servers.
+pub type Parser = fn(&[u8]) -> Result<Parsed, SourceError>;
+
+/// Every `kind` of target this version reads, with its parser.
+pub const KINDS: &[(&str, Parser)] = &[
+    ("haproxy", haproxy_csv::parse),
+    ("nginx-plus", nginx::parse_plus),
+    ("nginx-vts", nginx::parse_vts),
+];
+
+/// The parser of a target `kind`.
+pub fn parser(kind: &str) -> Option<Parser> {
+    KINDS.iter().find(|(k, _)| *k == kind).map(|(_, p)| *p)
+}
 
 /// The servers of one scrape, and the rows that could not be read.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,10 +30,11 @@ pub struct Parsed {
     pub bad_rows: Vec<RowError>,
 }
 
-/// A row that was skipped, with its line and why.
+/// A row that was skipped, where it was (`line 5`, `upstreams.web.peers[2]`)
+/// and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
-    pub line: usize,
+    pub at: String,
     pub reason: String,
 }
 
@@ -33,6 +50,8 @@ pub enum SourceError {
     },
     #[error("line {line}: bad header: {reason}")]
     BadHeader { line: usize, reason: String },
+    #[error("not JSON: {0}")]
+    NotJson(String),
 }
 
 /// The start of a line, for error messages (never the whole of a huge body).

@@ -1,0 +1,214 @@
+//! NGINX Plus (`/api/N/http/upstreams`, `/api/N/stream/upstreams`, and the
+//! legacy `/status` document) and nginx-module-vts (`/status/format/json`):
+//! pure parsers from JSON bytes to servers, by field name.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{Parsed, RowError, SourceError};
+use crate::model::ServerStat;
+
+fn json(bytes: &[u8], expected: &'static str) -> Result<Value, SourceError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).to_string();
+        if text.trim_start().starts_with('<') {
+            SourceError::NotThisFormat {
+                expected,
+                found: super::excerpt(text.trim_start().lines().next().unwrap_or("")),
+            }
+        } else {
+            SourceError::NotJson(e.to_string())
+        }
+    })
+}
+
+fn count(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+}
+
+/// Peers under unique names: two peers of one upstream can share an address
+/// (a backup of the same host), so a repeated name gets its peer id.
+fn unique(names: &mut BTreeMap<String, usize>, name: &str, id: &Value) -> String {
+    let n = names.entry(name.to_string()).or_default();
+    *n += 1;
+    if *n == 1 {
+        name.to_string()
+    } else {
+        format!(
+            "{name}#{}",
+            id.as_u64().map_or(n.to_string(), |i| i.to_string())
+        )
+    }
+}
+
+/// NGINX Plus: the API's upstreams object (`{"name": {"peers": [...]}}`), or
+/// the legacy status document with an `upstreams` member.
+pub fn parse_plus(bytes: &[u8]) -> Result<Parsed, SourceError> {
+    let doc = json(bytes, "NGINX Plus upstreams JSON")?;
+    let upstreams = match doc.get("upstreams") {
+        Some(u) if doc.get("nginx_version").is_some() || doc.get("version").is_some() => u,
+        _ => &doc,
+    };
+    let Some(upstreams) = upstreams.as_object() else {
+        return Err(SourceError::NotThisFormat {
+            expected: "NGINX Plus upstreams JSON (an object of upstreams)",
+            found: super::excerpt(&doc.to_string()),
+        });
+    };
+    let mut out = Parsed {
+        servers: Vec::new(),
+        bad_rows: Vec::new(),
+    };
+    for (pool, u) in upstreams {
+        let peers = u.get("peers").unwrap_or(u);
+        let Some(peers) = peers.as_array() else {
+            out.bad_rows.push(RowError {
+                at: format!("upstreams.{pool}"),
+                reason: "no `peers` list".into(),
+            });
+            continue;
+        };
+        let mut names = BTreeMap::new();
+        for (i, p) in peers.iter().enumerate() {
+            let at = format!("upstreams.{pool}.peers[{i}]");
+            match plus_peer(pool, p, &mut names) {
+                Ok(s) => out.servers.push(s),
+                Err(reason) => out.bad_rows.push(RowError { at, reason }),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn plus_peer(
+    pool: &str,
+    p: &Value,
+    names: &mut BTreeMap<String, usize>,
+) -> Result<ServerStat<'static>, String> {
+    let name = p
+        .get("server")
+        .or_else(|| p.get("name"))
+        .and_then(Value::as_str)
+        .ok_or("no `server`")?;
+    // HTTP upstreams count requests; stream (TCP/UDP) upstreams connections.
+    let requests = p
+        .get("requests")
+        .or_else(|| p.get("connections"))
+        .and_then(count)
+        .ok_or("no `requests` (or `connections`) counter")?;
+    let errors = p.pointer("/responses/5xx").and_then(count).unwrap_or(0);
+    let state = p.get("state").and_then(Value::as_str).unwrap_or("up");
+    // `down` and `draining` are an operator's decision (out of rotation);
+    // `unavail` and `unhealthy` are failures.
+    let (up, in_rotation) = match state {
+        "up" | "checking" => (true, true),
+        "down" | "draining" => (true, false),
+        "unavail" | "unhealthy" => (false, true),
+        other => return Err(format!("state {other:?} is not a peer state")),
+    };
+    let weight = p.get("weight").and_then(Value::as_f64).unwrap_or(1.0);
+    Ok(ServerStat {
+        pool: Cow::Owned(pool.to_string()),
+        server: Cow::Owned(unique(names, name, p.get("id").unwrap_or(&Value::Null))),
+        requests_total: requests,
+        responses_5xx_total: errors,
+        up,
+        weight: if in_rotation { weight } else { 0.0 },
+        backup: p.get("backup").and_then(Value::as_bool).unwrap_or(false),
+        algo: None,
+    })
+}
+
+/// nginx-module-vts: `upstreamZones` (`::nogroups`, peers outside any
+/// upstream block, is not a pool and is left out).
+pub fn parse_vts(bytes: &[u8]) -> Result<Parsed, SourceError> {
+    let doc = json(bytes, "nginx-vts status JSON")?;
+    let Some(zones) = doc.get("upstreamZones").and_then(Value::as_object) else {
+        return Err(SourceError::NotThisFormat {
+            expected: "nginx-vts status JSON with `upstreamZones`",
+            found: super::excerpt(&doc.to_string()),
+        });
+    };
+    let mut out = Parsed {
+        servers: Vec::new(),
+        bad_rows: Vec::new(),
+    };
+    for (pool, peers) in zones.iter().filter(|(k, _)| k.as_str() != "::nogroups") {
+        let mut names = BTreeMap::new();
+        for (i, p) in peers.as_array().into_iter().flatten().enumerate() {
+            let at = format!("upstreamZones.{pool}[{i}]");
+            let mut peer = || -> Result<ServerStat<'static>, String> {
+                let name = p
+                    .get("server")
+                    .and_then(Value::as_str)
+                    .ok_or("no `server`")?;
+                let requests = p
+                    .get("requestCounter")
+                    .and_then(count)
+                    .ok_or("no `requestCounter`")?;
+                let errors = p.pointer("/responses/5xx").and_then(count).unwrap_or(0);
+                let down = p.get("down").and_then(Value::as_bool).unwrap_or(false);
+                Ok(ServerStat {
+                    pool: Cow::Owned(pool.clone()),
+                    server: Cow::Owned(unique(&mut names, name, &Value::from(i))),
+                    requests_total: requests,
+                    responses_5xx_total: errors,
+                    up: !down,
+                    weight: p.get("weight").and_then(Value::as_f64).unwrap_or(1.0),
+                    backup: p.get("backup").and_then(Value::as_bool).unwrap_or(false),
+                    algo: None,
+                })
+            };
+            match peer() {
+                Ok(s) => out.servers.push(s),
+                Err(reason) => out.bad_rows.push(RowError { at, reason }),
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_and_non_json_are_named() {
+        let e = parse_plus(b"<html><body>502 Bad Gateway</body></html>").unwrap_err();
+        assert!(e.to_string().contains("<html>"), "{e}");
+        assert!(matches!(
+            parse_vts(b"{\"x\":"),
+            Err(SourceError::NotJson(_))
+        ));
+        assert!(parse_plus(b"[1,2]").is_err());
+    }
+
+    #[test]
+    fn peer_states_map_to_up_down_and_out_of_rotation() {
+        let doc = br#"{"web":{"peers":[
+            {"id":0,"server":"a","state":"up","requests":5,"weight":2},
+            {"id":1,"server":"b","state":"unhealthy","requests":5},
+            {"id":2,"server":"c","state":"draining","requests":5},
+            {"id":3,"server":"c","state":"up","requests":5,"backup":true},
+            {"id":4,"server":"d","state":"weird","requests":5}]}}"#;
+        let p = parse_plus(doc).unwrap();
+        let s: Vec<_> = p
+            .servers
+            .iter()
+            .map(|s| (s.server.as_ref(), s.up, s.weight, s.backup))
+            .collect();
+        assert_eq!(
+            s,
+            [
+                ("a", true, 2.0, false),
+                ("b", false, 1.0, false),
+                ("c", true, 0.0, false),
+                ("c#3", true, 1.0, true)
+            ]
+        );
+        assert_eq!(p.bad_rows[0].at, "upstreams.web.peers[4]");
+    }
+}
