@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lbwatch::source::{haproxy_csv, nginx, Parsed};
+use lbwatch::source::{envoy, haproxy_csv, nginx, Parsed};
 use serde_json::{json, Value};
 
 fn fixture(dir: &str, name: &str) -> PathBuf {
@@ -328,4 +328,66 @@ fn nginx_vts_upstream_zones_without_nogroups() {
         nginx::parse_vts,
     );
     assert_eq!(p.bad_rows.len(), 1, "{p:?}");
+}
+
+#[test]
+fn every_envoy_fixture_matches_its_golden_output() {
+    assert_eq!(every_fixture("envoy", ".json", envoy::parse), 2);
+    assert_eq!(every_fixture("envoy", ".txt", envoy::parse), 1);
+}
+
+#[test]
+fn envoy_admin_test_cluster_in_both_forms() {
+    // Envoy's own test mock: a host with invented counters and no rq_total.
+    let json = check("envoy", "clusters-json-envoy-admin-test.json", envoy::parse);
+    assert_eq!(json.servers.len(), 1);
+    let j = &json.servers[0];
+    assert_eq!(
+        (j.pool.as_ref(), j.server.as_ref()),
+        ("fake_cluster", "1.2.3.4:80")
+    );
+    // JSON leaves zero-valued stats out: no rq_total means 0. Failed active
+    // health check and outlier ejection: down.
+    assert_eq!((j.requests_total, j.up, j.weight), (0, false, 5.0));
+    // The text form prints every stat: no rq_total means a cut or unreal
+    // output, a counted bad row.
+    let text = check("envoy", "clusters-text-envoy-admin-test.txt", envoy::parse);
+    assert!(text.servers.is_empty());
+    assert_eq!(text.bad_rows.len(), 1);
+    assert!(
+        text.bad_rows[0]
+            .reason
+            .contains("1.2.3.4:80 of fake_cluster has no rq_total"),
+        "{:?}",
+        text.bad_rows
+    );
+}
+
+#[test]
+fn envoy_istio_mixed_casing_omitted_zeros_and_pipes() {
+    let p = check(
+        "envoy",
+        "clusters-json-istioctl-testdata-mixedcase.json",
+        envoy::parse,
+    );
+    let reviews: Vec<_> = p
+        .servers
+        .iter()
+        .filter(|s| s.pool.contains("reviews"))
+        .collect();
+    assert_eq!(reviews.len(), 3);
+    assert!(
+        reviews.iter().all(|s| s.requests_total == 0),
+        "zero stats are omitted"
+    );
+    let inbound = p.servers.iter().find(|s| s.pool == "inbound_9092").unwrap();
+    assert_eq!(
+        (
+            inbound.server.as_ref(),
+            inbound.requests_total,
+            inbound.responses_5xx_total
+        ),
+        ("unix:/sock/mixer.socket", 300076, 78)
+    );
+    assert!(p.servers.iter().any(|s| !s.up), "the UNHEALTHY host");
 }

@@ -2,6 +2,7 @@
 //! parser over bytes (no I/O, so every fixture is a unit test); fetching the
 //! bytes is the transports' business.
 
+pub mod envoy;
 pub mod haproxy_csv;
 pub mod nginx;
 
@@ -13,6 +14,7 @@ pub type Parser = fn(&[u8]) -> Result<Parsed, SourceError>;
 /// Every `kind` of target this version reads, with its parser.
 pub const KINDS: &[(&str, Parser)] = &[
     ("haproxy", haproxy_csv::parse),
+    ("envoy", envoy::parse),
     ("nginx-plus", nginx::parse_plus),
     ("nginx-vts", nginx::parse_vts),
 ];

@@ -1,0 +1,276 @@
+//! Envoy's admin `/clusters`: the JSON form (`?format=json`, either protobuf
+//! casing, zero-valued stats omitted, values as strings) and the text form
+//! (`cluster::host::stat::value`). Pools are clusters, servers their hosts.
+//!
+//! Requests are the host's `rq_total`; errors its `rq_error` (Envoy counts
+//! 5xx responses and connection failures there: the nearest per-host
+//! measure of failing requests it exposes).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{Parsed, RowError, SourceError};
+use crate::model::ServerStat;
+
+/// Either form, told apart by the first character.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| SourceError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    match text.trim_start().chars().next() {
+        Some('{') => parse_json(text),
+        Some('<') => Err(SourceError::NotThisFormat {
+            expected: "Envoy /clusters (JSON or text)",
+            found: super::excerpt(text.trim_start().lines().next().unwrap_or("")),
+        }),
+        _ => parse_text(text),
+    }
+}
+
+/// A field under either protobuf JSON casing.
+fn field<'a>(v: &'a Value, snake: &str, camel: &str) -> Option<&'a Value> {
+    v.get(snake).or_else(|| v.get(camel))
+}
+
+fn address(h: &Value) -> Option<String> {
+    let a = h.get("address")?;
+    if let Some(sock) = field(a, "socket_address", "socketAddress") {
+        let host = sock.get("address")?.as_str()?;
+        let port = field(sock, "port_value", "portValue")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        return Some(if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        });
+    }
+    a.get("pipe")?
+        .get("path")?
+        .as_str()
+        .map(|p| format!("unix:{p}"))
+}
+
+/// Health from EDS and the health flags: (up, in rotation).
+fn health(h: &Value) -> (bool, bool) {
+    let Some(hs) = field(h, "health_status", "healthStatus") else {
+        return (true, true);
+    };
+    let flag = |s: &str, c: &str| field(hs, s, c).and_then(Value::as_bool).unwrap_or(false);
+    if flag("failed_active_health_check", "failedActiveHealthCheck")
+        || flag("failed_outlier_check", "failedOutlierCheck")
+    {
+        return (false, true);
+    }
+    match field(hs, "eds_health_status", "edsHealthStatus").and_then(Value::as_str) {
+        Some("UNHEALTHY" | "TIMEOUT") => (false, true),
+        Some("DRAINING") => (true, false),
+        _ if flag("pending_dynamic_removal", "pendingDynamicRemoval") => (true, false),
+        _ => (true, true),
+    }
+}
+
+fn parse_json(text: &str) -> Result<Parsed, SourceError> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| SourceError::NotJson(e.to_string()))?;
+    let Some(clusters) =
+        field(&doc, "cluster_statuses", "clusterStatuses").and_then(Value::as_array)
+    else {
+        return Err(SourceError::NotThisFormat {
+            expected: "Envoy /clusters?format=json (cluster_statuses)",
+            found: super::excerpt(&doc.to_string()),
+        });
+    };
+    let mut out = Parsed {
+        servers: Vec::new(),
+        bad_rows: Vec::new(),
+    };
+    for (ci, c) in clusters.iter().enumerate() {
+        let pool = c.get("name").and_then(Value::as_str).unwrap_or("");
+        let hosts = field(c, "host_statuses", "hostStatuses").and_then(Value::as_array);
+        for (hi, h) in hosts.into_iter().flatten().enumerate() {
+            let at = format!("cluster_statuses[{ci}].host_statuses[{hi}]");
+            let Some(server) = address(h).filter(|_| !pool.is_empty()) else {
+                out.bad_rows.push(RowError {
+                    at,
+                    reason: "no cluster name or host address".into(),
+                });
+                continue;
+            };
+            // Zero-valued stats are left out by proto3: absent means 0.
+            let stat = |name: &str| -> Result<u64, String> {
+                let s = h
+                    .get("stats")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .find(|s| s.get("name").and_then(Value::as_str) == Some(name));
+                match s.and_then(|s| s.get("value")) {
+                    None => Ok(0),
+                    Some(Value::String(v)) => v
+                        .parse()
+                        .map_err(|_| format!("`{name}` is {v:?}, not a count")),
+                    Some(v) => v
+                        .as_u64()
+                        .ok_or_else(|| format!("`{name}` is {v}, not a count")),
+                }
+            };
+            let (requests, errors) = match (stat("rq_total"), stat("rq_error")) {
+                (Ok(r), Ok(e)) => (r, e),
+                (Err(reason), _) | (_, Err(reason)) => {
+                    out.bad_rows.push(RowError { at, reason });
+                    continue;
+                }
+            };
+            let (up, in_rotation) = health(h);
+            let weight = h.get("weight").and_then(Value::as_f64).unwrap_or(1.0);
+            out.servers.push(ServerStat {
+                pool: Cow::Owned(pool.to_string()),
+                server: Cow::Owned(server),
+                requests_total: requests,
+                responses_5xx_total: errors.min(requests),
+                up,
+                weight: if in_rotation { weight } else { 0.0 },
+                backup: false,
+                algo: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct TextHost {
+    requests: Option<u64>,
+    errors: u64,
+    weight: Option<f64>,
+    flags: Option<String>,
+    first_line: usize,
+}
+
+fn parse_text(text: &str) -> Result<Parsed, SourceError> {
+    let mut hosts: BTreeMap<(String, String), TextHost> = BTreeMap::new();
+    let mut bad_rows = Vec::new();
+    let mut recognised = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        // cluster::host::stat::value, where an IPv6 host itself holds "::":
+        // split the cluster off the front and stat and value off the back.
+        let Some((cluster, rest)) = line.split_once("::") else {
+            bad_rows.push(RowError {
+                at: format!("line {}", i + 1),
+                reason: "not `cluster::...` text".into(),
+            });
+            continue;
+        };
+        recognised += 1;
+        let mut back = rest.rsplitn(3, "::");
+        let (Some(value), Some(stat), Some(host)) = (back.next(), back.next(), back.next()) else {
+            continue; // a cluster-level line (cluster::key::value)
+        };
+        if !(host.contains(':') || host.starts_with('/') || host.starts_with("unix")) {
+            continue; // cluster-level settings (outlier, circuit breakers)
+        }
+        let h = hosts
+            .entry((cluster.to_string(), host.to_string()))
+            .or_insert_with(|| TextHost {
+                first_line: i + 1,
+                ..TextHost::default()
+            });
+        let number = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("`{stat}` is {v:?}, not a count"))
+        };
+        let r = match stat {
+            "rq_total" => number(value).map(|n| h.requests = Some(n)),
+            "rq_error" => number(value).map(|n| h.errors = n),
+            "weight" => value
+                .parse()
+                .map(|w| h.weight = Some(w))
+                .map_err(|_| format!("`weight` is {value:?}")),
+            "health_flags" => {
+                h.flags = Some(value.to_string());
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(reason) = r {
+            bad_rows.push(RowError {
+                at: format!("line {}", i + 1),
+                reason,
+            });
+        }
+    }
+    if recognised == 0 && !bad_rows.is_empty() {
+        return Err(SourceError::NotThisFormat {
+            expected: "Envoy /clusters (JSON or text)",
+            found: super::excerpt(text.trim_start().lines().next().unwrap_or("")),
+        });
+    }
+    let mut servers = Vec::new();
+    for ((pool, server), h) in hosts {
+        let Some(requests) = h.requests else {
+            // The text form always prints rq_total; without it, the host's
+            // lines were cut short.
+            bad_rows.push(RowError {
+                at: format!("line {}", h.first_line),
+                reason: format!("host {server} of {pool} has no rq_total"),
+            });
+            continue;
+        };
+        let flags = h.flags.unwrap_or_else(|| "healthy".into());
+        let failed = flags.contains("failed_active_hc")
+            || flags.contains("failed_outlier_check")
+            || flags.contains("failed_eds_health");
+        let out_of_rotation = !failed && flags.contains("pending_dynamic_removal");
+        servers.push(ServerStat {
+            pool: Cow::Owned(pool),
+            server: Cow::Owned(server),
+            requests_total: requests,
+            responses_5xx_total: h.errors.min(requests),
+            up: !failed,
+            weight: if out_of_rotation {
+                0.0
+            } else {
+                h.weight.unwrap_or(1.0)
+            },
+            backup: false,
+            algo: None,
+        });
+    }
+    Ok(Parsed { servers, bad_rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_hosts_may_be_ipv6_and_cluster_lines_are_not_hosts() {
+        let text = "web::[::1]:80::rq_total::7\nweb::[::1]:80::rq_error::2\nweb::[::1]:80::health_flags::healthy\nweb::added_via_api::true\nweb::default_priority::max_connections::1\n";
+        let p = parse(text.as_bytes()).unwrap();
+        assert_eq!(p.servers.len(), 1, "{p:?}");
+        let s = &p.servers[0];
+        assert_eq!(
+            (
+                s.server.as_ref(),
+                s.requests_total,
+                s.responses_5xx_total,
+                s.up
+            ),
+            ("[::1]:80", 7, 2, true)
+        );
+    }
+
+    #[test]
+    fn html_is_not_envoy() {
+        assert!(parse(b"<html>login</html>")
+            .unwrap_err()
+            .to_string()
+            .contains("Envoy"));
+    }
+}
