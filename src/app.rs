@@ -115,7 +115,7 @@ fn label(v: &str) -> String {
 /// A target ready to scrape.
 struct Scraper {
     name: String,
-    parse: crate::source::Parser,
+    parse: crate::source::BoxedParser,
     fetcher: Fetcher,
     interval: Duration,
 }
@@ -154,8 +154,8 @@ fn scraper(i: usize, t: &TargetConfig) -> anyhow::Result<Scraper> {
         t.max_response_bytes,
         auth,
     )?;
-    let parse = crate::source::parser(&t.kind)
-        .ok_or_else(|| anyhow::anyhow!("targets[{i}].kind: {:?} is not supported", t.kind))?;
+    let parse = crate::source::build(&t.kind, t.mapping.as_ref())
+        .map_err(|e| anyhow::anyhow!("targets[{i}].kind: {:?}: {e}", t.kind))?;
     Ok(Scraper {
         name: t.name.clone(),
         parse,

@@ -69,6 +69,9 @@ pub struct TargetConfig {
     pub password_file: Option<PathBuf>,
     #[serde(default)]
     pub password_env: Option<String>,
+    /// For `kind = "prometheus"`: which metrics and labels are what.
+    #[serde(default)]
+    pub mapping: Option<crate::source::prometheus::Mapping>,
 }
 
 fn default_interval() -> Secs {
@@ -204,14 +207,8 @@ impl FileConfig {
                     t.name
                 ));
             }
-            if crate::source::parser(&t.kind).is_none() {
-                let kinds: Vec<&str> = crate::source::KINDS.iter().map(|(k, _)| *k).collect();
-                errs.push(format!(
-                    "{}: {:?} is invalid: supported kinds are {}",
-                    key("kind"),
-                    t.kind,
-                    kinds.join(", ")
-                ));
+            if let Err(why) = crate::source::build(&t.kind, t.mapping.as_ref()) {
+                errs.push(format!("{}: {:?} is invalid: {why}", key("kind"), t.kind));
             }
             if let Err(why) = crate::fetch::Endpoint::parse(&t.url) {
                 errs.push(format!(

@@ -288,6 +288,7 @@ pub async fn demo(
             username: None,
             password_file: None,
             password_env: None,
+            mapping: None,
         }],
         notifiers: vec![],
         detection: DetectConfig::default(),

@@ -364,7 +364,7 @@ fn check_config_accepts_the_example_and_lists_every_error() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     for want in [
         "http.listen: \"everywhere\" is invalid",
-        "targets[0].kind: \"f5\" is invalid: supported kinds are haproxy, envoy, nginx-plus, nginx-vts",
+        "targets[0].kind: \"f5\" is invalid: supported kinds are haproxy, haproxy-prometheus, envoy, nginx-plus, nginx-vts, prometheus",
         "targets[0].url: \"ftp://x\" is invalid",
         "targets[0].interval: 0.01s is invalid",
         "targets[1].name: \"a\" is invalid: another target has that name",

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use lbwatch::source::prometheus::{self, Mapping};
 use lbwatch::source::{envoy, haproxy_csv, nginx, Parsed};
 use serde_json::{json, Value};
 
@@ -25,7 +26,7 @@ fn as_json(p: &Parsed) -> Value {
 fn check(
     dir: &str,
     name: &str,
-    parse: fn(&[u8]) -> Result<Parsed, lbwatch::source::SourceError>,
+    parse: impl Fn(&[u8]) -> Result<Parsed, lbwatch::source::SourceError>,
 ) -> Parsed {
     let path = fixture(dir, name);
     let parsed = parse(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -333,7 +334,7 @@ fn nginx_vts_upstream_zones_without_nogroups() {
 #[test]
 fn every_envoy_fixture_matches_its_golden_output() {
     assert_eq!(every_fixture("envoy", ".json", envoy::parse), 2);
-    assert_eq!(every_fixture("envoy", ".txt", envoy::parse), 1);
+    check("envoy", "clusters-text-envoy-admin-test.txt", envoy::parse);
 }
 
 #[test]
@@ -390,4 +391,124 @@ fn envoy_istio_mixed_casing_omitted_zeros_and_pipes() {
         ("unix:/sock/mixer.socket", 300076, 78)
     );
     assert!(p.servers.iter().any(|s| !s.up), "the UNHEALTHY host");
+}
+
+#[test]
+fn haproxy_exporters_both_label_schemes_and_status_shapes() {
+    // The built-in exporter of HAProxy 2.6 (state label), captured here.
+    let p = check(
+        "haproxy-prometheus",
+        "haproxy-2.6.12-builtin-exporter.metrics",
+        prometheus::parse_haproxy,
+    );
+    let get = |pool: &str, server: &str| {
+        p.servers
+            .iter()
+            .find(|s| s.pool == pool && s.server == server)
+            .unwrap()
+    };
+    assert!(!get("web", "web1").up && !get("web", "web2").up);
+    assert_eq!(get("web", "web2").weight, 2.0);
+    assert!(
+        get("api", "api2").up && get("api", "api2").weight == 0.0,
+        "MAINT is out of rotation"
+    );
+    // The same instance's CSV agrees on every server's health.
+    let csv = haproxy("csv-2.6.12-lbwatch-e2e-runtime-socket.csv");
+    for s in &csv.servers {
+        let m = get(&s.pool, &s.server);
+        assert_eq!(
+            (m.up, m.weight, m.backup || s.backup),
+            (s.up, s.weight, s.backup),
+            "{}/{}",
+            s.pool,
+            s.server
+        );
+    }
+    // The standalone haproxy_exporter (backend label, haproxy_server_up).
+    for name in [
+        "haproxy_exporter-unix_domain.metrics",
+        "haproxy_exporter-server_broken_csv.metrics",
+        "haproxy_exporter-older_haproxy_versions.metrics",
+    ] {
+        let p = check("haproxy-prometheus", name, prometheus::parse_haproxy);
+        assert!(!p.servers.is_empty() || !p.bad_rows.is_empty(), "{name}");
+    }
+    let p = check(
+        "haproxy-prometheus",
+        "haproxy_exporter-unix_domain.metrics",
+        prometheus::parse_haproxy,
+    );
+    assert_eq!(p.servers.len(), 1);
+    assert_eq!(
+        (p.servers[0].pool.as_ref(), p.servers[0].server.as_ref()),
+        ("test", "127.0.0.1:8080")
+    );
+}
+
+fn mapping(toml_text: &str) -> Mapping {
+    #[derive(serde::Deserialize)]
+    struct Wrap {
+        mapping: Mapping,
+    }
+    let w: Wrap = config::Config::builder()
+        .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
+        .build()
+        .unwrap()
+        .try_deserialize()
+        .unwrap();
+    w.mapping
+}
+
+#[test]
+fn prometheus_mappings_watch_traefik_caddy_and_envoy_pools_whole() {
+    let traefik = mapping(
+        "[mapping]\npool_label = \"service\"\nrequests = { metric = \"traefik_service_requests_total\" }\nerrors = { metric = \"traefik_service_requests_total\", labels = { code = \"5*\" } }\n",
+    );
+    for name in [
+        "metrics-v2-datadog-traefik_mesh-proxy.txt",
+        "metrics-v3-datadog-traefik_mesh-proxy.txt",
+    ] {
+        let p = check("traefik", name, |b| prometheus::parse_mapped(b, &traefik));
+        assert!(
+            p.servers.iter().any(|s| s.pool == "readiness@http"
+                && s.server == prometheus::WHOLE_POOL
+                && s.requests_total > 0),
+            "{name}: {p:?}"
+        );
+    }
+    let traefik_1 = mapping(
+        "[mapping]\npool_label = \"service\"\nrequests = { metric = \"traefik_requests_total\" }\nerrors = { metric = \"traefik_requests_total\", labels = { code = \"5*\" } }\n",
+    );
+    let p = check("traefik", "metrics-1.3-datadog-extras.txt", |b| {
+        prometheus::parse_mapped(b, &traefik_1)
+    });
+    assert!(!p.servers.is_empty(), "{p:?}");
+
+    let caddy = mapping(
+        "[mapping]\npool_label = \"handler\"\nrequests = { metric = \"caddy_http_request_duration_seconds_count\" }\nerrors = { metric = \"caddy_http_request_duration_seconds_count\", labels = { code = \"5*\" } }\n",
+    );
+    for name in [
+        "metrics-caddy_http-test-expected-TestMetricsInstrumentedHandler.txt",
+        "metrics-caddy_http-test-expected-TestMetricsInstrumentedHandlerPerHost.txt",
+    ] {
+        let p = check("caddy", name, |b| prometheus::parse_mapped(b, &caddy));
+        assert!(p.servers.iter().any(|s| s.pool == "foo"), "{name}: {p:?}");
+    }
+
+    let envoy = mapping(
+        "[mapping]\npool_label = \"envoy_cluster_name\"\nrequests = { metric = \"envoy_cluster_external_upstream_rq\" }\nerrors = { metric = \"envoy_cluster_external_upstream_rq\", labels = { envoy_response_code = \"5*\" } }\n",
+    );
+    let p = check(
+        "envoy",
+        "stats-prometheus-kuma-counter-status-codes.txt",
+        |b| prometheus::parse_mapped(b, &envoy),
+    );
+    let total: u64 = p
+        .servers
+        .iter()
+        .filter(|s| s.pool.starts_with("backend_kuma-demo_svc_3001"))
+        .map(|s| s.requests_total)
+        .sum();
+    assert_eq!(total, 14 + 2 + 24 + 12);
 }

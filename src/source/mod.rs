@@ -5,23 +5,50 @@
 pub mod envoy;
 pub mod haproxy_csv;
 pub mod nginx;
+pub mod prometheus;
 
 use crate::model::ServerStat;
 
 /// A parser: bytes of one stats page to its servers.
 pub type Parser = fn(&[u8]) -> Result<Parsed, SourceError>;
 
-/// Every `kind` of target this version reads, with its parser.
+/// Every `kind` of target this version reads with a fixed parser.
 pub const KINDS: &[(&str, Parser)] = &[
     ("haproxy", haproxy_csv::parse),
+    ("haproxy-prometheus", prometheus::parse_haproxy),
     ("envoy", envoy::parse),
     ("nginx-plus", nginx::parse_plus),
     ("nginx-vts", nginx::parse_vts),
 ];
 
+/// Any Prometheus endpoint, read through the target's `mapping`.
+pub const PROMETHEUS: &str = "prometheus";
+
 /// The parser of a target `kind`.
 pub fn parser(kind: &str) -> Option<Parser> {
     KINDS.iter().find(|(k, _)| *k == kind).map(|(_, p)| *p)
+}
+
+/// Every kind's name, for messages.
+pub fn kind_names() -> Vec<&'static str> {
+    KINDS.iter().map(|(k, _)| *k).chain([PROMETHEUS]).collect()
+}
+
+/// A target's parser, with its mapping where the kind needs one.
+pub type BoxedParser = Box<dyn Fn(&[u8]) -> Result<Parsed, SourceError> + Send + Sync>;
+
+pub fn build(kind: &str, mapping: Option<&prometheus::Mapping>) -> Result<BoxedParser, String> {
+    match (kind, mapping) {
+        (PROMETHEUS, Some(m)) => {
+            let m = m.clone();
+            Ok(Box::new(move |bytes| prometheus::parse_mapped(bytes, &m)))
+        }
+        (PROMETHEUS, None) => Err("a prometheus target needs a [targets.mapping]".into()),
+        (k, None) => parser(k)
+            .map(|p| Box::new(p) as BoxedParser)
+            .ok_or_else(|| format!("supported kinds are {}", kind_names().join(", "))),
+        (_, Some(_)) => Err("only a prometheus target takes a mapping".into()),
+    }
 }
 
 /// The servers of one scrape, and the rows that could not be read.
