@@ -140,7 +140,7 @@ fn read_secret(
     Ok(None)
 }
 
-fn scraper(i: usize, t: &TargetConfig) -> anyhow::Result<Scraper> {
+fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Result<Scraper> {
     let password = read_secret(
         t.password_file.as_ref(),
         t.password_env.as_ref(),
@@ -150,10 +150,11 @@ fn scraper(i: usize, t: &TargetConfig) -> anyhow::Result<Scraper> {
     let endpoint = Endpoint::parse(&t.url).map_err(|e| anyhow::anyhow!("targets[{i}].url: {e}"))?;
     let fetcher = Fetcher::new(
         endpoint,
+        client.clone(),
         Duration::from_secs_f64(t.timeout().0),
         t.max_response_bytes,
         auth,
-    )?;
+    );
     let parse = crate::source::build(&t.kind, t.mapping.as_ref())
         .map_err(|e| anyhow::anyhow!("targets[{i}].kind: {:?}: {e}", t.kind))?;
     Ok(Scraper {
@@ -348,11 +349,12 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
+    let client = Fetcher::shared_client()?;
     let scrapers = cfg
         .targets
         .iter()
         .enumerate()
-        .map(|(i, t)| scraper(i, t))
+        .map(|(i, t)| scraper(i, t, &client))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await

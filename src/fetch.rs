@@ -111,29 +111,33 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(
-        endpoint: Endpoint,
-        timeout: Duration,
-        max_bytes: u64,
-        auth: Option<(String, Option<Secret>)>,
-    ) -> Result<Self, FetchError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+    /// One HTTP client for every target: a client holds its TLS roots and
+    /// connection pool, which 1,000 targets need only once.
+    pub fn shared_client() -> Result<reqwest::Client, FetchError> {
+        reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("lbwatch/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FetchError::Connect {
                 endpoint: "client".into(),
                 reason: e.to_string(),
-            })?;
-        Ok(Fetcher {
+            })
+    }
+
+    pub fn new(
+        endpoint: Endpoint,
+        client: reqwest::Client,
+        timeout: Duration,
+        max_bytes: u64,
+        auth: Option<(String, Option<Secret>)>,
+    ) -> Self {
+        Fetcher {
             endpoint,
             client,
             timeout,
             max_bytes,
             auth,
-        })
+        }
     }
 
     fn shown(&self) -> String {
@@ -155,7 +159,7 @@ impl Fetcher {
         let shown = self.shown();
         match &self.endpoint {
             Endpoint::Http(url) => {
-                let mut req = self.client.get(url);
+                let mut req = self.client.get(url).timeout(self.timeout);
                 if let Some((user, pass)) = &self.auth {
                     req = req.basic_auth(user, pass.as_ref().map(Secret::expose));
                 }

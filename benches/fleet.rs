@@ -1,0 +1,129 @@
+//! Fleet benchmark: the real `lbwatch run` watching 1,000 HAProxy targets of
+//! 100 servers each, every second, all served from loopback by this process.
+//! Reports lbwatch's CPU use (% of one core, from /proc) and its peak RSS
+//! over 60 s of steady state.
+//!
+//! `cargo bench --bench fleet`; `cargo test --bench fleet` runs a short
+//! version (50 targets, 5 s) that only shows it works.
+
+#![allow(clippy::print_stdout, clippy::disallowed_methods)] // a benchmark reports, and reads the clock
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+
+/// One page per target: 100 servers, counters growing with time.
+fn page(target: usize, servers: usize, elapsed: f64) -> String {
+    let mut out = String::with_capacity(servers * 120);
+    out.push_str("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,\n");
+    for s in 0..servers {
+        let n = (elapsed * (10.0 + (s % 7) as f64)) as u64 + 1000 * target as u64;
+        let e = n / 1000;
+        let _ = writeln!(
+            out,
+            "pool{},srv{s},0,0,0,0,,{n},0,0,,0,,0,0,0,0,UP,1,1,0,0,0,1,0,,1,2,{s},,{n},,2,0,,0,L7OK,200,1,0,{},0,0,{e},0,,0,0,{n},",
+            s % 4,
+            n - e
+        );
+    }
+    out
+}
+
+fn proc_stat(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (ticks / 100.0, hwm)
+}
+
+fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (targets, servers, measure) = if quick { (50, 100, 5) } else { (1000, 100, 60) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let started = Arc::new(Instant::now());
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let started = started.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let target: usize = req
+                            .uri()
+                            .path()
+                            .split('/')
+                            .nth(2)
+                            .and_then(|t| t.parse().ok())
+                            .unwrap_or(0);
+                        let body = page(target, servers, started.elapsed().as_secs_f64());
+                        async move {
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                        }
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    let mut cfg = String::from("[http]\nlisten = \"127.0.0.1:0\"\n");
+    for t in 0..targets {
+        let _ = write!(cfg, "[[targets]]\nname = \"lb{t}\"\nkind = \"haproxy\"\nurl = \"http://{addr}/t/{t}/stats;csv\"\ninterval = \"1s\"\n");
+    }
+    let path = std::env::temp_dir().join(format!("lbwatch-fleet-{}.toml", std::process::id()));
+    std::fs::write(&path, cfg).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lbwatch"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(if quick { 2 } else { 10 }));
+    let (cpu0, _) = proc_stat(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(measure));
+    let (cpu1, hwm) = proc_stat(pid);
+    let wall = t0.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "fleet: {targets} targets x {servers} servers every 1 s for {measure} s: lbwatch used {:.1}% of one core, peak RSS {:.1} MB",
+        100.0 * (cpu1 - cpu0) / wall,
+        hwm as f64 / 1024.0
+    );
+}
