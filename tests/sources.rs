@@ -512,3 +512,29 @@ fn prometheus_mappings_watch_traefik_caddy_and_envoy_pools_whole() {
         .sum();
     assert_eq!(total, 14 + 2 + 24 + 12);
 }
+
+#[test]
+fn prometheus_histograms_are_read_whole() {
+    // Kuma's Envoy histogram: 12 clusters x (20 buckets + +Inf, _sum, _count).
+    let bytes = std::fs::read(fixture(
+        "envoy",
+        "stats-prometheus-kuma-histogram-connect-ms.txt",
+    ))
+    .unwrap();
+    let (series, bad) = prometheus::exposition(&bytes).unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    let counts: Vec<_> = series
+        .iter()
+        .filter(|s| s.name == "envoy_cluster_upstream_cx_connect_ms_count")
+        .collect();
+    assert_eq!(counts.len(), 12);
+    assert!(series.iter().any(|s| s.label("le") == Some("+Inf")));
+    // Connections opened per cluster, watched whole through a mapping.
+    let m = mapping("[mapping]\npool_label = \"envoy_cluster_name\"\nrequests = { metric = \"envoy_cluster_upstream_cx_connect_ms_count\" }\n");
+    let p = check(
+        "envoy",
+        "stats-prometheus-kuma-histogram-connect-ms.txt",
+        |b| prometheus::parse_mapped(b, &m),
+    );
+    assert_eq!(p.servers.len(), 12);
+}
