@@ -206,6 +206,15 @@ impl PoolState {
             .sum()
     }
 
+    /// Expected shares restricted to servers with a delta this interval.
+    fn interval_expected(&self, expected: &[f64]) -> Vec<f64> {
+        self.servers
+            .iter()
+            .zip(expected)
+            .map(|(s, &e)| if s.has_delta { e } else { 0.0 })
+            .collect()
+    }
+
     fn regime_changed(&self) -> bool {
         !self.joined.is_empty() || !self.left.is_empty() || self.servers.iter().any(|s| s.changed)
     }
@@ -416,12 +425,7 @@ impl PoolState {
         if !regime_changed {
             // A change inside the interval mixes two regimes: the share test
             // waits for a clean interval.
-            let interval_expected: Vec<f64> = self
-                .servers
-                .iter()
-                .zip(&expected)
-                .map(|(s, &e)| if s.has_delta { e } else { 0.0 })
-                .collect();
+            let interval_expected = self.interval_expected(&expected);
             evaluated |= interval_expected.iter().filter(|&&e| e > 0.0).count() >= 2;
             finding = share_test(
                 self,
@@ -523,12 +527,7 @@ impl PoolState {
         let expected = std::mem::take(&mut self.expected);
         let mut visible = false;
         if !regime_changed {
-            let interval_expected: Vec<f64> = self
-                .servers
-                .iter()
-                .zip(&expected)
-                .map(|(s, &e)| if s.has_delta { e } else { 0.0 })
-                .collect();
+            let interval_expected = self.interval_expected(&expected);
             let basis = "weight";
             visible = share_test(
                 self,

@@ -288,14 +288,7 @@ fn number(fields: &[Cow<'_, str>], col: Option<usize>, name: &str) -> Result<Opt
 
 /// Parses a stats CSV page.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| SourceError::NotUtf8 {
-        offset: e.valid_up_to(),
-    })?;
-    let first = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
+    let (text, first) = super::text_and_first_line(bytes)?;
     if first.starts_with('<') {
         return Err(SourceError::NotThisFormat {
             expected: "HAProxy stats CSV",

@@ -83,6 +83,20 @@ pub enum SourceError {
     NotJson(String),
 }
 
+/// A page as text, and its first non-empty line (to tell formats apart and
+/// to name what arrived when it is not a stats page).
+pub fn text_and_first_line(bytes: &[u8]) -> Result<(&str, &str), SourceError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| SourceError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    Ok((text, first))
+}
+
 /// The start of a line, for error messages (never the whole of a huge body).
 pub fn excerpt(text: &str) -> String {
     const MAX: usize = 60;

@@ -93,14 +93,7 @@ fn series(line: &str) -> Result<Series, String> {
 
 /// Parses the text exposition format; bad lines are counted.
 pub fn exposition(bytes: &[u8]) -> Result<(Vec<Series>, Vec<RowError>), SourceError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| SourceError::NotUtf8 {
-        offset: e.valid_up_to(),
-    })?;
-    let first = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
+    let (text, first) = super::text_and_first_line(bytes)?;
     if first.starts_with('<') || first.starts_with('{') {
         return Err(SourceError::NotThisFormat {
             expected: "Prometheus text exposition",

@@ -202,6 +202,31 @@ impl Haproxy {
         out
     }
 
+    /// Requests HAProxy has counted over all servers (runtime API).
+    pub fn total_requests(&self) -> Option<u64> {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).ok()?;
+        s.write_all(b"show stat\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let parsed = lbwatch::source::haproxy_csv::parse(out.as_bytes()).ok()?;
+        Some(parsed.servers.iter().map(|s| s.requests_total).sum())
+    }
+
+    /// Reloads and returns when the new worker serves: its counters restart,
+    /// which is when a fault the new config carries starts to show.
+    pub fn reload_and_wait(&mut self, spec: &LbSpec) -> Instant {
+        let before = self.total_requests().unwrap_or(0);
+        self.reload(spec);
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.total_requests().is_some_and(|n| n < before) {
+                return Instant::now();
+            }
+            assert!(Instant::now() < end, "haproxy did not reload");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
