@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::config::SkewConfig;
 use super::emit::{Context, Emit};
 use super::evidence::{Decayed, ErrorFinding, ErrorInterval, ErrorTrack, RateTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
@@ -399,6 +398,7 @@ impl PoolState {
         let by_weight = follows_weights(self.algo.as_deref());
         let mut finding = None;
         let mut evaluated = false;
+        let mut visible = false;
 
         // Expected shares: the weights of servers in rotation, or, where the
         // algorithm does not follow weights, their recent shares.
@@ -427,7 +427,7 @@ impl PoolState {
             // waits for a clean interval.
             let interval_expected = self.interval_expected(&expected);
             evaluated |= interval_expected.iter().filter(|&&e| e > 0.0).count() >= 2;
-            finding = share_test(
+            let interval = share_test(
                 self,
                 &interval_expected,
                 Window::Interval,
@@ -435,8 +435,11 @@ impl PoolState {
                 cfg,
                 basis,
             );
+            visible |= interval.visible();
+            finding = interval.found();
             if finding.is_none() && self.win_age > 0.0 {
-                finding = share_test(self, &expected, Window::Short, cfg.hot_ratio, cfg, basis);
+                finding =
+                    share_test(self, &expected, Window::Short, cfg.hot_ratio, cfg, basis).found();
             }
             if finding.is_none() && self.win_age > 0.0 {
                 let hot = if self.win_age >= cfg.window.0 {
@@ -444,7 +447,7 @@ impl PoolState {
                 } else {
                     cfg.hot_ratio
                 };
-                finding = share_test(self, &expected, Window::Smoothed, hot, cfg, basis);
+                finding = share_test(self, &expected, Window::Smoothed, hot, cfg, basis).found();
             }
         }
         self.expected = expected;
@@ -458,17 +461,18 @@ impl PoolState {
                     .map(|s| if s.drained() { 0.0 } else { s.base_req }),
             );
             evaluated = true;
-            finding = concentration_test(self, &baseline, Window::Interval, cfg);
+            let interval = concentration_test(self, &baseline, Window::Interval, cfg);
+            visible |= interval.visible();
+            finding = interval.found();
             if finding.is_none() && !regime_changed && self.win_age > 0.0 {
-                finding = concentration_test(self, &baseline, Window::Smoothed, cfg);
+                finding = concentration_test(self, &baseline, Window::Smoothed, cfg).found();
             }
             self.baseline = baseline;
         }
 
-        // Without a finding: is the effect at least visible in this sample,
-        // too few requests to prove it? (The first sample after a reload
-        // holds a fraction of a second of traffic.)
-        let visible = finding.is_none() && evaluated && self.effect_visible(ctx, regime_changed);
+        // Without a finding, an effect visible in the last interval but too
+        // few requests to prove it (the first sample after a reload holds a
+        // fraction of a second of traffic) continues a pending streak.
         let verdict = match (&finding, evaluated || self.interval_requests() > 0.0) {
             (Some(_), _) => Verdict::Fire,
             (None, _) if visible => Verdict::Building,
@@ -516,36 +520,6 @@ impl PoolState {
             };
             (text, Some(f.share))
         });
-    }
-
-    /// The skew tests of the last interval, without their significance.
-    fn effect_visible(&mut self, ctx: &Context, regime_changed: bool) -> bool {
-        let cfg = SkewConfig {
-            significance: 1.0,
-            ..ctx.cfg.skew.clone()
-        };
-        let expected = std::mem::take(&mut self.expected);
-        let mut visible = false;
-        if !regime_changed {
-            let interval_expected = self.interval_expected(&expected);
-            let basis = "weight";
-            visible = share_test(
-                self,
-                &interval_expected,
-                Window::Interval,
-                cfg.hot_ratio,
-                &cfg,
-                basis,
-            )
-            .is_some();
-        }
-        self.expected = expected;
-        if !visible && self.base_age >= ctx.cfg.warmup(ctx.dt.unwrap_or(f64::INFINITY)) {
-            let baseline = std::mem::take(&mut self.baseline);
-            visible = concentration_test(self, &baseline, Window::Interval, &cfg).is_some();
-            self.baseline = baseline;
-        }
-        visible
     }
 
     fn error_check(&mut self, ctx: &Context, emit: &mut Emit) {

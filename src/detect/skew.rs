@@ -49,6 +49,30 @@ pub struct SkewFinding {
     pub basis: &'static str,
 }
 
+/// What a test concluded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Nothing beyond the thresholds.
+    Nothing,
+    /// The effect is there but not yet significant (too few requests).
+    Visible,
+    /// Effect and significance: a finding.
+    Found(SkewFinding),
+}
+
+impl Outcome {
+    pub fn found(self) -> Option<SkewFinding> {
+        match self {
+            Outcome::Found(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn visible(&self) -> bool {
+        !matches!(self, Outcome::Nothing)
+    }
+}
+
 /// Which counts a test looks at.
 #[derive(Debug, Clone, Copy)]
 pub enum Window {
@@ -103,7 +127,7 @@ pub fn share_test(
     hot: f64,
     cfg: &SkewConfig,
     basis: &'static str,
-) -> Option<SkewFinding> {
+) -> Outcome {
     let mut total = 0.0;
     let mut exp_sum = 0.0;
     let mut parts = 0usize;
@@ -115,10 +139,13 @@ pub fn share_test(
         }
     }
     if parts < 2 || total <= 0.0 {
-        return None;
+        return Outcome::Nothing;
     }
     let alpha = cfg.significance / parts as f64;
     let mut best: Option<(f64, SkewFinding)> = None;
+    // Beyond the thresholds and more likely than not beyond chance (p below
+    // 1 / servers), though not yet significant: visible.
+    let mut visible = false;
     for (i, (s, &e)) in pool.servers.iter().zip(expected).enumerate() {
         if e <= 0.0 {
             continue;
@@ -134,6 +161,7 @@ pub fn share_test(
         } else {
             continue;
         };
+        visible |= pval < 1.0 / parts as f64;
         if pval < alpha && best.as_ref().is_none_or(|(bp, _)| pval < *bp) {
             best = Some((
                 pval,
@@ -148,7 +176,11 @@ pub fn share_test(
             ));
         }
     }
-    best.map(|(_, finding)| finding)
+    match best {
+        Some((_, finding)) => Outcome::Found(finding),
+        None if visible => Outcome::Visible,
+        None => Outcome::Nothing,
+    }
 }
 
 /// Test 2: concentration against the baseline shares (`baseline[i]`, zero
@@ -158,29 +190,36 @@ pub fn concentration_test(
     baseline: &[f64],
     window: Window,
     cfg: &SkewConfig,
-) -> Option<SkewFinding> {
+) -> Outcome {
     let observed: Vec<f64> = pool
         .servers
         .iter()
         .zip(baseline)
         .map(|(s, &b)| if b > 0.0 { counts(s, window) } else { 0.0 })
         .collect();
-    let usual = effective_servers(baseline.iter().copied())?;
-    let now = effective_servers(observed.iter().copied())?;
+    let (Some(usual), Some(now)) = (
+        effective_servers(baseline.iter().copied()),
+        effective_servers(observed.iter().copied()),
+    ) else {
+        return Outcome::Nothing;
+    };
     if usual < 1.5 || now > cfg.concentration_ratio * usual {
-        return None;
+        return Outcome::Nothing;
     }
     let (g, df) = g_statistic(&observed, baseline);
     if chi2_sf(g, df) >= cfg.significance {
-        return None;
+        return Outcome::Visible;
     }
     let total: f64 = observed.iter().sum();
     let base_total: f64 = baseline.iter().sum();
-    let (server, &top) = observed
+    let Some((server, &top)) = observed
         .iter()
         .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))?;
-    Some(SkewFinding {
+        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+    else {
+        return Outcome::Nothing;
+    };
+    Outcome::Found(SkewFinding {
         kind: SkewKind::Concentrated { now, usual },
         server,
         share: top / total,
