@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use crate::config::{FileConfig, NotifierConfig, TargetConfig};
 use crate::detect::Detector;
 use crate::fetch::{Endpoint, Fetcher, Secret};
+use crate::http::Reply;
 use crate::model::{AlertEvent, AlertState, Sample, SampleBody};
 
 /// How alert events are shown on stdout.
@@ -270,46 +271,12 @@ async fn webhook_loop(
     }
 }
 
-async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    use hyper::{Response, StatusCode};
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
-                    async move {
-                        let (status, body, ctype) = match req.uri().path() {
-                            "/healthz" => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
-                            "/metrics" => (
-                                StatusCode::OK,
-                                metrics.render(),
-                                "text/plain; version=0.0.4",
-                            ),
-                            _ => (
-                                StatusCode::NOT_FOUND,
-                                "not found\n".to_string(),
-                                "text/plain",
-                            ),
-                        };
-                        let resp = Response::builder()
-                            .status(status)
-                            .header("content-type", ctype)
-                            .body(Full::new(Bytes::from(body)))
-                            .expect("a valid response");
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
+/// /healthz and /metrics.
+fn routes(metrics: Arc<Metrics>) -> impl Fn(&str) -> Reply + Send + Sync + 'static {
+    move |path| match path {
+        "/healthz" => Reply::ok("text/plain", "ok\n".into()),
+        "/metrics" => Reply::ok("text/plain; version=0.0.4", metrics.render()),
+        _ => Reply::not_found(),
     }
 }
 
@@ -362,7 +329,7 @@ pub async fn run(
     if let Some(tx) = bound {
         let _ = tx.send(listener.local_addr()?);
     }
-    tokio::spawn(serve_http(listener, metrics.clone()));
+    tokio::spawn(crate::http::serve(listener, routes(metrics.clone())));
 
     let mut notifiers = Vec::new();
     for (i, n) in cfg.notifiers.iter().enumerate() {

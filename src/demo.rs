@@ -8,13 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use http_body_util::Full;
-use hyper::body::Bytes;
 use tokio::time::Instant;
 
 use crate::app::{run, Output, RunOptions};
 use crate::config::{FileConfig, HttpConfig, TargetConfig};
 use crate::detect::{DetectConfig, Secs};
+use crate::http::Reply;
 use crate::source::haproxy_csv::DEFAULT_HEADER;
 
 #[derive(Debug, Clone)]
@@ -189,37 +188,6 @@ fn row(
     line
 }
 
-async fn serve_stats(listener: tokio::net::TcpListener, lb: Arc<Mutex<Lb>>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let lb = lb.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
-                    let page = {
-                        let mut lb = lb.lock().expect("demo lock");
-                        lb.advance();
-                        lb.csv()
-                    };
-                    async move {
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .header("content-type", "text/plain")
-                                .body(Full::new(Bytes::from(page)))
-                                .expect("a valid response"),
-                        )
-                    }
-                });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-    }
-}
-
 #[allow(clippy::print_stdout)]
 fn say(text: &str) {
     let (h, m, s) = crate::clock::now().hms();
@@ -272,7 +240,13 @@ pub async fn demo(
         .context("cannot listen on loopback for the simulated LB")?;
     let addr = stats.local_addr()?;
     let lb = Arc::new(Mutex::new(Lb::new(crate::clock::now().micros() as u64)));
-    tokio::spawn(serve_stats(stats, lb.clone()));
+    let page = lb.clone();
+    // Any path: the page a scrape sees now.
+    tokio::spawn(crate::http::serve(stats, move |_path| {
+        let mut lb = page.lock().expect("demo lock");
+        lb.advance();
+        Reply::ok("text/plain", lb.csv())
+    }));
     let url = format!("http://{addr}/stats;csv");
     let cfg = FileConfig {
         http: HttpConfig {

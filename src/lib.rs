@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod fetch;
+pub mod http;
 pub mod model;
 pub mod replay;
 pub mod source;

@@ -73,7 +73,7 @@ fn health(h: &Value) -> (bool, bool) {
 }
 
 fn parse_json(text: &str) -> Result<Parsed, SourceError> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| SourceError::NotJson(e.to_string()))?;
+    let doc = super::json(text.as_bytes(), "Envoy /clusters?format=json")?;
     let Some(clusters) =
         field(&doc, "cluster_statuses", "clusterStatuses").and_then(Value::as_array)
     else {
@@ -82,10 +82,7 @@ fn parse_json(text: &str) -> Result<Parsed, SourceError> {
             found: super::excerpt(&doc.to_string()),
         });
     };
-    let mut out = Parsed {
-        servers: Vec::new(),
-        bad_rows: Vec::new(),
-    };
+    let mut out = Parsed::default();
     for (ci, c) in clusters.iter().enumerate() {
         let pool = c.get("name").and_then(Value::as_str).unwrap_or("");
         let hosts = field(c, "host_statuses", "hostStatuses").and_then(Value::as_array);

@@ -52,7 +52,7 @@ pub fn build(kind: &str, mapping: Option<&prometheus::Mapping>) -> Result<BoxedP
 }
 
 /// The servers of one scrape, and the rows that could not be read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Parsed {
     pub servers: Vec<ServerStat<'static>>,
     /// Counted and skipped: one bad row never costs the rest of the scrape.
@@ -95,6 +95,22 @@ pub fn text_and_first_line(bytes: &[u8]) -> Result<(&str, &str), SourceError> {
         .find(|l| !l.is_empty())
         .unwrap_or("");
     Ok((text, first))
+}
+
+/// A JSON page; an HTML page (a login or error page) is named as such.
+pub fn json(bytes: &[u8], expected: &'static str) -> Result<serde_json::Value, SourceError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let head = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).to_string();
+        let first = head.trim_start().lines().next().unwrap_or("");
+        if first.starts_with('<') {
+            SourceError::NotThisFormat {
+                expected,
+                found: excerpt(first),
+            }
+        } else {
+            SourceError::NotJson(e.to_string())
+        }
+    })
 }
 
 /// The start of a line, for error messages (never the whole of a huge body).

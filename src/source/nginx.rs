@@ -10,20 +10,6 @@ use serde_json::Value;
 use super::{Parsed, RowError, SourceError};
 use crate::model::ServerStat;
 
-fn json(bytes: &[u8], expected: &'static str) -> Result<Value, SourceError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).to_string();
-        if text.trim_start().starts_with('<') {
-            SourceError::NotThisFormat {
-                expected,
-                found: super::excerpt(text.trim_start().lines().next().unwrap_or("")),
-            }
-        } else {
-            SourceError::NotJson(e.to_string())
-        }
-    })
-}
-
 fn count(v: &Value) -> Option<u64> {
     v.as_u64()
         .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
@@ -47,7 +33,7 @@ fn unique(names: &mut BTreeMap<String, usize>, name: &str, id: &Value) -> String
 /// NGINX Plus: the API's upstreams object (`{"name": {"peers": [...]}}`), or
 /// the legacy status document with an `upstreams` member.
 pub fn parse_plus(bytes: &[u8]) -> Result<Parsed, SourceError> {
-    let doc = json(bytes, "NGINX Plus upstreams JSON")?;
+    let doc = super::json(bytes, "NGINX Plus upstreams JSON")?;
     let upstreams = match doc.get("upstreams") {
         Some(u) if doc.get("nginx_version").is_some() || doc.get("version").is_some() => u,
         _ => &doc,
@@ -58,10 +44,7 @@ pub fn parse_plus(bytes: &[u8]) -> Result<Parsed, SourceError> {
             found: super::excerpt(&doc.to_string()),
         });
     };
-    let mut out = Parsed {
-        servers: Vec::new(),
-        bad_rows: Vec::new(),
-    };
+    let mut out = Parsed::default();
     for (pool, u) in upstreams {
         let peers = u.get("peers").unwrap_or(u);
         let Some(peers) = peers.as_array() else {
@@ -125,17 +108,14 @@ fn plus_peer(
 /// nginx-module-vts: `upstreamZones` (`::nogroups`, peers outside any
 /// upstream block, is not a pool and is left out).
 pub fn parse_vts(bytes: &[u8]) -> Result<Parsed, SourceError> {
-    let doc = json(bytes, "nginx-vts status JSON")?;
+    let doc = super::json(bytes, "nginx-vts status JSON")?;
     let Some(zones) = doc.get("upstreamZones").and_then(Value::as_object) else {
         return Err(SourceError::NotThisFormat {
             expected: "nginx-vts status JSON with `upstreamZones`",
             found: super::excerpt(&doc.to_string()),
         });
     };
-    let mut out = Parsed {
-        servers: Vec::new(),
-        bad_rows: Vec::new(),
-    };
+    let mut out = Parsed::default();
     for (pool, peers) in zones.iter().filter(|(k, _)| k.as_str() != "::nogroups") {
         let mut names = BTreeMap::new();
         for (i, p) in peers.as_array().into_iter().flatten().enumerate() {
