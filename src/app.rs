@@ -6,22 +6,24 @@
 //! channel, notifiers take events from their own bounded queues and count
 //! what they had to drop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
-use crate::config::{FileConfig, NotifierConfig, TargetConfig};
+use crate::config::{FileConfig, TargetConfig};
 use crate::detect::Detector;
-use crate::fetch::{Endpoint, Fetcher, Secret};
-use crate::http::Reply;
+use crate::fetch::{Endpoint, Fetcher};
+use crate::http::{Reply, Request};
+use crate::metrics::Metrics;
 use crate::model::{AlertEvent, AlertState, Sample, SampleBody};
+use crate::notify::Notifier;
+use crate::state::StateStore;
 
 /// How alert events are shown on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,80 +41,6 @@ pub struct RunOptions {
     pub record: Option<PathBuf>,
 }
 
-/// lbwatch's own counters, served on /metrics.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    scrapes: Mutex<BTreeMap<(String, &'static str), u64>>,
-    bad_rows: Mutex<BTreeMap<String, u64>>,
-    samples: AtomicU64,
-    events: AtomicU64,
-    notifications: Mutex<BTreeMap<(String, &'static str), u64>>,
-}
-
-impl Metrics {
-    fn scrape(&self, target: &str, result: &'static str) {
-        *self
-            .scrapes
-            .lock()
-            .expect("metrics lock")
-            .entry((target.to_string(), result))
-            .or_default() += 1;
-    }
-
-    fn notification(&self, notifier: &str, result: &'static str) {
-        *self
-            .notifications
-            .lock()
-            .expect("metrics lock")
-            .entry((notifier.to_string(), result))
-            .or_default() += 1;
-    }
-
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP lbwatch_scrapes_total Scrapes of load balancer stats, by result.\n# TYPE lbwatch_scrapes_total counter\n");
-        for ((t, r), n) in self.scrapes.lock().expect("metrics lock").iter() {
-            out.push_str(&format!(
-                "lbwatch_scrapes_total{{target=\"{}\",result=\"{r}\"}} {n}\n",
-                label(t)
-            ));
-        }
-        out.push_str("# HELP lbwatch_stats_bad_rows_total Rows of stats pages that could not be read and were skipped.\n# TYPE lbwatch_stats_bad_rows_total counter\n");
-        for (t, n) in self.bad_rows.lock().expect("metrics lock").iter() {
-            out.push_str(&format!(
-                "lbwatch_stats_bad_rows_total{{target=\"{}\"}} {n}\n",
-                label(t)
-            ));
-        }
-        out.push_str("# HELP lbwatch_samples_total Samples through the detector.\n# TYPE lbwatch_samples_total counter\n");
-        out.push_str(&format!(
-            "lbwatch_samples_total {}\n",
-            self.samples.load(Ordering::Relaxed)
-        ));
-        out.push_str("# HELP lbwatch_alert_events_total Alert state changes.\n# TYPE lbwatch_alert_events_total counter\n");
-        out.push_str(&format!(
-            "lbwatch_alert_events_total {}\n",
-            self.events.load(Ordering::Relaxed)
-        ));
-        out.push_str("# HELP lbwatch_notifications_total Notifications by notifier and result.\n# TYPE lbwatch_notifications_total counter\n");
-        for ((n, r), c) in self.notifications.lock().expect("metrics lock").iter() {
-            out.push_str(&format!(
-                "lbwatch_notifications_total{{notifier=\"{}\",result=\"{r}\"}} {c}\n",
-                label(n)
-            ));
-        }
-        out
-    }
-}
-
-/// A label value, escaped for the exposition format.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// A target ready to scrape.
 struct Scraper {
     name: String,
@@ -121,28 +49,8 @@ struct Scraper {
     interval: Duration,
 }
 
-fn read_secret(
-    file: Option<&PathBuf>,
-    env: Option<&String>,
-    key: &str,
-) -> anyhow::Result<Option<Secret>> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{key}: cannot read {}", path.display()))?;
-        return Ok(Some(Secret::new(
-            text.trim_end_matches(['\n', '\r']).to_string(),
-        )));
-    }
-    if let Some(var) = env {
-        let value = std::env::var(var)
-            .with_context(|| format!("{key}: environment variable {var} is not set"))?;
-        return Ok(Some(Secret::new(value)));
-    }
-    Ok(None)
-}
-
 fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Result<Scraper> {
-    let password = read_secret(
+    let password = crate::notify::read_secret(
         t.password_file.as_ref(),
         t.password_env.as_ref(),
         &format!("targets[{i}].password"),
@@ -188,30 +96,33 @@ async fn scrape_loop(s: Scraper, tx: mpsc::Sender<Sample<'static>>, metrics: Arc
         tokio::time::sleep(jitter).await;
         // Never more than one scrape in flight: the next tick waits for this.
         let ts = crate::clock::now();
+        let started = crate::clock::monotonic();
+        let scrape =
+            |result| metrics.count(&metrics.scrapes, &[("target", &s.name), ("result", result)]);
         let body = match s.fetcher.fetch().await {
             Ok(bytes) => match (s.parse)(&bytes) {
                 Ok(parsed) => {
-                    metrics.scrape(&s.name, "ok");
+                    scrape("ok");
                     if !parsed.bad_rows.is_empty() {
-                        *metrics
-                            .bad_rows
-                            .lock()
-                            .expect("metrics lock")
-                            .entry(s.name.clone())
-                            .or_default() += parsed.bad_rows.len() as u64;
+                        metrics.count_n(
+                            &metrics.bad_rows,
+                            &[("target", &s.name)],
+                            parsed.bad_rows.len() as u64,
+                        );
                     }
                     SampleBody::Servers(parsed.servers)
                 }
                 Err(e) => {
-                    metrics.scrape(&s.name, "parse_error");
+                    scrape("parse_error");
                     SampleBody::Error(format!("parsing the stats: {e}").into())
                 }
             },
             Err(e) => {
-                metrics.scrape(&s.name, "fetch_error");
+                scrape("fetch_error");
                 SampleBody::Error(e.to_string().into())
             }
         };
+        Metrics::time(&metrics.scrape_duration, started.elapsed());
         let sample = Sample {
             ts,
             target: s.name.clone().into(),
@@ -220,63 +131,6 @@ async fn scrape_loop(s: Scraper, tx: mpsc::Sender<Sample<'static>>, metrics: Arc
         if tx.send(sample).await.is_err() {
             return;
         }
-    }
-}
-
-/// The generic webhook: `{"version":"1","events":[...]}`, retried with
-/// backoff a few times. (Durable delivery comes with the notifier work.)
-async fn webhook_loop(
-    name: String,
-    cfg: NotifierConfig,
-    mut rx: mpsc::Receiver<AlertEvent>,
-    metrics: Arc<Metrics>,
-) {
-    let url = cfg.url.clone().unwrap_or_default();
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(c) => c,
-        Err(_) => return,
-    };
-    while let Some(first) = rx.recv().await {
-        let mut events = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            events.push(more);
-        }
-        let body = serde_json::to_vec(&serde_json::json!({"version": "1", "events": events}))
-            .unwrap_or_default();
-        let mut delay = Duration::from_millis(200);
-        let mut delivered = false;
-        for _ in 0..6 {
-            let mut req = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body.clone());
-            for (k, v) in &cfg.headers {
-                req = req.header(k, v);
-            }
-            match req.send().await {
-                Ok(r) if r.status().is_success() => {
-                    delivered = true;
-                    break;
-                }
-                Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => break,
-                _ => {}
-            }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-        }
-        metrics.notification(&name, if delivered { "delivered" } else { "failed" });
-    }
-}
-
-/// /healthz and /metrics.
-fn routes(metrics: Arc<Metrics>) -> impl Fn(&str) -> Reply + Send + Sync + 'static {
-    move |path| match path {
-        "/healthz" => Reply::ok("text/plain", "ok\n".into()),
-        "/metrics" => Reply::ok("text/plain; version=0.0.4", metrics.render()),
-        _ => Reply::not_found(),
     }
 }
 
@@ -307,6 +161,116 @@ pub fn human_line(e: &AlertEvent) -> String {
     line
 }
 
+/// What the HTTP handlers read.
+struct Shared {
+    detector: Arc<Mutex<Detector>>,
+    metrics: Arc<Metrics>,
+    notifiers: Vec<Arc<Notifier>>,
+    /// Targets scraped at least once (successfully or not) since the start.
+    scraped: Mutex<BTreeSet<String>>,
+    targets: usize,
+}
+
+impl Shared {
+    fn ready(&self) -> (bool, usize) {
+        let n = self.scraped.lock().expect("lock").len();
+        (n >= self.targets, n)
+    }
+}
+
+fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+    move |req| match req.path.as_str() {
+        "/healthz" => Reply::ok("text/plain", "ok\n".into()),
+        "/ready" => {
+            let (ready, n) = shared.ready();
+            let text = format!("{n} of {} targets scraped\n", shared.targets);
+            if ready {
+                Reply::ok("text/plain", text)
+            } else {
+                Reply::ok("text/plain", text).with_status(hyper::StatusCode::SERVICE_UNAVAILABLE)
+            }
+        }
+        "/metrics" => {
+            // Prometheus asks for OpenMetrics in its Accept header.
+            let om = req.accept.contains("application/openmetrics-text");
+            Reply::ok(
+                if om {
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                } else {
+                    "text/plain; version=0.0.4; charset=utf-8"
+                },
+                shared.metrics.render(&shared.detector, om),
+            )
+        }
+        "/api/v1/alerts" => {
+            let d = shared.detector.lock().expect("detector lock");
+            let firing: Vec<AlertEvent> = d.firing().map(|a| a.event()).collect();
+            Reply::json(&serde_json::json!({ "alerts": firing }))
+        }
+        "/api/v1/pools" => {
+            let target = req.param("target");
+            let d = shared.detector.lock().expect("detector lock");
+            let view: Vec<_> = d
+                .view()
+                .into_iter()
+                .filter(|t| target.as_ref().is_none_or(|name| &t.target == name))
+                .collect();
+            let notifiers: Vec<_> = shared
+                .notifiers
+                .iter()
+                .map(|n| serde_json::json!({"notifier": n.name, "undelivered": n.depth()}))
+                .collect();
+            Reply::json(&serde_json::json!({ "targets": view, "notifiers": notifiers }))
+        }
+        _ => Reply::not_found(),
+    }
+}
+
+/// Restores every configured target's saved state; the firing alerts of
+/// targets no longer configured are resolved (nobody would ever resolve
+/// them otherwise) and their state is dropped.
+fn restore(
+    detector: &mut Detector,
+    store: &StateStore,
+    configured: &BTreeSet<String>,
+    metrics: &Metrics,
+) -> Vec<AlertEvent> {
+    let mut resolved = Vec::new();
+    let saved = match store.load_all() {
+        Ok(s) => s,
+        Err(e) => {
+            metrics.state_errors.inc();
+            crate::log::warn(format_args!("{e}; starting without the saved state"));
+            return resolved;
+        }
+    };
+    let now = crate::clock::now();
+    for (path, bytes) in saved {
+        match detector.restore(&bytes) {
+            Ok(name) if configured.contains(&name) => {}
+            Ok(name) => {
+                for a in detector.forget(&name).unwrap_or_default() {
+                    let mut e = a.event();
+                    e.state = AlertState::Resolved;
+                    e.ts = now;
+                    e.summary = None;
+                    e.value = None;
+                    resolved.push(e);
+                }
+                store.remove(&name);
+            }
+            Err(e) => {
+                metrics.state_errors.inc();
+                crate::log::warn(format_args!(
+                    "{}: {e}; that target starts afresh",
+                    path.display()
+                ));
+            }
+        }
+    }
+    resolved
+}
+
 /// Runs until `shutdown` completes; returns the address the HTTP listener
 /// bound to through `bound` as soon as it is up.
 pub async fn run(
@@ -315,7 +279,7 @@ pub async fn run(
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Metrics::new();
     let client = Fetcher::shared_client()?;
     let scrapers = cfg
         .targets
@@ -323,25 +287,39 @@ pub async fn run(
         .enumerate()
         .map(|(i, t)| scraper(i, t, &client))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let state_dir = cfg.state.dir();
+    let store = StateStore::open(&state_dir).context("state.dir")?;
+    let mut notifiers = Vec::new();
+    for (i, n) in cfg.notifiers.iter().enumerate() {
+        notifiers.extend(crate::notify::build(i, n, &cfg.http, &state_dir, &metrics)?);
+    }
+    let configured: BTreeSet<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
+    let mut detector = Detector::new(cfg.detection.clone());
+    let gone = restore(&mut detector, &store, &configured, &metrics);
+    let detector = Arc::new(Mutex::new(detector));
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
         .with_context(|| format!("http.listen: cannot listen on {}", cfg.http.listen))?;
     if let Some(tx) = bound {
         let _ = tx.send(listener.local_addr()?);
     }
-    tokio::spawn(crate::http::serve(listener, routes(metrics.clone())));
-
-    let mut notifiers = Vec::new();
-    for (i, n) in cfg.notifiers.iter().enumerate() {
-        let (tx, rx) = mpsc::channel(10_000);
-        tokio::spawn(webhook_loop(
-            format!("notifiers[{i}]"),
-            n.clone(),
-            rx,
-            metrics.clone(),
-        ));
-        notifiers.push((format!("notifiers[{i}]"), tx));
+    let shared = Arc::new(Shared {
+        detector: detector.clone(),
+        metrics: metrics.clone(),
+        notifiers: notifiers.clone(),
+        scraped: Mutex::new(BTreeSet::new()),
+        targets: cfg.targets.len(),
+    });
+    tokio::spawn(crate::http::serve(listener, routes(shared.clone())));
+    let notify_client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("lbwatch/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    for n in &notifiers {
+        n.push(&gone);
+        tokio::spawn(n.clone().run(notify_client.clone()));
     }
+
     let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
     for s in scrapers {
         tokio::spawn(scrape_loop(s, tx.clone(), metrics.clone()));
@@ -357,7 +335,7 @@ pub async fn run(
         )),
         None => None,
     };
-    let mut detector = Detector::new(cfg.detection.clone());
+    let mut saved_at: BTreeMap<String, Instant> = BTreeMap::new();
     let mut events = Vec::new();
     tokio::pin!(shutdown);
     loop {
@@ -365,30 +343,74 @@ pub async fn run(
             s = rx.recv() => match s { Some(s) => s, None => break },
             () = &mut shutdown => break,
         };
-        metrics.samples.fetch_add(1, Ordering::Relaxed);
+        metrics.samples.inc();
         if let Some(w) = recording.as_mut() {
             serde_json::to_writer(&mut *w, &sample)?;
             w.write_all(b"\n")?;
             w.flush()?;
         }
         events.clear();
-        detector.observe_into(&sample, &mut events);
+        let snapshot = {
+            let mut d = detector.lock().expect("detector lock");
+            d.observe_into(&sample, &mut events);
+            let due = saved_at
+                .get(&*sample.target)
+                .is_none_or(|t| t.elapsed() >= crate::state::SAVE_EVERY);
+            (due || !events.is_empty())
+                .then(|| d.snapshot(&sample.target))
+                .flatten()
+        };
+        let latency = crate::clock::now().secs_since(sample.ts);
+        if latency.is_finite() && latency >= 0.0 {
+            Metrics::time(&metrics.detection_latency, Duration::from_secs_f64(latency));
+        }
+        shared
+            .scraped
+            .lock()
+            .expect("lock")
+            .insert(sample.target.to_string());
         let mut out = std::io::stdout().lock();
         for e in &events {
-            metrics.events.fetch_add(1, Ordering::Relaxed);
+            let state = match e.state {
+                AlertState::Firing => "firing",
+                AlertState::Resolved => "resolved",
+            };
+            metrics.count(
+                &metrics.alert_events,
+                &[("alert", e.alert.as_str()), ("state", state)],
+            );
             match opts.output {
                 Output::Json => serde_json::to_writer(&mut out, e)?,
                 Output::Human => out.write_all(human_line(e).as_bytes())?,
             }
             out.write_all(b"\n")?;
-            for (name, tx) in &notifiers {
-                if tx.try_send(e.clone()).is_err() {
-                    // A slow receiver never slows detection: count the drop.
-                    metrics.notification(name, "dropped");
-                }
-            }
         }
         out.flush()?;
+        drop(out);
+        // Outboxes first, then the state that says the events were raised:
+        // a crash in between re-raises them, and the outboxes refuse what
+        // they already hold.
+        for n in &notifiers {
+            n.push(&events);
+        }
+        if let Some(bytes) = snapshot {
+            if let Err(e) = store.save(&sample.target, &bytes, !events.is_empty()) {
+                metrics.state_errors.inc();
+                crate::log::warn(format_args!("{e}"));
+            }
+            saved_at.insert(sample.target.to_string(), crate::clock::monotonic());
+        }
+    }
+    // Stopping: keep everything learned.
+    let d = detector.lock().expect("detector lock");
+    let names: Vec<String> = d.targets().map(str::to_string).collect();
+    for name in names {
+        if let Some(bytes) = d.snapshot(&name) {
+            if let Err(e) = store.save(&name, &bytes, true) {
+                metrics.state_errors.inc();
+                crate::log::warn(format_args!("{e}"));
+            }
+        }
     }
     Ok(())
 }

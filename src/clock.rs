@@ -12,3 +12,9 @@ pub fn now() -> Timestamp {
         .unwrap_or_default();
     Timestamp::from_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
+
+/// A monotonic instant, for measuring how long lbwatch itself takes.
+#[allow(clippy::disallowed_methods)] // measuring, never deciding
+pub fn monotonic() -> std::time::Instant {
+    std::time::Instant::now()
+}

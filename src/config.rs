@@ -24,6 +24,28 @@ pub struct FileConfig {
     pub notifiers: Vec<NotifierConfig>,
     #[serde(default)]
     pub detection: DetectConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// `[state]`: where lbwatch keeps what must survive a restart (the
+/// notification outboxes and the detector's state).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    /// Default: `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`),
+    /// else `lbwatch-state` in the working directory.
+    pub dir: Option<PathBuf>,
+}
+
+impl StateConfig {
+    pub fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| {
+            std::env::var_os("STATE_DIRECTORY")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("lbwatch-state"))
+        })
+    }
 }
 
 /// `[http]`: lbwatch's own listener (/metrics, /healthz).
@@ -33,13 +55,27 @@ pub struct HttpConfig {
     /// Loopback unless told otherwise: the stats of a load balancer are
     /// nobody else's business.
     pub listen: String,
+    /// How others reach this listener (Alertmanager's `generatorURL`, links
+    /// in notifications); default `http://<listen>`.
+    pub external_url: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:9847".into(),
+            external_url: None,
         }
+    }
+}
+
+impl HttpConfig {
+    pub fn external_url(&self) -> String {
+        self.external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
     }
 }
 
@@ -92,21 +128,90 @@ impl TargetConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifierConfig {
+    /// webhook | alertmanager | pagerduty
     pub kind: String,
+    /// Names the notifier in metrics, logs and its outbox file; default
+    /// `<kind>-<position>`. Keep it stable: the outbox is found by it.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The receiver: the webhook's URL, an Alertmanager's base URL, or the
+    /// PagerDuty Events API v2 endpoint (default PagerDuty's own).
     #[serde(default)]
     pub url: Option<String>,
+    /// Alertmanager: every instance of a cluster, each sent every alert
+    /// (never put a load balancer in front of them).
     #[serde(default)]
     pub urls: Vec<String>,
+    /// Webhook: extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// PagerDuty: the integration's routing key, from a file or the
+    /// environment, never from this file.
     #[serde(default)]
     pub routing_key_file: Option<PathBuf>,
     #[serde(default)]
     pub routing_key_env: Option<String>,
+    /// Webhook: signs each body with HMAC-SHA256 under this shared secret
+    /// (header `X-Lbwatch-Signature: sha256=<hex>`).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Per request.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: Secs,
+    /// Alertmanager: firing alerts are re-sent this often, each with a
+    /// lease of 4 times it.
+    #[serde(default = "default_resend_interval")]
+    pub resend_interval: Secs,
+    /// Undelivered notifications kept; beyond it new ones are dropped and
+    /// counted.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// Which alerts go here; every alert when empty.
+    #[serde(default)]
+    pub route: RouteConfig,
+}
+
+/// `[notifiers.route]`: each list, when not empty, must contain the alert's
+/// value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    pub alerts: Vec<String>,
+    pub severities: Vec<String>,
+    pub targets: Vec<String>,
+    pub pools: Vec<String>,
+}
+
+fn default_notify_timeout() -> Secs {
+    Secs(10.0)
+}
+
+fn default_resend_interval() -> Secs {
+    Secs(60.0)
+}
+
+fn default_queue_size() -> usize {
+    10_000
+}
+
+impl NotifierConfig {
+    /// The name it goes by (metrics, logs, outbox file).
+    pub fn name(&self, i: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{i}", self.kind))
+    }
+
+    /// Every receiver URL.
+    pub fn receivers(&self) -> Vec<String> {
+        self.url.iter().chain(&self.urls).cloned().collect()
+    }
 }
 
 /// Notifiers this version delivers to.
-pub const NOTIFIER_KINDS: &[&str] = &["webhook"];
+pub const NOTIFIER_KINDS: &[&str] = &["webhook", "alertmanager", "pagerduty"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -248,36 +353,160 @@ impl FileConfig {
                 errs.push(format!("{}: a password needs a username", key("username")));
             }
         }
+        let mut notifier_names = std::collections::BTreeSet::new();
         for (i, n) in self.notifiers.iter().enumerate() {
-            let key = |k: &str| format!("notifiers[{i}].{k}");
-            if !NOTIFIER_KINDS.contains(&n.kind.as_str()) {
+            errs.extend(validate_notifier(i, n));
+            let name = n.name(i);
+            if !notifier_names.insert(name.clone()) {
                 errs.push(format!(
-                    "{}: {:?} is invalid: supported kinds are {}",
-                    key("kind"),
-                    n.kind,
-                    NOTIFIER_KINDS.join(", ")
+                    "notifiers[{i}].name: {name:?} is invalid: another notifier has that name"
                 ));
-                continue;
-            }
-            match &n.url {
-                None => errs.push(format!("{}: missing: a webhook needs a url", key("url"))),
-                Some(u) => match crate::fetch::Endpoint::parse(u) {
-                    Ok(crate::fetch::Endpoint::Http(_)) => {}
-                    Ok(_) => errs.push(format!(
-                        "{}: {:?} is invalid: a webhook is http(s)://",
-                        key("url"),
-                        crate::fetch::redact(u)
-                    )),
-                    Err(why) => errs.push(format!(
-                        "{}: {:?} is invalid: {why}",
-                        key("url"),
-                        crate::fetch::redact(u)
-                    )),
-                },
             }
         }
         errs
     }
+}
+
+/// Every problem of one `[[notifiers]]` entry.
+fn validate_notifier(i: usize, n: &NotifierConfig) -> Vec<String> {
+    let key = |k: &str| format!("notifiers[{i}].{k}");
+    let mut errs = Vec::new();
+    if !NOTIFIER_KINDS.contains(&n.kind.as_str()) {
+        errs.push(format!(
+            "{}: {:?} is invalid: supported kinds are {}",
+            key("kind"),
+            n.kind,
+            NOTIFIER_KINDS.join(", ")
+        ));
+        return errs;
+    }
+    let kind = n.kind.as_str();
+    if let Some(name) = &n.name {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            errs.push(format!(
+                "{}: {name:?} is invalid: letters, digits, '-', '_' and '.' only (it names a file)",
+                key("name")
+            ));
+        }
+    }
+    let receivers = n.receivers();
+    match kind {
+        "webhook" if n.url.is_none() => {
+            errs.push(format!("{}: missing: a webhook needs a url", key("url")))
+        }
+        "webhook" if !n.urls.is_empty() => errs.push(format!(
+            "{}: a webhook takes one url, not a list",
+            key("urls")
+        )),
+        "alertmanager" if receivers.is_empty() => errs.push(format!(
+            "{}: missing: an alertmanager notifier needs url or urls",
+            key("url")
+        )),
+        "pagerduty" if !n.urls.is_empty() => {
+            errs.push(format!("{}: pagerduty takes one url", key("urls")))
+        }
+        _ => {}
+    }
+    for u in &receivers {
+        match crate::fetch::Endpoint::parse(u) {
+            Ok(crate::fetch::Endpoint::Http(_)) => {}
+            Ok(_) => errs.push(format!(
+                "{}: {:?} is invalid: a receiver is http(s)://",
+                key("url"),
+                crate::fetch::redact(u)
+            )),
+            Err(why) => errs.push(format!(
+                "{}: {:?} is invalid: {why}",
+                key("url"),
+                crate::fetch::redact(u)
+            )),
+        }
+    }
+    let secret =
+        |file: &Option<PathBuf>, env: &Option<String>, what: &str, errs: &mut Vec<String>| {
+            if file.is_some() && env.is_some() {
+                errs.push(format!(
+                    "{}: set {what}_file or {what}_env, not both",
+                    key(&format!("{what}_file"))
+                ));
+            }
+        };
+    secret(
+        &n.routing_key_file,
+        &n.routing_key_env,
+        "routing_key",
+        &mut errs,
+    );
+    secret(&n.secret_file, &n.secret_env, "secret", &mut errs);
+    if kind == "pagerduty" && n.routing_key_file.is_none() && n.routing_key_env.is_none() {
+        errs.push(format!(
+            "{}: missing: pagerduty needs routing_key_file or routing_key_env",
+            key("routing_key_file")
+        ));
+    }
+    if kind != "pagerduty" && (n.routing_key_file.is_some() || n.routing_key_env.is_some()) {
+        errs.push(format!(
+            "{}: only pagerduty takes a routing key",
+            key("routing_key_file")
+        ));
+    }
+    if kind != "webhook"
+        && (n.secret_file.is_some() || n.secret_env.is_some() || !n.headers.is_empty())
+    {
+        errs.push(format!(
+            "{}: only a webhook takes a secret or headers",
+            key("secret_file")
+        ));
+    }
+    for (h, v) in &n.headers {
+        if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err()
+            || reqwest::header::HeaderValue::from_str(v).is_err()
+        {
+            errs.push(format!(
+                "{}: {h:?} is not a valid HTTP header",
+                key("headers")
+            ));
+        }
+    }
+    if !(n.timeout.0.is_finite() && n.timeout.0 > 0.0) {
+        errs.push(format!(
+            "{}: {} is invalid: a positive duration",
+            key("timeout"),
+            n.timeout
+        ));
+    }
+    if !(n.resend_interval.0.is_finite() && n.resend_interval.0 >= 1.0) {
+        errs.push(format!(
+            "{}: {} is invalid: at least 1s",
+            key("resend_interval"),
+            n.resend_interval
+        ));
+    }
+    if n.queue_size == 0 {
+        errs.push(format!("{}: 0 is invalid: at least 1", key("queue_size")));
+    }
+    for a in &n.route.alerts {
+        if !crate::model::AlertName::ALL.iter().any(|x| x.as_str() == a) {
+            errs.push(format!(
+                "{}: {a:?} is invalid: alerts are {}",
+                key("route.alerts"),
+                crate::model::AlertName::ALL.map(|x| x.as_str()).join(", ")
+            ));
+        }
+    }
+    for s in &n.route.severities {
+        if !["critical", "warning", "info"].contains(&s.as_str()) {
+            errs.push(format!(
+                "{}: {s:?} is invalid: severities are critical, warning, info",
+                key("route.severities")
+            ));
+        }
+    }
+    errs
 }
 
 #[cfg(test)]
@@ -362,6 +591,84 @@ url = "http://127.0.0.1:9999/hook"
         );
         let e = load_text("[detection]\nresolve_after = \"soon\"\n", &[]).unwrap_err();
         assert!(e.to_string().contains("\"soon\""), "{e}");
+    }
+
+    #[test]
+    fn every_notifier_kind_is_accepted_with_its_settings() {
+        let cfg = load_text(
+            r#"
+[[notifiers]]
+kind = "alertmanager"
+urls = ["http://10.0.0.1:9093", "http://10.0.0.2:9093"]
+resend_interval = "30s"
+
+[[notifiers]]
+kind = "pagerduty"
+routing_key_env = "PD_KEY"
+[notifiers.route]
+severities = ["critical"]
+alerts = ["TrafficSkew", "TrafficDrop"]
+
+[[notifiers]]
+kind = "webhook"
+name = "chat"
+url = "https://hooks.example.com/x"
+secret_file = "/etc/lbwatch/hook.secret"
+headers = { Authorization = "Bearer t" }
+"#,
+            &[],
+        )
+        .unwrap();
+        let names: Vec<String> = cfg
+            .notifiers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.name(i))
+            .collect();
+        assert_eq!(names, ["alertmanager-0", "pagerduty-1", "chat"]);
+        assert_eq!(cfg.notifiers[0].receivers().len(), 2);
+        assert_eq!(cfg.notifiers[1].route.severities, ["critical"]);
+    }
+
+    #[test]
+    fn bad_notifiers_are_reported_with_their_key_path_and_value() {
+        let e = load_text(
+            r#"
+[[notifiers]]
+kind = "pagerduty"
+routing_key_file = "/k"
+routing_key_env = "K"
+[notifiers.route]
+alerts = ["TraficSkew"]
+severities = ["page"]
+
+[[notifiers]]
+kind = "alertmanager"
+resend_interval = "0s"
+
+[[notifiers]]
+kind = "webhook"
+name = "a b"
+url = "ftp://user:pw@x/"
+queue_size = 0
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let text = e.lines().join("\n");
+        for part in [
+            "notifiers[0].routing_key_file: set routing_key_file or routing_key_env, not both",
+            "notifiers[0].route.alerts: \"TraficSkew\" is invalid",
+            "notifiers[0].route.severities: \"page\" is invalid",
+            "notifiers[1].url: missing",
+            "notifiers[1].resend_interval: 0s is invalid",
+            "notifiers[2].name: \"a b\" is invalid",
+            "notifiers[2].queue_size: 0 is invalid",
+            "notifiers[2].url: \"ftp://user:***@x/\" is invalid",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from\n{text}");
+        }
+        assert!(!text.contains("pw"), "a password leaked: {text}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use tokio::time::Instant;
 
 use crate::app::{run, Output, RunOptions};
-use crate::config::{FileConfig, HttpConfig, TargetConfig};
+use crate::config::{FileConfig, HttpConfig, StateConfig, TargetConfig};
 use crate::detect::{DetectConfig, Secs};
 use crate::http::Reply;
 use crate::source::haproxy_csv::DEFAULT_HEADER;
@@ -242,15 +242,20 @@ pub async fn demo(
     let lb = Arc::new(Mutex::new(Lb::new(crate::clock::now().micros() as u64)));
     let page = lb.clone();
     // Any path: the page a scrape sees now.
-    tokio::spawn(crate::http::serve(stats, move |_path| {
-        let mut lb = page.lock().expect("demo lock");
-        lb.advance();
-        Reply::ok("text/plain", lb.csv())
-    }));
+    tokio::spawn(crate::http::serve(
+        stats,
+        move |_req: &crate::http::Request| {
+            let mut lb = page.lock().expect("demo lock");
+            lb.advance();
+            Reply::ok("text/plain", lb.csv())
+        },
+    ));
     let url = format!("http://{addr}/stats;csv");
+    let state_dir = std::env::temp_dir().join(format!("lbwatch-demo-{}", std::process::id()));
     let cfg = FileConfig {
         http: HttpConfig {
             listen: opts.listen.clone(),
+            external_url: None,
         },
         targets: vec![TargetConfig {
             name: "lb-demo".into(),
@@ -266,6 +271,11 @@ pub async fn demo(
         }],
         notifiers: vec![],
         detection: DetectConfig::default(),
+        // A story of its own each time: nothing carried over from a previous
+        // demo.
+        state: StateConfig {
+            dir: Some(state_dir.clone()),
+        },
     };
     say(&format!(
         "a simulated HAProxy serves {url}: pool web (4 servers, ~400 req/s) and pool api (3 servers, ~120 req/s)"
@@ -297,5 +307,6 @@ pub async fn demo(
         until,
     );
     let (result, ()) = tokio::join!(runner, printer);
+    let _ = std::fs::remove_dir_all(&state_dir);
     result
 }

@@ -371,6 +371,20 @@ pub struct AlertEvent {
     pub value: Option<f64>,
 }
 
+impl AlertEvent {
+    /// Identifies the alert (not the event): the same for its firing and
+    /// its resolve, different for every other alert.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.alert,
+            self.target,
+            self.pool.as_deref().unwrap_or(""),
+            self.server.as_deref().unwrap_or("")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

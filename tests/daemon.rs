@@ -10,6 +10,9 @@
 
 mod support;
 
+#[path = "daemon/outputs.rs"]
+mod outputs;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,19 +32,37 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A running lbwatch: its stdout lines arrive on `lines`.
+/// A state directory of its own for each lbwatch a test starts.
+fn fresh_state() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = scratch(&format!("state-{}", N.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A running lbwatch: its stdout lines arrive on `lines`; its stderr is
+/// kept in `stderr` (and passed through).
 struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Running {
     fn start(args: &[&str]) -> Running {
+        Running::start_in(args, &fresh_state())
+    }
+
+    /// With `state` as its state directory (kept across restarts).
+    #[allow(clippy::print_stderr)] // passing lbwatch's stderr through
+    fn start_in(args: &[&str], state: &Path) -> Running {
         let mut child = lbwatch()
             .args(args)
+            .env("STATE_DIRECTORY", state)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
@@ -53,11 +74,29 @@ impl Running {
                 }
             }
         });
+        let err = child.stderr.take().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut k = keep.lock().unwrap();
+                k.push_str(&line);
+                k.push('\n');
+            }
+        });
         Running {
             child,
             lines,
             seen: Vec::new(),
+            stderr,
         }
+    }
+
+    /// SIGKILL: no chance to save anything.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Waits until a stdout line satisfies `done`, at most `limit`.
@@ -371,7 +410,8 @@ fn the_demo_tells_the_outage_and_lbwatch_points_at_the_load_balancer() {
 
 mod real_haproxy {
     use super::*;
-    use support::haproxy::{Backend, Haproxy, LbSpec, PoolSpec, Receiver, Traffic};
+    use support::haproxy::{Backend, Haproxy, LbSpec, PoolSpec, Traffic};
+    use support::receiver::Sink;
 
     fn pool(name: &'static str, backends: &[Backend], weights: &[u32]) -> PoolSpec {
         PoolSpec {
@@ -386,10 +426,8 @@ mod real_haproxy {
     }
 
     /// Firing warning/critical events received so far: (alert, target, pool).
-    fn pages(hook: &Receiver) -> Vec<(String, String, String)> {
-        hook.events
-            .lock()
-            .unwrap()
+    fn pages(hook: &Sink) -> Vec<(String, String, String)> {
+        hook.webhook_events()
             .iter()
             .filter(|(_, e)| e["state"] == "firing" && e["severity"] != "info")
             .map(|(_, e)| {
@@ -404,13 +442,13 @@ mod real_haproxy {
 
     /// Seconds from `since` until `alert` (for `pool`, "" = any) fired for
     /// target `csv` and for target `sock`, or a failure with what arrived.
-    fn arrival(hook: &Receiver, since: Instant, alert: &str, pool: &str, limit: f64) -> f64 {
+    fn arrival(hook: &Sink, since: Instant, alert: &str, pool: &str, limit: f64) -> f64 {
         let end = since + Duration::from_secs(20);
         loop {
             let got: Vec<f64> = ["csv", "sock"]
                 .iter()
                 .filter_map(|t| {
-                    hook.events.lock().unwrap().iter().find_map(|(at, e)| {
+                    hook.webhook_events().iter().find_map(|(at, e)| {
                         (*at >= since
                             && e["state"] == "firing"
                             && e["alert"] == alert
@@ -462,14 +500,14 @@ mod real_haproxy {
                 .collect(),
             40,
         );
-        let hook = Receiver::start();
+        let hook = Sink::start(200);
         let cfg = write_config(
             "haproxy-e2e.toml",
             &format!(
                 "[http]\nlisten = \"127.0.0.1:0\"\n{}{}[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
                 target("csv", &lb.stats_url(), ""),
                 target("sock", &format!("unix://{}", lb.socket.display()), ""),
-                hook.url
+                hook.url("/hook")
             ),
         );
         let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);

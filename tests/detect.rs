@@ -599,3 +599,43 @@ fn a_hard_fault_fires_on_the_first_or_second_sample_after_a_start() {
     let d = run.fired_after(AlertName::TrafficSkew, Some("web"), 0.0);
     assert!(d.is_some_and(|d| d <= 31.0), "{d:?}\n{}", run.describe());
 }
+
+#[test]
+fn a_detector_restored_from_a_snapshot_continues_exactly() {
+    // Restarted in the middle of a fault, or after it: the restored
+    // detector emits exactly what the uninterrupted one does, and knows what
+    // is firing.
+    let mut sim = shop(5.0)
+        .at(FAULT_AT, |s| {
+            s.reload();
+            s.p("api").servers[2].weight = 100.0;
+        })
+        .at(FAULT_AT + 600.0, |s| {
+            s.reload();
+            s.p("api").servers[2].weight = 1.0;
+        });
+    let samples = sim.samples(FAULT_AT + 1200.0);
+    let whole = detect(&samples).events;
+    assert!(whole.len() >= 2, "{whole:?}");
+    let fired_at = samples
+        .iter()
+        .position(|s| s.ts == whole[0].ts)
+        .expect("the firing sample");
+    for cut in [fired_at / 2, fired_at + 1, fired_at + 30, samples.len() - 5] {
+        let mut first = lbwatch::detect::Detector::new(Default::default());
+        let mut events: Vec<_> = samples[..cut]
+            .iter()
+            .flat_map(|s| first.observe(s))
+            .collect();
+        let snapshot = first.snapshot(&samples[0].target).unwrap();
+        let mut second = lbwatch::detect::Detector::new(Default::default());
+        assert_eq!(second.restore(&snapshot).unwrap(), samples[0].target);
+        let firing_before: Vec<_> = first.firing().cloned().collect();
+        let firing_after: Vec<_> = second.firing().cloned().collect();
+        assert_eq!(firing_before, firing_after, "cut at {cut}");
+        events.extend(samples[cut..].iter().flat_map(|s| second.observe(s)));
+        assert_eq!(events, whole, "cut at sample {cut}");
+    }
+    let mut d = lbwatch::detect::Detector::new(Default::default());
+    assert!(d.restore(b"not a snapshot").is_err());
+}

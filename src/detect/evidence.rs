@@ -14,7 +14,7 @@ use super::lifecycle::{Lifecycle, Verdict};
 use super::stats::{binomial_at_least, decay, poisson_at_most, poisson_llr};
 
 /// A decayed sum of (events, exposure): a baseline or a short recent window.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Decayed {
     pub events: f64,
     pub exposure: f64,
@@ -34,7 +34,7 @@ impl Decayed {
 /// The intervals with the most errors in a window, decayed with it, so a
 /// window's ratio can be measured without them: a blip of a handful of 5xx
 /// lands in one interval, or straddles two when scrapes are a second apart.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Worst {
     first: Decayed,
     second: Decayed,
@@ -65,7 +65,7 @@ impl Worst {
 }
 
 /// Page's CUSUM with per-step clipping and an upper cap.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Cusum {
     pub sum: f64,
 }
@@ -83,7 +83,7 @@ const SEGMENT_FADE_S: f64 = 300.0;
 const LARGE_SPIKE: f64 = 0.05;
 
 /// What an ErrorSpike rests on, for the summary.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ErrorFinding {
     /// 5xx ratio of the recent window.
     pub ratio: f64,
@@ -107,7 +107,7 @@ pub struct ErrorInterval {
 }
 
 /// ErrorSpike state of one pool or one server.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ErrorTrack {
     baseline: Decayed,
     baseline_age: f64,
@@ -134,7 +134,7 @@ pub struct ErrorTrack {
 /// Log-likelihood ratio coefficients for one baseline ratio, kept while the
 /// baseline moves by less than 0.2%: logarithms are most of the detector's
 /// arithmetic, and a baseline that slow barely changes them.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 struct LlrCoef {
     p0: f64,
     tests: usize,
@@ -323,14 +323,14 @@ impl ErrorTrack {
 }
 
 /// What a TrafficDrop rests on, for the summary.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DropFinding {
     pub rate: f64,
     pub baseline_rate: f64,
 }
 
 /// TrafficDrop state of one pool or one target.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RateTrack {
     baseline: Decayed,
     baseline_age: f64,

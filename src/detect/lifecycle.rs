@@ -21,7 +21,7 @@ pub enum Verdict {
     Hold,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     #[default]
     Inactive,
@@ -46,7 +46,7 @@ pub enum Transition {
     Resolved,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Lifecycle {
     phase: Phase,
     streak: u32,

@@ -26,6 +26,7 @@ mod skew;
 mod stats;
 mod target;
 mod text;
+mod view;
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,7 @@ pub use config::{
     DetectConfig, DropConfig, DurationError, ErrorConfig, InvalidValue, Secs, SkewConfig,
 };
 pub use target::InputStats;
+pub use view::{FiringAlert, PoolView, ServerView, TargetView};
 
 use crate::model::{AlertEvent, Sample, SampleBody};
 use emit::Emit;
@@ -73,6 +75,7 @@ impl Detector {
             self.targets.insert(name.into(), TargetState::new(name));
         }
         let target = self.targets.get_mut(name).expect("inserted above");
+        let start = out.len();
         let mut emit = Emit {
             ts: sample.ts,
             target: name,
@@ -86,6 +89,56 @@ impl Detector {
                 target.observe_servers(&self.cfg, sample.ts, rows, &mut emit)
             }
         }
+        view::track_firing(&mut target.firing, &out[start..]);
+    }
+
+    /// What every target looks like after its latest sample, by name.
+    pub fn view(&self) -> Vec<TargetView> {
+        self.targets.values().map(view::target_view).collect()
+    }
+
+    /// One target's view.
+    pub fn target_view(&self, target: &str) -> Option<TargetView> {
+        self.targets.get(target).map(view::target_view)
+    }
+
+    /// Alerts firing now, by target, then in the order they fired.
+    pub fn firing(&self) -> impl Iterator<Item = &FiringAlert> {
+        self.targets.values().flat_map(|t| t.firing.iter())
+    }
+
+    /// Names of the targets seen so far.
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        self.targets.keys().map(|k| &**k)
+    }
+
+    /// One target's whole state, to resume from after a restart: the
+    /// baselines, the evidence and every alert's phase, so a restarted
+    /// lbwatch neither pages again for what it already raised nor misses a
+    /// resolve, nor relearns a baseline during a fault.
+    pub fn snapshot(&self, target: &str) -> Option<Vec<u8>> {
+        let state = self.targets.get(target)?;
+        postcard::to_allocvec(&(SNAPSHOT_VERSION, state)).ok()
+    }
+
+    /// Restores a target from `snapshot`; returns its name.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<String, SnapshotError> {
+        let (version, mut state): (u32, TargetState) =
+            postcard::from_bytes(snapshot).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+        if version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version(version));
+        }
+        for p in &mut state.pools {
+            p.reindex();
+        }
+        let name = state.name.to_string();
+        self.targets.insert(state.name.clone(), state);
+        Ok(name)
+    }
+
+    /// Forgets a target (removed from the configuration).
+    pub fn forget(&mut self, target: &str) -> Option<Vec<FiringAlert>> {
+        self.targets.remove(target).map(|t| t.firing)
     }
 
     /// Input the detector set aside, summed over targets.
@@ -98,4 +151,16 @@ impl Detector {
                 resets: a.resets + t.stats.resets,
             })
     }
+}
+
+/// Bumped whenever the layout of the detector's state changes: a snapshot
+/// of another layout is refused rather than misread.
+const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("the snapshot is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the snapshot has layout version {0}, this lbwatch reads version {SNAPSHOT_VERSION}")]
+    Version(u32),
 }

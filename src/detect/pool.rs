@@ -8,13 +8,15 @@ use std::hash::{BuildHasherDefault, Hasher};
 use super::emit::{Context, Emit};
 use super::evidence::{Decayed, ErrorFinding, ErrorInterval, ErrorTrack, RateTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
-use super::skew::{concentration_test, follows_weights, share_test, SkewFinding, SkewKind, Window};
+use super::skew::{
+    concentration_test, follows_weights, share_test, Basis, SkewFinding, SkewKind, Window,
+};
 use super::stats::decay;
 use super::text::{pct, rate};
 use crate::model::{AlertName, Severity, Timestamp};
 
 /// A server as last listed, with what its counters did in the last interval.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ServerState {
     pub name: Box<str>,
     /// Listed in the latest successful scrape.
@@ -114,19 +116,20 @@ const MIN_HISTORY: f64 = 200.0;
 
 /// What changed in a pool, remembered to say in summaries: postmortems say
 /// people lose hours when nothing points at the reload that caused it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     pub at: Timestamp,
     pub what: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PoolState {
     pub name: Box<str>,
     /// Sorted by name: lookups by binary search and a deterministic order
     /// whatever the order of rows in the stats.
     pub servers: Vec<ServerState>,
-    /// Name -> position in `servers`.
+    /// Name -> position in `servers` (rebuilt after a restore).
+    #[serde(skip)]
     index: HashMap<Box<str>, usize, BuildHasherDefault<NameHasher>>,
     pub algo: Option<Box<str>>,
     pub listed: bool,
@@ -145,7 +148,11 @@ pub struct PoolState {
     pub membership: Lifecycle,
     pub errors: ErrorTrack,
     pub rate: RateTrack,
-    expected: Vec<f64>,
+    /// Scratch space reused across intervals.
+    /// The expected shares of the latest interval (unnormalised).
+    #[serde(skip)]
+    pub expected: Vec<f64>,
+    #[serde(skip)]
     baseline: Vec<f64>,
 }
 
@@ -188,8 +195,9 @@ impl PoolState {
         i
     }
 
-    /// Rebuilds the name index after servers were added or forgotten.
-    fn reindex(&mut self) {
+    /// Rebuilds the name index after servers were added or forgotten, or
+    /// the pool was restored from a snapshot.
+    pub fn reindex(&mut self) {
         self.index.clear();
         for (i, s) in self.servers.iter().enumerate() {
             self.index.insert(s.name.clone(), i);
@@ -418,9 +426,9 @@ impl PoolState {
             }
         }));
         let basis = if by_weight {
-            "weight"
+            Basis::Weight
         } else {
-            "recent history"
+            Basis::History
         };
         if !regime_changed {
             // A change inside the interval mixes two regimes: the share test
@@ -510,7 +518,7 @@ impl PoolState {
                     "{server} takes {} of pool {name}'s requests (expected {} by {}){pool_rate}{context}",
                     pct(f.share),
                     pct(f.expected),
-                    f.basis
+                    f.basis.as_str()
                 ),
                 SkewKind::Concentrated { now, usual } => format!(
                     "pool {name}'s traffic concentrates on {now:.1} effective servers (usually {usual:.1}): {server} takes {} of its requests (usually {}){pool_rate}{context}",

@@ -24,7 +24,7 @@ use super::config::SkewConfig;
 use super::pool::{PoolState, ServerState};
 use super::stats::{binomial_at_least, binomial_at_most, chi2_sf, effective_servers, g_statistic};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum SkewKind {
     /// A server far above its expected share.
     Hot,
@@ -35,7 +35,7 @@ pub enum SkewKind {
 }
 
 /// What a TrafficSkew rests on, for the summary and the `value`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SkewFinding {
     pub kind: SkewKind,
     /// Index of the server the finding is about (the busiest one for a
@@ -45,8 +45,27 @@ pub struct SkewFinding {
     pub expected: f64,
     /// Requests the finding was measured on.
     pub requests: f64,
-    /// What the expectation came from: "weight" or "recent history".
-    pub basis: &'static str,
+    /// What the expectation came from.
+    pub basis: Basis,
+}
+
+/// Where a pool's expected shares come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Basis {
+    /// The weights the LB reports.
+    Weight,
+    /// The pool's own recent shares (hash and least-connection pools, and
+    /// the concentration test).
+    History,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Weight => "weight",
+            Basis::History => "recent history",
+        }
+    }
 }
 
 /// What a test concluded.
@@ -126,7 +145,7 @@ pub fn share_test(
     window: Window,
     hot: f64,
     cfg: &SkewConfig,
-    basis: &'static str,
+    basis: Basis,
 ) -> Outcome {
     let mut total = 0.0;
     let mut exp_sum = 0.0;
@@ -225,7 +244,7 @@ pub fn concentration_test(
         share: top / total,
         expected: baseline[server] / base_total,
         requests: total,
-        basis: "recent history",
+        basis: Basis::History,
     })
 }
 

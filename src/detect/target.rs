@@ -7,10 +7,11 @@ use super::evidence::RateTrack;
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::pool::PoolState;
 use super::text::{hms, pct, rate};
+use super::view::FiringAlert;
 use crate::model::{AlertName, ServerStat, Severity, Timestamp};
 
 /// Counts of input the detector set aside, for lbwatch's own metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InputStats {
     /// Samples older than (or as old as) the target's previous one.
     pub out_of_order: u64,
@@ -20,20 +21,24 @@ pub struct InputStats {
     pub resets: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TargetState {
-    name: Box<str>,
+    pub name: Box<str>,
     generation: u64,
-    last_ts: Option<Timestamp>,
-    last_ok: Option<Timestamp>,
+    pub last_ts: Option<Timestamp>,
+    pub last_ok: Option<Timestamp>,
+    /// Seconds the latest deltas span (`None` after a counter reset).
+    pub last_dt: Option<f64>,
     reload_at: Option<Timestamp>,
-    fail_streak: u32,
+    pub fail_streak: u32,
     first_failure: Option<Timestamp>,
     scrape: Lifecycle,
     /// Sorted by name, like servers within a pool.
-    pools: Vec<PoolState>,
+    pub pools: Vec<PoolState>,
     rate: RateTrack,
     pub stats: InputStats,
+    /// Alerts of this target firing now.
+    pub firing: Vec<FiringAlert>,
 }
 
 impl TargetState {
@@ -43,6 +48,7 @@ impl TargetState {
             generation: 0,
             last_ts: None,
             last_ok: None,
+            last_dt: None,
             reload_at: None,
             fail_streak: 0,
             first_failure: None,
@@ -50,6 +56,7 @@ impl TargetState {
             pools: Vec::new(),
             rate: RateTrack::default(),
             stats: InputStats::default(),
+            firing: Vec::new(),
         }
     }
 
@@ -129,6 +136,7 @@ impl TargetState {
         self.last_ok = Some(ts);
 
         let rate_dt = if reset { None } else { dt };
+        self.last_dt = rate_dt;
         let total: f64 = self.pools.iter().map(PoolState::interval_requests).sum();
         if !first {
             let frozen = Context {

@@ -104,6 +104,11 @@ impl FakeLb {
         let now = p.started.elapsed().as_secs_f64();
         p.skewed_since = Some(now);
     }
+
+    /// Spreads the pool evenly again.
+    pub fn heal(&self) {
+        self.pool.lock().unwrap().skewed_since = None;
+    }
 }
 
 fn new_pool(servers: usize, rate: f64) -> Arc<Mutex<Pool>> {

@@ -11,7 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -284,62 +284,5 @@ impl Traffic {
 impl Drop for Traffic {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Receives the generic webhook; keeps each event with its arrival time.
-pub struct Receiver {
-    pub url: String,
-    pub events: Arc<Mutex<Vec<(Instant, serde_json::Value)>>>,
-}
-
-impl Receiver {
-    pub fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let ev = events.clone();
-        thread::spawn(move || {
-            for mut s in listener.incoming().map_while(Result::ok) {
-                let mut data = Vec::new();
-                let mut buf = [0u8; 8192];
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let body = loop {
-                    let Ok(n) = s.read(&mut buf) else { break None };
-                    if n == 0 {
-                        break None;
-                    }
-                    data.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&data).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().to_string())
-                            })
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
-                        if body.len() >= len {
-                            break Some(body[..len].to_string());
-                        }
-                    }
-                };
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-                if let Some(body) = body {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-                        let now = Instant::now();
-                        for e in v["events"].as_array().cloned().unwrap_or_default() {
-                            ev.lock().unwrap().push((now, e));
-                        }
-                    }
-                }
-            }
-        });
-        Receiver { url, events }
     }
 }

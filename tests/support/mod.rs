@@ -2,4 +2,6 @@
 
 pub mod fake_lb;
 pub mod haproxy;
+pub mod receiver;
 pub mod sim;
+pub mod tools;

@@ -1,0 +1,446 @@
+//! lbwatch's `/metrics`: what it sees of every load balancer (per target,
+//! pool and server), the alerts firing, and its own health.
+//!
+//! Names follow `lbwatch_<noun>_<unit>[_total]`. Label values come from the
+//! configuration and the load balancers' own pool and server names, so the
+//! number of series is bounded by what is watched: per server 6 series, per
+//! pool 6, per target 2, per firing alert 1, per notifier 7 (see
+//! docs/metrics.md).
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::detect::Detector;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Quantiles over the last 5 to 10 minutes: two histograms, the older
+/// dropped every 5 minutes, so a slow spell an hour ago no longer shows.
+#[derive(Debug)]
+pub struct Quantiles {
+    current: Histogram<u64>,
+    previous: Histogram<u64>,
+    rotated: Instant,
+    /// Since the start, for the summary's `_count` and `_sum`.
+    count: u64,
+    sum: f64,
+}
+
+const ROTATE: Duration = Duration::from_secs(300);
+
+impl Quantiles {
+    fn new(now: Instant) -> Self {
+        let h = || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+        Quantiles {
+            current: h(),
+            previous: h(),
+            rotated: now,
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    fn rotate(&mut self, now: Instant) {
+        if now.duration_since(self.rotated) >= ROTATE {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.reset();
+            self.rotated = now;
+        }
+    }
+
+    pub fn record(&mut self, d: Duration, now: Instant) {
+        self.rotate(now);
+        self.count += 1;
+        self.sum += d.as_secs_f64();
+        self.current
+            .saturating_record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1));
+    }
+
+    /// Seconds at each quantile, `None` before anything was recorded.
+    pub fn seconds(&self, qs: &[f64]) -> Option<Vec<f64>> {
+        let mut all = self.current.clone();
+        all.add(&self.previous).ok()?;
+        (!all.is_empty()).then(|| {
+            qs.iter()
+                .map(|&q| all.value_at_quantile(q) as f64 / 1e6)
+                .collect()
+        })
+    }
+}
+
+const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+
+/// Every metric lbwatch keeps about itself.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub scrapes: Family<Labels, Counter>,
+    pub bad_rows: Family<Labels, Counter>,
+    pub samples: Counter,
+    pub alert_events: Family<Labels, Counter>,
+    pub notifications: Family<Labels, Counter>,
+    pub queue_depth: Family<Labels, Gauge>,
+    pub state_errors: Counter,
+    pub scrape_duration: Mutex<Quantiles>,
+    pub detection_latency: Mutex<Quantiles>,
+    pub notification_latency: Mutex<Quantiles>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let now = crate::clock::monotonic();
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            scrapes: Family::default(),
+            bad_rows: Family::default(),
+            samples: Counter::default(),
+            alert_events: Family::default(),
+            notifications: Family::default(),
+            queue_depth: Family::default(),
+            state_errors: Counter::default(),
+            scrape_duration: Mutex::new(Quantiles::new(now)),
+            detection_latency: Mutex::new(Quantiles::new(now)),
+            notification_latency: Mutex::new(Quantiles::new(now)),
+        };
+        registry.register(
+            "lbwatch_scrapes",
+            "Scrapes of load balancer stats, by target and result (ok, fetch_error, parse_error)",
+            m.scrapes.clone(),
+        );
+        registry.register(
+            "lbwatch_stats_bad_rows",
+            "Rows of stats pages that could not be read and were skipped, by target",
+            m.bad_rows.clone(),
+        );
+        registry.register(
+            "lbwatch_samples",
+            "Samples through the detector",
+            m.samples.clone(),
+        );
+        registry.register(
+            "lbwatch_alert_events",
+            "Alert state changes, by alert and state",
+            m.alert_events.clone(),
+        );
+        registry.register(
+            "lbwatch_notifications",
+            "Notifications by notifier and result (delivered, retried, failed, dropped, unchanged)",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "lbwatch_notifier_queue_depth",
+            "Notifications accepted and not yet delivered, by notifier",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "lbwatch_state_errors",
+            "Failures to save or restore the detector's state",
+            m.state_errors.clone(),
+        );
+        registry.register(
+            "lbwatch_build",
+            "lbwatch's version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    pub fn count(&self, family: &Family<Labels, Counter>, labels: &[(&'static str, &str)]) {
+        self.count_n(family, labels, 1);
+    }
+
+    pub fn count_n(
+        &self,
+        family: &Family<Labels, Counter>,
+        labels: &[(&'static str, &str)],
+        n: u64,
+    ) {
+        let labels: Labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        family.get_or_create(&labels).inc_by(n);
+    }
+
+    pub fn notification(&self, notifier: &str, result: &str, n: u64) {
+        self.count_n(
+            &self.notifications,
+            &[("notifier", notifier), ("result", result)],
+            n,
+        );
+    }
+
+    pub fn time(q: &Mutex<Quantiles>, d: Duration) {
+        q.lock()
+            .expect("metrics lock")
+            .record(d, crate::clock::monotonic());
+    }
+
+    /// The exposition: OpenMetrics, or Prometheus text 0.0.4 (`openmetrics`
+    /// false), with the detector's view of every LB.
+    pub fn render(&self, detector: &Mutex<Detector>, openmetrics: bool) -> String {
+        let mut out = String::new();
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(View {
+            detector_text: view_text(detector),
+        }));
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
+        for (name, help, q) in [
+            ("lbwatch_scrape_duration_seconds", "Time a scrape takes (fetch and parse); quantiles over the last 5-10 minutes", &self.scrape_duration),
+            ("lbwatch_detection_latency_seconds", "Time from a scrape's start to the detector's verdict on it; quantiles over the last 5-10 minutes", &self.detection_latency),
+            ("lbwatch_notification_latency_seconds", "Time from detection to a receiver's acknowledgement; quantiles over the last 5-10 minutes", &self.notification_latency),
+        ] {
+            write_summary(&mut out, name, help, &q.lock().expect("metrics lock"));
+        }
+        if openmetrics {
+            out.push_str("# EOF\n");
+            out
+        } else {
+            to_prometheus_text(&out)
+        }
+    }
+}
+
+/// OpenMetrics text to Prometheus text 0.0.4: no `# UNIT` or `# EOF`, and
+/// counter and info families named as their samples are.
+fn to_prometheus_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut families: Vec<(String, &str)> = Vec::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            families.push((name.to_string(), kind));
+        }
+    }
+    for line in om.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (*p, rest)));
+        if let Some((prefix, rest)) = meta {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            let kind = families.iter().find(|(n, _)| n == name).map(|(_, k)| *k);
+            let (name, tail) = match (kind, prefix) {
+                (Some("counter"), _) => (format!("{name}_total"), tail.to_string()),
+                (Some("info"), "# TYPE ") => (format!("{name}_info"), "gauge".to_string()),
+                (Some("info"), _) => (format!("{name}_info"), tail.to_string()),
+                _ => (name.to_string(), tail.to_string()),
+            };
+            let _ = writeln!(out, "{prefix}{name} {tail}");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The detector's view, rendered at scrape time (it changes every sample,
+/// and servers come and go: nothing stale is left behind).
+#[derive(Debug)]
+struct View {
+    detector_text: ViewRows,
+}
+
+/// A gauge family: name, help, labelled values.
+type GaugeRows = (&'static str, &'static str, Vec<(Labels, f64)>);
+
+#[derive(Debug, Default)]
+struct ViewRows {
+    gauges: Vec<GaugeRows>,
+    counters: Vec<(&'static str, &'static str, u64)>,
+}
+
+fn view_text(detector: &Mutex<Detector>) -> ViewRows {
+    let d = detector.lock().expect("detector lock");
+    let mut rows = ViewRows::default();
+    let mut g = |name, help, v: Vec<(Labels, f64)>| rows.gauges.push((name, help, v));
+    let view = d.view();
+    let server_labels = |t: &str, p: &str, s: &str| -> Labels {
+        vec![
+            ("target", t.into()),
+            ("pool", p.into()),
+            ("server", s.into()),
+        ]
+    };
+    let pool_labels =
+        |t: &str, p: &str| -> Labels { vec![("target", t.into()), ("pool", p.into())] };
+    type ServerField = fn(&crate::detect::ServerView) -> Option<f64>;
+    let server_fields: [(&'static str, &'static str, ServerField); 6] = [
+        ("lbwatch_server_requests_per_second", "Requests per second a server took in the last interval", |s| s.requests_per_second),
+        ("lbwatch_server_share_ratio", "A server's share of its pool's requests in the last interval", |s| s.share),
+        ("lbwatch_server_expected_share_ratio", "The share a server should take (by weight, or its usual share for hash and least-connection pools)", |s| s.expected_share),
+        ("lbwatch_server_errors_ratio", "Fraction of a server's responses in the last interval that were 5xx", |s| s.error_ratio),
+        ("lbwatch_server_up", "1 when the LB's health check says the server is up", |s| Some(if s.up { 1.0 } else { 0.0 })),
+        ("lbwatch_server_weight", "The server's weight in the LB", |s| Some(s.weight)),
+    ];
+    for (name, help, f) in server_fields {
+        let v = view
+            .iter()
+            .flat_map(|t| {
+                t.pools.iter().flat_map(move |p| {
+                    p.servers.iter().filter_map(move |s| {
+                        f(s).map(|v| (server_labels(&t.target, &p.pool, &s.server), v))
+                    })
+                })
+            })
+            .collect();
+        g(name, help, v);
+    }
+    type PoolField = fn(&crate::detect::PoolView) -> Option<f64>;
+    let pool_fields: [(&'static str, &'static str, PoolField); 6] = [
+        ("lbwatch_pool_requests_per_second", "Requests per second a pool took in the last interval", |p| p.requests_per_second),
+        ("lbwatch_pool_errors_ratio", "Fraction of a pool's responses in the last interval that were 5xx", |p| p.error_ratio),
+        ("lbwatch_pool_skew_ratio", "Largest ratio of a server's share to its expected share in the last interval (TrafficSkew's share test)", |p| p.skew_ratio),
+        ("lbwatch_pool_effective_servers", "Effective number of servers taking the pool's traffic in the last interval, 1/sum(share^2) (TrafficSkew's concentration test)", |p| p.effective_servers),
+        ("lbwatch_pool_usual_effective_servers", "Effective number of servers in the pool's baseline", |p| p.usual_effective_servers),
+        ("lbwatch_pool_servers", "Servers the LB lists in the pool", |p| Some(p.servers.len() as f64)),
+    ];
+    for (name, help, f) in pool_fields {
+        let v = view
+            .iter()
+            .flat_map(|t| {
+                t.pools
+                    .iter()
+                    .filter_map(move |p| f(p).map(|v| (pool_labels(&t.target, &p.pool), v)))
+            })
+            .collect();
+        g(name, help, v);
+    }
+    g(
+        "lbwatch_target_up",
+        "1 when the latest scrape of the target's stats succeeded",
+        view.iter()
+            .map(|t| {
+                (
+                    vec![("target", t.target.clone())],
+                    if t.up { 1.0 } else { 0.0 },
+                )
+            })
+            .collect(),
+    );
+    g(
+        "lbwatch_target_last_success_timestamp_seconds",
+        "When the target's stats were last scraped successfully",
+        view.iter()
+            .filter_map(|t| {
+                t.last_success
+                    .map(|ts| (vec![("target", t.target.clone())], ts.micros() as f64 / 1e6))
+            })
+            .collect(),
+    );
+    g(
+        "lbwatch_alert_firing",
+        "1 for every alert firing now (pool and server empty where they do not apply)",
+        d.firing()
+            .map(|a| {
+                let sev = serde_json::to_value(a.severity)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (
+                    vec![
+                        ("alert", a.alert.as_str().to_string()),
+                        ("target", a.target.clone()),
+                        ("pool", a.pool.clone().unwrap_or_default()),
+                        ("server", a.server.clone().unwrap_or_default()),
+                        ("severity", sev),
+                    ],
+                    1.0,
+                )
+            })
+            .collect(),
+    );
+    let input = d.input_stats();
+    rows.counters = vec![
+        (
+            "lbwatch_out_of_order_samples",
+            "Samples not newer than their target's previous one, set aside",
+            input.out_of_order,
+        ),
+        (
+            "lbwatch_duplicate_rows",
+            "Server rows listed twice in one sample, set aside",
+            input.duplicate_rows,
+        ),
+        (
+            "lbwatch_lb_reloads",
+            "Reloads and restarts of the LBs seen (their counters went back to zero)",
+            input.resets,
+        ),
+    ];
+    rows
+}
+
+impl Collector for View {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, rows) in &self.detector_text.gauges {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (labels, v) in rows {
+                m.encode_family(labels)?.encode_gauge(v)?;
+            }
+        }
+        for (name, help, v) in &self.detector_text.counters {
+            let c: Counter = Counter::default();
+            c.inc_by(*v);
+            let m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            c.encode(m)?;
+        }
+        Ok(())
+    }
+}
+
+/// The latency summaries, written by hand: prometheus-client has no
+/// summary type, and quantiles from hdrhistogram are what an on-call engineer
+/// reads first ("how far behind is lbwatch?").
+fn write_summary(out: &mut String, name: &str, help: &str, q: &Quantiles) {
+    let _ = writeln!(out, "# HELP {name} {help}.");
+    let _ = writeln!(out, "# TYPE {name} summary");
+    let _ = writeln!(out, "# UNIT {name} seconds");
+    if let Some(values) = q.seconds(&QUANTILES) {
+        for (quantile, v) in QUANTILES.iter().zip(values) {
+            let _ = writeln!(out, "{name}{{quantile=\"{quantile}\"}} {v}");
+        }
+    }
+    let _ = writeln!(out, "{name}_sum {}", q.sum);
+    let _ = writeln!(out, "{name}_count {}", q.count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_as_their_samples() {
+        let om = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total 3\n# HELP x_seconds X.\n# TYPE x_seconds gauge\n# UNIT x_seconds seconds\nx_seconds 1.5\n# HELP v Version.\n# TYPE v info\nv_info{version=\"1\"} 1\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total 3\n# HELP x_seconds X.\n# TYPE x_seconds gauge\nx_seconds 1.5\n# HELP v_info Version.\n# TYPE v_info gauge\nv_info{version=\"1\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn quantiles_forget_old_spells() {
+        let t0 = crate::clock::monotonic();
+        let mut q = Quantiles::new(t0);
+        assert_eq!(q.seconds(&[0.5]), None);
+        q.record(Duration::from_secs(3), t0);
+        assert_eq!(q.seconds(&[0.5]).unwrap()[0].round(), 3.0);
+        q.record(Duration::from_millis(10), t0 + ROTATE);
+        q.record(Duration::from_millis(10), t0 + ROTATE * 2);
+        let p99 = q.seconds(&[0.99]).unwrap()[0];
+        assert!(p99 < 0.011, "{p99}");
+    }
+}

@@ -1,0 +1,253 @@
+//! The request bodies of each receiver, as pure functions of the events.
+
+use serde_json::{json, Value};
+
+use crate::model::{AlertEvent, AlertState, Severity, Timestamp};
+
+/// The generic webhook body of `docs/interface.md`.
+pub fn webhook(events: &[&AlertEvent]) -> Vec<u8> {
+    serde_json::to_vec(&json!({"version": "1", "events": events})).expect("events serialise")
+}
+
+/// `X-Lbwatch-Signature` for `body` under `secret`: `sha256=<hex>`.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    format!("sha256={}", hex(ring::hmac::sign(&key, body).as_ref()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// PagerDuty's limit on `dedup_key`.
+const DEDUP_KEY_MAX: usize = 255;
+/// PagerDuty's limit on `payload.summary`.
+const SUMMARY_MAX: usize = 1024;
+
+/// A stable `dedup_key` per alert: its key, or, when too long, a prefix
+/// and a hash of the whole so two long keys never collide.
+pub fn dedup_key(e: &AlertEvent) -> String {
+    let key = format!("lbwatch/{}", e.key());
+    if key.len() <= DEDUP_KEY_MAX {
+        return key;
+    }
+    let digest = hex(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref());
+    let keep = cut(&key, DEDUP_KEY_MAX - digest.len() - 1);
+    format!("{keep}#{digest}")
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "critical",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    }
+}
+
+fn place(e: &AlertEvent) -> String {
+    match (&e.pool, &e.server) {
+        (Some(p), Some(s)) => format!("{}/{p}/{s}", e.target),
+        (Some(p), None) => format!("{}/{p}", e.target),
+        _ => e.target.clone(),
+    }
+}
+
+/// A PagerDuty Events API v2 event: `trigger` for a firing alert,
+/// `resolve` for a resolved one, both under the alert's `dedup_key`.
+pub fn pagerduty(e: &AlertEvent, routing_key: &str, link: &str) -> Vec<u8> {
+    let body = match e.state {
+        AlertState::Firing => {
+            let text = format!(
+                "{} on {}: {}",
+                e.alert,
+                place(e),
+                e.summary.as_deref().unwrap_or("")
+            );
+            json!({
+                "routing_key": routing_key,
+                "event_action": "trigger",
+                "dedup_key": dedup_key(e),
+                "client": "lbwatch",
+                "client_url": link,
+                "payload": {
+                    "summary": cut(&text, SUMMARY_MAX),
+                    "source": e.target,
+                    "severity": severity(e.severity),
+                    "timestamp": e.ts,
+                    "component": e.pool,
+                    "group": e.target,
+                    "class": e.alert,
+                    "custom_details": {
+                        "server": e.server,
+                        "value": e.value,
+                        "summary": e.summary,
+                    },
+                },
+            })
+        }
+        AlertState::Resolved => json!({
+            "routing_key": routing_key,
+            "event_action": "resolve",
+            "dedup_key": dedup_key(e),
+        }),
+    };
+    serde_json::to_vec(&body).expect("serialises")
+}
+
+/// The labels that identify an alert in Alertmanager: two lbwatch replicas
+/// watching the same LB send the same labels, so Alertmanager merges them.
+pub fn alertmanager_labels(e: &AlertEvent) -> Value {
+    let mut labels = serde_json::Map::new();
+    labels.insert("alertname".into(), json!(e.alert));
+    labels.insert("target".into(), json!(e.target));
+    if let Some(p) = &e.pool {
+        labels.insert("pool".into(), json!(p));
+    }
+    if let Some(s) = &e.server {
+        labels.insert("server".into(), json!(s));
+    }
+    labels.insert("severity".into(), json!(severity(e.severity)));
+    Value::Object(labels)
+}
+
+/// Alertmanager API v2 `postableAlerts`: each alert's latest event. A firing
+/// one is leased until `lease_until` (re-sent before it runs out); a resolved
+/// one ends when it resolved. `fired[i]` is the firing event of a resolved
+/// alert, for its summary and start.
+pub fn alertmanager(
+    alerts: &[(&AlertEvent, Option<&AlertEvent>)],
+    lease_until: Timestamp,
+    external_url: &str,
+) -> Vec<u8> {
+    let body: Vec<Value> = alerts
+        .iter()
+        .map(|(latest, fired)| {
+            let firing = latest.state == AlertState::Firing;
+            let start = if firing { Some(*latest) } else { *fired };
+            let summary = start.and_then(|f| f.summary.clone()).unwrap_or_default();
+            let mut annotations = serde_json::Map::new();
+            annotations.insert("summary".into(), json!(summary));
+            if let Some(v) = start.and_then(|f| f.value) {
+                annotations.insert("value".into(), json!(v.to_string()));
+            }
+            let mut alert = json!({
+                "labels": alertmanager_labels(latest),
+                "annotations": annotations,
+                "endsAt": if firing { lease_until } else { latest.ts },
+                "generatorURL": format!(
+                    "{external_url}/api/v1/pools?target={}",
+                    query_escape(&latest.target)
+                ),
+            });
+            if let Some(s) = start {
+                alert["startsAt"] = json!(s.ts);
+            }
+            alert
+        })
+        .collect();
+    serde_json::to_vec(&body).expect("serialises")
+}
+
+/// Percent-encodes a query value.
+pub fn query_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AlertName;
+
+    fn event(state: AlertState, pool: &str) -> AlertEvent {
+        AlertEvent {
+            ts: Timestamp::parse_rfc3339("2026-11-22T03:00:00Z").unwrap(),
+            state,
+            alert: AlertName::TrafficSkew,
+            severity: Severity::Critical,
+            target: "lb1".into(),
+            pool: Some(pool.into()),
+            server: None,
+            summary: (state == AlertState::Firing).then(|| "é".repeat(900)),
+            value: Some(0.93),
+        }
+    }
+
+    #[test]
+    fn pagerduty_limits_hold_for_long_names_and_summaries() {
+        let long = "p".repeat(400);
+        let e = event(AlertState::Firing, &long);
+        let body: Value = serde_json::from_slice(&pagerduty(&e, "KEY", "http://x")).unwrap();
+        let key = body["dedup_key"].as_str().unwrap();
+        assert!(key.len() <= 255, "{}", key.len());
+        assert!(body["payload"]["summary"].as_str().unwrap().len() <= 1024);
+        // The same alert, resolved: the same key.
+        let r: Value =
+            serde_json::from_slice(&pagerduty(&event(AlertState::Resolved, &long), "KEY", ""))
+                .unwrap();
+        assert_eq!(r["dedup_key"], body["dedup_key"]);
+        assert_eq!(r["event_action"], "resolve");
+        // Two long keys that differ only at the end stay different.
+        let other = event(AlertState::Firing, &format!("{long}x"));
+        assert_ne!(dedup_key(&other), key);
+    }
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_the_body() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn alertmanager_alerts_carry_identity_labels_and_a_lease() {
+        let fired = event(AlertState::Firing, "web");
+        let lease = Timestamp::parse_rfc3339("2026-11-22T03:04:00Z").unwrap();
+        let body: Value =
+            serde_json::from_slice(&alertmanager(&[(&fired, None)], lease, "http://h:1")).unwrap();
+        assert_eq!(
+            body[0]["labels"],
+            json!({"alertname": "TrafficSkew", "target": "lb1", "pool": "web", "severity": "critical"})
+        );
+        assert_eq!(body[0]["endsAt"], json!(lease));
+        assert_eq!(body[0]["annotations"]["value"], "0.93");
+        assert_eq!(
+            body[0]["generatorURL"],
+            "http://h:1/api/v1/pools?target=lb1"
+        );
+        let resolved = event(AlertState::Resolved, "web");
+        let body: Value = serde_json::from_slice(&alertmanager(
+            &[(&resolved, Some(&fired))],
+            lease,
+            "http://h:1",
+        ))
+        .unwrap();
+        assert_eq!(body[0]["endsAt"], json!(resolved.ts));
+        assert_eq!(body[0]["startsAt"], json!(fired.ts));
+    }
+}
