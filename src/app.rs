@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub output: Output,
     /// Append every sample here, in the replay format.
     pub record: Option<PathBuf>,
+    /// The file the config came from: SIGHUP re-reads it.
+    pub config_path: Option<PathBuf>,
 }
 
 /// A target ready to scrape.
@@ -165,25 +167,33 @@ pub fn human_line(e: &AlertEvent) -> String {
 struct Shared {
     detector: Arc<Mutex<Detector>>,
     metrics: Arc<Metrics>,
-    notifiers: Vec<Arc<Notifier>>,
-    /// Targets scraped at least once (successfully or not) since the start.
+    notifiers: RwLock<Vec<Arc<Notifier>>>,
+    /// Targets scraped at least once (successfully or not) since the start,
+    /// and how many are configured.
     scraped: Mutex<BTreeSet<String>>,
-    targets: usize,
+    targets: RwLock<BTreeSet<String>>,
 }
 
 impl Shared {
-    fn ready(&self) -> (bool, usize) {
-        let n = self.scraped.lock().expect("lock").len();
-        (n >= self.targets, n)
+    fn ready(&self) -> (bool, usize, usize) {
+        let scraped = self.scraped.lock().expect("lock");
+        let targets = self.targets.read().expect("lock");
+        let n = targets.iter().filter(|t| scraped.contains(*t)).count();
+        (n >= targets.len(), n, targets.len())
+    }
+
+    fn notifiers(&self) -> Vec<Arc<Notifier>> {
+        self.notifiers.read().expect("lock").clone()
     }
 }
 
 fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
     move |req| match req.path.as_str() {
+        "/" => Reply::ok("text/html; charset=utf-8", crate::status::PAGE.into()),
         "/healthz" => Reply::ok("text/plain", "ok\n".into()),
         "/ready" => {
-            let (ready, n) = shared.ready();
-            let text = format!("{n} of {} targets scraped\n", shared.targets);
+            let (ready, n, of) = shared.ready();
+            let text = format!("{n} of {of} targets scraped\n");
             if ready {
                 Reply::ok("text/plain", text)
             } else {
@@ -209,14 +219,16 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
         }
         "/api/v1/pools" => {
             let target = req.param("target");
-            let d = shared.detector.lock().expect("detector lock");
-            let view: Vec<_> = d
+            let view: Vec<_> = shared
+                .detector
+                .lock()
+                .expect("detector lock")
                 .view()
                 .into_iter()
                 .filter(|t| target.as_ref().is_none_or(|name| &t.target == name))
                 .collect();
             let notifiers: Vec<_> = shared
-                .notifiers
+                .notifiers()
                 .iter()
                 .map(|n| serde_json::json!({"notifier": n.name, "undelivered": n.depth()}))
                 .collect();
@@ -226,9 +238,28 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
     }
 }
 
-/// Restores every configured target's saved state; the firing alerts of
-/// targets no longer configured are resolved (nobody would ever resolve
-/// them otherwise) and their state is dropped.
+/// Resolve events for every alert of `target`, which is no longer
+/// configured (nobody would ever resolve them otherwise); forgets it.
+fn forget_target(detector: &mut Detector, store: &StateStore, target: &str) -> Vec<AlertEvent> {
+    let now = crate::clock::now();
+    let resolved = detector
+        .forget(target)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| AlertEvent {
+            ts: now,
+            state: AlertState::Resolved,
+            summary: None,
+            value: None,
+            ..a.event()
+        })
+        .collect();
+    store.remove(target);
+    resolved
+}
+
+/// Restores every configured target's saved state; the alerts of targets no
+/// longer configured are resolved and their state dropped.
 fn restore(
     detector: &mut Detector,
     store: &StateStore,
@@ -244,21 +275,10 @@ fn restore(
             return resolved;
         }
     };
-    let now = crate::clock::now();
     for (path, bytes) in saved {
         match detector.restore(&bytes) {
             Ok(name) if configured.contains(&name) => {}
-            Ok(name) => {
-                for a in detector.forget(&name).unwrap_or_default() {
-                    let mut e = a.event();
-                    e.state = AlertState::Resolved;
-                    e.ts = now;
-                    e.summary = None;
-                    e.value = None;
-                    resolved.push(e);
-                }
-                store.remove(&name);
-            }
+            Ok(name) => resolved.extend(forget_target(detector, store, &name)),
             Err(e) => {
                 metrics.state_errors.inc();
                 crate::log::warn(format_args!(
@@ -271,8 +291,216 @@ fn restore(
     resolved
 }
 
+/// What one configuration runs: a scrape task per target, a delivery task
+/// per notifier. Replaced as a whole on reload.
+struct Pipeline {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    notifiers: Vec<Arc<Notifier>>,
+}
+
+impl Pipeline {
+    /// Builds everything of `cfg` that can fail before anything starts.
+    fn build(
+        cfg: &FileConfig,
+        client: &reqwest::Client,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<(Vec<Scraper>, Vec<Arc<Notifier>>)> {
+        let scrapers = cfg
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| scraper(i, t, client))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut notifiers = Vec::new();
+        for (i, n) in cfg.notifiers.iter().enumerate() {
+            notifiers.extend(crate::notify::build(
+                i,
+                n,
+                &cfg.http,
+                &cfg.state.dir(),
+                metrics,
+            )?);
+        }
+        Ok((scrapers, notifiers))
+    }
+
+    fn start(
+        (scrapers, notifiers): (Vec<Scraper>, Vec<Arc<Notifier>>),
+        tx: &mpsc::Sender<Sample<'static>>,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<Pipeline> {
+        let notify_client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("lbwatch/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mut tasks: Vec<_> = scrapers
+            .into_iter()
+            .map(|s| tokio::spawn(scrape_loop(s, tx.clone(), metrics.clone())))
+            .collect();
+        tasks.extend(
+            notifiers
+                .iter()
+                .map(|n| tokio::spawn(n.clone().run(notify_client.clone()))),
+        );
+        Ok(Pipeline { tasks, notifiers })
+    }
+
+    fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Everything the detector loop keeps across reloads.
+struct Daemon {
+    cfg: FileConfig,
+    config_path: Option<PathBuf>,
+    client: reqwest::Client,
+    metrics: Arc<Metrics>,
+    store: StateStore,
+    shared: Arc<Shared>,
+    pipeline: Option<Pipeline>,
+    tx: mpsc::Sender<Sample<'static>>,
+}
+
+impl Daemon {
+    /// Re-reads the config file: validated first; a bad one is rejected with
+    /// every error and the running one keeps going.
+    fn reload(&mut self) {
+        let Some(path) = self.config_path.clone() else {
+            return;
+        };
+        crate::systemd::notify("RELOADING=1");
+        let result = match crate::config::load(&path) {
+            Ok(new) => self.apply(new),
+            Err(e) => Err(e.lines().join("; ")),
+        };
+        let outcome = match result {
+            Ok(()) => {
+                crate::log::warn(format_args!(
+                    "reloaded {}: {} target(s), {} notifier(s)",
+                    path.display(),
+                    self.cfg.targets.len(),
+                    self.cfg.notifiers.len()
+                ));
+                "ok"
+            }
+            Err(why) => {
+                crate::log::warn(format_args!(
+                    "config reload rejected, still running the previous one: {why}"
+                ));
+                "rejected"
+            }
+        };
+        self.metrics
+            .count(&self.metrics.config_reloads, &[("result", outcome)]);
+        crate::systemd::notify("READY=1");
+    }
+
+    fn apply(&mut self, new: FileConfig) -> Result<(), String> {
+        if new.state.dir() != self.cfg.state.dir() {
+            return Err(format!(
+                "state.dir: {} -> {} needs a restart",
+                self.cfg.state.dir().display(),
+                new.state.dir().display()
+            ));
+        }
+        // The old notifiers stop before the new ones open the same outboxes;
+        // if the new config cannot start (a password or routing key file
+        // unreadable), the old one is started again.
+        let old = self.pipeline.take();
+        if let Some(old) = old {
+            old.stop();
+        }
+        let built = Pipeline::build(&new, &self.client, &self.metrics);
+        let (parts, result) = match built {
+            Ok(parts) => (parts, Ok(())),
+            Err(e) => {
+                let why = format!("{e:#}");
+                let parts =
+                    Pipeline::build(&self.cfg, &self.client, &self.metrics).map_err(|e| {
+                        format!("{why}; and the previous config no longer starts: {e:#}")
+                    })?;
+                (parts, Err(why))
+            }
+        };
+        if result.is_ok() {
+            if new.http.listen != self.cfg.http.listen {
+                crate::log::warn(format_args!(
+                    "http.listen: {} -> {} takes effect at the next restart",
+                    self.cfg.http.listen, new.http.listen
+                ));
+            }
+            self.switch_detection(&new, &parts.1);
+            self.cfg = new;
+        }
+        let pipeline =
+            Pipeline::start(parts, &self.tx, &self.metrics).map_err(|e| format!("{e:#}"))?;
+        *self.shared.notifiers.write().expect("lock") = pipeline.notifiers.clone();
+        self.pipeline = Some(pipeline);
+        result
+    }
+
+    /// New detection settings and targets: the detector keeps every
+    /// target's state (through its snapshot), forgets removed targets and
+    /// resolves their alerts.
+    fn switch_detection(&mut self, new: &FileConfig, notifiers: &[Arc<Notifier>]) {
+        let configured: BTreeSet<String> = new.targets.iter().map(|t| t.name.clone()).collect();
+        let mut d = self.shared.detector.lock().expect("detector lock");
+        if new.detection != self.cfg.detection {
+            let mut fresh = Detector::new(new.detection.clone());
+            let names: Vec<String> = d.targets().map(str::to_string).collect();
+            for name in names {
+                if let Some(bytes) = d.snapshot(&name) {
+                    let _ = fresh.restore(&bytes);
+                }
+            }
+            *d = fresh;
+        }
+        let gone: Vec<String> = d
+            .targets()
+            .filter(|t| !configured.contains(*t))
+            .map(str::to_string)
+            .collect();
+        let mut resolved = Vec::new();
+        for name in gone {
+            resolved.extend(forget_target(&mut d, &self.store, &name));
+        }
+        drop(d);
+        for n in notifiers {
+            n.push(&resolved);
+        }
+        *self.shared.targets.write().expect("lock") = configured;
+    }
+
+    fn save_all(&self) {
+        let d = self.shared.detector.lock().expect("detector lock");
+        let names: Vec<String> = d.targets().map(str::to_string).collect();
+        for name in names {
+            if let Some(bytes) = d.snapshot(&name) {
+                if let Err(e) = self.store.save(&name, &bytes, true) {
+                    self.metrics.state_errors.inc();
+                    crate::log::warn(format_args!("{e}"));
+                }
+            }
+        }
+    }
+}
+
+/// SIGHUP, when the daemon has a config file to re-read.
+async fn hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
+    match sig {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs until `shutdown` completes; returns the address the HTTP listener
-/// bound to through `bound` as soon as it is up.
+/// bound to through `bound` as soon as it is up. With `opts.config_path`,
+/// SIGHUP re-reads that file.
 pub async fn run(
     cfg: FileConfig,
     opts: RunOptions,
@@ -281,22 +509,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let client = Fetcher::shared_client()?;
-    let scrapers = cfg
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| scraper(i, t, &client))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let state_dir = cfg.state.dir();
-    let store = StateStore::open(&state_dir).context("state.dir")?;
-    let mut notifiers = Vec::new();
-    for (i, n) in cfg.notifiers.iter().enumerate() {
-        notifiers.extend(crate::notify::build(i, n, &cfg.http, &state_dir, &metrics)?);
-    }
+    let parts = Pipeline::build(&cfg, &client, &metrics)?;
+    let store = StateStore::open(&cfg.state.dir()).context("state.dir")?;
     let configured: BTreeSet<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
     let mut detector = Detector::new(cfg.detection.clone());
     let gone = restore(&mut detector, &store, &configured, &metrics);
-    let detector = Arc::new(Mutex::new(detector));
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
         .with_context(|| format!("http.listen: cannot listen on {}", cfg.http.listen))?;
@@ -304,27 +521,28 @@ pub async fn run(
         let _ = tx.send(listener.local_addr()?);
     }
     let shared = Arc::new(Shared {
-        detector: detector.clone(),
+        detector: Arc::new(Mutex::new(detector)),
         metrics: metrics.clone(),
-        notifiers: notifiers.clone(),
+        notifiers: RwLock::new(parts.1.clone()),
         scraped: Mutex::new(BTreeSet::new()),
-        targets: cfg.targets.len(),
+        targets: RwLock::new(configured),
     });
     tokio::spawn(crate::http::serve(listener, routes(shared.clone())));
-    let notify_client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("lbwatch/", env!("CARGO_PKG_VERSION")))
-        .build()?;
-    for n in &notifiers {
+    for n in &parts.1 {
         n.push(&gone);
-        tokio::spawn(n.clone().run(notify_client.clone()));
     }
-
     let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
-    for s in scrapers {
-        tokio::spawn(scrape_loop(s, tx.clone(), metrics.clone()));
-    }
-    drop(tx);
+    let pipeline = Pipeline::start(parts, &tx, &metrics)?;
+    let mut daemon = Daemon {
+        cfg,
+        config_path: opts.config_path.clone(),
+        client,
+        metrics: metrics.clone(),
+        store,
+        shared: shared.clone(),
+        pipeline: Some(pipeline),
+        tx,
+    };
     let mut recording = match &opts.record {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::OpenOptions::new()
@@ -335,6 +553,15 @@ pub async fn run(
         )),
         None => None,
     };
+    let mut hup = match &opts.config_path {
+        Some(_) => Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?),
+        None => None,
+    };
+    // The config is loaded and the listener is up.
+    crate::systemd::notify("READY=1");
+    let mut watchdog = crate::systemd::watchdog_interval().map(tokio::time::interval);
     let mut saved_at: BTreeMap<String, Instant> = BTreeMap::new();
     let mut events = Vec::new();
     tokio::pin!(shutdown);
@@ -342,6 +569,16 @@ pub async fn run(
         let sample = tokio::select! {
             s = rx.recv() => match s { Some(s) => s, None => break },
             () = &mut shutdown => break,
+            () = hangup(&mut hup) => {
+                daemon.reload();
+                continue;
+            }
+            // Pinged from this loop: a detector that stopped taking
+            // samples stops the pings, and systemd restarts lbwatch.
+            _ = async { match watchdog.as_mut() { Some(w) => w.tick().await, None => std::future::pending().await } } => {
+                crate::systemd::notify("WATCHDOG=1");
+                continue;
+            }
         };
         metrics.samples.inc();
         if let Some(w) = recording.as_mut() {
@@ -351,7 +588,7 @@ pub async fn run(
         }
         events.clear();
         let snapshot = {
-            let mut d = detector.lock().expect("detector lock");
+            let mut d = shared.detector.lock().expect("detector lock");
             d.observe_into(&sample, &mut events);
             let due = saved_at
                 .get(&*sample.target)
@@ -390,27 +627,25 @@ pub async fn run(
         // Outboxes first, then the state that says the events were raised:
         // a crash in between re-raises them, and the outboxes refuse what
         // they already hold.
-        for n in &notifiers {
+        for n in daemon.pipeline.iter().flat_map(|p| &p.notifiers) {
             n.push(&events);
         }
         if let Some(bytes) = snapshot {
-            if let Err(e) = store.save(&sample.target, &bytes, !events.is_empty()) {
+            if let Err(e) = daemon
+                .store
+                .save(&sample.target, &bytes, !events.is_empty())
+            {
                 metrics.state_errors.inc();
                 crate::log::warn(format_args!("{e}"));
             }
             saved_at.insert(sample.target.to_string(), crate::clock::monotonic());
         }
     }
+    crate::systemd::notify("STOPPING=1");
     // Stopping: keep everything learned.
-    let d = detector.lock().expect("detector lock");
-    let names: Vec<String> = d.targets().map(str::to_string).collect();
-    for name in names {
-        if let Some(bytes) = d.snapshot(&name) {
-            if let Err(e) = store.save(&name, &bytes, true) {
-                metrics.state_errors.inc();
-                crate::log::warn(format_args!("{e}"));
-            }
-        }
+    daemon.save_all();
+    if let Some(p) = daemon.pipeline.take() {
+        p.stop();
     }
     Ok(())
 }

@@ -294,7 +294,9 @@ pub async fn demo(
     };
     let printer = async move {
         if let Ok(addr) = bound_rx.await {
-            say(&format!("lbwatch's own metrics: http://{addr}/metrics"));
+            say(&format!(
+                "lbwatch's status page: http://{addr}/ (metrics: http://{addr}/metrics)"
+            ));
         }
     };
     let runner = run(
@@ -302,6 +304,7 @@ pub async fn demo(
         RunOptions {
             output: Output::Human,
             record: None,
+            config_path: None,
         },
         Some(bound_tx),
         until,

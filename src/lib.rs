@@ -19,3 +19,5 @@ pub mod notify;
 pub mod replay;
 pub mod source;
 pub mod state;
+pub mod status;
+pub mod systemd;

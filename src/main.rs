@@ -123,6 +123,7 @@ fn daemon(config: PathBuf, record: Option<PathBuf>) -> ExitCode {
     let opts = lbwatch::app::RunOptions {
         output: lbwatch::app::Output::Json,
         record,
+        config_path: Some(config),
     };
     match runtime.block_on(lbwatch::app::run(cfg, opts, None, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,

@@ -92,6 +92,7 @@ pub struct Metrics {
     pub notifications: Family<Labels, Counter>,
     pub queue_depth: Family<Labels, Gauge>,
     pub state_errors: Counter,
+    pub config_reloads: Family<Labels, Counter>,
     pub scrape_duration: Mutex<Quantiles>,
     pub detection_latency: Mutex<Quantiles>,
     pub notification_latency: Mutex<Quantiles>,
@@ -110,6 +111,7 @@ impl Metrics {
             notifications: Family::default(),
             queue_depth: Family::default(),
             state_errors: Counter::default(),
+            config_reloads: Family::default(),
             scrape_duration: Mutex::new(Quantiles::new(now)),
             detection_latency: Mutex::new(Quantiles::new(now)),
             notification_latency: Mutex::new(Quantiles::new(now)),
@@ -148,6 +150,11 @@ impl Metrics {
             "lbwatch_state_errors",
             "Failures to save or restore the detector's state",
             m.state_errors.clone(),
+        );
+        registry.register(
+            "lbwatch_config_reloads",
+            "Config reloads (SIGHUP) by result (ok, rejected)",
+            m.config_reloads.clone(),
         );
         registry.register(
             "lbwatch_build",

@@ -10,6 +10,8 @@
 
 mod support;
 
+#[path = "daemon/deploy.rs"]
+mod deploy;
 #[path = "daemon/outputs.rs"]
 mod outputs;
 
@@ -56,11 +58,17 @@ impl Running {
     }
 
     /// With `state` as its state directory (kept across restarts).
-    #[allow(clippy::print_stderr)] // passing lbwatch's stderr through
     fn start_in(args: &[&str], state: &Path) -> Running {
+        Running::start_with(args, state, &[])
+    }
+
+    /// ... and these environment variables.
+    #[allow(clippy::print_stderr)] // passing lbwatch's stderr through
+    fn start_with(args: &[&str], state: &Path, env: &[(&str, &str)]) -> Running {
         let mut child = lbwatch()
             .args(args)
             .env("STATE_DIRECTORY", state)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -154,6 +162,13 @@ fn events(lines: &[String]) -> Vec<AlertEvent> {
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect()
+}
+
+/// Where tests leave what a person may want to look at (screenshots).
+fn artifact(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-artifacts")
+        .join(name)
 }
 
 fn write_config(name: &str, text: &str) -> PathBuf {
@@ -393,10 +408,27 @@ fn check_config_accepts_the_example_and_lists_every_error() {
 
 #[test]
 fn the_demo_tells_the_outage_and_lbwatch_points_at_the_load_balancer() {
-    let mut run = Running::start(&["demo", "--fault-after", "62"]);
+    // What a newcomer does: run the demo, watch the terminal, the status page
+    // and Prometheus.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut run = Running::start(&["demo", "--fault-after", "62", "--listen", &listen]);
+    let prom = support::tools::prometheus(&scratch("demo-prom"), std::slice::from_ref(&listen));
     let skew = run.wait_for(Duration::from_secs(90), |l| {
         l.contains("FIRING") && l.contains("TrafficSkew")
     });
+    let in_prometheus = skew
+        && support::tools::eventually(Duration::from_secs(15), || {
+            let q = "lbwatch_alert_firing%7Balert%3D%22TrafficSkew%22%7D";
+            support::tools::get(&format!("{}/api/v1/query?query={q}", prom.url()))
+                .filter(|(_, body)| body.contains("\"pool\":\"web\""))
+        })
+        .is_some();
+    let page = support::tools::chromium(
+        &format!("http://{listen}/"),
+        &artifact("demo-status-page.png"),
+        &scratch("chromium-demo"),
+    );
     let errors = skew
         && run.wait_for(Duration::from_secs(60), |l| {
             l.contains("FIRING") && l.contains("ErrorSpike")
@@ -404,6 +436,8 @@ fn the_demo_tells_the_outage_and_lbwatch_points_at_the_load_balancer() {
     let lines = run.stop();
     let text = lines.join("\n");
     assert!(skew && errors, "{text}");
+    assert!(in_prometheus, "the alert is not in Prometheus");
+    assert!(page.contains("data-alert=\"TrafficSkew\""), "{page}");
     assert!(text.contains("web-2 takes 100% of its requests"), "{text}");
     assert!(!text.contains("FIRING   critical TrafficDrop"), "{text}");
 }

@@ -9,6 +9,7 @@ use support::tools::{self, eventually, get};
 
 const SECRET: &str = "s3cr3t-hmac-key-do-not-log";
 const ROUTING_KEY: &str = "R0UT1NGKEY0123456789abcdef012345";
+const AM_PASSWORD: &str = "hunter2-in-a-url";
 
 /// A config watching `lb` as `lb1` every second, serving HTTP on `port`,
 /// with `notifiers` appended. Alerts resolve after 3 s clear (60 s by
@@ -316,7 +317,7 @@ fn alerts_reach_a_real_alertmanager_resolve_and_return_after_it_restarts_empty()
         &lb,
         port,
         &format!(
-            "[[notifiers]]\nkind = \"alertmanager\"\nurl = \"{}\"\nresend_interval = \"2s\"\n",
+            "[[notifiers]]\nkind = \"alertmanager\"\nurl = \"{}\"\nresend_interval = \"2s\"\n\n[[notifiers]]\nkind = \"alertmanager\"\nurl = \"http://lbwatch:{AM_PASSWORD}@127.0.0.1:1\"\n",
             am.url()
         ),
     );
@@ -339,6 +340,14 @@ fn alerts_reach_a_real_alertmanager_resolve_and_return_after_it_restarts_empty()
         .as_str()
         .unwrap()
         .ends_with("/api/v1/pools?target=lb1"));
+    // The second Alertmanager is unreachable: its errors name it, without
+    // the password in its URL.
+    let shown = everything_shown(&run, port);
+    assert!(
+        shown.contains("http://lbwatch:***@127.0.0.1:1/api/v2/alerts"),
+        "{shown}"
+    );
+    assert!(!shown.contains(AM_PASSWORD), "a password in a URL leaked");
 
     // Alertmanager restarts with nothing: the alert is back within the
     // resend interval (2 s), give or take a request.

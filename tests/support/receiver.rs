@@ -1,7 +1,7 @@
 //! A scriptable HTTP receiver on loopback for notifications: records every
 //! request (headers and body) with its arrival time, answers with the
-//! statuses it is told to, and can go down (its port closed, connections
-//! refused) and come back on the same port.
+//! statuses it is told to, and can go down (every connection dropped
+//! unanswered) and come back.
 
 #![allow(dead_code)]
 // A receiver lives in real time; the clock ban is for lbwatch itself.
@@ -114,19 +114,13 @@ impl Sink {
         };
         let (state, down, stop) = (sink.state.clone(), sink.down.clone(), sink.stop.clone());
         thread::spawn(move || {
-            let mut listener = Some(listener);
+            listener.set_nonblocking(true).unwrap();
             while !stop.load(Ordering::Relaxed) {
-                if down.load(Ordering::Relaxed) {
-                    // Closed: connections are refused.
-                    listener = None;
-                    thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-                let l = listener.get_or_insert_with(|| {
-                    TcpListener::bind(("127.0.0.1", port)).expect("the receiver's port again")
-                });
-                l.set_nonblocking(true).unwrap();
-                match l.accept() {
+                match listener.accept() {
+                    // Down: the connection is dropped unanswered. The port
+                    // stays bound, so nothing else on the machine takes it
+                    // while this receiver is "down".
+                    Ok(_) if down.load(Ordering::Relaxed) => {}
                     Ok((mut s, _)) => {
                         let _ = s.set_nonblocking(false);
                         let Some((path, headers, body)) = read_request(&mut s) else {

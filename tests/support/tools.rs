@@ -206,8 +206,13 @@ pub fn prometheus(dir: &Path, targets: &[String]) -> Server {
 
 /// Runs a tool to completion: (success, stdout + stderr).
 pub fn run_tool(name: &str, package: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    run_program(&binary(name, package), args, stdin)
+}
+
+/// Runs the program at `bin` to completion: (success, stdout + stderr).
+pub fn run_program(bin: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
     use std::io::Write;
-    let mut child = Command::new(binary(name, package))
+    let mut child = Command::new(bin)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -226,4 +231,50 @@ pub fn run_tool(name: &str, package: &str, args: &[&str], stdin: Option<&str>) -
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// Headless Chromium (Debian's `chromium`): the page at `url` after its
+/// scripts ran for a few seconds, as HTML, and a screenshot of it written to
+/// `screenshot`. Started with a profile of its own and no background
+/// networking (it must not reach anything but loopback).
+pub fn chromium(url: &str, screenshot: &Path, profile: &Path) -> String {
+    let bin = binary("chromium", "chromium");
+    let _ = std::fs::remove_dir_all(profile);
+    let common = |extra: &[String]| {
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=5000",
+            "--window-size=1280,1000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend_from_slice(extra);
+        args.push(url.to_string());
+        let out = Command::new(&bin)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    if let Some(dir) = screenshot.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    common(&[format!("--screenshot={}", screenshot.display())]);
+    common(&["--dump-dom".to_string()])
 }
