@@ -228,6 +228,10 @@ async fn story(lb: Arc<Mutex<Lb>>, fault_after: Duration) {
     say("that was the outage: the alerts above pointed at the load balancer within seconds. Ctrl-C to stop.");
 }
 
+/// Where the demo serves lbwatch's status page and metrics by default (the
+/// daemon's default too, so the README's Prometheus config finds it).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9847";
+
 /// Runs the demo until the story is over and its alerts have resolved, or
 /// until `shutdown`.
 #[allow(clippy::print_stdout)]
@@ -251,10 +255,21 @@ pub async fn demo(
         },
     ));
     let url = format!("http://{addr}/stats;csv");
+    // The README points at the default port; if something else holds it,
+    // the demo still runs (and prints where).
+    let listen =
+        if opts.listen == DEFAULT_LISTEN && std::net::TcpListener::bind(DEFAULT_LISTEN).is_err() {
+            say(&format!(
+                "{DEFAULT_LISTEN} is busy: lbwatch takes another port"
+            ));
+            "127.0.0.1:0".to_string()
+        } else {
+            opts.listen.clone()
+        };
     let state_dir = std::env::temp_dir().join(format!("lbwatch-demo-{}", std::process::id()));
     let cfg = FileConfig {
         http: HttpConfig {
-            listen: opts.listen.clone(),
+            listen,
             external_url: None,
         },
         targets: vec![TargetConfig {

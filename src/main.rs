@@ -28,8 +28,9 @@ enum Command {
         /// Seconds until the bad reload.
         #[arg(long, default_value_t = 75)]
         fault_after: u64,
-        /// lbwatch's own HTTP listener during the demo.
-        #[arg(long, default_value = "127.0.0.1:0")]
+        /// lbwatch's own HTTP listener during the demo (another free port
+        /// when the default is busy).
+        #[arg(long, default_value = lbwatch::demo::DEFAULT_LISTEN)]
         listen: String,
     },
     /// The daemon: scrapes every target, detects, notifies, serves /metrics

@@ -413,7 +413,14 @@ fn the_demo_tells_the_outage_and_lbwatch_points_at_the_load_balancer() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut run = Running::start(&["demo", "--fault-after", "62", "--listen", &listen]);
-    let prom = support::tools::prometheus(&scratch("demo-prom"), std::slice::from_ref(&listen));
+    // The Prometheus config the README gives a newcomer, on this test's port.
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    let read = |f: &str| std::fs::read_to_string(deploy.join(f)).unwrap();
+    let prom = support::tools::prometheus_with(
+        &scratch("demo-prom"),
+        &read("prometheus-demo.yml").replace("127.0.0.1:9847", &listen),
+        &[("lbwatch-rules.yml", &read("lbwatch-rules.yml"))],
+    );
     let skew = run.wait_for(Duration::from_secs(90), |l| {
         l.contains("FIRING") && l.contains("TrafficSkew")
     });
@@ -437,6 +444,10 @@ fn the_demo_tells_the_outage_and_lbwatch_points_at_the_load_balancer() {
     let text = lines.join("\n");
     assert!(skew && errors, "{text}");
     assert!(in_prometheus, "the alert is not in Prometheus");
+    let rules = support::tools::get(&format!("{}/api/v1/rules", prom.url()))
+        .unwrap()
+        .1;
+    assert!(rules.contains("LbwatchNoSamples"), "{rules}");
     assert!(page.contains("data-alert=\"TrafficSkew\""), "{page}");
     assert!(text.contains("web-2 takes 100% of its requests"), "{text}");
     assert!(!text.contains("FIRING   critical TrafficDrop"), "{text}");

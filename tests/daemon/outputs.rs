@@ -122,6 +122,54 @@ fn a_webhook_answering_429_is_retried_and_gets_each_event_once_signed() {
 }
 
 #[test]
+fn a_notification_refused_with_a_4xx_is_logged_with_the_answer_and_not_retried() {
+    let lb = fake_lb::start(Behaviour::Csv);
+    let sink = Sink::start(200);
+    sink.script(&[400]);
+    let port = free_port();
+    let cfg = config(
+        "refused.toml",
+        &lb,
+        port,
+        &format!(
+            "[[notifiers]]\nkind = \"webhook\"\nname = \"picky\"\nurl = \"{}\"\n",
+            sink.url("/hook")
+        ),
+    );
+    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    run.wait_for(Duration::from_secs(4), |_| false);
+    lb.skew();
+    assert!(sink.wait(Duration::from_secs(30), |r| !r.is_empty()));
+    lb.heal();
+    // The next event goes through: one refusal does not block the queue.
+    assert!(
+        sink.wait(Duration::from_secs(60), |_| skew_events(&sink)
+            .contains(&pair("resolved"))),
+        "{:?}",
+        sink.received()
+    );
+    let metrics = http_get(port, "/metrics");
+    let logs = run.stderr.lock().unwrap().clone();
+    run.stop();
+    let received = sink.received();
+    assert_eq!(received[0].status, 400);
+    let firing_sent = received
+        .iter()
+        .filter(|r| r.body.contains("\"state\":\"firing\""))
+        .count();
+    assert_eq!(firing_sent, 1, "a refused notification was retried");
+    assert!(
+        logs.contains("notifier picky: gave up on 1 notification(s)")
+            && logs.contains("answered 400 Bad Request: {\"error\":\"scripted\"}"),
+        "{logs}"
+    );
+    assert!(
+        metrics.contains("lbwatch_notifications_total{notifier=\"picky\",result=\"failed\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn a_receiver_down_for_30s_then_kill_9_still_gets_every_event_once_in_order() {
     let lb = fake_lb::start(Behaviour::Csv);
     let sink = Sink::start(200);

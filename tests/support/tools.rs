@@ -174,20 +174,28 @@ pub fn alertmanager(dir: &Path, config: &str, port: u16, cluster: Option<(u16, &
 
 /// A Prometheus scraping `targets` (host:port) every second.
 pub fn prometheus(dir: &Path, targets: &[String]) -> Server {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir.join("data")).unwrap();
     let list = targets
         .iter()
         .map(|t| format!("'{t}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
+    prometheus_with(
+        dir,
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: lbwatch\n    static_configs:\n      - targets: [{list}]\n"
         ),
+        &[],
     )
-    .unwrap();
+}
+
+/// A Prometheus with `config` (YAML), `files` (name, text) beside it.
+pub fn prometheus_with(dir: &Path, config: &str, files: &[(&str, &str)]) -> Server {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
     let port = free_port();
     let args = vec![
         format!("--config.file={}", dir.join("prometheus.yml").display()),
