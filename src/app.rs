@@ -328,11 +328,10 @@ impl Pipeline {
         (scrapers, notifiers): (Vec<Scraper>, Vec<Arc<Notifier>>),
         tx: &mpsc::Sender<Sample<'static>>,
         metrics: &Arc<Metrics>,
-    ) -> anyhow::Result<Pipeline> {
-        let notify_client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("lbwatch/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        // The scrapers' client: same settings (no redirects, lbwatch's
+        // user agent), one connection pool and TLS setup for everything.
+        client: &reqwest::Client,
+    ) -> Pipeline {
         let mut tasks: Vec<_> = scrapers
             .into_iter()
             .map(|s| tokio::spawn(scrape_loop(s, tx.clone(), metrics.clone())))
@@ -340,9 +339,9 @@ impl Pipeline {
         tasks.extend(
             notifiers
                 .iter()
-                .map(|n| tokio::spawn(n.clone().run(notify_client.clone()))),
+                .map(|n| tokio::spawn(n.clone().run(client.clone()))),
         );
-        Ok(Pipeline { tasks, notifiers })
+        Pipeline { tasks, notifiers }
     }
 
     fn stop(self) {
@@ -435,8 +434,7 @@ impl Daemon {
             self.switch_detection(&new, &parts.1);
             self.cfg = new;
         }
-        let pipeline =
-            Pipeline::start(parts, &self.tx, &self.metrics).map_err(|e| format!("{e:#}"))?;
+        let pipeline = Pipeline::start(parts, &self.tx, &self.metrics, &self.client);
         *self.shared.notifiers.write().expect("lock") = pipeline.notifiers.clone();
         self.pipeline = Some(pipeline);
         result
@@ -532,7 +530,7 @@ pub async fn run(
         n.push(&gone);
     }
     let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
-    let pipeline = Pipeline::start(parts, &tx, &metrics)?;
+    let pipeline = Pipeline::start(parts, &tx, &metrics, &client);
     let mut daemon = Daemon {
         cfg,
         config_path: opts.config_path.clone(),
@@ -601,11 +599,13 @@ pub async fn run(
         if latency.is_finite() && latency >= 0.0 {
             Metrics::time(&metrics.detection_latency, Duration::from_secs_f64(latency));
         }
-        shared
-            .scraped
-            .lock()
-            .expect("lock")
-            .insert(sample.target.to_string());
+        {
+            // Once per target, not an allocation per sample.
+            let mut scraped = shared.scraped.lock().expect("lock");
+            if !scraped.contains(&*sample.target) {
+                scraped.insert(sample.target.to_string());
+            }
+        }
         let mut out = std::io::stdout().lock();
         for e in &events {
             let state = match e.state {

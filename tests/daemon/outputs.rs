@@ -24,6 +24,49 @@ fn config(name: &str, lb: &fake_lb::FakeLb, port: u16, notifiers: &str) -> PathB
     )
 }
 
+/// A fake LB watched by lbwatch (config `name`, `notifiers` appended).
+struct Watched {
+    lb: fake_lb::FakeLb,
+    port: u16,
+    cfg: PathBuf,
+    state: PathBuf,
+}
+
+impl Watched {
+    /// Starts both; returns once lbwatch is past its first few samples, so a
+    /// fault can be injected.
+    fn start(name: &str, notifiers: &str) -> (Watched, Running) {
+        let lb = fake_lb::start(Behaviour::Csv);
+        let port = free_port();
+        let w = Watched {
+            cfg: config(name, &lb, port, notifiers),
+            lb,
+            port,
+            state: fresh_state(),
+        };
+        let mut run = w.restart();
+        run.wait_for(Duration::from_secs(4), |_| false);
+        (w, run)
+    }
+
+    /// An lbwatch on this config and state directory (the previous one
+    /// stopped or killed).
+    fn restart(&self) -> Running {
+        Running::start_in(
+            &["run", "--config", self.cfg.to_str().unwrap()],
+            &self.state,
+        )
+    }
+}
+
+/// A `[[notifiers]]` webhook entry for `sink`, with `extra` lines.
+fn webhook(sink: &Sink, extra: &str) -> String {
+    format!(
+        "[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n{extra}",
+        sink.url("/hook")
+    )
+}
+
 fn secret_file(name: &str, value: &str) -> PathBuf {
     let path = scratch(name);
     std::fs::write(&path, format!("{value}\n")).unwrap();
@@ -65,23 +108,19 @@ fn pair(state: &str) -> (String, String) {
 
 #[test]
 fn a_webhook_answering_429_is_retried_and_gets_each_event_once_signed() {
-    let lb = fake_lb::start(Behaviour::Csv);
     let sink = Sink::start(202);
     sink.script(&[429]);
-    let port = free_port();
     let key = secret_file("hook.secret", SECRET);
-    let cfg = config(
+    let (Watched { lb, port, .. }, mut run) = Watched::start(
         "hook.toml",
-        &lb,
-        port,
-        &format!(
-            "[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\nsecret_file = \"{}\"\nheaders = {{ X-Team = \"sre\" }}\n",
-            sink.url("/hook"),
-            key.display()
+        &webhook(
+            &sink,
+            &format!(
+                "secret_file = \"{}\"\nheaders = {{ X-Team = \"sre\" }}\n",
+                key.display()
+            ),
         ),
     );
-    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
-    run.wait_for(Duration::from_secs(4), |_| false);
     lb.skew();
     assert!(
         sink.wait(Duration::from_secs(30), |_| skew_events(&sink)
@@ -123,21 +162,10 @@ fn a_webhook_answering_429_is_retried_and_gets_each_event_once_signed() {
 
 #[test]
 fn a_notification_refused_with_a_4xx_is_logged_with_the_answer_and_not_retried() {
-    let lb = fake_lb::start(Behaviour::Csv);
     let sink = Sink::start(200);
     sink.script(&[400]);
-    let port = free_port();
-    let cfg = config(
-        "refused.toml",
-        &lb,
-        port,
-        &format!(
-            "[[notifiers]]\nkind = \"webhook\"\nname = \"picky\"\nurl = \"{}\"\n",
-            sink.url("/hook")
-        ),
-    );
-    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
-    run.wait_for(Duration::from_secs(4), |_| false);
+    let (Watched { lb, port, .. }, run) =
+        Watched::start("refused.toml", &webhook(&sink, "name = \"picky\"\n"));
     lb.skew();
     assert!(sink.wait(Duration::from_secs(30), |r| !r.is_empty()));
     lb.heal();
@@ -171,24 +199,11 @@ fn a_notification_refused_with_a_4xx_is_logged_with_the_answer_and_not_retried()
 
 #[test]
 fn a_receiver_down_for_30s_then_kill_9_still_gets_every_event_once_in_order() {
-    let lb = fake_lb::start(Behaviour::Csv);
     let sink = Sink::start(200);
     sink.set_down(true);
     let down_since = Instant::now();
-    let port = free_port();
-    let cfg = config(
-        "down.toml",
-        &lb,
-        port,
-        &format!(
-            "[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
-            sink.url("/hook")
-        ),
-    );
-    let state = fresh_state();
-    let args = ["run", "--config", cfg.to_str().unwrap()];
-    let mut run = Running::start_in(&args, &state);
-    run.wait_for(Duration::from_secs(4), |_| false);
+    let (w, mut run) = Watched::start("down.toml", &webhook(&sink, ""));
+    let lb = &w.lb;
     lb.skew();
     assert!(
         run.wait_for(Duration::from_secs(30), |l| l.contains("TrafficSkew")
@@ -201,7 +216,7 @@ fn a_receiver_down_for_30s_then_kill_9_still_gets_every_event_once_in_order() {
     );
     // Both events wait in the outbox; lbwatch dies without warning.
     run.kill_9();
-    let mut run = Running::start_in(&args, &state);
+    let mut run = w.restart();
     let up_at = down_since + Duration::from_secs(30);
     std::thread::sleep(up_at.saturating_duration_since(Instant::now()));
     sink.set_down(false);
@@ -226,23 +241,17 @@ fn a_receiver_down_for_30s_then_kill_9_still_gets_every_event_once_in_order() {
 
 #[test]
 fn pagerduty_gets_a_trigger_and_a_resolve_under_one_dedup_key() {
-    let lb = fake_lb::start(Behaviour::Csv);
     let pd = Sink::start(202);
     pd.script(&[429]);
-    let port = free_port();
     let key = secret_file("pd.key", ROUTING_KEY);
-    let cfg = config(
+    let (Watched { lb, port, .. }, run) = Watched::start(
         "pd.toml",
-        &lb,
-        port,
         &format!(
             "[[notifiers]]\nkind = \"pagerduty\"\nurl = \"{}\"\nrouting_key_file = \"{}\"\n[notifiers.route]\nseverities = [\"critical\"]\n",
             pd.url("/v2/enqueue"),
             key.display()
         ),
     );
-    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
-    run.wait_for(Duration::from_secs(4), |_| false);
     lb.skew();
     let triggered = |r: &[support::receiver::Received]| {
         r.iter()
@@ -289,29 +298,16 @@ fn pagerduty_gets_a_trigger_and_a_resolve_under_one_dedup_key() {
 
 #[test]
 fn a_restart_neither_pages_again_nor_forgets_a_resolve() {
-    let lb = fake_lb::start(Behaviour::Csv);
     let sink = Sink::start(200);
-    let port = free_port();
-    let cfg = config(
-        "restart.toml",
-        &lb,
-        port,
-        &format!(
-            "[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
-            sink.url("/hook")
-        ),
-    );
-    let state = fresh_state();
-    let args = ["run", "--config", cfg.to_str().unwrap()];
-    let mut run = Running::start_in(&args, &state);
-    run.wait_for(Duration::from_secs(4), |_| false);
+    let (w, run) = Watched::start("restart.toml", &webhook(&sink, ""));
+    let (lb, port) = (&w.lb, w.port);
     lb.skew();
     assert!(sink.wait(Duration::from_secs(30), |_| skew_events(&sink)
         .contains(&pair("firing"))));
     run.stop();
     // Restarted during the fault: the alert is still firing, nobody is
     // paged again.
-    let mut run = Running::start_in(&args, &state);
+    let mut run = w.restart();
     run.wait_for(Duration::from_secs(8), |_| false);
     let alerts = http_get(port, "/api/v1/alerts");
     run.stop();
@@ -320,7 +316,7 @@ fn a_restart_neither_pages_again_nor_forgets_a_resolve() {
     // The fault clears while lbwatch is down: the resolve still goes out.
     lb.heal();
     std::thread::sleep(Duration::from_secs(3));
-    let mut run = Running::start_in(&args, &state);
+    let mut run = w.restart();
     assert!(
         sink.wait(Duration::from_secs(60), |_| skew_events(&sink).len() >= 2),
         "{:?}",
@@ -355,22 +351,16 @@ fn am_skew(am: &tools::Server) -> Option<serde_json::Value> {
 
 #[test]
 fn alerts_reach_a_real_alertmanager_resolve_and_return_after_it_restarts_empty() {
-    let lb = fake_lb::start(Behaviour::Csv);
     let am_port = free_port();
     let dir = scratch("am-single");
     let mut am = tools::alertmanager(&dir, AM_CONFIG, am_port, None);
-    let port = free_port();
-    let cfg = config(
+    let (Watched { lb, port, .. }, run) = Watched::start(
         "am.toml",
-        &lb,
-        port,
         &format!(
             "[[notifiers]]\nkind = \"alertmanager\"\nurl = \"{}\"\nresend_interval = \"2s\"\n\n[[notifiers]]\nkind = \"alertmanager\"\nurl = \"http://lbwatch:{AM_PASSWORD}@127.0.0.1:1\"\n",
             am.url()
         ),
     );
-    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
-    run.wait_for(Duration::from_secs(4), |_| false);
     lb.skew();
     let alert =
         eventually(Duration::from_secs(30), || am_skew(&am)).expect("no alert in Alertmanager");
