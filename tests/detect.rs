@@ -553,9 +553,10 @@ fn membership_changes_are_reported_as_info() {
     assert_eq!(changes[1].state, AlertState::Resolved);
 }
 
-#[test]
-fn alerts_say_what_is_wrong_with_numbers_and_resolve_once() {
-    let mut sim = shop(5.0)
+/// The shop, with a reload that gives api-3 weight 100 instead of 1 for ten
+/// minutes.
+fn typo_weight_for_ten_minutes() -> Sim {
+    shop(5.0)
         .at(FAULT_AT, |s| {
             s.reload();
             s.p("api").servers[2].weight = 100.0;
@@ -563,7 +564,12 @@ fn alerts_say_what_is_wrong_with_numbers_and_resolve_once() {
         .at(FAULT_AT + 600.0, |s| {
             s.reload();
             s.p("api").servers[2].weight = 1.0;
-        });
+        })
+}
+
+#[test]
+fn alerts_say_what_is_wrong_with_numbers_and_resolve_once() {
+    let mut sim = typo_weight_for_ten_minutes();
     let run = detect(&sim.samples(FAULT_AT + 1200.0));
     let skew: Vec<_> = run
         .events
@@ -605,15 +611,7 @@ fn a_detector_restored_from_a_snapshot_continues_exactly() {
     // Restarted in the middle of a fault, or after it: the restored
     // detector emits exactly what the uninterrupted one does, and knows what
     // is firing.
-    let mut sim = shop(5.0)
-        .at(FAULT_AT, |s| {
-            s.reload();
-            s.p("api").servers[2].weight = 100.0;
-        })
-        .at(FAULT_AT + 600.0, |s| {
-            s.reload();
-            s.p("api").servers[2].weight = 1.0;
-        });
+    let mut sim = typo_weight_for_ten_minutes();
     let samples = sim.samples(FAULT_AT + 1200.0);
     let whole = detect(&samples).events;
     assert!(whole.len() >= 2, "{whole:?}");
