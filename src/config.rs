@@ -552,12 +552,12 @@ url = "http://127.0.0.1:9999/hook"
     fn detection_settings_and_environment_overrides_apply() {
         let cfg = load_text(
             "[detection]\nresolve_after = \"2m\"\n[detection.skew]\nhot_ratio = 3.0\n",
-            &[("LBWATCH__DETECTION__DROP__RATIO", "0.2"), ("OTHER", "x")],
+            &[("LBWATCH__DETECTION__DROP__RATIO", "0.01"), ("OTHER", "x")],
         )
         .unwrap();
         assert_eq!(cfg.detection.resolve_after, Secs(120.0));
         assert_eq!(cfg.detection.skew.hot_ratio, 3.0);
-        assert_eq!(cfg.detection.drop.ratio, 0.2);
+        assert_eq!(cfg.detection.drop.ratio, 0.01);
     }
 
     #[test]

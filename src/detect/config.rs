@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 
 /// A duration in seconds, written in the config as `"500ms"`, `"15s"`,
-/// `"10m"`, `"1h"` or a plain number of seconds.
+/// `"10m"`, `"1h"`, `"7d"` or a plain number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Secs(pub f64);
 
@@ -34,6 +34,7 @@ impl Secs {
             "" | "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
+            "d" => 86400.0,
             _ => return Err(DurationError(text.into())),
         };
         if !value.is_finite() {
@@ -142,19 +143,30 @@ pub struct ErrorConfig {
     pub significance: f64,
 }
 
+/// TrafficDrop: see `drop.rs` for the model.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DropConfig {
-    /// The request rate must fall to at most this fraction of its baseline.
+    /// A stop: the requests of a run of intervals stay at most this
+    /// fraction of the usual level (plus one stray request).
     pub ratio: f64,
-    /// Time constant of the rate baseline: short enough to follow a daily
-    /// cycle, long enough that a burst does not make the rest look like a drop.
+    /// The usual level is the median of the per-minute rates over this long
+    /// (60 buckets): long enough that a surge or a lull shorter than half of
+    /// it does not move it.
     pub baseline_window: Secs,
-    /// Evidence (log-likelihood ratio, CUSUM) needed to fire.
-    pub evidence: f64,
-    /// Significance level of the Poisson test that the rate is below half its
-    /// baseline.
+    /// A stop pages only when it is significant at this level against a
+    /// pool still running at `lull_ratio` of its usual level ...
     pub significance: f64,
+    /// ... the deepest a natural lull is assumed to go.
+    pub lull_ratio: f64,
+    /// ... and only once it has lasted this many times the longest natural
+    /// lull on record ...
+    pub lull_margin: f64,
+    /// ... and at least this long: a stall of a few seconds that recovers
+    /// by itself is over before anyone could act on a page.
+    pub min_duration: Secs,
+    /// Lulls on record fade over this long (time constant).
+    pub lull_memory: Secs,
 }
 
 impl Default for DetectConfig {
@@ -205,10 +217,13 @@ impl Default for ErrorConfig {
 impl Default for DropConfig {
     fn default() -> Self {
         DropConfig {
-            ratio: 0.3,
-            baseline_window: Secs(300.0),
-            evidence: 12.0,
-            significance: 1e-6,
+            ratio: 0.02,
+            baseline_window: Secs(3600.0),
+            significance: 1e-5,
+            lull_ratio: 0.07,
+            lull_margin: 1.5,
+            min_duration: Secs(10.0),
+            lull_memory: Secs(7.0 * 86400.0),
         }
     }
 }
@@ -271,6 +286,7 @@ impl DetectConfig {
             ("membership_hold", self.membership_hold),
             ("skew.window", self.skew.window),
             ("drop.baseline_window", self.drop.baseline_window),
+            ("drop.lull_memory", self.drop.lull_memory),
         ] {
             check(pos(v), key, v.to_string(), "a positive duration");
         }
@@ -350,16 +366,28 @@ impl DetectConfig {
         );
         let d = &self.drop;
         check(
-            d.ratio > 0.0 && d.ratio < 0.5,
+            d.ratio > 0.0 && d.ratio < d.lull_ratio,
             "drop.ratio",
             d.ratio.to_string(),
-            "between 0 and 0.5",
+            "between 0 and drop.lull_ratio",
         );
         check(
-            d.evidence > 0.0,
-            "drop.evidence",
-            d.evidence.to_string(),
-            "positive",
+            d.lull_ratio > 0.0 && d.lull_ratio < 1.0,
+            "drop.lull_ratio",
+            d.lull_ratio.to_string(),
+            "between 0 and 1",
+        );
+        check(
+            d.lull_margin >= 1.0,
+            "drop.lull_margin",
+            d.lull_margin.to_string(),
+            "at least 1",
+        );
+        check(
+            d.min_duration.0.is_finite() && d.min_duration.0 >= 0.0,
+            "drop.min_duration",
+            d.min_duration.to_string(),
+            "a duration of zero or more",
         );
         check(
             prob(d.significance),
@@ -382,6 +410,7 @@ mod tests {
             ("15s", 15.0),
             ("10m", 600.0),
             ("1h", 3600.0),
+            ("7d", 604800.0),
             ("2.5", 2.5),
             (" 3 m", 180.0),
         ] {

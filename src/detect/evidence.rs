@@ -1,5 +1,5 @@
-//! Sequential evidence for ErrorSpike and TrafficDrop: a CUSUM (Page's
-//! cumulative sum of log-likelihood ratios) per pool, server or target.
+//! Sequential evidence for ErrorSpike: a CUSUM (Page's cumulative sum of
+//! log-likelihood ratios) per pool or server.
 //!
 //! Why CUSUM rather than a per-interval threshold: at 0.5 req/s one interval
 //! proves nothing, at 20k req/s one interval proves everything; the sum of
@@ -9,9 +9,9 @@
 //! a short hiccup) can never fire on its own, and the sum is capped so that
 //! it drains within a few intervals once the fault is fixed.
 
-use super::config::{DetectConfig, DropConfig, ErrorConfig};
+use super::config::{DetectConfig, ErrorConfig};
 use super::lifecycle::{Lifecycle, Verdict};
-use super::stats::{binomial_at_least, decay, poisson_at_most, poisson_llr};
+use super::stats::{binomial_at_least, decay};
 
 /// A decayed sum of (events, exposure): a baseline or a short recent window.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
@@ -322,105 +322,6 @@ impl ErrorTrack {
     }
 }
 
-/// What a TrafficDrop rests on, for the summary.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DropFinding {
-    pub rate: f64,
-    pub baseline_rate: f64,
-}
-
-/// TrafficDrop state of one pool or one target.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct RateTrack {
-    baseline: Decayed,
-    baseline_age: f64,
-    cusum: Cusum,
-    /// Requests and expected requests since the evidence last was zero.
-    segment: Decayed,
-    segment_secs: f64,
-    /// Seconds the baseline has been frozen for accumulating evidence.
-    frozen_for: f64,
-    pub life: Lifecycle,
-}
-
-impl RateTrack {
-    /// Drops accumulated evidence (see `ErrorTrack::forget_evidence`).
-    pub fn forget_evidence(&mut self) {
-        self.cusum = Cusum::default();
-        self.segment = Decayed::default();
-        self.segment_secs = 0.0;
-    }
-
-    /// One interval: `requests` over `dt` seconds. `dt` is `None` when the
-    /// interval's length is unknown (the first sample after a counter reset
-    /// covers only the time since the reload).
-    pub fn observe(
-        &mut self,
-        requests: f64,
-        dt: Option<f64>,
-        cfg: &DetectConfig,
-        frozen_too_long: bool,
-    ) -> (Verdict, Option<DropFinding>) {
-        let dc: &DropConfig = &cfg.drop;
-        let Some(dt) = dt.filter(|&d| d > 0.0) else {
-            return (Verdict::Hold, None);
-        };
-        let armed = self.baseline_age >= cfg.warmup(dt);
-        let base_rate = self.baseline.ratio().unwrap_or(0.0);
-        let mut verdict = Verdict::Hold;
-        let mut finding = None;
-        let mut now_low = false;
-        if armed && base_rate > 0.0 {
-            let expected = base_rate * dt;
-            self.cusum
-                .step(poisson_llr(requests, expected, dc.ratio), dc.evidence);
-            if self.cusum.sum <= 0.0 {
-                self.segment = Decayed::default();
-                self.segment_secs = 0.0;
-            } else {
-                self.segment.add(requests, expected, 1.0);
-                self.segment_secs += dt;
-            }
-            now_low = requests <= dc.ratio * expected;
-            if self.cusum.sum >= dc.evidence
-                && self.segment_secs >= cfg.fire_after.0
-                && now_low
-                && self.segment.events <= dc.ratio * self.segment.exposure
-                && poisson_at_most(self.segment.events, 0.5 * self.segment.exposure)
-                    < dc.significance
-            {
-                verdict = Verdict::Fire;
-                finding = Some(DropFinding {
-                    rate: requests / dt,
-                    baseline_rate: base_rate,
-                });
-            } else if self.cusum.sum <= 0.0 || !now_low {
-                verdict = Verdict::Clear;
-            }
-        }
-        let building = self.cusum.sum >= dc.evidence / 2.0 && now_low;
-        if (!self.life.active() && !building)
-            || frozen_too_long
-            || self.frozen_for > cfg.baseline_max_freeze.0
-        {
-            // Winsorized: a burst counts as at most 1.5 times the baseline,
-            // so the quieter traffic after it does not look like a drop.
-            let learn = if armed && base_rate > 0.0 {
-                requests.min(1.5 * base_rate * dt)
-            } else {
-                requests
-            };
-            self.baseline
-                .add(learn, dt, decay(dt, dc.baseline_window.0));
-            self.baseline_age += dt;
-            self.frozen_for = 0.0;
-        } else {
-            self.frozen_for += dt;
-        }
-        (verdict, finding)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,31 +367,5 @@ mod tests {
     #[test]
     fn a_quiet_server_with_no_requests_proves_nothing() {
         assert_eq!(errors(&[(0.0, 0.0)]), vec![Verdict::Hold]);
-    }
-
-    fn drops(intervals: &[f64]) -> Vec<Verdict> {
-        let mut t = RateTrack::default();
-        intervals
-            .iter()
-            .map(|&n| t.observe(n, Some(10.0), &cfg(), false).0)
-            .collect()
-    }
-
-    #[test]
-    fn traffic_falling_to_nothing_fires_but_halving_does_not() {
-        let mut v = vec![1000.0; 30];
-        v.extend([2.0; 3]);
-        let out = drops(&v);
-        assert_eq!(&out[30..], &[Verdict::Hold, Verdict::Fire, Verdict::Fire]);
-        let mut v = vec![1000.0; 30];
-        v.extend([500.0; 20]);
-        assert!(!drops(&v).contains(&Verdict::Fire));
-    }
-
-    #[test]
-    fn drops_wait_for_the_baseline_to_be_armed() {
-        assert!(drops(&[1000.0, 1000.0, 0.0, 0.0, 0.0])
-            .iter()
-            .all(|&v| v == Verdict::Hold));
     }
 }

@@ -18,6 +18,7 @@
 //! they never learn the fault. See `skew.rs` and `evidence.rs`.
 
 mod config;
+mod drop;
 mod emit;
 mod evidence;
 mod lifecycle;
@@ -155,7 +156,7 @@ impl Detector {
 
 /// Bumped whenever the layout of the detector's state changes: a snapshot
 /// of another layout is refused rather than misread.
-const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::drop::{drop_persistence, duration, RateTrack};
 use super::emit::{Context, Emit};
-use super::evidence::{Decayed, ErrorFinding, ErrorInterval, ErrorTrack, RateTrack};
+use super::evidence::{Decayed, ErrorFinding, ErrorInterval, ErrorTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::skew::{
     concentration_test, follows_weights, share_test, Basis, SkewFinding, SkewKind, Window,
@@ -252,7 +253,7 @@ impl PoolState {
             verdict = Verdict::Hold;
             self.rate.forget_evidence();
         }
-        let t = self.rate.life.step(verdict, ctx.ts, &ctx.statistical(1));
+        let t = self.rate.life.step(verdict, ctx.ts, &drop_persistence());
         let since = self.rate.life.since();
         emit.transition(
             t,
@@ -264,10 +265,12 @@ impl PoolState {
                 let f = finding.expect("a drop fires only with a finding");
                 (
                     format!(
-                        "pool {name} receives {} req/s, {} of its usual {} req/s{}",
+                        "pool {name} receives {} req/s, {} of its usual {} req/s, for {}{}{}",
                         rate(f.rate),
                         pct(f.rate / f.baseline_rate),
                         rate(f.baseline_rate),
+                        duration(f.secs),
+                        f.lulls(),
                         ctx.context(since, self.last_change.as_ref()),
                     ),
                     Some(f.rate / f.baseline_rate),

@@ -81,12 +81,6 @@ pub fn effective_servers(counts: impl Iterator<Item = f64>) -> Option<f64> {
     (sum > 0.0 && sq > 0.0).then(|| sum * sum / sq)
 }
 
-/// Log-likelihood ratio of `k` events under a Poisson mean `ratio * mean`
-/// against mean `mean`.
-pub fn poisson_llr(k: f64, mean: f64, ratio: f64) -> f64 {
-    k * ratio.ln() + mean * (1.0 - ratio)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,11 +128,5 @@ mod tests {
         );
         assert_eq!(effective_servers([9.0, 0.0, 0.0].into_iter()), Some(1.0));
         assert_eq!(effective_servers([0.0, 0.0].into_iter()), None);
-    }
-
-    #[test]
-    fn likelihood_ratios_favour_the_hypothesis_that_fits() {
-        assert!(poisson_llr(0.0, 100.0, 0.3) > 0.0);
-        assert!(poisson_llr(100.0, 100.0, 0.3) < 0.0);
     }
 }

@@ -2,8 +2,8 @@
 //! counter bookkeeping that turns cumulative totals into interval deltas.
 
 use super::config::DetectConfig;
+use super::drop::{drop_persistence, duration, RateTrack};
 use super::emit::{Context, Emit};
-use super::evidence::RateTrack;
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::pool::PoolState;
 use super::text::{hms, pct, rate};
@@ -150,24 +150,19 @@ impl TargetState {
             }
             .frozen_too_long(&self.rate.life);
             let (verdict, finding) = self.rate.observe(total, rate_dt, cfg, frozen);
-            // The evidence itself spans `fire_after` (see evidence.rs).
-            let p = Persistence {
-                fire_after: 1,
-                fire_after_s: 0.0,
-                resolve_after_s: cfg.resolve_after.0,
-                resolve_after_samples: 2,
-            };
-            let t = self.rate.life.step(verdict, ts, &p);
+            let t = self.rate.life.step(verdict, ts, &drop_persistence());
             let name = &self.name;
             let pools = self.pools.iter().filter(|p| p.listed).count();
             emit.transition(t, AlertName::TrafficDrop, Severity::Critical, None, None, || {
                 let f = finding.expect("a drop fires only with a finding");
                 (
                     format!(
-                        "{name} passes {} req/s to its {pools} pools, {} of its usual {} req/s, while its stats answer: the load balancer is not routing traffic",
+                        "{name} passes {} req/s to its {pools} pools, {} of its usual {} req/s, for {}{}, while its stats answer: the load balancer is not routing traffic",
                         rate(f.rate),
                         pct(f.rate / f.baseline_rate),
-                        rate(f.baseline_rate)
+                        rate(f.baseline_rate),
+                        duration(f.secs),
+                        f.lulls(),
                     ),
                     Some(f.rate / f.baseline_rate),
                 )
