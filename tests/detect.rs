@@ -265,6 +265,45 @@ const FAULTS: &[Fault] = &[
         floor_s: 30.0,
     },
     Fault {
+        name: "a 5 req/s pool's 5xx ratio jumps to 20%",
+        sim: |i| {
+            Sim::new(1, i)
+                .pool("web", 4, 400.0)
+                .pool("wiki", 3, 5.0)
+                .at(FAULT_AT, |s| {
+                    for srv in &mut s.p("wiki").servers {
+                        srv.error_ratio = 0.20;
+                    }
+                })
+        },
+        intervals: &[10.0],
+        alert: AlertName::ErrorSpike,
+        pool: Some("wiki"),
+        max_delay: 3.0,
+        slow: false,
+        floor_s: 15.0,
+    },
+    Fault {
+        name: "a 0.4 req/s pool's 5xx ratio goes from 0.2% to 20%",
+        sim: |i| {
+            let mut sim = Sim::new(1, i).pool("web", 4, 400.0).pool("cron", 2, 0.4);
+            for srv in &mut sim.p("cron").servers {
+                srv.error_ratio = 0.002;
+            }
+            sim.at(FAULT_AT, |s| {
+                for srv in &mut s.p("cron").servers {
+                    srv.error_ratio = 0.20;
+                }
+            })
+        },
+        intervals: &[1.0, 10.0, 15.0],
+        alert: AlertName::ErrorSpike,
+        pool: Some("cron"),
+        max_delay: 600.0,
+        slow: true,
+        floor_s: 15.0,
+    },
+    Fault {
         name: "5xx jump tenfold (0.1% to 1%) on a busy pool",
         sim: |i| {
             shop(i).at(FAULT_AT, |s| {

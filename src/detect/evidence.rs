@@ -237,11 +237,17 @@ impl ErrorTrack {
 
         // Back near the baseline: whatever evidence remains is about a past
         // that is over (it can hover above zero long after a fault, when the
-        // ratio settles between the baseline and the alternative).
-        if self
-            .recent
-            .ratio()
-            .is_some_and(|r| r < p0 + (p1 - p0) / 4.0)
+        // ratio settles between the baseline and the alternative). Unless
+        // the intervals since the evidence began, fewer than the recent
+        // window holds, show the effect: at a request every few seconds the
+        // recent window lags a fresh onset by minutes.
+        let fresh = self.segment_secs < recent_tau
+            && (self.segment.events + errors) >= p1 * (self.segment.exposure + requests);
+        if !fresh
+            && self
+                .recent
+                .ratio()
+                .is_some_and(|r| r < p0 + (p1 - p0) / 4.0)
         {
             self.cusum = Cusum::default();
             self.cusum_large = Cusum::default();
@@ -276,15 +282,28 @@ impl ErrorTrack {
             // The effect, and its significance, on what is happening now:
             // the segment of accumulating evidence (without its worst
             // interval), or the recent window for slower onsets.
+            // The whole window must be significant; without its worst
+            // interval it must still show the effect, and be significant
+            // too: at the level itself, or, for an obvious spike (twice the
+            // effect threshold), at its square root (1e-3 for 1e-6). A blip
+            // can add to the proof of an obvious spike, never be the proof.
             let windows = [
-                (self.segment_len as usize > trim).then_some(trimmed),
-                Some(recent_trimmed),
+                (self.segment_len as usize > trim).then_some((self.segment, trimmed)),
+                Some((self.recent, recent_trimmed)),
             ];
-            for w in windows.into_iter().flatten() {
+            let level = ec.significance / m;
+            for (whole, w) in windows.into_iter().flatten() {
                 let Some(ratio) = w.ratio().filter(|&r| r >= p1) else {
                     continue;
                 };
-                if binomial_at_least(w.events, w.exposure, p0) < ec.significance / m {
+                let trimmed_level = if ratio >= 2.0 * p1 {
+                    level.sqrt()
+                } else {
+                    level
+                };
+                if binomial_at_least(whole.events, whole.exposure, p0) < level
+                    && binomial_at_least(w.events, w.exposure, p0) < trimmed_level
+                {
                     finding = Some(ErrorFinding {
                         ratio,
                         baseline: p0,
@@ -307,7 +326,7 @@ impl ErrorTrack {
         // The baseline learns only while nothing is raised and no evidence
         // is building up, so it never learns the fault (unless the fault
         // outlasts the freeze limit).
-        let building = evidence >= threshold / 2.0 && recent_ratio >= p1;
+        let building = evidence >= threshold / 2.0 && (recent_ratio >= p1 || fresh);
         if (!self.life.active() && !building)
             || frozen_too_long
             || self.frozen_for > cfg.baseline_max_freeze.0
