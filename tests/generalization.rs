@@ -8,7 +8,7 @@
 mod support;
 
 use lbwatch::model::{AlertName, AlertState, Severity};
-use support::sim::{background, detect, Rng, Sim, START};
+use support::sim::{background, detect, real_background, Rng, Series, Sim, START};
 
 /// Cases per kind; `LBWATCH_SWEEP_CASES` raises it for a longer search.
 fn cases() -> u64 {
@@ -56,10 +56,22 @@ fn fast(interval: f64) -> f64 {
     (3.0 * interval).max(15.0)
 }
 
-fn case(kind: &str, seed: u64) -> Case {
+/// The traffic a case runs on: a synthetic daily cycle, or a stretch of a
+/// real series (with three hours of it before the fault).
+#[derive(Clone, Copy)]
+enum Backdrop<'a> {
+    Synthetic,
+    Real(&'a [Series]),
+}
+
+fn case(kind: &str, seed: u64, backdrop: Backdrop) -> Case {
     let mut rng = Rng::new(seed * 1000 + kind.len() as u64);
     let interval = pick(&mut rng, &[1.0, 5.0, 10.0, 15.0]);
-    let start = 900.0 + 600.0 * rng.uniform();
+    let history = match backdrop {
+        Backdrop::Synthetic => 900.0,
+        Backdrop::Real(_) => 3.0 * 3600.0,
+    };
+    let start = history + 600.0 * rng.uniform();
     let mut end = start + 300.0 + 900.0 * rng.uniform();
     let app = Some("app".to_string());
     let skew = vec![AlertName::TrafficSkew];
@@ -286,8 +298,39 @@ fn case(kind: &str, seed: u64) -> Case {
         _ => unreachable!("unknown kind {kind}"),
     };
     let end = end.max(start + 60.0);
+    let (sim, expect, what) = match backdrop {
+        Backdrop::Synthetic => (
+            background(sim, seed, end + 900.0, (start, end + 300.0)),
+            expect,
+            what,
+        ),
+        Backdrop::Real(all) => {
+            let series = &all[(rng.next_u64() % all.len() as u64) as usize];
+            let offset = 3600.0 + (series.span() - end - 4600.0) * rng.uniform();
+            // A blocked LB may take as long as the series' own lulls, plus
+            // two intervals, to tell from one (as in the recorded ones).
+            let lull = series.longest_lull(offset, offset + end);
+            let expect = expect
+                .into_iter()
+                .map(|(names, pool, at, max)| {
+                    let max = if names.contains(&AlertName::TrafficDrop) {
+                        max.max(lull + 2.0 * interval)
+                    } else {
+                        max
+                    };
+                    (names, pool, at, max)
+                })
+                .collect();
+            let sim = real_background(sim, seed, series, offset, end + 900.0, (start, end + 300.0));
+            let what = format!(
+                "{what} on {} from {offset:.0}s (lull {lull:.0}s)",
+                series.name
+            );
+            (sim, expect, what)
+        }
+    };
     Case {
-        sim: background(sim, seed, end + 900.0, (start, end + 300.0)),
+        sim,
         interval,
         start,
         end,
@@ -347,15 +390,18 @@ fn run(mut c: Case) -> (Vec<String>, Vec<String>) {
 }
 
 fn check(kind: &str) {
+    let real = Series::traffic();
     let mut problems = Vec::new();
     // `LBWATCH_SWEEP_SEED=N` replays one case (with LBWATCH_SWEEP_SHOW).
     let only: Option<u64> = std::env::var("LBWATCH_SWEEP_SEED")
         .ok()
         .and_then(|v| v.parse().ok());
     for seed in only.map_or(1..=cases(), |s| s..=s) {
-        let (m, f) = run(case(kind, seed));
-        problems.extend(m);
-        problems.extend(f);
+        for backdrop in [Backdrop::Synthetic, Backdrop::Real(&real)] {
+            let (m, f) = run(case(kind, seed, backdrop));
+            problems.extend(m);
+            problems.extend(f);
+        }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }

@@ -167,6 +167,9 @@ pub struct DropConfig {
     pub min_duration: Secs,
     /// Lulls on record fade over this long (time constant).
     pub lull_memory: Secs,
+    /// History a pool needs before a stop can page: with less, a surge it
+    /// started in reads as its usual level.
+    pub min_history: Secs,
 }
 
 impl Default for DetectConfig {
@@ -222,8 +225,9 @@ impl Default for DropConfig {
             significance: 1e-5,
             lull_ratio: 0.07,
             lull_margin: 1.5,
-            min_duration: Secs(10.0),
+            min_duration: Secs(8.0),
             lull_memory: Secs(7.0 * 86400.0),
+            min_history: Secs(600.0),
         }
     }
 }
@@ -287,6 +291,7 @@ impl DetectConfig {
             ("skew.window", self.skew.window),
             ("drop.baseline_window", self.drop.baseline_window),
             ("drop.lull_memory", self.drop.lull_memory),
+            ("drop.min_history", self.drop.min_history),
         ] {
             check(pos(v), key, v.to_string(), "a positive duration");
         }

@@ -34,10 +34,14 @@ use super::config::{DetectConfig, DropConfig};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::stats::{decay, poisson_at_most};
 
-/// How many buckets the usual level is the median of.
-const BUCKETS: usize = 60;
+/// The hour's buckets (a minute each) and the day's (a quarter-hour each).
+const HOUR_BUCKETS: usize = 60;
+const DAY_BUCKETS: usize = 96;
 
-/// The recent level's time constant, in buckets (five minutes of an hour).
+/// A stop runs below this fraction of the day's lowest quarter-hour.
+const FLOOR_FRACTION: f64 = 0.25;
+
+/// The recent level's time constant, in minute buckets.
 const RECENT_BUCKETS: f64 = 5.0;
 
 /// The recent level counts as evidence up to this multiple of the usual
@@ -102,54 +106,97 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
-/// Per-bucket rates of the last `drop.baseline_window`, and their median.
+/// Per-bucket rates over a window, and their median.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct History {
-    /// Closed buckets, oldest first once full (a ring from `head`).
+struct Buckets {
+    /// Closed buckets, a ring from `head` once full.
     rates: Vec<f32>,
     head: usize,
     /// The bucket being filled.
     requests: f64,
     secs: f64,
-    /// Seconds of traffic seen.
-    age: f64,
-    /// Median of the closed buckets, or of what is open before any closed.
-    usual: f64,
-    /// The rate of the last few minutes (decayed), the best guess of what
-    /// traffic would be now without a fault.
-    recent: f64,
+    /// Median and minimum of the closed buckets (before any closed: the
+    /// open one's rate, and none).
+    median: f64,
+    min: Option<f64>,
 }
 
-impl History {
-    fn add(&mut self, requests: f64, dt: f64, bucket_secs: f64) {
-        let w = if self.age > 0.0 {
-            decay(dt, RECENT_BUCKETS * bucket_secs)
-        } else {
-            0.0
-        };
-        self.recent = self.recent * w + requests / dt * (1.0 - w);
+impl Buckets {
+    fn add(&mut self, requests: f64, dt: f64, bucket_secs: f64, capacity: usize) {
         self.requests += requests;
         self.secs += dt;
-        self.age += dt;
         if self.secs >= bucket_secs {
             let rate = (self.requests / self.secs) as f32;
-            if self.rates.len() < BUCKETS {
+            if self.rates.len() < capacity {
                 self.rates.push(rate);
             } else {
                 self.rates[self.head] = rate;
-                self.head = (self.head + 1) % BUCKETS;
+                self.head = (self.head + 1) % capacity;
             }
             self.requests = 0.0;
             self.secs = 0.0;
-            self.usual = median(&self.rates);
+            self.median = median(&self.rates);
+            self.min = self.rates.iter().copied().reduce(f32::min).map(f64::from);
         } else if self.rates.is_empty() {
-            self.usual = self.requests / self.secs;
+            self.median = self.requests / self.secs;
         }
     }
 }
 
+/// What the pool's traffic usually is.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct History {
+    /// Per-minute rates of the last `drop.baseline_window` (an hour).
+    hour: Buckets,
+    /// Quarter-hour rates of 24 such windows (a day): their minimum is the
+    /// lowest the pool has run for a quarter of an hour.
+    day: Buckets,
+    /// Seconds of traffic seen.
+    age: f64,
+    /// The rate of the last few minutes (decayed), the best guess of what
+    /// traffic would be now without a fault.
+    recent: f64,
+    /// The rate of the last minute (decayed): what a stop cuts from. A
+    /// fault cuts traffic abruptly; a natural lull ramps down to its
+    /// bottom, and this follows it down.
+    last_minute: f64,
+}
+
+impl History {
+    fn add(&mut self, requests: f64, dt: f64, window: f64) {
+        let minute = window / HOUR_BUCKETS as f64;
+        let (w, w1) = if self.age > 0.0 {
+            (decay(dt, RECENT_BUCKETS * minute), decay(dt, minute))
+        } else {
+            (0.0, 0.0)
+        };
+        self.recent = self.recent * w + requests / dt * (1.0 - w);
+        self.last_minute = self.last_minute * w1 + requests / dt * (1.0 - w1);
+        self.age += dt;
+        self.hour.add(requests, dt, minute, HOUR_BUCKETS);
+        self.day.add(
+            requests,
+            dt,
+            24.0 * window / DAY_BUCKETS as f64,
+            DAY_BUCKETS,
+        );
+    }
+
+    fn usual(&self) -> f64 {
+        self.hour.median
+    }
+
+    /// A stop is far below the lowest quarter-hour of the day, when one is
+    /// on record: a pool back at a level it ran at before (after a surge
+    /// lifted the hour's median, say) has not stopped.
+    fn floor(&self) -> f64 {
+        let lowest = self.day.min.or(self.hour.min).unwrap_or(f64::INFINITY);
+        FLOOR_FRACTION * lowest
+    }
+}
+
 fn median(rates: &[f32]) -> f64 {
-    let mut buf = [0f32; BUCKETS];
+    let mut buf = [0f32; DAY_BUCKETS];
     let buf = &mut buf[..rates.len()];
     buf.copy_from_slice(rates);
     let mid = buf.len() / 2;
@@ -165,6 +212,9 @@ struct Stop {
     intervals: u32,
     /// The usual level when it began: what its depth is judged against.
     usual: f64,
+    /// ... and the most it may pass, as a rate: below the usual level by
+    /// `drop.ratio`, and below the day's floor.
+    ceiling: f64,
     /// The recent level when it began: what the evidence is measured
     /// against (a fault cuts traffic from where it was; a lull usually
     /// ramps down to its bottom, and the evidence is then weaker).
@@ -172,8 +222,8 @@ struct Stop {
 }
 
 impl Stop {
-    fn holds(&self, dc: &DropConfig) -> bool {
-        self.requests <= dc.ratio * self.usual * self.secs + STRAY_REQUESTS
+    fn holds(&self) -> bool {
+        self.requests <= self.ceiling * self.secs + STRAY_REQUESTS
     }
 }
 
@@ -209,7 +259,8 @@ impl RateTrack {
             return (Verdict::Hold, None);
         };
         self.longest_lull *= decay(dt, dc.lull_memory.0);
-        let armed = self.history.age >= cfg.warmup(dt) && self.history.usual > 0.0;
+        let armed =
+            self.history.age >= cfg.warmup(dt).max(dc.min_history.0) && self.history.usual() > 0.0;
         let (verdict, finding) = if armed {
             self.judge(requests, dt, dc)
         } else {
@@ -219,8 +270,7 @@ impl RateTrack {
         // The usual level never learns the outage (unless it outlasts the
         // freeze limit, and is then the new normal).
         if !self.life.firing() || frozen_too_long {
-            let bucket = dc.baseline_window.0 / BUCKETS as f64;
-            self.history.add(requests, dt, bucket);
+            self.history.add(requests, dt, dc.baseline_window.0);
         }
         (verdict, finding)
     }
@@ -238,11 +288,12 @@ impl RateTrack {
                 secs: dt,
                 requests,
                 intervals: 1,
-                usual: h.usual,
-                level: h.recent.clamp(h.usual, RECENT_CAP * h.usual),
+                usual: h.usual(),
+                ceiling: (dc.ratio * h.usual().min(h.last_minute)).min(h.floor()),
+                level: h.recent.clamp(h.usual(), RECENT_CAP * h.usual()),
             },
         };
-        if !next.holds(dc) {
+        if !next.holds() {
             // Traffic is back: a stop that ended without paging was one of
             // the pool's natural lulls.
             if let Some(s) = self.stop.take() {
@@ -299,9 +350,39 @@ mod tests {
         let mut t = RateTrack::default();
         run(&mut t, 1.0, &[500.0; 600]);
         let v = run(&mut t, 1.0, &[0.0; 20]);
-        // 10 s of nothing at 500 req/s: the minimum duration, not the
+        // 8 s of nothing at 500 req/s: the minimum duration, not the
         // evidence, is what it waits for.
-        assert_eq!(first_fire(&v), Some(9));
+        assert_eq!(first_fire(&v), Some(7));
+    }
+
+    #[test]
+    fn a_new_pool_is_not_judged_before_it_has_some_history() {
+        let mut t = RateTrack::default();
+        run(&mut t, 1.0, &[500.0; 300]);
+        assert!(!run(&mut t, 1.0, &[0.0; 60]).contains(&Verdict::Fire));
+    }
+
+    #[test]
+    fn a_lull_that_ramps_down_is_not_a_stop() {
+        let mut t = RateTrack::default();
+        run(&mut t, 10.0, &[3000.0; 360]);
+        // Down to 1.5% of its level over five minutes, as real series do
+        // between two of their five-minute points, then back up: 1.5% of
+        // the usual level, but not of the minute before.
+        let ramp: Vec<f64> = (0..=30)
+            .map(|i| 3000.0 * (1.0 - 0.985 * f64::from(i) / 30.0))
+            .collect();
+        let mut lull = ramp.clone();
+        lull.extend(ramp.iter().rev());
+        assert!(!run(&mut t, 10.0, &lull).contains(&Verdict::Fire));
+    }
+
+    #[test]
+    fn a_return_to_a_level_seen_earlier_in_the_day_is_not_a_stop() {
+        let mut t = RateTrack::default();
+        run(&mut t, 10.0, &[10.0; 360]); // 1 req/s for an hour
+        run(&mut t, 10.0, &[20_000.0; 540]); // a 2000x batch surge, 90 min
+        assert!(!run(&mut t, 10.0, &[10.0; 360]).contains(&Verdict::Fire));
     }
 
     #[test]

@@ -213,13 +213,15 @@ impl Haproxy {
     }
 
     /// Reloads and returns when the new worker serves: its counters restart,
-    /// which is when a fault the new config carries starts to show.
+    /// which is when a fault the new config carries starts to show (or,
+    /// after a config that passed nothing, when they start to count).
     pub fn reload_and_wait(&mut self, spec: &LbSpec) -> Instant {
         let before = self.total_requests().unwrap_or(0);
         self.reload(spec);
         let end = Instant::now() + Duration::from_secs(10);
         loop {
-            if self.total_requests().is_some_and(|n| n < before) {
+            let now = self.total_requests();
+            if now.is_some_and(|n| if before == 0 { n > 0 } else { n < before }) {
                 return Instant::now();
             }
             assert!(Instant::now() < end, "haproxy did not reload");

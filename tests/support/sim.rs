@@ -370,6 +370,119 @@ impl Run {
     }
 }
 
+/// A real traffic series (the Numenta Anomaly Benchmark's ELB request count
+/// and EC2 network series, 5-minute points, MIT; `tests/datasets/`),
+/// normalised to a median of 1 and capped at `SURGE_CAP`: the network series
+/// count bytes, and their batch transfers reach 77,000 times the median,
+/// which no request rate does (the recorded real-traffic scenarios cap
+/// their surges the same way).
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub levels: Vec<f64>,
+}
+
+/// The highest a series' level goes, in multiples of its median.
+pub const SURGE_CAP: f64 = 20.0;
+
+/// Seconds between two points of a series.
+pub const SERIES_STEP: f64 = 300.0;
+
+impl Series {
+    /// The series of one NAB file, e.g. `realAWSCloudwatch/elb_request_count_8c0756.csv`.
+    pub fn nab(file: &str) -> Series {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/datasets/nab")
+            .join(file);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let raw: Vec<f64> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.rsplit(',').next()?.parse().ok())
+            .collect();
+        let mut sorted = raw.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2].max(1e-9);
+        Series {
+            name: file.rsplit('/').next().unwrap_or(file).to_string(),
+            levels: raw.iter().map(|v| (v / median).min(SURGE_CAP)).collect(),
+        }
+    }
+
+    /// The traffic-shaped series: request counts and network bytes in.
+    pub fn traffic() -> Vec<Series> {
+        [
+            "realAWSCloudwatch/elb_request_count_8c0756.csv",
+            "realAWSCloudwatch/ec2_network_in_257a54.csv",
+            "realAWSCloudwatch/ec2_network_in_5abac7.csv",
+            "realAWSCloudwatch/iio_us-east-1_i-a2eb1cd9_NetworkIn.csv",
+        ]
+        .iter()
+        .map(|f| Series::nab(f))
+        .collect()
+    }
+
+    /// Seconds the series spans.
+    pub fn span(&self) -> f64 {
+        (self.levels.len() - 1) as f64 * SERIES_STEP
+    }
+
+    /// The level at `t` seconds into the series, linear between points.
+    pub fn level(&self, t: f64) -> f64 {
+        let x = (t / SERIES_STEP).clamp(0.0, (self.levels.len() - 1) as f64);
+        let i = (x.floor() as usize).min(self.levels.len() - 2);
+        let f = x - i as f64;
+        self.levels[i] * (1.0 - f) + self.levels[i + 1] * f
+    }
+
+    /// The longest stretch of `[from, to)` (series seconds) whose level
+    /// stays below 5% of the median of its trailing hour: the natural lulls
+    /// a drop detector must sit out.
+    pub fn longest_lull(&self, from: f64, to: f64) -> f64 {
+        let (mut longest, mut run) = (0.0f64, 0.0);
+        let mut t = from;
+        while t < to {
+            let mut hour: Vec<f64> = (1..=12)
+                .map(|k| self.level(t - k as f64 * SERIES_STEP))
+                .collect();
+            hour.sort_by(f64::total_cmp);
+            if self.level(t) < 0.05 * hour[6] {
+                run += 10.0;
+                longest = longest.max(run);
+            } else {
+                run = 0.0;
+            }
+            t += 10.0;
+        }
+        longest
+    }
+}
+
+/// The benign life of a production load balancer whose traffic follows a
+/// real series from `offset` seconds into it: its surges, dips and lulls,
+/// plus the events of `background` (bursts, hot servers, 5xx blips,
+/// reloads, drains, failed scrapes).
+pub fn real_background(
+    mut sim: Sim,
+    seed: u64,
+    series: &Series,
+    offset: f64,
+    secs: f64,
+    quiet: (f64, f64),
+) -> Sim {
+    let mut t = 0.0;
+    while t < secs {
+        let level = series.level(offset + t);
+        sim = sim.at(t, move |s| s.diurnal = level);
+        t += 30.0;
+    }
+    let mut rng = Rng::new(seed.wrapping_mul(7919));
+    sim.noise = 0.04 + 0.08 * rng.uniform();
+    sim.error_noise = 0.3;
+    benign_events(sim, &mut rng, secs, quiet)
+}
+
 /// The benign life of a production load balancer, scheduled over `secs`
 /// seconds: a daily cycle squeezed into about an hour, bursts, servers
 /// running hot for a few minutes, 5xx blips, reloads and single failed
@@ -388,6 +501,12 @@ pub fn background(mut sim: Sim, seed: u64, secs: f64, quiet: (f64, f64)) -> Sim 
         sim = sim.at(t, move |s| s.diurnal = level);
         t += 30.0;
     }
+    benign_events(sim, &mut rng, secs, quiet)
+}
+
+/// Bursts, servers running hot, 5xx blips, reloads, drains, autoscaling and
+/// single failed scrapes, every few minutes, away from `quiet`.
+fn benign_events(mut sim: Sim, rng: &mut Rng, secs: f64, quiet: (f64, f64)) -> Sim {
     let outside = |t: f64, len: f64| t + len < quiet.0 - 60.0 || t > quiet.1 + 60.0;
     let pools: Vec<(String, usize)> = sim
         .pools
