@@ -392,18 +392,60 @@ fn run(mut c: Case) -> (Vec<String>, Vec<String>) {
 fn check(kind: &str) {
     let real = Series::traffic();
     let mut problems = Vec::new();
+    let mut on_real = RealTraffic::default();
     // `LBWATCH_SWEEP_SEED=N` replays one case (with LBWATCH_SWEEP_SHOW).
     let only: Option<u64> = std::env::var("LBWATCH_SWEEP_SEED")
         .ok()
         .and_then(|v| v.parse().ok());
     for seed in only.map_or(1..=cases(), |s| s..=s) {
-        for backdrop in [Backdrop::Synthetic, Backdrop::Real(&real)] {
-            let (m, f) = run(case(kind, seed, backdrop));
-            problems.extend(m);
-            problems.extend(f);
-        }
+        let (m, f) = run(case(kind, seed, Backdrop::Synthetic));
+        problems.extend(m);
+        problems.extend(f);
+        let c = case(kind, seed, Backdrop::Real(&real));
+        let hours = (c.end + 900.0) / 3600.0;
+        let (m, f) = run(c);
+        problems.extend(m);
+        on_real.add(hours, f);
     }
+    problems.extend(on_real.over_budget());
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// False alarms on real traffic, against a budget per simulated day: the
+/// series' own dips sometimes fall as steeply and as deep as a blocked LB
+/// for a few seconds, and at 1 s scrapes nothing tells the two apart but
+/// time. lbwatch aims at none and accepts a tenth of what an on-call
+/// engineer would tolerate (one a day): measured with 60 cases of each
+/// kind, 2 in 720 simulated hours of healthy real traffic (one dip, seen by
+/// two pools at once), none in the fault cases. The default run covers less
+/// than ten simulated days per test, so it allows none.
+#[derive(Default)]
+struct RealTraffic {
+    hours: f64,
+    false_alarms: Vec<String>,
+}
+
+impl RealTraffic {
+    const PER_DAY: f64 = 0.1;
+
+    fn add(&mut self, hours: f64, false_alarms: Vec<String>) {
+        self.hours += hours;
+        self.false_alarms.extend(false_alarms);
+    }
+
+    fn over_budget(self) -> Vec<String> {
+        let allowed = (Self::PER_DAY * self.hours / 24.0).floor() as usize;
+        if self.false_alarms.len() <= allowed {
+            return vec![];
+        }
+        let mut out = vec![format!(
+            "{} false alarms in {:.0} simulated hours of real traffic, {allowed} allowed:",
+            self.false_alarms.len(),
+            self.hours
+        )];
+        out.extend(self.false_alarms);
+        out
+    }
 }
 
 #[test]
@@ -459,57 +501,89 @@ fn low_traffic_skew() {
     check("low_traffic_skew");
 }
 
+/// Pools from 0.5 req/s to 20k req/s, one balanced by hash: healthy, for
+/// hours, on `backdrop`.
+fn healthy_case(seed: u64, backdrop: Backdrop) -> Case {
+    let mut rng = Rng::new(seed);
+    let interval = pick(&mut rng, &[1.0, 5.0, 10.0, 15.0]);
+    let mut sim = Sim::new(seed, interval)
+        .pool(
+            "edge",
+            range(&mut rng, 20, 40),
+            log_uniform(&mut rng, 5000.0, 20000.0),
+        )
+        .pool(
+            "web",
+            range(&mut rng, 3, 12),
+            log_uniform(&mut rng, 50.0, 3000.0),
+        )
+        .pool("admin", 2, 0.5)
+        .pool(
+            "cron",
+            range(&mut rng, 2, 4),
+            log_uniform(&mut rng, 1.0, 5.0),
+        )
+        .pool(
+            "sessions",
+            range(&mut rng, 3, 10),
+            log_uniform(&mut rng, 20.0, 3000.0),
+        );
+    // Balanced by hash or least connections: uneven shares are normal.
+    sim.p("sessions").algo =
+        Some(pick(&mut rng, &["source", "leastconn", "hdr(host)"]).to_string());
+    for srv in &mut sim.p("sessions").servers {
+        srv.share = 0.5 + 1.2 * rng.uniform();
+    }
+    for p in &mut sim.pools {
+        let e = log_uniform(&mut rng, 1e-4, 5e-3);
+        for s in &mut p.servers {
+            s.error_ratio = e;
+        }
+    }
+    let never = (f64::MAX, f64::MAX);
+    let (secs, sim, what) = match backdrop {
+        Backdrop::Synthetic => {
+            let secs = if interval < 5.0 { 3600.0 } else { 7200.0 };
+            (secs, background(sim, seed, secs, never), String::new())
+        }
+        Backdrop::Real(all) => {
+            // Half a day of a real series: its surges, dips and lulls.
+            let secs = 12.0 * 3600.0;
+            let series = &all[(rng.next_u64() % all.len() as u64) as usize];
+            let offset = 3600.0 + (series.span() - secs - 3600.0) * rng.uniform();
+            let sim = real_background(sim, seed, series, offset, secs, never);
+            (secs, sim, format!(" on {} from {offset:.0}s", series.name))
+        }
+    };
+    Case {
+        sim,
+        interval,
+        start: f64::MAX,
+        end: secs - 900.0,
+        expect: vec![],
+        what: format!("healthy seed={seed} interval={interval}{what}"),
+    }
+}
+
 #[test]
 fn healthy_for_hours_at_every_volume() {
     let mut problems = Vec::new();
     for seed in 1..=cases() {
-        let mut rng = Rng::new(seed);
-        let interval = pick(&mut rng, &[1.0, 5.0, 10.0, 15.0]);
-        let mut sim = Sim::new(seed, interval)
-            .pool(
-                "edge",
-                range(&mut rng, 20, 40),
-                log_uniform(&mut rng, 5000.0, 20000.0),
-            )
-            .pool(
-                "web",
-                range(&mut rng, 3, 12),
-                log_uniform(&mut rng, 50.0, 3000.0),
-            )
-            .pool("admin", 2, 0.5)
-            .pool(
-                "cron",
-                range(&mut rng, 2, 4),
-                log_uniform(&mut rng, 1.0, 5.0),
-            )
-            .pool(
-                "sessions",
-                range(&mut rng, 3, 10),
-                log_uniform(&mut rng, 20.0, 3000.0),
-            );
-        // Balanced by hash or least connections: uneven shares are normal.
-        sim.p("sessions").algo =
-            Some(pick(&mut rng, &["source", "leastconn", "hdr(host)"]).to_string());
-        for srv in &mut sim.p("sessions").servers {
-            srv.share = 0.5 + 1.2 * rng.uniform();
-        }
-        for p in &mut sim.pools {
-            let e = log_uniform(&mut rng, 1e-4, 5e-3);
-            for s in &mut p.servers {
-                s.error_ratio = e;
-            }
-        }
-        let secs = if interval < 5.0 { 3600.0 } else { 7200.0 };
-        let c = Case {
-            sim: background(sim, seed, secs, (f64::MAX, f64::MAX)),
-            interval,
-            start: f64::MAX,
-            end: secs - 900.0,
-            expect: vec![],
-            what: format!("healthy seed={seed} interval={interval}"),
-        };
-        let (_, f) = run(c);
+        let (_, f) = run(healthy_case(seed, Backdrop::Synthetic));
         problems.extend(f);
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn healthy_for_half_a_day_of_real_traffic() {
+    let real = Series::traffic();
+    let mut on_real = RealTraffic::default();
+    for seed in 1..=cases() {
+        let c = healthy_case(seed, Backdrop::Real(&real));
+        let hours = (c.end + 900.0) / 3600.0;
+        on_real.add(hours, run(c).1);
+    }
+    let problems = on_real.over_budget();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -186,12 +186,23 @@ impl History {
         self.hour.median
     }
 
-    /// A stop is far below the lowest quarter-hour of the day, when one is
-    /// on record: a pool back at a level it ran at before (after a surge
-    /// lifted the hour's median, say) has not stopped.
+    /// A stop is far below the lowest quarter-hour of the day: a pool back
+    /// at a level it ran at before (after a surge lifted the hour's median,
+    /// say) has not stopped. In its first hour, when a quarter-hour or two
+    /// is all there is, the lowest minute counts too: with that little
+    /// history, silence is the better guess.
     fn floor(&self) -> f64 {
-        let lowest = self.day.min.or(self.hour.min).unwrap_or(f64::INFINITY);
-        FLOOR_FRACTION * lowest
+        FLOOR_FRACTION * self.lowest()
+    }
+
+    /// The lowest rate on record (see `floor`).
+    fn lowest(&self) -> f64 {
+        let day = self.day.min.unwrap_or(f64::INFINITY);
+        if self.day.rates.len() < 4 {
+            day.min(self.hour.min.unwrap_or(f64::INFINITY))
+        } else {
+            day
+        }
     }
 }
 
@@ -215,6 +226,8 @@ struct Stop {
     /// ... and the most it may pass, as a rate: below the usual level by
     /// `drop.ratio`, and below the day's floor.
     ceiling: f64,
+    /// The lowest rate on record when it began.
+    lowest: f64,
     /// The recent level when it began: what the evidence is measured
     /// against (a fault cuts traffic from where it was; a lull usually
     /// ramps down to its bottom, and the evidence is then weaker).
@@ -224,6 +237,15 @@ struct Stop {
 impl Stop {
     fn holds(&self) -> bool {
         self.requests <= self.ceiling * self.secs + STRAY_REQUESTS
+    }
+
+    /// Even at the lowest rate on record, a silence this deep and long
+    /// comes by chance less than once a day (a day holds as many chances
+    /// as requests at that rate): at 0.5 req/s about 20 s of nothing, at
+    /// 0.05 req/s three minutes; never, for a pool that has run at nothing.
+    fn unlike_chance(&self) -> bool {
+        let once_a_day = 1.0 / (self.lowest * 86_400.0).max(1.0);
+        self.lowest > 0.0 && poisson_at_most(self.requests, self.lowest * self.secs) < once_a_day
     }
 }
 
@@ -290,6 +312,7 @@ impl RateTrack {
                 intervals: 1,
                 usual: h.usual(),
                 ceiling: (dc.ratio * h.usual().min(h.last_minute)).min(h.floor()),
+                lowest: h.lowest(),
                 level: h.recent.clamp(h.usual(), RECENT_CAP * h.usual()),
             },
         };
@@ -309,7 +332,8 @@ impl RateTrack {
         let lulls = (dc.lull_margin * self.longest_lull).max(self.longest_lull + dt);
         let needed = dc.min_duration.0.max(lulls);
         let unlike_a_lull = poisson_at_most(next.requests, dc.lull_ratio * next.level * next.secs)
-            < dc.significance;
+            < dc.significance
+            && next.unlike_chance();
         if next.secs >= needed && next.intervals >= MIN_INTERVALS && unlike_a_lull {
             let finding = DropFinding {
                 rate: next.requests / next.secs,

@@ -85,11 +85,16 @@ impl Lifecycle {
                 self.streak += 1;
                 None
             }
-            (Verdict::Fire | Verdict::Building, Phase::Firing) => {
+            (Verdict::Fire, Phase::Firing) => {
                 self.clear_streak = 0;
                 self.clear_since = None;
                 None
             }
+            // An effect still visible but no longer proven neither keeps a
+            // firing alert up nor clears it: at a few requests per server,
+            // chance alone makes some server look hot in many intervals,
+            // and that must not hold an alert for hours.
+            (Verdict::Building, Phase::Firing) => None,
             (Verdict::Fire, phase) => {
                 if phase == Phase::Inactive {
                     self.since = Some(ts);
@@ -176,6 +181,21 @@ mod tests {
         assert_eq!(check(&[Building, Building, Building]), vec![]);
         assert_eq!(check(&[Building, Fire]), vec![(1, Transition::Fired)]);
         assert_eq!(check(&[Building, Clear, Fire]), vec![]);
+    }
+
+    #[test]
+    fn a_visible_but_unproven_effect_does_not_keep_an_alert_firing() {
+        use Verdict::Building;
+        let mut v = vec![Fire, Fire];
+        // Clear now and then, an unproven effect in between: resolves once
+        // the first clear is resolve_after old.
+        for _ in 0..8 {
+            v.extend([Clear, Building]);
+        }
+        assert_eq!(
+            check(&v),
+            vec![(1, Transition::Fired), (12, Transition::Resolved)]
+        );
     }
 
     #[test]

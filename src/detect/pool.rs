@@ -10,7 +10,7 @@ use super::emit::{Context, Emit};
 use super::evidence::{Decayed, ErrorFinding, ErrorInterval, ErrorTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::skew::{
-    concentration_test, follows_weights, share_test, Basis, SkewFinding, SkewKind, Window,
+    concentration_test, follows_weights, offends, share_test, Basis, SkewFinding, SkewKind, Window,
 };
 use super::stats::decay;
 use super::text::{pct, rate};
@@ -145,6 +145,8 @@ pub struct PoolState {
     pub last_change: Option<Change>,
     pub skew: Lifecycle,
     pub skew_finding: Option<SkewFinding>,
+    /// The server the pending skew streak is about.
+    skew_candidate: Option<usize>,
     pub unavailable: Lifecycle,
     pub membership: Lifecycle,
     pub errors: ErrorTrack,
@@ -174,6 +176,7 @@ impl PoolState {
             last_change: None,
             skew: Lifecycle::default(),
             skew_finding: None,
+            skew_candidate: None,
             unavailable: Lifecycle::default(),
             membership: Lifecycle::default(),
             errors: ErrorTrack::default(),
@@ -409,7 +412,7 @@ impl PoolState {
         let by_weight = follows_weights(self.algo.as_deref());
         let mut finding = None;
         let mut evaluated = false;
-        let mut visible = false;
+        let mut visible = None;
 
         // Expected shares: the weights of servers in rotation, or, where the
         // algorithm does not follow weights, their recent shares.
@@ -446,7 +449,7 @@ impl PoolState {
                 cfg,
                 basis,
             );
-            visible |= interval.visible();
+            visible = interval.visible();
             finding = interval.found();
             if finding.is_none() && self.win_age > 0.0 {
                 finding =
@@ -473,7 +476,7 @@ impl PoolState {
             );
             evaluated = true;
             let interval = concentration_test(self, &baseline, Window::Interval, cfg);
-            visible |= interval.visible();
+            visible = visible.or(interval.visible());
             finding = interval.found();
             if finding.is_none() && !regime_changed && self.win_age > 0.0 {
                 finding = concentration_test(self, &baseline, Window::Smoothed, cfg).found();
@@ -486,10 +489,25 @@ impl PoolState {
         // fraction of a second of traffic) continues a pending streak.
         let verdict = match (&finding, evaluated || self.interval_requests() > 0.0) {
             (Some(_), _) => Verdict::Fire,
-            (None, _) if visible => Verdict::Building,
+            (None, _) if visible.is_some() => Verdict::Building,
             (None, true) => Verdict::Clear,
             (None, false) => Verdict::Hold,
         };
+        // A pending streak goes on only on the server it began on: at a few
+        // requests per server and interval, some server looks hot by chance
+        // in many intervals, and one of them must not make a chance outlier
+        // in the next a second hit.
+        let candidate = finding.as_ref().map(|f| f.server).or(visible);
+        if self.skew.active() && !self.skew.firing() && candidate != self.skew_candidate {
+            let interval_expected = self.interval_expected(&self.expected);
+            let goes_on = self
+                .skew_candidate
+                .is_some_and(|i| offends(self, &interval_expected, Window::Interval, i, cfg));
+            if !goes_on {
+                self.skew = Lifecycle::default();
+            }
+        }
+        self.skew_candidate = candidate;
         let t = self.skew.step(
             verdict,
             ctx.ts,

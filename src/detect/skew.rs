@@ -73,8 +73,9 @@ impl Basis {
 pub enum Outcome {
     /// Nothing beyond the thresholds.
     Nothing,
-    /// The effect is there but not yet significant (too few requests).
-    Visible,
+    /// The effect is there but not yet significant (too few requests), on
+    /// this server.
+    Visible(usize),
     /// Effect and significance: a finding.
     Found(SkewFinding),
 }
@@ -87,8 +88,13 @@ impl Outcome {
         }
     }
 
-    pub fn visible(&self) -> bool {
-        !matches!(self, Outcome::Nothing)
+    /// The server an effect is visible on, found or not.
+    pub fn visible(&self) -> Option<usize> {
+        match self {
+            Outcome::Nothing => None,
+            Outcome::Visible(i) => Some(*i),
+            Outcome::Found(f) => Some(f.server),
+        }
     }
 }
 
@@ -164,7 +170,7 @@ pub fn share_test(
     let mut best: Option<(f64, SkewFinding)> = None;
     // Beyond the thresholds and more likely than not beyond chance (p below
     // 1 / servers), though not yet significant: visible.
-    let mut visible = false;
+    let mut visible: Option<(f64, usize)> = None;
     for (i, (s, &e)) in pool.servers.iter().zip(expected).enumerate() {
         if e <= 0.0 {
             continue;
@@ -180,7 +186,9 @@ pub fn share_test(
         } else {
             continue;
         };
-        visible |= pval < 1.0 / parts as f64;
+        if pval < 1.0 / parts as f64 && visible.is_none_or(|(vp, _)| pval < vp) {
+            visible = Some((pval, i));
+        }
         if pval < alpha && best.as_ref().is_none_or(|(bp, _)| pval < *bp) {
             best = Some((
                 pval,
@@ -197,9 +205,45 @@ pub fn share_test(
     }
     match best {
         Some((_, finding)) => Outcome::Found(finding),
-        None if visible => Outcome::Visible,
-        None => Outcome::Nothing,
+        None => visible.map_or(Outcome::Nothing, |(_, i)| Outcome::Visible(i)),
     }
+}
+
+/// Whether server `i` is visibly beyond the thresholds in `window` (the
+/// same rule as `share_test`'s visible, for one server): a pending streak
+/// goes on while the server it began on still is.
+pub fn offends(
+    pool: &PoolState,
+    expected: &[f64],
+    window: Window,
+    i: usize,
+    cfg: &SkewConfig,
+) -> bool {
+    let (mut total, mut exp_sum, mut parts) = (0.0, 0.0, 0usize);
+    for (s, &e) in pool.servers.iter().zip(expected) {
+        if e > 0.0 {
+            total += counts(s, window);
+            exp_sum += e;
+            parts += 1;
+        }
+    }
+    let Some((s, &e)) = pool.servers.get(i).zip(expected.get(i)) else {
+        return false;
+    };
+    if parts < 2 || total <= 0.0 || e <= 0.0 {
+        return false;
+    }
+    let p = e / exp_sum;
+    let c = counts(s, window);
+    let want = total * p;
+    let pval = if c >= cfg.hot_ratio * want {
+        binomial_at_least(c, total, p)
+    } else if c <= cfg.cold_ratio * want && want >= cfg.min_expected {
+        binomial_at_most(c, total, p)
+    } else {
+        return false;
+    };
+    pval < 1.0 / parts as f64
 }
 
 /// Test 2: concentration against the baseline shares (`baseline[i]`, zero
@@ -225,12 +269,6 @@ pub fn concentration_test(
     if usual < 1.5 || now > cfg.concentration_ratio * usual {
         return Outcome::Nothing;
     }
-    let (g, df) = g_statistic(&observed, baseline);
-    if chi2_sf(g, df) >= cfg.significance {
-        return Outcome::Visible;
-    }
-    let total: f64 = observed.iter().sum();
-    let base_total: f64 = baseline.iter().sum();
     let Some((server, &top)) = observed
         .iter()
         .enumerate()
@@ -238,6 +276,12 @@ pub fn concentration_test(
     else {
         return Outcome::Nothing;
     };
+    let (g, df) = g_statistic(&observed, baseline);
+    if chi2_sf(g, df) >= cfg.significance {
+        return Outcome::Visible(server);
+    }
+    let total: f64 = observed.iter().sum();
+    let base_total: f64 = baseline.iter().sum();
     Outcome::Found(SkewFinding {
         kind: SkewKind::Concentrated { now, usual },
         server,
