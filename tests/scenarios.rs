@@ -72,7 +72,7 @@ fn score(truth: &Value, events: &[AlertEvent]) -> Score {
                 && time(&f["start"]) <= t
                 && t <= time(&f["end"]) + GRACE_S
         });
-        if !in_window && !allowed(truth, e) {
+        if !in_window {
             s.false_alarms.push(serde_json::to_string(e).unwrap());
         }
     }
@@ -114,25 +114,10 @@ fn detected(f: &Value, events: &[AlertEvent]) -> Option<f64> {
         .find(|&d| (0.0..=max_delay).contains(&d))
 }
 
-/// A benign event that allows this alert (a server really down for a few
-/// seconds may raise ServerDown): neither required nor a false alarm.
-fn allowed(truth: &Value, e: &AlertEvent) -> bool {
-    let t = secs(e.ts);
-    truth["benign"].as_array().into_iter().flatten().any(|b| {
-        let allow = b["allow"].as_array().into_iter().flatten();
-        let within = b["allow_s"].as_f64().unwrap_or(GRACE_S);
-        allow
-            .filter_map(Value::as_str)
-            .any(|a| a == e.alert.as_str())
-            && b["target"].as_str() == Some(&e.target)
-            && (b["pool"].is_null() || b["pool"].as_str() == e.pool.as_deref())
-            && (time(&b["at"])..=time(&b["at"]) + within).contains(&t)
-    })
-}
-
 /// Every scenario of a directory, scored together, as the scorer's
 /// `summary:` line reports them.
 struct Tally {
+    scenarios: usize,
     faults: usize,
     failures: Vec<String>,
     missed: usize,
@@ -152,6 +137,7 @@ impl Tally {
             .collect();
         names.sort();
         let mut t = Tally {
+            scenarios: names.len(),
             faults: 0,
             failures: vec![],
             missed: 0,
@@ -211,7 +197,11 @@ impl Tally {
 #[test]
 fn every_recorded_scenario_is_detected_without_false_alarms() {
     let t = Tally::of(&dir());
-    assert!(t.faults >= 13, "scenarios missing from {}", dir().display());
+    assert!(
+        t.scenarios >= 15,
+        "scenarios missing from {}",
+        dir().display()
+    );
     assert!(t.failures.is_empty(), "{}", t.failures.join("\n"));
     assert!(t.p90() <= 3.0, "{}: {:?}", t.summary(), t.ttd);
 }
@@ -225,9 +215,16 @@ fn real_traffic_scenarios_page_for_faults_and_not_for_the_traffic() {
     let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios-real");
     let t = Tally::of(&real);
     eprintln!("real traffic: {}", t.summary());
-    assert!(t.faults >= 30, "scenarios missing from {}", real.display());
     assert!(
-        t.recall() >= 0.97 && t.false_alarms_per_day() <= 1.0,
+        t.scenarios >= 7,
+        "scenarios missing from {}",
+        real.display()
+    );
+    // The acceptance is recall 0.97 and at most one false alarm a day; the
+    // aim is none, and today there is none: allow a tenth of the
+    // acceptance (one in these 17 days), as the sweep on real series does.
+    assert!(
+        t.recall() >= 0.97 && t.false_alarms_per_day() <= 0.1,
         "{}\n{}",
         t.summary(),
         t.failures.join("\n")

@@ -78,6 +78,8 @@ pub struct DetectConfig {
     pub fire_after: Secs,
     /// A firing alert resolves once its condition has been clear this long
     /// (and for at least two samples): one fault, one firing, one resolve.
+    /// TrafficDrop resolves after two intervals of traffic instead: an
+    /// outage that is over is over.
     pub resolve_after: Secs,
     /// Time constant of the pools' own baselines (share per server, 5xx ratio).
     pub baseline_window: Secs,
@@ -155,7 +157,8 @@ pub struct DropConfig {
     /// it does not move it.
     pub baseline_window: Secs,
     /// A stop pages only when it is significant at this level against a
-    /// pool still running at `lull_ratio` of its usual level ...
+    /// pool still running at `lull_ratio` of its recent level (the last
+    /// five minutes, at most four times the usual level) ...
     pub significance: f64,
     /// ... the deepest a natural lull is assumed to go.
     pub lull_ratio: f64,

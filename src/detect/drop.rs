@@ -7,46 +7,53 @@
 //! "10% of the last five minutes" as an outage pages for all of these. This
 //! one asks the question an engineer would: has this pool ever been this low
 //! for this long, and is the silence long enough, at this volume, to rule
-//! out one of its natural lulls?
+//! out one of its natural lulls? What it compares with is in `history.rs`.
 //!
-//! - **The usual level** is the median of per-minute rates over the last
-//!   hour (`drop.baseline_window`, in 60 buckets). A median ignores a
-//!   surge shorter than half the window and a lull of a few minutes; the
-//!   level a run is judged against is the one from before the run began.
 //! - **A stop** is a run of intervals whose requests stay at most
-//!   `drop.ratio` (2%) of that level, plus one stray request: a blocked LB,
-//!   not a partial dip. A partial drop, however deep a trough of the daily
-//!   cycle it is, pages nobody.
+//!   `drop.ratio` (2%) of the usual level and of the last minute's rate,
+//!   and at most a quarter of the lowest quarter-hour of the day, plus one
+//!   stray request: a blocked LB, not a partial dip, not a lull that ramped
+//!   down, not a return to a level the day has seen. A partial drop pages
+//!   nobody.
 //! - **Natural lulls are learnt.** Every stop that ends by itself without
-//!   having paged is a lull of this pool; the longest (forgotten over
+//!   having paged is a lull of this pool; the longest (fading over
 //!   `drop.lull_memory`) sets how long a stop must last before it pages:
-//!   `drop.lull_margin` times longer, and at least `drop.min_duration`.
-//! - **Evidence scales with volume.** Even with no lull on record, the stop
-//!   must be significant (`drop.significance`) against a pool still running
-//!   at `drop.lull_ratio` (7%) of its level: at 500 req/s one second of
-//!   nothing settles it, at 2 req/s it takes about 80 s, at 0.5 req/s five
-//!   minutes. That is what the detector does while history is short: with
-//!   no lull on record, it waits as long as the volume needs, never less.
-//! - **It resolves when the evidence is gone:** two intervals with traffic
-//!   above the stop's depth.
+//!   `drop.lull_margin` times longer and at least one interval longer, and
+//!   never less than `drop.min_duration` and two intervals.
+//! - **Evidence scales with volume.** The stop must be significant
+//!   (`drop.significance`) against a pool still running at
+//!   `drop.lull_ratio` (7%) of its recent level (the last five minutes,
+//!   between the usual level and four times it), and unlike chance even at
+//!   the lowest rate on record (less than once a day): at 500 req/s a
+//!   second of nothing settles it, at 2 req/s about 80 s, at 0.05 req/s
+//!   minutes; a pool that has had a silent quarter-hour today never pages
+//!   for silence.
+//! - **Nothing is learnt from a stop** until it ends by itself (then it is
+//!   a lull, and its traffic joins the history), nor while another alert
+//!   covers the pool, nor while the drop fires, unless it fires past
+//!   `baseline_max_freeze`: then the new level is learnt and the stop is
+//!   judged against it, so a pool whose traffic moved elsewhere for good
+//!   resolves.
+//! - **It resolves when the evidence is gone:** two intervals in a row with
+//!   traffic above the stop's depth (`detection.resolve_after` does not
+//!   apply: an outage that is over is over).
 
 use super::config::{DetectConfig, DropConfig};
+use super::history::History;
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::stats::{decay, poisson_at_most};
+use super::text::duration;
 
-/// The hour's buckets (a minute each) and the day's (a quarter-hour each).
-const HOUR_BUCKETS: usize = 60;
-const DAY_BUCKETS: usize = 96;
-
-/// A stop runs below this fraction of the day's lowest quarter-hour.
+/// A stop runs below this fraction of the day's lowest quarter-hour: well
+/// below anything the pool did on its own.
 const FLOOR_FRACTION: f64 = 0.25;
-
-/// The recent level's time constant, in minute buckets.
-const RECENT_BUCKETS: f64 = 5.0;
 
 /// The recent level counts as evidence up to this multiple of the usual
 /// level: a surge that ends in a lull must not make the lull look decisive.
 const RECENT_CAP: f64 = 4.0;
+
+/// Traffic is back in the pool's range at this fraction of its usual level.
+const BACK_FRACTION: f64 = 0.25;
 
 /// A stop spans at least this many intervals: one interval is a blip.
 const MIN_INTERVALS: u32 = 2;
@@ -54,6 +61,10 @@ const MIN_INTERVALS: u32 = 2;
 /// One stray request does not end a stop (a health check passing through,
 /// a client retrying into the block).
 const STRAY_REQUESTS: f64 = 1.0;
+
+/// A silence that chance brings less than once in this long, even at the
+/// pool's lowest rate, is no lull.
+const ONCE_IN_S: f64 = 86_400.0;
 
 /// What a TrafficDrop rests on, for the summary.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -69,8 +80,8 @@ pub struct DropFinding {
 }
 
 impl DropFinding {
-    /// ", longer than any of its natural lulls (longest 3m20s)", or why
-    /// none is on record.
+    /// ", 2.1x its longest natural lull (1m40s)", or nothing when no lull
+    /// is on record.
     pub fn lulls(&self) -> String {
         if self.longest_lull > 0.0 {
             format!(
@@ -96,135 +107,16 @@ pub fn drop_persistence() -> Persistence {
     }
 }
 
-/// "45s", "3m20s", "1h05m".
-pub fn duration(secs: f64) -> String {
-    let s = secs.round().max(0.0) as u64;
-    match s {
-        0..=99 => format!("{s}s"),
-        100..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-    }
-}
-
-/// Per-bucket rates over a window, and their median.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct Buckets {
-    /// Closed buckets, a ring from `head` once full.
-    rates: Vec<f32>,
-    head: usize,
-    /// The bucket being filled.
-    requests: f64,
-    secs: f64,
-    /// Median and minimum of the closed buckets (before any closed: the
-    /// open one's rate, and none).
-    median: f64,
-    min: Option<f64>,
-}
-
-impl Buckets {
-    fn add(&mut self, requests: f64, dt: f64, bucket_secs: f64, capacity: usize) {
-        self.requests += requests;
-        self.secs += dt;
-        if self.secs >= bucket_secs {
-            let rate = (self.requests / self.secs) as f32;
-            if self.rates.len() < capacity {
-                self.rates.push(rate);
-            } else {
-                self.rates[self.head] = rate;
-                self.head = (self.head + 1) % capacity;
-            }
-            self.requests = 0.0;
-            self.secs = 0.0;
-            self.median = median(&self.rates);
-            self.min = self.rates.iter().copied().reduce(f32::min).map(f64::from);
-        } else if self.rates.is_empty() {
-            self.median = self.requests / self.secs;
-        }
-    }
-}
-
-/// What the pool's traffic usually is.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct History {
-    /// Per-minute rates of the last `drop.baseline_window` (an hour).
-    hour: Buckets,
-    /// Quarter-hour rates of 24 such windows (a day): their minimum is the
-    /// lowest the pool has run for a quarter of an hour.
-    day: Buckets,
-    /// Seconds of traffic seen.
-    age: f64,
-    /// The rate of the last few minutes (decayed), the best guess of what
-    /// traffic would be now without a fault.
-    recent: f64,
-    /// The rate of the last minute (decayed): what a stop cuts from. A
-    /// fault cuts traffic abruptly; a natural lull ramps down to its
-    /// bottom, and this follows it down.
-    last_minute: f64,
-}
-
-impl History {
-    fn add(&mut self, requests: f64, dt: f64, window: f64) {
-        let minute = window / HOUR_BUCKETS as f64;
-        let (w, w1) = if self.age > 0.0 {
-            (decay(dt, RECENT_BUCKETS * minute), decay(dt, minute))
-        } else {
-            (0.0, 0.0)
-        };
-        self.recent = self.recent * w + requests / dt * (1.0 - w);
-        self.last_minute = self.last_minute * w1 + requests / dt * (1.0 - w1);
-        self.age += dt;
-        self.hour.add(requests, dt, minute, HOUR_BUCKETS);
-        self.day.add(
-            requests,
-            dt,
-            24.0 * window / DAY_BUCKETS as f64,
-            DAY_BUCKETS,
-        );
-    }
-
-    fn usual(&self) -> f64 {
-        self.hour.median
-    }
-
-    /// A stop is far below the lowest quarter-hour of the day: a pool back
-    /// at a level it ran at before (after a surge lifted the hour's median,
-    /// say) has not stopped. In its first hour, when a quarter-hour or two
-    /// is all there is, the lowest minute counts too: with that little
-    /// history, silence is the better guess.
-    fn floor(&self) -> f64 {
-        FLOOR_FRACTION * self.lowest()
-    }
-
-    /// The lowest rate on record (see `floor`).
-    fn lowest(&self) -> f64 {
-        let day = self.day.min.unwrap_or(f64::INFINITY);
-        if self.day.rates.len() < 4 {
-            day.min(self.hour.min.unwrap_or(f64::INFINITY))
-        } else {
-            day
-        }
-    }
-}
-
-fn median(rates: &[f32]) -> f64 {
-    let mut buf = [0f32; DAY_BUCKETS];
-    let buf = &mut buf[..rates.len()];
-    buf.copy_from_slice(rates);
-    let mid = buf.len() / 2;
-    let (_, m, _) = buf.select_nth_unstable_by(mid, f32::total_cmp);
-    f64::from(*m)
-}
-
-/// A run of intervals at (almost) no traffic.
+/// A run of intervals at (almost) no traffic, with the limits it is judged
+/// by, taken from the history when it began.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Stop {
     secs: f64,
     requests: f64,
     intervals: u32,
-    /// The usual level when it began: what its depth is judged against.
+    /// The usual level when it began.
     usual: f64,
-    /// ... and the most it may pass, as a rate: below the usual level by
-    /// `drop.ratio`, and below the day's floor.
+    /// The most it may pass, as a rate (see the module comment).
     ceiling: f64,
     /// The lowest rate on record when it began.
     lowest: f64,
@@ -235,17 +127,47 @@ struct Stop {
 }
 
 impl Stop {
-    fn holds(&self) -> bool {
-        self.requests <= self.ceiling * self.secs + STRAY_REQUESTS
+    /// A stop that would begin with this interval, if it is one.
+    fn begin(h: &History, requests: f64, dt: f64, dc: &DropConfig) -> Option<Stop> {
+        let usual = h.usual();
+        let ceiling = (dc.ratio * usual.min(h.last_minute)).min(FLOOR_FRACTION * h.lowest());
+        let s = Stop {
+            secs: dt,
+            requests,
+            intervals: 1,
+            usual,
+            ceiling,
+            lowest: h.lowest(),
+            level: h.recent.min(RECENT_CAP * usual),
+        };
+        (requests <= ceiling * dt + STRAY_REQUESTS).then_some(s)
     }
 
-    /// Even at the lowest rate on record, a silence this deep and long
-    /// comes by chance less than once a day (a day holds as many chances
-    /// as requests at that rate): at 0.5 req/s about 20 s of nothing, at
-    /// 0.05 req/s three minutes; never, for a pool that has run at nothing.
-    fn unlike_chance(&self) -> bool {
-        let once_a_day = 1.0 / (self.lowest * 86_400.0).max(1.0);
-        self.lowest > 0.0 && poisson_at_most(self.requests, self.lowest * self.secs) < once_a_day
+    /// The stop with this interval, if it goes on: the whole stop stays
+    /// under the ceiling (a few stray requests at low volume do not end a
+    /// lull), and the interval is not back in the pool's range (a quarter
+    /// of the usual level): however long an outage, it ends with the first
+    /// interval of real traffic.
+    fn extend(&self, requests: f64, dt: f64) -> Option<Stop> {
+        let s = Stop {
+            secs: self.secs + dt,
+            requests: self.requests + requests,
+            intervals: self.intervals + 1,
+            ..*self
+        };
+        let holds = s.requests <= s.ceiling * s.secs + STRAY_REQUESTS
+            && requests < BACK_FRACTION * self.usual * dt;
+        holds.then_some(s)
+    }
+
+    /// Significant against a lull at `drop.lull_ratio` of the recent level,
+    /// and unlike chance at the lowest rate on record.
+    fn unlike_a_lull(&self, dc: &DropConfig) -> bool {
+        let against_lull = poisson_at_most(self.requests, dc.lull_ratio * self.level * self.secs);
+        let once = 1.0 / (self.lowest * ONCE_IN_S).max(1.0);
+        against_lull < dc.significance
+            && self.lowest > 0.0
+            && poisson_at_most(self.requests, self.lowest * self.secs) < once
     }
 }
 
@@ -261,89 +183,98 @@ pub struct RateTrack {
 }
 
 impl RateTrack {
-    /// Drops the stop being measured (while a wider alert covers it).
-    pub fn forget_evidence(&mut self) {
-        self.stop = None;
+    /// After a restore from a snapshot.
+    pub fn repair(&mut self) {
+        self.history.repair();
     }
 
     /// One interval: `requests` over `dt` seconds. `dt` is `None` when the
     /// interval's length is unknown (the first sample after a counter reset
-    /// covers only the time since the reload).
+    /// covers only the time since the reload). `covered`: another alert
+    /// says it already (the target's drop, PoolUnavailable), so nothing is
+    /// judged nor learnt.
     pub fn observe(
         &mut self,
         requests: f64,
         dt: Option<f64>,
         cfg: &DetectConfig,
         frozen_too_long: bool,
+        covered: bool,
     ) -> (Verdict, Option<DropFinding>) {
         let dc = &cfg.drop;
-        let Some(dt) = dt.filter(|&d| d > 0.0) else {
+        let Some(dt) = dt.filter(|&d| d > 0.0 && requests.is_finite()) else {
             return (Verdict::Hold, None);
         };
+        if covered {
+            self.stop = None;
+            return (Verdict::Hold, None);
+        }
         self.longest_lull *= decay(dt, dc.lull_memory.0);
+        if frozen_too_long {
+            // Firing past the freeze limit: the level now is the new
+            // normal; learn it and judge the stop against it.
+            self.history.add(requests, dt, dc.baseline_window.0);
+            self.stop = None;
+        }
         let armed =
             self.history.age >= cfg.warmup(dt).max(dc.min_history.0) && self.history.usual() > 0.0;
-        let (verdict, finding) = if armed {
-            self.judge(requests, dt, dc)
-        } else {
-            self.stop = None;
-            (Verdict::Clear, None)
-        };
-        // The usual level never learns the outage (unless it outlasts the
-        // freeze limit, and is then the new normal).
-        if !self.life.firing() || frozen_too_long {
-            self.history.add(requests, dt, dc.baseline_window.0);
-        }
-        (verdict, finding)
-    }
-
-    fn judge(&mut self, requests: f64, dt: f64, dc: &DropConfig) -> (Verdict, Option<DropFinding>) {
-        let h = &self.history;
-        let next = match self.stop {
-            Some(s) => Stop {
-                secs: s.secs + dt,
-                requests: s.requests + requests,
-                intervals: s.intervals + 1,
-                ..s
-            },
-            None => Stop {
-                secs: dt,
-                requests,
-                intervals: 1,
-                usual: h.usual(),
-                ceiling: (dc.ratio * h.usual().min(h.last_minute)).min(h.floor()),
-                lowest: h.lowest(),
-                level: h.recent.clamp(h.usual(), RECENT_CAP * h.usual()),
-            },
-        };
-        if !next.holds() {
-            // Traffic is back: a stop that ended without paging was one of
-            // the pool's natural lulls.
-            if let Some(s) = self.stop.take() {
-                if !self.life.active() {
-                    self.longest_lull = self.longest_lull.max(s.secs);
-                }
-            }
+        if !armed {
+            self.end_stop(dc);
+            self.learn(requests, dt, dc, frozen_too_long);
             return (Verdict::Clear, None);
         }
+        let next = match &self.stop {
+            Some(s) => s.extend(requests, dt),
+            None => Stop::begin(&self.history, requests, dt, dc),
+        };
+        let Some(next) = next else {
+            self.end_stop(dc);
+            self.learn(requests, dt, dc, frozen_too_long);
+            return (Verdict::Clear, None);
+        };
         self.stop = Some(next);
+        self.judge(next, dt, dc)
+    }
+
+    /// Whether the stop pages now.
+    fn judge(&self, s: Stop, dt: f64, dc: &DropConfig) -> (Verdict, Option<DropFinding>) {
+        let finding = DropFinding {
+            rate: s.requests / s.secs,
+            baseline_rate: s.usual,
+            secs: s.secs,
+            longest_lull: self.longest_lull,
+        };
+        // A firing drop stays up while its stop goes on.
+        if self.life.firing() {
+            return (Verdict::Fire, Some(finding));
+        }
         // Longer than any lull on record by the margin, and by at least
         // one more interval (lulls are measured in whole intervals).
         let lulls = (dc.lull_margin * self.longest_lull).max(self.longest_lull + dt);
         let needed = dc.min_duration.0.max(lulls);
-        let unlike_a_lull = poisson_at_most(next.requests, dc.lull_ratio * next.level * next.secs)
-            < dc.significance
-            && next.unlike_chance();
-        if next.secs >= needed && next.intervals >= MIN_INTERVALS && unlike_a_lull {
-            let finding = DropFinding {
-                rate: next.requests / next.secs,
-                baseline_rate: next.usual,
-                secs: next.secs,
-                longest_lull: self.longest_lull,
-            };
+        if s.secs >= needed && s.intervals >= MIN_INTERVALS && s.unlike_a_lull(dc) {
             (Verdict::Fire, Some(finding))
         } else {
             (Verdict::Hold, None)
+        }
+    }
+
+    /// Closes the stop in progress: one that never paged was a natural
+    /// lull, learnt with its traffic; one that paged is forgotten.
+    fn end_stop(&mut self, dc: &DropConfig) {
+        if let Some(s) = self.stop.take() {
+            if !self.life.active() {
+                self.longest_lull = self.longest_lull.max(s.secs);
+                self.history.add(s.requests, s.secs, dc.baseline_window.0);
+            }
+        }
+    }
+
+    /// The usual level learns an interval that is no stop, unless the drop
+    /// is firing (then only past the freeze limit, done above).
+    fn learn(&mut self, requests: f64, dt: f64, dc: &DropConfig, frozen_too_long: bool) {
+        if !self.life.firing() && !frozen_too_long {
+            self.history.add(requests, dt, dc.baseline_window.0);
         }
     }
 }
@@ -352,17 +283,50 @@ impl RateTrack {
 mod tests {
     use super::*;
     use crate::detect::config::Secs;
+    use crate::model::Timestamp;
 
     fn cfg() -> DetectConfig {
         DetectConfig::default()
     }
 
-    /// Feeds intervals of `dt` seconds; returns the verdicts.
-    fn run(t: &mut RateTrack, dt: f64, intervals: &[f64]) -> Vec<Verdict> {
-        intervals
-            .iter()
-            .map(|&n| t.observe(n, Some(dt), &cfg(), false).0)
-            .collect()
+    /// A track and the time of its latest interval.
+    #[derive(Default, Clone)]
+    struct Clocked {
+        t: RateTrack,
+        now: f64,
+    }
+
+    impl Clocked {
+        /// Feeds intervals of `dt` seconds through the verdicts and the
+        /// lifecycle, as the detector does (frozen past the limit
+        /// included); returns the verdicts.
+        fn run_with(
+            &mut self,
+            dt: f64,
+            intervals: &[f64],
+            c: &DetectConfig,
+            covered: bool,
+        ) -> Vec<Verdict> {
+            intervals
+                .iter()
+                .map(|&n| {
+                    self.now += dt;
+                    let now = Timestamp::from_micros((self.now * 1e6) as i64);
+                    let frozen = self
+                        .t
+                        .life
+                        .since()
+                        .is_some_and(|s| now.secs_since(s) > c.baseline_max_freeze.0);
+                    let v = self.t.observe(n, Some(dt), c, frozen, covered).0;
+                    self.t.life.step(v, now, &drop_persistence());
+                    v
+                })
+                .collect()
+        }
+    }
+
+    fn run(t: &mut Clocked, dt: f64, intervals: &[f64]) -> Vec<Verdict> {
+        t.run_with(dt, intervals, &cfg(), false)
     }
 
     fn first_fire(v: &[Verdict]) -> Option<usize> {
@@ -371,8 +335,8 @@ mod tests {
 
     #[test]
     fn a_busy_pool_that_stops_pages_after_the_minimum_duration() {
-        let mut t = RateTrack::default();
-        run(&mut t, 1.0, &[500.0; 600]);
+        let mut t = Clocked::default();
+        run(&mut t, 1.0, &[500.0; 900]);
         let v = run(&mut t, 1.0, &[0.0; 20]);
         // 8 s of nothing at 500 req/s: the minimum duration, not the
         // evidence, is what it waits for.
@@ -381,14 +345,18 @@ mod tests {
 
     #[test]
     fn a_new_pool_is_not_judged_before_it_has_some_history() {
-        let mut t = RateTrack::default();
+        let mut t = Clocked::default();
         run(&mut t, 1.0, &[500.0; 300]);
-        assert!(!run(&mut t, 1.0, &[0.0; 60]).contains(&Verdict::Fire));
+        assert!(!run(&mut t, 1.0, &[0.0; 120]).contains(&Verdict::Fire));
+        // Ten minutes of history: now it is.
+        let mut t = Clocked::default();
+        run(&mut t, 1.0, &[500.0; 600]);
+        assert!(run(&mut t, 1.0, &[0.0; 120]).contains(&Verdict::Fire));
     }
 
     #[test]
     fn a_lull_that_ramps_down_is_not_a_stop() {
-        let mut t = RateTrack::default();
+        let mut t = Clocked::default();
         run(&mut t, 10.0, &[3000.0; 360]);
         // Down to 1.5% of its level over five minutes, as real series do
         // between two of their five-minute points, then back up: 1.5% of
@@ -399,19 +367,28 @@ mod tests {
         let mut lull = ramp.clone();
         lull.extend(ramp.iter().rev());
         assert!(!run(&mut t, 10.0, &lull).contains(&Verdict::Fire));
+        // The same depth, abruptly: a stop.
+        assert!(run(&mut t, 10.0, &[45.0; 12]).contains(&Verdict::Fire));
     }
 
     #[test]
-    fn a_return_to_a_level_seen_earlier_in_the_day_is_not_a_stop() {
-        let mut t = RateTrack::default();
+    fn the_end_of_a_long_surge_is_not_a_drop() {
+        let mut t = Clocked::default();
         run(&mut t, 10.0, &[10.0; 360]); // 1 req/s for an hour
-        run(&mut t, 10.0, &[20_000.0; 540]); // a 2000x batch surge, 90 min
+                                         // A 2000x batch surge for 90 minutes: the hour's median is the
+                                         // surge; the return to 1 req/s is 0.05% of it, but the day has
+                                         // seen that level.
+        run(&mut t, 10.0, &[20_000.0; 540]);
         assert!(!run(&mut t, 10.0, &[10.0; 360]).contains(&Verdict::Fire));
+        // Had it never been seen, it would read as a stop.
+        let mut t = Clocked::default();
+        run(&mut t, 10.0, &[20_000.0; 900]);
+        assert!(run(&mut t, 10.0, &[10.0; 30]).contains(&Verdict::Fire));
     }
 
     #[test]
     fn halving_or_a_deep_dip_never_pages() {
-        let mut t = RateTrack::default();
+        let mut t = Clocked::default();
         run(&mut t, 10.0, &[1000.0; 360]);
         assert!(!run(&mut t, 10.0, &[500.0; 100]).contains(&Verdict::Fire));
         assert!(!run(&mut t, 10.0, &[50.0; 100]).contains(&Verdict::Fire));
@@ -419,7 +396,7 @@ mod tests {
 
     #[test]
     fn a_quiet_pool_needs_minutes_of_silence() {
-        let mut t = RateTrack::default();
+        let mut t = Clocked::default();
         run(&mut t, 10.0, &[20.0; 360]); // 2 req/s for an hour
         let v = run(&mut t, 10.0, &[0.0; 30]);
         let at = first_fire(&v).expect("fires") as f64 * 10.0 + 10.0;
@@ -428,13 +405,17 @@ mod tests {
 
     #[test]
     fn a_stop_no_longer_than_its_natural_lulls_stays_quiet() {
-        let mut t = RateTrack::default();
+        let mut t = Clocked::default();
         let mut day = vec![20.0; 360]; // 2 req/s at 10 s scrapes
         day.extend([0.0; 8]); // an 80 s lull: too short to be significant
         day.extend([20.0; 360]);
         assert!(!run(&mut t, 10.0, &day).contains(&Verdict::Fire));
         // The lull was learnt because it ended without paging.
-        assert!((t.longest_lull - 80.0).abs() < 1.0, "{}", t.longest_lull);
+        assert!(
+            (t.t.longest_lull - 80.0).abs() < 1.0,
+            "{}",
+            t.t.longest_lull
+        );
         assert!(!run(&mut t.clone(), 10.0, &[0.0; 11]).contains(&Verdict::Fire));
         // One and a half times its longest lull: an outage.
         let v = run(&mut t, 10.0, &[0.0; 20]);
@@ -442,41 +423,81 @@ mod tests {
     }
 
     #[test]
-    fn the_end_of_a_surge_is_not_a_drop() {
-        let mut t = RateTrack::default();
-        run(&mut t, 15.0, &[450.0; 240]); // 30 req/s for an hour
-        run(&mut t, 15.0, &[6300.0; 240]); // a 14x surge for an hour
-        assert!(!run(&mut t, 15.0, &[450.0; 480]).contains(&Verdict::Fire));
-    }
-
-    #[test]
-    fn it_resolves_as_soon_as_traffic_is_back() {
-        let mut t = RateTrack::default();
-        run(&mut t, 1.0, &[100.0; 600]);
-        let v = run(&mut t, 1.0, &[0.0; 15]);
+    fn it_resolves_as_soon_as_traffic_is_back_even_after_a_long_outage() {
+        let mut t = Clocked::default();
+        run(&mut t, 1.0, &[100.0; 900]);
+        let v = run(&mut t, 1.0, &[0.0; 3600]);
         assert_eq!(v.last(), Some(&Verdict::Fire));
-        assert_eq!(run(&mut t, 1.0, &[100.0]), vec![Verdict::Clear]);
+        assert!(t.t.life.firing());
+        assert_eq!(run(&mut t, 1.0, &[100.0; 2]), [Verdict::Clear; 2]);
+        assert!(!t.t.life.active());
     }
 
     #[test]
-    fn drops_wait_for_the_baseline_to_be_armed() {
-        let mut t = RateTrack::default();
-        assert!(run(&mut t, 10.0, &[1000.0, 1000.0, 0.0, 0.0, 0.0])
-            .iter()
-            .all(|&v| v != Verdict::Fire));
+    fn one_burst_inside_an_outage_does_not_resolve_it() {
+        let mut t = Clocked::default();
+        run(&mut t, 1.0, &[100.0; 900]);
+        run(&mut t, 1.0, &[0.0; 30]);
+        let v = run(&mut t, 1.0, &[100.0, 0.0, 100.0, 0.0, 0.0]);
+        assert_eq!(
+            v,
+            [
+                Verdict::Clear,
+                Verdict::Fire,
+                Verdict::Clear,
+                Verdict::Fire,
+                Verdict::Fire
+            ]
+        );
+        assert!(t.t.life.firing());
+    }
+
+    #[test]
+    fn an_outage_past_the_freeze_limit_becomes_the_new_normal_and_resolves() {
+        let mut t = Clocked::default();
+        run(&mut t, 10.0, &[1000.0; 360]);
+        // Traffic moved elsewhere for good: 0.5% is left.
+        let v = run(&mut t, 10.0, &[5.0; 720]);
+        let fired = first_fire(&v).expect("fires");
+        let back = v.iter().skip(fired).position(|&v| v == Verdict::Clear);
+        let back = back.expect("resolves once the new level is learnt") as f64 * 10.0;
+        // An hour frozen, then half an hour for the hour's median to move.
+        assert!((3600.0..=3600.0 + 1900.0).contains(&back), "{back} s");
+        assert!(!t.t.life.active());
+        // And it stays resolved at its new level.
+        assert!(!run(&mut t, 10.0, &[5.0; 360]).contains(&Verdict::Fire));
+    }
+
+    #[test]
+    fn a_pool_covered_by_another_alert_learns_nothing_of_it() {
+        let mut t = Clocked::default();
+        run(&mut t, 10.0, &[1000.0; 360]);
+        let before = t.t.history.clone();
+        let v = t.run_with(10.0, &[0.0; 200], &cfg(), true);
+        assert!(v.iter().all(|&v| v == Verdict::Hold));
+        assert_eq!(t.t.history.age, before.age);
+        assert_eq!(t.t.history.usual(), before.usual());
+    }
+
+    #[test]
+    fn an_unknown_interval_proves_nothing() {
+        let mut t = Clocked::default();
+        run(&mut t, 1.0, &[500.0; 900]);
+        let c = cfg();
+        assert_eq!(t.t.observe(0.0, None, &c, false, false).0, Verdict::Hold);
+        assert_eq!(
+            t.t.observe(f64::NAN, Some(1.0), &c, false, false).0,
+            Verdict::Hold
+        );
     }
 
     #[test]
     fn the_minimum_duration_is_configurable() {
         let mut c = cfg();
         c.drop.min_duration = Secs(2.0);
-        let mut t = RateTrack::default();
-        for _ in 0..600 {
-            t.observe(500.0, Some(1.0), &c, false);
-        }
-        let v: Vec<_> = (0..3)
-            .map(|_| t.observe(0.0, Some(1.0), &c, false).0)
-            .collect();
+        let mut t = Clocked::default();
+        t.run_with(1.0, &[500.0; 900], &c, false);
+        let v = t.run_with(1.0, &[0.0; 3], &c, false);
         assert_eq!(first_fire(&v), Some(1));
     }
 }

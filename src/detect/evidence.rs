@@ -181,6 +181,21 @@ impl ErrorTrack {
         self.segment_secs = 0.0;
     }
 
+    /// Whether the intervals since the evidence began, this one included,
+    /// show the effect (an onset: its evidence is kept), and whether they
+    /// still do with the worst left out (a fresh fault: the baseline stops
+    /// learning). One interval's blip can start an onset; it cannot freeze
+    /// the baseline, and what fires is decided on windows without it.
+    fn onset(&self, errors: f64, requests: f64, dt: f64, p1: f64) -> (bool, bool) {
+        let fade = decay(dt, SEGMENT_FADE_S);
+        let (mut seg, mut worst) = (self.segment, self.segment_worst);
+        seg.add(errors, requests, fade);
+        worst.offer(errors, requests, fade);
+        let trimmed = worst.trim(seg, 1);
+        let shows = |w: Decayed| w.exposure > 0.0 && w.events >= p1 * w.exposure;
+        (shows(seg), self.segment_len >= 1 && shows(trimmed))
+    }
+
     /// One interval: `requests` sent, `errors` of them 5xx, over `dt`
     /// seconds. `tests` is how many such tests run side by side (servers of
     /// the pool), for the multiple-testing correction.
@@ -241,9 +256,10 @@ impl ErrorTrack {
         // the intervals since the evidence began, fewer than the recent
         // window holds, show the effect: at a request every few seconds the
         // recent window lags a fresh onset by minutes.
-        let fresh = self.segment_secs < recent_tau
-            && (self.segment.events + errors) >= p1 * (self.segment.exposure + requests);
-        if !fresh
+        let young = self.segment_secs < recent_tau;
+        let (onset, fresh) = self.onset(errors, requests, dt, p1);
+        let (onset, fresh) = (onset && young, fresh && young);
+        if !onset
             && self
                 .recent
                 .ratio()

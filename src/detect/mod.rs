@@ -21,6 +21,7 @@ mod config;
 mod drop;
 mod emit;
 mod evidence;
+mod history;
 mod lifecycle;
 mod pool;
 mod skew;
@@ -129,9 +130,7 @@ impl Detector {
         if version != SNAPSHOT_VERSION {
             return Err(SnapshotError::Version(version));
         }
-        for p in &mut state.pools {
-            p.reindex();
-        }
+        state.repair();
         let name = state.name.to_string();
         self.targets.insert(state.name.clone(), state);
         Ok(name)

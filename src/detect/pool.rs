@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::drop::{drop_persistence, duration, RateTrack};
+use super::config::SkewConfig;
+use super::drop::{drop_persistence, RateTrack};
 use super::emit::{Context, Emit};
 use super::evidence::{Decayed, ErrorFinding, ErrorInterval, ErrorTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
@@ -13,7 +14,7 @@ use super::skew::{
     concentration_test, follows_weights, offends, share_test, Basis, SkewFinding, SkewKind, Window,
 };
 use super::stats::decay;
-use super::text::{pct, rate};
+use super::text::{duration, pct, rate};
 use crate::model::{AlertName, Severity, Timestamp};
 
 /// A server as last listed, with what its counters did in the last interval.
@@ -146,7 +147,7 @@ pub struct PoolState {
     pub skew: Lifecycle,
     pub skew_finding: Option<SkewFinding>,
     /// The server the pending skew streak is about.
-    skew_candidate: Option<usize>,
+    skew_candidate: Option<Box<str>>,
     pub unavailable: Lifecycle,
     pub membership: Lifecycle,
     pub errors: ErrorTrack,
@@ -248,14 +249,14 @@ impl PoolState {
 
         let requests = self.interval_requests();
         let frozen = ctx.frozen_too_long(&self.rate.life);
-        let (mut verdict, finding) = self.rate.observe(requests, ctx.rate_dt, cfg, frozen);
-        if (ctx.target_drop_active || self.unavailable.active()) && !self.rate.life.active() {
-            // The target-level TrafficDrop already says it for every pool;
-            // a pool with no server up has nowhere to send traffic, and
-            // PoolUnavailable says so.
-            verdict = Verdict::Hold;
-            self.rate.forget_evidence();
-        }
+        // The target-level TrafficDrop already says it for every pool; a
+        // pool with no server up has nowhere to send traffic, and
+        // PoolUnavailable says so.
+        let covered =
+            (ctx.target_drop_active || self.unavailable.active()) && !self.rate.life.active();
+        let (verdict, finding) = self
+            .rate
+            .observe(requests, ctx.rate_dt, cfg, frozen, covered);
         let t = self.rate.life.step(verdict, ctx.ts, &drop_persistence());
         let since = self.rate.life.since();
         emit.transition(
@@ -493,21 +494,8 @@ impl PoolState {
             (None, true) => Verdict::Clear,
             (None, false) => Verdict::Hold,
         };
-        // A pending streak goes on only on the server it began on: at a few
-        // requests per server and interval, some server looks hot by chance
-        // in many intervals, and one of them must not make a chance outlier
-        // in the next a second hit.
         let candidate = finding.as_ref().map(|f| f.server).or(visible);
-        if self.skew.active() && !self.skew.firing() && candidate != self.skew_candidate {
-            let interval_expected = self.interval_expected(&self.expected);
-            let goes_on = self
-                .skew_candidate
-                .is_some_and(|i| offends(self, &interval_expected, Window::Interval, i, cfg));
-            if !goes_on {
-                self.skew = Lifecycle::default();
-            }
-        }
-        self.skew_candidate = candidate;
+        self.follow_candidate(verdict, candidate, cfg);
         let t = self.skew.step(
             verdict,
             ctx.ts,
@@ -549,6 +537,38 @@ impl PoolState {
             };
             (text, Some(f.share))
         });
+    }
+
+    /// A pending skew streak goes on only while the server it began on is
+    /// still visibly off: at a few requests per server and interval, some
+    /// server looks hot by chance in many intervals, and one of them must
+    /// not make a chance outlier on another server in the next interval a
+    /// second hit. (A streak that began on a concentration is about its
+    /// busiest server, judged by the same rule.)
+    fn follow_candidate(&mut self, verdict: Verdict, candidate: Option<usize>, cfg: &SkewConfig) {
+        if verdict == Verdict::Hold {
+            return;
+        }
+        let same = match (&self.skew_candidate, candidate) {
+            (Some(name), Some(i)) => *self.servers[i].name == **name,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if self.skew.active() && !self.skew.firing() {
+            let expected = self.interval_expected(&self.expected);
+            let old = self
+                .skew_candidate
+                .as_ref()
+                .and_then(|n| self.index.get(n).copied());
+            if old.is_some_and(|i| offends(self, &expected, Window::Interval, i, cfg)) {
+                return;
+            }
+            self.skew = Lifecycle::default();
+        }
+        self.skew_candidate = candidate.map(|i| self.servers[i].name.clone());
     }
 
     fn error_check(&mut self, ctx: &Context, emit: &mut Emit) {

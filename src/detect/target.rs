@@ -2,11 +2,11 @@
 //! counter bookkeeping that turns cumulative totals into interval deltas.
 
 use super::config::DetectConfig;
-use super::drop::{drop_persistence, duration, RateTrack};
+use super::drop::{drop_persistence, RateTrack};
 use super::emit::{Context, Emit};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::pool::PoolState;
-use super::text::{hms, pct, rate};
+use super::text::{duration, hms, pct, rate};
 use super::view::FiringAlert;
 use crate::model::{AlertName, ServerStat, Severity, Timestamp};
 
@@ -57,6 +57,16 @@ impl TargetState {
             rate: RateTrack::default(),
             stats: InputStats::default(),
             firing: Vec::new(),
+        }
+    }
+
+    /// After a restore from a snapshot: what is not in a snapshot is rebuilt,
+    /// what a snapshot of another layout could break is made safe.
+    pub fn repair(&mut self) {
+        self.rate.repair();
+        for p in &mut self.pools {
+            p.reindex();
+            p.rate.repair();
         }
     }
 
@@ -149,7 +159,7 @@ impl TargetState {
                 target_drop_active: false,
             }
             .frozen_too_long(&self.rate.life);
-            let (verdict, finding) = self.rate.observe(total, rate_dt, cfg, frozen);
+            let (verdict, finding) = self.rate.observe(total, rate_dt, cfg, frozen, false);
             let t = self.rate.life.step(verdict, ts, &drop_persistence());
             let name = &self.name;
             let pools = self.pools.iter().filter(|p| p.listed).count();

@@ -30,6 +30,16 @@ pub fn rate(x: f64) -> String {
     }
 }
 
+/// A duration as "45s", "3m20s", "1h05m".
+pub fn duration(secs: f64) -> String {
+    let s = secs.round().max(0.0) as u64;
+    match s {
+        0..=99 => format!("{s}s"),
+        100..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// Time of day in UTC.
 pub fn hms(ts: Timestamp) -> String {
     let (h, m, s) = ts.hms();
@@ -49,6 +59,9 @@ mod tests {
         assert_eq!(rate(20_011.4), "20011");
         assert_eq!(rate(42.17), "42.2");
         assert_eq!(rate(0.5), "0.50");
+        assert_eq!(duration(45.2), "45s");
+        assert_eq!(duration(200.0), "3m20s");
+        assert_eq!(duration(3900.0), "1h05m");
         assert_eq!(
             hms(Timestamp::parse_rfc3339("2024-06-05T14:00:05.7Z").unwrap()),
             "14:00:05Z"
