@@ -52,7 +52,7 @@ struct Scraper {
 }
 
 fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Result<Scraper> {
-    let password = crate::notify::read_secret(
+    let password = crate::secret::read_secret(
         t.password_file.as_ref(),
         t.password_env.as_ref(),
         &format!("targets[{i}].password"),

@@ -142,6 +142,14 @@ pub struct NotifierConfig {
     /// (never put a load balancer in front of them).
     #[serde(default)]
     pub urls: Vec<String>,
+    /// The receiver's URL from a file or the environment instead of `url`,
+    /// for URLs that carry their token (chat webhooks, `?token=`): it is
+    /// then a secret, shown as its scheme and host only. For an Alertmanager
+    /// cluster, every URL, separated by white space or commas.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub url_env: Option<String>,
     /// Webhook: extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -204,9 +212,15 @@ impl NotifierConfig {
             .unwrap_or_else(|| format!("{}-{i}", self.kind))
     }
 
-    /// Every receiver URL.
+    /// Every receiver URL written in the file (not those of `url_file` or
+    /// `url_env`).
     pub fn receivers(&self) -> Vec<String> {
         self.url.iter().chain(&self.urls).cloned().collect()
+    }
+
+    /// Whether the URL comes from a file or the environment.
+    fn url_is_secret(&self) -> bool {
+        self.url_file.is_some() || self.url_env.is_some()
     }
 }
 
@@ -394,16 +408,30 @@ fn validate_notifier(i: usize, n: &NotifierConfig) -> Vec<String> {
         }
     }
     let receivers = n.receivers();
+    if n.url_is_secret() && !receivers.is_empty() {
+        errs.push(format!(
+            "{}: set url (or urls) or url_file or url_env, one of them",
+            key("url_file")
+        ));
+    }
+    if n.url_file.is_some() && n.url_env.is_some() {
+        errs.push(format!(
+            "{}: set url_file or url_env, not both",
+            key("url_file")
+        ));
+    }
     match kind {
-        "webhook" if n.url.is_none() => {
-            errs.push(format!("{}: missing: a webhook needs a url", key("url")))
-        }
+        _ if n.url_is_secret() => {}
+        "webhook" if n.url.is_none() => errs.push(format!(
+            "{}: missing: a webhook needs url, url_file or url_env",
+            key("url")
+        )),
         "webhook" if !n.urls.is_empty() => errs.push(format!(
             "{}: a webhook takes one url, not a list",
             key("urls")
         )),
         "alertmanager" if receivers.is_empty() => errs.push(format!(
-            "{}: missing: an alertmanager notifier needs url or urls",
+            "{}: missing: an alertmanager notifier needs url, urls, url_file or url_env",
             key("url")
         )),
         "pagerduty" if !n.urls.is_empty() => {
@@ -664,7 +692,7 @@ queue_size = 0
             "notifiers[1].resend_interval: 0s is invalid",
             "notifiers[2].name: \"a b\" is invalid",
             "notifiers[2].queue_size: 0 is invalid",
-            "notifiers[2].url: \"ftp://user:***@x/\" is invalid",
+            "notifiers[2].url: \"ftp://x\" is invalid",
         ] {
             assert!(text.contains(part), "{part:?} missing from\n{text}");
         }

@@ -5,11 +5,12 @@
 //! response size, so a hanging or enormous endpoint costs one failed scrape,
 //! never the daemon's memory or its other targets.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub use crate::secret::{redact, Secret};
 
 /// Where a target's stats are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,48 +41,6 @@ impl Endpoint {
         }
         reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
         Ok(Endpoint::Http(url.to_string()))
-    }
-}
-
-/// `url` with any password replaced, for logs and errors.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
-}
-
-/// A secret (password, routing key): prints as `***` everywhere.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
     }
 }
 
@@ -270,16 +229,5 @@ mod tests {
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn passwords_never_show() {
-        assert_eq!(
-            redact("http://admin:s3cret@lb:8404/stats"),
-            "http://admin:***@lb:8404/stats"
-        );
-        assert_eq!(redact("http://lb:8404/stats"), "http://lb:8404/stats");
-        let s = Secret::new("s3cret".into());
-        assert_eq!(format!("{s} {s:?}"), "*** ***");
     }
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod replay;
+pub mod secret;
 pub mod source;
 pub mod state;
 pub mod status;

@@ -14,6 +14,8 @@ mod support;
 mod deploy;
 #[path = "daemon/outputs.rs"]
 mod outputs;
+#[path = "daemon/secrets.rs"]
+mod secrets;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -155,6 +157,16 @@ impl Drop for Running {
             let _ = self.child.wait();
         }
     }
+}
+
+/// SIGHUP: reload the config.
+fn hup(run: &Running) {
+    let pid = run.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
 }
 
 fn events(lines: &[String]) -> Vec<AlertEvent> {

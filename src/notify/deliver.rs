@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{payload, Notifier, Receiver};
 use crate::model::{AlertState, Timestamp};
+use crate::secret::SecretUrl;
 
 /// Webhook events per request.
 const WEBHOOK_BATCH: usize = 100;
@@ -66,17 +67,17 @@ impl Notifier {
     async fn post(
         &self,
         client: &reqwest::Client,
-        url: &str,
+        url: &SecretUrl,
         body: Vec<u8>,
-        extra: &[(String, String)],
+        extra: &[(&str, &str)],
     ) -> Result<(), SendError> {
-        let shown = crate::fetch::redact(url);
+        let shown = url.shown();
         let mut req = client
-            .post(url)
+            .post(url.expose())
             .timeout(self.timeout)
             .header("content-type", "application/json");
         for (k, v) in extra {
-            req = req.header(k, v);
+            req = req.header(*k, *v);
         }
         let resp = match req.body(body).send().await {
             Ok(r) => r,
@@ -102,7 +103,7 @@ impl Notifier {
         if status.is_success() {
             return Ok(());
         }
-        let text = resp.text().await.unwrap_or_default();
+        let text = url.scrub(&resp.text().await.unwrap_or_default());
         let excerpt: String = text.chars().take(300).collect();
         let why = format!("{shown} answered {status}: {}", excerpt.trim());
         if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {
@@ -135,14 +136,17 @@ pub(super) async fn stream_loop(n: &Notifier, client: &reqwest::Client) {
                 secret,
             } => {
                 let body = payload::webhook(&events);
-                let mut headers = headers.clone();
-                if let Some(secret) = secret {
-                    headers.push((
-                        "x-lbwatch-signature".into(),
-                        payload::signature(secret.expose().as_bytes(), &body),
-                    ));
+                let signature = secret
+                    .as_ref()
+                    .map(|s| payload::signature(s.expose().as_bytes(), &body));
+                let mut extra: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.expose()))
+                    .collect();
+                if let Some(sig) = &signature {
+                    extra.push(("x-lbwatch-signature", sig));
                 }
-                n.post(client, url, body, &headers).await
+                n.post(client, url, body, &extra).await
             }
             Receiver::PagerDuty { url, routing_key } => {
                 let link = format!(
@@ -220,7 +224,7 @@ pub(super) async fn alertmanager_loop(n: &Notifier, client: &reqwest::Client) {
     let Receiver::Alertmanager { url, resend } = &n.receiver else {
         return;
     };
-    let endpoint = format!("{url}/api/v2/alerts");
+    let endpoint = SecretUrl::new(&format!("{}/api/v2/alerts", url.expose()));
     let mut backoff = Backoff::new(&n.name);
     let mut failing_since: Option<String> = None;
     loop {

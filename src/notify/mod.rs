@@ -25,9 +25,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config::{HttpConfig, NotifierConfig};
-use crate::fetch::Secret;
 use crate::metrics::Metrics;
 use crate::model::AlertEvent;
+use crate::secret::{read_secret, Secret, SecretUrl};
 use outbox::Outbox;
 use route::Route;
 
@@ -38,16 +38,17 @@ pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 #[derive(Debug)]
 enum Receiver {
     Webhook {
-        url: String,
-        headers: Vec<(String, String)>,
+        url: SecretUrl,
+        /// Values may be credentials (`Authorization`): secrets too.
+        headers: Vec<(String, Secret)>,
         secret: Option<Secret>,
     },
     PagerDuty {
-        url: String,
+        url: SecretUrl,
         routing_key: Secret,
     },
     Alertmanager {
-        url: String,
+        url: SecretUrl,
         resend: Duration,
     },
 }
@@ -65,26 +66,43 @@ pub struct Notifier {
     metrics: Arc<Metrics>,
 }
 
-/// A secret from a file (trailing newline dropped) or an environment
-/// variable; `key` names the setting in errors.
-pub fn read_secret(
-    file: Option<&std::path::PathBuf>,
-    env: Option<&String>,
-    key: &str,
-) -> anyhow::Result<Option<Secret>> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{key}: cannot read {}", path.display()))?;
-        return Ok(Some(Secret::new(
-            text.trim_end_matches(['\n', '\r']).to_string(),
-        )));
+/// The receiver URLs of a `[[notifiers]]` entry: written in the file, or
+/// read from its `url_file` or `url_env` (several separated by white space
+/// or commas) and checked there, the errors naming the key, never the URL.
+fn receiver_urls(
+    cfg: &NotifierConfig,
+    key: &dyn Fn(&str) -> String,
+) -> anyhow::Result<Vec<SecretUrl>> {
+    let which = if cfg.url_file.is_some() {
+        "url_file"
+    } else {
+        "url_env"
+    };
+    let Some(text) = read_secret(cfg.url_file.as_ref(), cfg.url_env.as_ref(), &key(which))? else {
+        return Ok(cfg.receivers().iter().map(|u| SecretUrl::new(u)).collect());
+    };
+    let urls: Vec<SecretUrl> = text
+        .expose()
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|u| !u.is_empty())
+        .map(SecretUrl::new)
+        .collect();
+    for u in &urls {
+        match crate::fetch::Endpoint::parse(u.expose()) {
+            Ok(crate::fetch::Endpoint::Http(_)) => {}
+            Ok(_) => anyhow::bail!("{}: holds {u}, not an http(s):// URL", key(which)),
+            Err(why) => anyhow::bail!("{}: holds an invalid URL ({u}): {why}", key(which)),
+        }
     }
-    if let Some(var) = env {
-        let value = std::env::var(var)
-            .with_context(|| format!("{key}: environment variable {var} is not set"))?;
-        return Ok(Some(Secret::new(value)));
+    if urls.len() > 1 && cfg.kind != "alertmanager" {
+        anyhow::bail!(
+            "{}: holds {} URLs, {} takes one",
+            key(which),
+            urls.len(),
+            cfg.kind
+        );
     }
-    Ok(None)
+    Ok(urls)
 }
 
 /// The notifiers of `[[notifiers]]` entry `i`: one, or one per Alertmanager
@@ -98,12 +116,17 @@ pub fn build(
 ) -> anyhow::Result<Vec<Arc<Notifier>>> {
     let name = cfg.name(i);
     let key = |k: &str| format!("notifiers[{i}].{k}");
+    let urls = receiver_urls(cfg, &key)?;
     let receivers: Vec<(String, Receiver)> = match cfg.kind.as_str() {
         "webhook" => vec![(
             name.clone(),
             Receiver::Webhook {
-                url: cfg.url.clone().unwrap_or_default(),
-                headers: cfg.headers.clone().into_iter().collect(),
+                url: urls.into_iter().next().context(key("url"))?,
+                headers: cfg
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
+                    .collect(),
                 secret: read_secret(
                     cfg.secret_file.as_ref(),
                     cfg.secret_env.as_ref(),
@@ -114,7 +137,10 @@ pub fn build(
         "pagerduty" => vec![(
             name.clone(),
             Receiver::PagerDuty {
-                url: cfg.url.clone().unwrap_or_else(|| PAGERDUTY_URL.into()),
+                url: urls
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| SecretUrl::new(PAGERDUTY_URL)),
                 routing_key: read_secret(
                     cfg.routing_key_file.as_ref(),
                     cfg.routing_key_env.as_ref(),
@@ -124,7 +150,6 @@ pub fn build(
             },
         )],
         "alertmanager" => {
-            let urls = cfg.receivers();
             let several = urls.len() > 1;
             urls.into_iter()
                 .enumerate()
@@ -136,7 +161,7 @@ pub fn build(
                             name.clone()
                         },
                         Receiver::Alertmanager {
-                            url: url.trim_end_matches('/').to_string(),
+                            url: SecretUrl::new(url.expose().trim_end_matches('/')),
                             resend: Duration::from_secs_f64(cfg.resend_interval.0),
                         },
                     )

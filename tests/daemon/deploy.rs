@@ -27,15 +27,6 @@ fn until(sock: &UnixDatagram, want: &str, limit: Duration) -> Vec<String> {
     panic!("{want:?} never came; got {got:?}");
 }
 
-fn hup(run: &Running) {
-    let pid = run.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-}
-
 #[test]
 fn systemd_hears_ready_reloading_and_the_watchdog_and_a_bad_reload_changes_nothing() {
     let lb1 = fake_lb::start(Behaviour::Csv);

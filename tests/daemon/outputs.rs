@@ -381,10 +381,7 @@ fn alerts_reach_a_real_alertmanager_resolve_and_return_after_it_restarts_empty()
     // The second Alertmanager is unreachable: its errors name it, without
     // the password in its URL.
     let shown = everything_shown(&run, port);
-    assert!(
-        shown.contains("http://lbwatch:***@127.0.0.1:1/api/v2/alerts"),
-        "{shown}"
-    );
+    assert!(shown.contains("http://127.0.0.1:1/…"), "{shown}");
     assert!(!shown.contains(AM_PASSWORD), "a password in a URL leaked");
 
     // Alertmanager restarts with nothing: the alert is back within the
