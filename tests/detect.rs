@@ -366,6 +366,24 @@ const FAULTS: &[Fault] = &[
         floor_s: 15.0,
     },
     Fault {
+        name: "three servers fail their checks, the fourth is in maintenance",
+        sim: |i| {
+            shop(i).at(FAULT_AT, |s| {
+                let servers = &mut s.p("api").servers;
+                for srv in servers.iter_mut().skip(1) {
+                    srv.up = false;
+                }
+                servers[0].weight = 0.0;
+            })
+        },
+        intervals: &[5.0],
+        alert: AlertName::PoolUnavailable,
+        pool: Some("api"),
+        max_delay: 3.0,
+        slow: false,
+        floor_s: 15.0,
+    },
+    Fault {
         name: "the stats endpoint stops answering",
         sim: |i| shop(i).at(FAULT_AT, |s| s.failing = 1000),
         intervals: &[1.0, 5.0, 15.0],
@@ -675,4 +693,28 @@ fn a_detector_restored_from_a_snapshot_continues_exactly() {
     }
     let mut d = lbwatch::detect::Detector::new(Default::default());
     assert!(d.restore(b"not a snapshot").is_err());
+}
+
+#[test]
+fn pool_unavailable_says_which_servers_are_down_and_which_are_in_maintenance() {
+    let mut sim = shop(5.0).at(FAULT_AT, |s| {
+        let servers = &mut s.p("api").servers;
+        for srv in servers.iter_mut().skip(1) {
+            srv.up = false;
+        }
+        servers[0].weight = 0.0;
+    });
+    let run = detect(&sim.samples(FAULT_AT + 60.0));
+    let e = run
+        .events
+        .iter()
+        .find(|e| e.alert == AlertName::PoolUnavailable && e.state == AlertState::Firing)
+        .unwrap_or_else(|| panic!("no PoolUnavailable:\n{}", run.describe()));
+    let summary = e.summary.as_deref().unwrap();
+    assert!(
+        summary.starts_with(
+            "no server of pool api can serve: of 4 listed, 3 down by the LB's health check (api-2, api-3, api-4) and 1 in maintenance or drained (api-1)"
+        ),
+        "{summary}"
+    );
 }

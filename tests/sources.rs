@@ -350,17 +350,88 @@ fn envoy_admin_test_cluster_in_both_forms() {
     // JSON leaves zero-valued stats out: no rq_total means 0. Failed active
     // health check and outlier ejection: down.
     assert_eq!((j.requests_total, j.up, j.weight), (0, false, 5.0));
-    // The text form prints every stat: no rq_total means a cut or unreal
-    // output, a counted bad row.
+    // The text form reads the same: an absent counter is zero there too,
+    // and the host still counts, with its health flags.
     let text = check("envoy", "clusters-text-envoy-admin-test.txt", envoy::parse);
-    assert!(text.servers.is_empty());
-    assert_eq!(text.bad_rows.len(), 1);
+    assert_eq!(text.bad_rows, vec![]);
+    assert_eq!(text.servers, json.servers);
+}
+
+#[test]
+fn envoy_port_spellings_duplicate_clusters_and_draining_hosts() {
+    let json = br#"{"cluster_statuses":[
+        {"name":"web","host_statuses":[{"address":{"socket_address":{"address":"10.0.0.1","port":8080}},
+            "stats":[{"name":"rq_total","value":"7"}]}]},
+        {"name":"web","host_statuses":[{"address":{"socket_address":{"address":"10.0.0.2","port_value":8080}},
+            "stats":[{"name":"rq_total","value":"9"},{"name":"rq_error","value":"-1"}]}]}]}"#;
+    let p = envoy::parse(json).unwrap();
+    let got: Vec<(&str, &str)> = p
+        .servers
+        .iter()
+        .map(|s| (s.pool.as_ref(), s.server.as_ref()))
+        .collect();
+    assert_eq!(got, [("web", "10.0.0.1:8080")]);
+    assert_eq!(p.bad_rows.len(), 1, "{p:?}");
+    assert_eq!(p.bad_rows[0].at, "cluster_statuses[1].host_statuses[0]");
     assert!(
-        text.bad_rows[0]
-            .reason
-            .contains("1.2.3.4:80 of fake_cluster has no rq_total"),
-        "{:?}",
-        text.bad_rows
+        p.bad_rows[0].reason.contains("`rq_error` is \"-1\""),
+        "{p:?}"
+    );
+    let json = String::from_utf8_lossy(json).replace("\"-1\"", "\"1\"");
+    let pools: Vec<String> = envoy::parse(json.as_bytes())
+        .unwrap()
+        .servers
+        .iter()
+        .map(|s| s.pool.to_string())
+        .collect();
+    assert_eq!(pools, ["web", "web#2"]);
+    let text = "web::10.0.0.1:80::rq_total::5\nweb::10.0.0.1:80::health_flags::/eds_status_draining\nweb::10.0.0.2:80::weight::nan\n";
+    let t = envoy::parse(text.as_bytes()).unwrap();
+    assert_eq!((t.servers[0].up, t.servers[0].weight), (true, 0.0));
+    assert_eq!(t.bad_rows.len(), 1, "{t:?}");
+}
+
+#[test]
+fn nginx_failed_attempts_are_errors_and_a_vts_page_without_upstreams_is_empty() {
+    let plus = br#"{"web":{"peers":[{"id":0,"server":"a:80","state":"up","requests":26,"fails":26,"responses":{"5xx":0}},
+        {"id":1,"server":"b:80","state":"up","requests":-4},
+        {"id":2,"server":"c:80","state":"up","requests":4,"weight":-1}]}}"#;
+    let p = nginx::parse_plus(plus).unwrap();
+    assert_eq!(p.servers.len(), 1);
+    assert_eq!(p.servers[0].responses_5xx_total, 26);
+    let at: Vec<&str> = p.bad_rows.iter().map(|r| r.at.as_str()).collect();
+    assert_eq!(at, ["upstreams.web.peers[1]", "upstreams.web.peers[2]"]);
+    assert!(p.bad_rows[0].reason.contains("`requests` is -4"), "{p:?}");
+    let vts =
+        br#"{"hostName":"x","nginxVersion":"1.25.3","serverZones":{"*":{"requestCounter":5}}}"#;
+    assert_eq!(nginx::parse_vts(vts), Ok(Default::default()));
+    assert!(nginx::parse_vts(br#"{"something":"else"}"#).is_err());
+}
+
+#[test]
+fn prometheus_nan_infinite_and_negative_values_are_bad_rows_named_by_their_series() {
+    let page = "haproxy_server_http_responses_total{proxy=\"web\",server=\"a\",code=\"2xx\"} NaN\n\
+        haproxy_server_http_responses_total{proxy=\"web\",server=\"b\",code=\"2xx\"} +Inf\n\
+        haproxy_server_http_responses_total{proxy=\"web\",server=\"c\",code=\"2xx\"} -3\n\
+        haproxy_server_http_responses_total{proxy=\"web\",server=\"d\",code=\"2xx\"} 12\n\
+        haproxy_server_weight{proxy=\"web\",server=\"d\"} NaN\n\
+        haproxy_server_http_responses_total{proxy=\"web\",server=\"e\",code=\"2xx\"} 12\n";
+    let p = prometheus::parse_haproxy(page.as_bytes()).unwrap();
+    let names: Vec<&str> = p.servers.iter().map(|s| s.server.as_ref()).collect();
+    assert_eq!(names, ["e"]);
+    let bad: Vec<(&str, &str)> = p
+        .bad_rows
+        .iter()
+        .map(|r| (r.at.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            ("web/a", "`requests` is NaN, not a count"),
+            ("web/b", "`requests` is inf, not a count"),
+            ("web/c", "`requests` is -3, not a count"),
+            ("web/d", "`weight` is NaN, not a weight"),
+        ]
     );
 }
 

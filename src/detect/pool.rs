@@ -315,26 +315,73 @@ impl PoolState {
                 )
             });
         }
+        self.availability(ctx, emit, &immediate);
+    }
+
+    /// PoolUnavailable: no listed server can serve, each down by the health
+    /// check or taken out of rotation (maintenance, drain, weight 0).
+    fn availability(&mut self, ctx: &Context, emit: &mut Emit, p: &Persistence) {
+        let listed = self.servers.iter().filter(|s| s.listed).count();
+        let can_serve = self
+            .servers
+            .iter()
+            .any(|s| s.listed && s.up && s.weight > 0.0);
         let t = if listed == 0 {
             self.unavailable.end()
         } else {
-            let v = if down == listed {
-                Verdict::Fire
-            } else {
+            let v = if can_serve {
                 Verdict::Clear
+            } else {
+                Verdict::Fire
             };
-            self.unavailable.step(v, ctx.ts, &immediate)
+            self.unavailable.step(v, ctx.ts, p)
         };
-        let change = self.last_change.clone();
-        emit.transition(t, AlertName::PoolUnavailable, Severity::Critical, Some(&name), None, || {
-            (
-                format!(
-                    "no server of pool {name} is up: all {listed} listed servers are down by the LB's health check{}",
-                    ctx.context(Some(ctx.ts), change.as_ref())
-                ),
-                Some(0.0),
-            )
-        });
+        let name = self.name.clone();
+        let down: Vec<&str> = self
+            .servers
+            .iter()
+            .filter(|s| s.listed && !s.up)
+            .map(|s| &*s.name)
+            .collect();
+        let out: Vec<&str> = self
+            .servers
+            .iter()
+            .filter(|s| s.listed && s.up && s.weight <= 0.0)
+            .map(|s| &*s.name)
+            .collect();
+        let change = self.last_change.as_ref();
+        emit.transition(
+            t,
+            AlertName::PoolUnavailable,
+            Severity::Critical,
+            Some(&name),
+            None,
+            || {
+                let mut why = Vec::new();
+                if !down.is_empty() {
+                    why.push(format!(
+                        "{} down by the LB's health check ({})",
+                        down.len(),
+                        names_of(&down)
+                    ));
+                }
+                if !out.is_empty() {
+                    why.push(format!(
+                        "{} in maintenance or drained ({})",
+                        out.len(),
+                        names_of(&out)
+                    ));
+                }
+                (
+                    format!(
+                        "no server of pool {name} can serve: of {listed} listed, {}{}",
+                        why.join(" and "),
+                        ctx.context(Some(ctx.ts), change)
+                    ),
+                    Some(0.0),
+                )
+            },
+        );
     }
 
     fn membership_check(&mut self, ctx: &Context, emit: &mut Emit) {

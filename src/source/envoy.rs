@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Parsed, RowError, SourceError};
+use super::{json_counter, json_weight, weight_value, Parsed, RowError, SourceError};
 use crate::model::ServerStat;
 
 /// Either form, told apart by the first character.
@@ -38,7 +38,9 @@ fn address(h: &Value) -> Option<String> {
     let a = h.get("address")?;
     if let Some(sock) = field(a, "socket_address", "socketAddress") {
         let host = sock.get("address")?.as_str()?;
+        // Some versions write `port`.
         let port = field(sock, "port_value", "portValue")
+            .or_else(|| sock.get("port"))
             .and_then(Value::as_u64)
             .unwrap_or(0);
         return Some(if host.contains(':') {
@@ -83,8 +85,19 @@ fn parse_json(text: &str) -> Result<Parsed, SourceError> {
         });
     };
     let mut out = Parsed::default();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (ci, c) in clusters.iter().enumerate() {
-        let pool = c.get("name").and_then(Value::as_str).unwrap_or("");
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+        // Two clusters of one name (one per priority, or a config mistake)
+        // are two pools, not one: their hosts do not share traffic.
+        let n = seen.entry(name).or_default();
+        *n += 1;
+        let pool = if *n == 1 || name.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}#{n}")
+        };
+        let pool = pool.as_str();
         let hosts = field(c, "host_statuses", "hostStatuses").and_then(Value::as_array);
         for (hi, h) in hosts.into_iter().flatten().enumerate() {
             let at = format!("cluster_statuses[{ci}].host_statuses[{hi}]");
@@ -103,15 +116,7 @@ fn parse_json(text: &str) -> Result<Parsed, SourceError> {
                     .into_iter()
                     .flatten()
                     .find(|s| s.get("name").and_then(Value::as_str) == Some(name));
-                match s.and_then(|s| s.get("value")) {
-                    None => Ok(0),
-                    Some(Value::String(v)) => v
-                        .parse()
-                        .map_err(|_| format!("`{name}` is {v:?}, not a count")),
-                    Some(v) => v
-                        .as_u64()
-                        .ok_or_else(|| format!("`{name}` is {v}, not a count")),
-                }
+                Ok(json_counter(s.and_then(|s| s.get("value")), name)?.unwrap_or(0))
             };
             let (requests, errors) = match (stat("rq_total"), stat("rq_error")) {
                 (Ok(r), Ok(e)) => (r, e),
@@ -121,7 +126,13 @@ fn parse_json(text: &str) -> Result<Parsed, SourceError> {
                 }
             };
             let (up, in_rotation) = health(h);
-            let weight = h.get("weight").and_then(Value::as_f64).unwrap_or(1.0);
+            let weight = match json_weight(h.get("weight")) {
+                Ok(w) => w,
+                Err(reason) => {
+                    out.bad_rows.push(RowError { at, reason });
+                    continue;
+                }
+            };
             out.servers.push(ServerStat {
                 pool: Cow::Owned(pool.to_string()),
                 server: Cow::Owned(server),
@@ -143,7 +154,6 @@ struct TextHost {
     errors: u64,
     weight: Option<f64>,
     flags: Option<String>,
-    first_line: usize,
 }
 
 fn parse_text(text: &str) -> Result<Parsed, SourceError> {
@@ -174,10 +184,7 @@ fn parse_text(text: &str) -> Result<Parsed, SourceError> {
         }
         let h = hosts
             .entry((cluster.to_string(), host.to_string()))
-            .or_insert_with(|| TextHost {
-                first_line: i + 1,
-                ..TextHost::default()
-            });
+            .or_default();
         let number = |v: &str| {
             v.parse::<u64>()
                 .map_err(|_| format!("`{stat}` is {v:?}, not a count"))
@@ -187,8 +194,9 @@ fn parse_text(text: &str) -> Result<Parsed, SourceError> {
             "rq_error" => number(value).map(|n| h.errors = n),
             "weight" => value
                 .parse()
-                .map(|w| h.weight = Some(w))
-                .map_err(|_| format!("`weight` is {value:?}")),
+                .map_err(|_| format!("`weight` is {value:?}"))
+                .and_then(|w| weight_value(w, "weight"))
+                .map(|w| h.weight = Some(w)),
             "health_flags" => {
                 h.flags = Some(value.to_string());
                 Ok(())
@@ -210,20 +218,15 @@ fn parse_text(text: &str) -> Result<Parsed, SourceError> {
     }
     let mut servers = Vec::new();
     for ((pool, server), h) in hosts {
-        let Some(requests) = h.requests else {
-            // The text form always prints rq_total; without it, the host's
-            // lines were cut short.
-            bad_rows.push(RowError {
-                at: format!("line {}", h.first_line),
-                reason: format!("host {server} of {pool} has no rq_total"),
-            });
-            continue;
-        };
+        // An absent counter is zero, as in the JSON form: the host still
+        // counts, with its health flags.
+        let requests = h.requests.unwrap_or(0);
         let flags = h.flags.unwrap_or_else(|| "healthy".into());
         let failed = flags.contains("failed_active_hc")
             || flags.contains("failed_outlier_check")
             || flags.contains("failed_eds_health");
-        let out_of_rotation = !failed && flags.contains("pending_dynamic_removal");
+        let out_of_rotation = !failed
+            && (flags.contains("pending_dynamic_removal") || flags.contains("eds_status_draining"));
         servers.push(ServerStat {
             pool: Cow::Owned(pool),
             server: Cow::Owned(server),

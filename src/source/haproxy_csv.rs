@@ -274,6 +274,63 @@ fn split<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) {
     out.push(Cow::Owned(field));
 }
 
+/// The records of a CSV page with their first line numbers (1-based): a
+/// record ends at a line break outside double quotes, so a quoted field
+/// holding line breaks (a check's description, an agent's output) stays in
+/// its row (RFC 4180).
+struct Records<'a> {
+    text: &'a str,
+    pos: usize,
+    line: usize,
+}
+
+fn records(text: &str) -> Records<'_> {
+    Records {
+        text,
+        pos: 0,
+        line: 1,
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = (usize, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = &self.text[self.pos..];
+        if rest.is_empty() {
+            return None;
+        }
+        // Most lines hold no quote: a line is a record (both searches are
+        // memchr's).
+        let line_end = rest.find('\n').unwrap_or(rest.len());
+        if !rest[..line_end].contains('"') {
+            let start_line = self.line;
+            self.line += 1;
+            self.pos += (line_end + 1).min(rest.len());
+            return Some((start_line, rest[..line_end].trim_end_matches('\r')));
+        }
+        let bytes = rest.as_bytes();
+        let (start_line, mut quoted, mut end) = (self.line, false, bytes.len());
+        let mut next = bytes.len();
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'"' => quoted = !quoted,
+                b'\n' => {
+                    self.line += 1;
+                    if !quoted {
+                        end = i;
+                        next = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.pos += next;
+        Some((start_line, rest[..end].trim_end_matches('\r')))
+    }
+}
+
 fn number(fields: &[Cow<'_, str>], col: Option<usize>, name: &str) -> Result<Option<u64>, String> {
     let Some(text) = col.and_then(|c| fields.get(c)).map(|f| f.trim()) else {
         return Ok(None);
@@ -302,8 +359,8 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
         // No header: every row of a dump has the same width, so the most
         // common width stands in for the header's.
         let mut widths: HashMap<usize, usize> = HashMap::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            split(line.trim_end_matches('\r'), &mut fields);
+        for (_, line) in records(text).filter(|(_, l)| !l.trim().is_empty()) {
+            split(line, &mut fields);
             *widths.entry(fields.len()).or_default() += 1;
         }
         cols.width = widths
@@ -316,9 +373,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
     let mut bad_rows = Vec::new();
     let mut saw_header = false;
     let mut other_rows = 0usize;
-    for (i, raw) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let line = raw.trim_end_matches('\r');
+    for (line_no, line) in records(text) {
         if line.trim().is_empty() {
             continue;
         }
@@ -474,6 +529,26 @@ fn row(f: &[Cow<'_, str>], width_found: usize, c: &Columns) -> Result<Row, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quoted_field_with_line_breaks_and_quotes_stays_in_its_row() {
+        let page = "# pxname,svname,status,weight,stot,hrsp_5xx,check_desc,type\n\
+            web,web-1,UP,1,10,0,\"Layer7 check passed:\nline two, \"\"quoted\"\"\",2\n\
+            web,web-2,UP,1,12,1,,2\r\n\
+            web,web-3,DOWN,1,9,0,\"agent says\r\nno\",2\n";
+        let parsed = parse(page.as_bytes()).unwrap();
+        assert_eq!(parsed.bad_rows, vec![]);
+        let names: Vec<(&str, bool)> = parsed
+            .servers
+            .iter()
+            .map(|s| (s.server.as_ref(), s.up))
+            .collect();
+        assert_eq!(names, [("web-1", true), ("web-2", true), ("web-3", false)]);
+        // A row after a multi-line record is named by its own first line.
+        let broken = page.replace("web,web-3,DOWN,1,9", "web,web-3,SICK,1,9");
+        let bad = parse(broken.as_bytes()).unwrap().bad_rows;
+        assert_eq!(bad[0].at, "line 5", "{bad:?}");
+    }
 
     #[test]
     fn every_status_haproxy_prints_is_understood() {

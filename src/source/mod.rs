@@ -83,6 +83,55 @@ pub enum SourceError {
     NotJson(String),
 }
 
+/// A counter's value from a float (exporters print counters as floats):
+/// NaN, an infinity, a negative number or one beyond 2^64 is named, never
+/// passed on as a count.
+pub fn counter_value(x: f64, name: &str) -> Result<u64, String> {
+    if x.is_finite() && (0.0..1.8e19).contains(&x) {
+        Ok(x as u64)
+    } else {
+        Err(format!("`{name}` is {x}, not a count"))
+    }
+}
+
+/// A weight: finite and zero or more.
+pub fn weight_value(x: f64, name: &str) -> Result<f64, String> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(x)
+    } else {
+        Err(format!("`{name}` is {x}, not a weight"))
+    }
+}
+
+/// A JSON member as a counter: absent is `None`; present, a whole number
+/// of 0 or more (or a string of one, as Envoy writes them).
+pub fn json_counter(v: Option<&serde_json::Value>, name: &str) -> Result<Option<u64>, String> {
+    use serde_json::Value;
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => s
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| format!("`{name}` is {s:?}, not a count")),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(c) => Ok(Some(c)),
+            None => counter_value(n.as_f64().unwrap_or(f64::NAN), name).map(Some),
+        },
+        Some(other) => Err(format!("`{name}` is {other}, not a count")),
+    }
+}
+
+/// A JSON member as a weight: absent is 1.
+pub fn json_weight(v: Option<&serde_json::Value>) -> Result<f64, String> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(1.0),
+        Some(w) => match w.as_f64() {
+            Some(x) => weight_value(x, "weight"),
+            None => Err(format!("`weight` is {w}, not a weight")),
+        },
+    }
+}
+
 /// A page as text, and its first non-empty line (to tell formats apart and
 /// to name what arrived when it is not a stats page).
 pub fn text_and_first_line(bytes: &[u8]) -> Result<(&str, &str), SourceError> {
@@ -119,5 +168,34 @@ pub fn excerpt(text: &str) -> String {
     match text.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}...", &text[..i]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_that_are_no_counts_or_weights_are_named() {
+        assert_eq!(counter_value(12.0, "x"), Ok(12));
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 1e20] {
+            let e = counter_value(bad, "requests").unwrap_err();
+            assert!(e.starts_with("`requests` is "), "{e}");
+        }
+        assert_eq!(weight_value(0.0, "w"), Ok(0.0));
+        assert!(weight_value(f64::NAN, "weight").is_err());
+        assert!(weight_value(-2.0, "weight").is_err());
+        let v = serde_json::json!({"a": 5, "b": "7", "c": -3, "d": 1.5, "e": "x", "w": -1});
+        assert_eq!(json_counter(v.get("a"), "a"), Ok(Some(5)));
+        assert_eq!(json_counter(v.get("b"), "b"), Ok(Some(7)));
+        assert_eq!(json_counter(v.get("z"), "z"), Ok(None));
+        assert_eq!(
+            json_counter(v.get("c"), "c"),
+            Err("`c` is -3, not a count".into())
+        );
+        assert_eq!(json_counter(v.get("d"), "d"), Ok(Some(1)));
+        assert!(json_counter(v.get("e"), "e").is_err());
+        assert_eq!(json_weight(v.get("z")), Ok(1.0));
+        assert!(json_weight(v.get("w")).is_err());
     }
 }

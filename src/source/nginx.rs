@@ -7,13 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Parsed, RowError, SourceError};
+use super::{json_counter, json_weight, Parsed, RowError, SourceError};
 use crate::model::ServerStat;
-
-fn count(v: &Value) -> Option<u64> {
-    v.as_u64()
-        .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-}
 
 /// Peers under unique names: two peers of one upstream can share an address
 /// (a backup of the same host), so a repeated name gets its peer id.
@@ -77,12 +72,13 @@ fn plus_peer(
         .and_then(Value::as_str)
         .ok_or("no `server`")?;
     // HTTP upstreams count requests; stream (TCP/UDP) upstreams connections.
-    let requests = p
-        .get("requests")
-        .or_else(|| p.get("connections"))
-        .and_then(count)
+    let requests = json_counter(p.get("requests"), "requests")?
+        .or(json_counter(p.get("connections"), "connections")?)
         .ok_or("no `requests` (or `connections`) counter")?;
-    let errors = p.pointer("/responses/5xx").and_then(count).unwrap_or(0);
+    // A failed attempt (`fails`: refused, timed out, reset) got no answer
+    // at all: it failed as surely as a 5xx.
+    let errors = json_counter(p.pointer("/responses/5xx"), "responses.5xx")?.unwrap_or(0)
+        + json_counter(p.get("fails"), "fails")?.unwrap_or(0);
     let state = p.get("state").and_then(Value::as_str).unwrap_or("up");
     // `down` and `draining` are an operator's decision (out of rotation);
     // `unavail` and `unhealthy` are failures.
@@ -92,12 +88,12 @@ fn plus_peer(
         "unavail" | "unhealthy" => (false, true),
         other => return Err(format!("state {other:?} is not a peer state")),
     };
-    let weight = p.get("weight").and_then(Value::as_f64).unwrap_or(1.0);
+    let weight = json_weight(p.get("weight"))?;
     Ok(ServerStat {
         pool: Cow::Owned(pool.to_string()),
         server: Cow::Owned(unique(names, name, p.get("id").unwrap_or(&Value::Null))),
         requests_total: requests,
-        responses_5xx_total: errors,
+        responses_5xx_total: errors.min(requests),
         up,
         weight: if in_rotation { weight } else { 0.0 },
         backup: p.get("backup").and_then(Value::as_bool).unwrap_or(false),
@@ -110,6 +106,11 @@ fn plus_peer(
 pub fn parse_vts(bytes: &[u8]) -> Result<Parsed, SourceError> {
     let doc = super::json(bytes, "nginx-vts status JSON")?;
     let Some(zones) = doc.get("upstreamZones").and_then(Value::as_object) else {
+        // A server with no upstream block has no `upstreamZones`: a valid
+        // page with nothing to watch, not a failed scrape.
+        if doc.get("serverZones").is_some() || doc.get("nginxVersion").is_some() {
+            return Ok(Parsed::default());
+        }
         return Err(SourceError::NotThisFormat {
             expected: "nginx-vts status JSON with `upstreamZones`",
             found: super::excerpt(&doc.to_string()),
@@ -125,19 +126,18 @@ pub fn parse_vts(bytes: &[u8]) -> Result<Parsed, SourceError> {
                     .get("server")
                     .and_then(Value::as_str)
                     .ok_or("no `server`")?;
-                let requests = p
-                    .get("requestCounter")
-                    .and_then(count)
+                let requests = json_counter(p.get("requestCounter"), "requestCounter")?
                     .ok_or("no `requestCounter`")?;
-                let errors = p.pointer("/responses/5xx").and_then(count).unwrap_or(0);
+                let errors =
+                    json_counter(p.pointer("/responses/5xx"), "responses.5xx")?.unwrap_or(0);
                 let down = p.get("down").and_then(Value::as_bool).unwrap_or(false);
                 Ok(ServerStat {
                     pool: Cow::Owned(pool.clone()),
                     server: Cow::Owned(unique(&mut names, name, &Value::from(i))),
                     requests_total: requests,
-                    responses_5xx_total: errors,
+                    responses_5xx_total: errors.min(requests),
                     up: !down,
-                    weight: p.get("weight").and_then(Value::as_f64).unwrap_or(1.0),
+                    weight: json_weight(p.get("weight"))?,
                     backup: p.get("backup").and_then(Value::as_bool).unwrap_or(false),
                     algo: None,
                 })

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Parsed, RowError, SourceError};
+use super::{counter_value, weight_value, Parsed, RowError, SourceError};
 use crate::model::ServerStat;
 
 /// One series of an exposition.
@@ -186,30 +186,38 @@ fn finish(acc: BTreeMap<(String, String), Acc>, bad_rows: Vec<RowError>) -> Pars
         bad_rows,
     };
     for ((pool, server), a) in acc {
-        let Some(requests) = a.requests else {
-            out.bad_rows.push(RowError {
+        match server_stat(&a) {
+            Ok((requests, errors, weight)) => out.servers.push(ServerStat {
+                pool: Cow::Owned(pool),
+                server: Cow::Owned(server),
+                requests_total: requests,
+                responses_5xx_total: errors.min(requests),
+                up: a.up.unwrap_or(true),
+                weight,
+                backup: false,
+                algo: None,
+            }),
+            Err(reason) => out.bad_rows.push(RowError {
                 at: format!("{pool}/{server}"),
-                reason: "no request counter among its series".into(),
-            });
-            continue;
-        };
-        let requests = requests.max(0.0) as u64;
-        out.servers.push(ServerStat {
-            pool: Cow::Owned(pool),
-            server: Cow::Owned(server),
-            requests_total: requests,
-            responses_5xx_total: (a.errors.max(0.0) as u64).min(requests),
-            up: a.up.unwrap_or(true),
-            weight: if a.out_of_rotation {
-                0.0
-            } else {
-                a.weight.unwrap_or(1.0)
-            },
-            backup: false,
-            algo: None,
-        });
+                reason,
+            }),
+        }
     }
     out
+}
+
+/// Requests, errors and weight of one server's series: NaN, infinities and
+/// negative values are named, never passed on.
+fn server_stat(a: &Acc) -> Result<(u64, u64, f64), String> {
+    let requests = a.requests.ok_or("no request counter among its series")?;
+    let requests = counter_value(requests, "requests")?;
+    let errors = counter_value(a.errors, "errors")?;
+    let weight = if a.out_of_rotation {
+        0.0
+    } else {
+        weight_value(a.weight.unwrap_or(1.0), "weight")?
+    };
+    Ok((requests, errors, weight))
 }
 
 /// Any endpoint, through `mapping`.
