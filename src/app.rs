@@ -88,6 +88,7 @@ async fn scrape_loop(s: Scraper, tx: mpsc::Sender<Sample<'static>>, metrics: Arc
     let mut ticker = tokio::time::interval(s.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rng = jitter_seed(&s.name);
+    let mut said_empty = false;
     loop {
         ticker.tick().await;
         // Up to 5% of the interval of jitter, so targets spread out.
@@ -105,6 +106,7 @@ async fn scrape_loop(s: Scraper, tx: mpsc::Sender<Sample<'static>>, metrics: Arc
             Ok(bytes) => match (s.parse)(&bytes) {
                 Ok(parsed) => {
                     scrape("ok");
+                    nothing_to_watch(&s.name, &parsed, &metrics, &mut said_empty);
                     if !parsed.bad_rows.is_empty() {
                         metrics.count_n(
                             &metrics.bad_rows,
@@ -134,6 +136,26 @@ async fn scrape_loop(s: Scraper, tx: mpsc::Sender<Sample<'static>>, metrics: Arc
             return;
         }
     }
+}
+
+/// Counts what a page holds; a page with no pool at all (a valid page of an
+/// LB with no backends, or the wrong URL) is said once, not every scrape.
+fn nothing_to_watch(
+    target: &str,
+    parsed: &crate::source::Parsed,
+    metrics: &Metrics,
+    said: &mut bool,
+) {
+    let mut pools: Vec<&str> = parsed.servers.iter().map(|s| s.pool.as_ref()).collect();
+    pools.sort_unstable();
+    pools.dedup();
+    metrics.stats_size(target, pools.len(), parsed.servers.len());
+    if parsed.servers.is_empty() && !*said {
+        crate::log::warn(format_args!(
+            "target {target}: its stats list no pool with a server: nothing to watch (check the url and kind, and that the load balancer has backends)"
+        ));
+    }
+    *said = parsed.servers.is_empty();
 }
 
 /// One readable line for an event.
@@ -172,6 +194,8 @@ struct Shared {
     /// and how many are configured.
     scraped: Mutex<BTreeSet<String>>,
     targets: RwLock<BTreeSet<String>>,
+    /// Targets whose latest stats list no server.
+    empty: Mutex<BTreeSet<String>>,
 }
 
 impl Shared {
@@ -193,7 +217,10 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
         "/healthz" => Reply::ok("text/plain", "ok\n".into()),
         "/ready" => {
             let (ready, n, of) = shared.ready();
-            let text = format!("{n} of {of} targets scraped\n");
+            let mut text = format!("{n} of {of} targets scraped\n");
+            for t in shared.empty.lock().expect("lock").iter() {
+                text.push_str(&format!("{t}: its stats list no pool: nothing to watch\n"));
+            }
             if ready {
                 Reply::ok("text/plain", text)
             } else {
@@ -523,6 +550,7 @@ pub async fn run(
         metrics: metrics.clone(),
         notifiers: RwLock::new(parts.1.clone()),
         scraped: Mutex::new(BTreeSet::new()),
+        empty: Mutex::new(BTreeSet::new()),
         targets: RwLock::new(configured),
     });
     tokio::spawn(crate::http::serve(listener, routes(shared.clone())));
@@ -604,6 +632,16 @@ pub async fn run(
             let mut scraped = shared.scraped.lock().expect("lock");
             if !scraped.contains(&*sample.target) {
                 scraped.insert(sample.target.to_string());
+            }
+            if let SampleBody::Servers(rows) = &sample.body {
+                let mut empty = shared.empty.lock().expect("lock");
+                if rows.is_empty() != empty.contains(&*sample.target) {
+                    if rows.is_empty() {
+                        empty.insert(sample.target.to_string());
+                    } else {
+                        empty.remove(&*sample.target);
+                    }
+                }
             }
         }
         let mut out = std::io::stdout().lock();

@@ -91,6 +91,9 @@ pub struct Metrics {
     pub alert_events: Family<Labels, Counter>,
     pub notifications: Family<Labels, Counter>,
     pub queue_depth: Family<Labels, Gauge>,
+    /// Pools and servers in each target's latest stats page.
+    pub stats_pools: Family<Labels, Gauge>,
+    pub stats_servers: Family<Labels, Gauge>,
     pub state_errors: Counter,
     pub config_reloads: Family<Labels, Counter>,
     pub scrape_duration: Mutex<Quantiles>,
@@ -110,6 +113,8 @@ impl Metrics {
             alert_events: Family::default(),
             notifications: Family::default(),
             queue_depth: Family::default(),
+            stats_pools: Family::default(),
+            stats_servers: Family::default(),
             state_errors: Counter::default(),
             config_reloads: Family::default(),
             scrape_duration: Mutex::new(Quantiles::new(now)),
@@ -147,6 +152,16 @@ impl Metrics {
             m.queue_depth.clone(),
         );
         registry.register(
+            "lbwatch_target_stats_pools",
+            "Pools in the target's latest stats page (0: nothing to watch)",
+            m.stats_pools.clone(),
+        );
+        registry.register(
+            "lbwatch_target_stats_servers",
+            "Servers in the target's latest stats page",
+            m.stats_servers.clone(),
+        );
+        registry.register(
             "lbwatch_state_errors",
             "Failures to save or restore the detector's state",
             m.state_errors.clone(),
@@ -176,6 +191,15 @@ impl Metrics {
     ) {
         let labels: Labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
         family.get_or_create(&labels).inc_by(n);
+    }
+
+    /// What a target's latest stats page holds.
+    pub fn stats_size(&self, target: &str, pools: usize, servers: usize) {
+        let labels: Labels = vec![("target", target.to_string())];
+        self.stats_pools.get_or_create(&labels).set(pools as i64);
+        self.stats_servers
+            .get_or_create(&labels)
+            .set(servers as i64);
     }
 
     pub fn notification(&self, notifier: &str, result: &str, n: u64) {

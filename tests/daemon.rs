@@ -246,6 +246,45 @@ fn record_then_replay_gives_exactly_the_live_alerts() {
 }
 
 #[test]
+fn a_page_with_nothing_to_watch_is_said_once_counted_and_shown_on_ready() {
+    let good = fake_lb::start(Behaviour::Csv);
+    let empty = fake_lb::start(Behaviour::Empty);
+    let port = free_port();
+    let cfg = write_config(
+        "empty.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n{}{}",
+            target("good", &good.url, ""),
+            target("empty", &empty.url, "")
+        ),
+    );
+    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    run.wait_for(Duration::from_secs(5), |_| false);
+    let ready = http_get(port, "/ready");
+    let metrics = http_get(port, "/metrics");
+    let logs = run.stderr.lock().unwrap().clone();
+    let out = run.stop();
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(
+        ready.contains("2 of 2 targets scraped\nempty: its stats list no pool: nothing to watch"),
+        "{ready}"
+    );
+    for line in [
+        "lbwatch_target_stats_pools{target=\"empty\"} 0",
+        "lbwatch_target_stats_pools{target=\"good\"} 1",
+        "lbwatch_target_stats_servers{target=\"good\"} 4",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from {metrics}");
+    }
+    let said = logs.matches("target empty: its stats list no pool").count();
+    assert_eq!(said, 1, "said once, however many scrapes: {logs}");
+    assert!(
+        !out.iter().any(|l| l.contains("ScrapeFailed")),
+        "an empty page is not a failed scrape: {out:?}"
+    );
+}
+
+#[test]
 fn broken_endpoints_become_error_samples_and_the_others_are_still_watched() {
     let good = fake_lb::start(Behaviour::Csv);
     let hang = fake_lb::start(Behaviour::Hang);

@@ -29,6 +29,8 @@ pub enum Behaviour {
     Html,
     /// 401 Unauthorized.
     Unauthorized,
+    /// A valid stats page with no server: the header and a frontend.
+    Empty,
 }
 
 /// A simulated pool: servers' counters are a function of time.
@@ -158,6 +160,12 @@ fn answer(mut s: TcpStream, how: Behaviour, pool: &Arc<Mutex<Pool>>, stop: &Atom
             "<!DOCTYPE html><html><body><form>login</form></body></html>",
         ),
         Behaviour::Unauthorized => reply(&mut s, "401 Unauthorized", "text/plain", ""),
+        Behaviour::Empty => reply(
+            &mut s,
+            "200 OK",
+            "text/plain",
+            "# pxname,svname,stot,hrsp_5xx,status,weight,type,\nhttp-in,FRONTEND,12,0,OPEN,,0,\n",
+        ),
         Behaviour::Hang => {
             while !stop.load(Ordering::Relaxed) {
                 thread::sleep(Duration::from_millis(100));
