@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
@@ -151,9 +152,9 @@ fn nothing_to_watch(
     pools.dedup();
     metrics.stats_size(target, pools.len(), parsed.servers.len());
     if parsed.servers.is_empty() && !*said {
-        crate::log::warn(format_args!(
-            "target {target}: its stats list no pool with a server: nothing to watch (check the url and kind, and that the load balancer has backends)"
-        ));
+        tracing::warn!(
+            "its stats list no pool with a server: nothing to watch (check the url and kind, and that the load balancer has backends)"
+        );
     }
     *said = parsed.servers.is_empty();
 }
@@ -298,7 +299,7 @@ fn restore(
         Ok(s) => s,
         Err(e) => {
             metrics.state_errors.inc();
-            crate::log::warn(format_args!("{e}; starting without the saved state"));
+            tracing::error!("{e}; starting without the saved state");
             return resolved;
         }
     };
@@ -308,10 +309,7 @@ fn restore(
             Ok(name) => resolved.extend(forget_target(detector, store, &name)),
             Err(e) => {
                 metrics.state_errors.inc();
-                crate::log::warn(format_args!(
-                    "{}: {e}; that target starts afresh",
-                    path.display()
-                ));
+                tracing::warn!("{}: {e}; that target starts afresh", path.display());
             }
         }
     }
@@ -361,7 +359,10 @@ impl Pipeline {
     ) -> Pipeline {
         let mut tasks: Vec<_> = scrapers
             .into_iter()
-            .map(|s| tokio::spawn(scrape_loop(s, tx.clone(), metrics.clone())))
+            .map(|s| {
+                let span = tracing::info_span!("scrape", target = %s.name);
+                tokio::spawn(scrape_loop(s, tx.clone(), metrics.clone()).instrument(span))
+            })
             .collect();
         tasks.extend(
             notifiers
@@ -404,18 +405,16 @@ impl Daemon {
         };
         let outcome = match result {
             Ok(()) => {
-                crate::log::warn(format_args!(
+                tracing::info!(
                     "reloaded {}: {} target(s), {} notifier(s)",
                     path.display(),
                     self.cfg.targets.len(),
                     self.cfg.notifiers.len()
-                ));
+                );
                 "ok"
             }
             Err(why) => {
-                crate::log::warn(format_args!(
-                    "config reload rejected, still running the previous one: {why}"
-                ));
+                tracing::error!("config reload rejected, still running the previous one: {why}");
                 "rejected"
             }
         };
@@ -453,10 +452,11 @@ impl Daemon {
         };
         if result.is_ok() {
             if new.http.listen != self.cfg.http.listen {
-                crate::log::warn(format_args!(
+                tracing::warn!(
                     "http.listen: {} -> {} takes effect at the next restart",
-                    self.cfg.http.listen, new.http.listen
-                ));
+                    self.cfg.http.listen,
+                    new.http.listen
+                );
             }
             self.switch_detection(&new, &parts.1);
             self.cfg = new;
@@ -506,7 +506,7 @@ impl Daemon {
             if let Some(bytes) = d.snapshot(&name) {
                 if let Err(e) = self.store.save(&name, &bytes, true) {
                     self.metrics.state_errors.inc();
-                    crate::log::warn(format_args!("{e}"));
+                    tracing::error!("{e}");
                 }
             }
         }
@@ -674,7 +674,7 @@ pub async fn run(
                 .save(&sample.target, &bytes, !events.is_empty())
             {
                 metrics.state_errors.inc();
-                crate::log::warn(format_args!("{e}"));
+                tracing::error!("{e}");
             }
             saved_at.insert(sample.target.to_string(), crate::clock::monotonic());
         }

@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub detection: DetectConfig,
     #[serde(default)]
     pub state: StateConfig,
+    #[serde(default)]
+    pub log: crate::log::LogConfig,
 }
 
 /// `[state]`: where lbwatch keeps what must survive a restart (the
@@ -304,6 +306,9 @@ impl FileConfig {
             .iter()
             .map(ToString::to_string)
             .collect();
+        if let Some(why) = self.log.invalid_level() {
+            errs.push(format!("log.level: {:?} is invalid: {why}", self.log.level));
+        }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             errs.push(format!(
                 "http.listen: {:?} is invalid: expected an address and port like \"127.0.0.1:9847\"",

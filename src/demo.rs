@@ -291,6 +291,7 @@ pub async fn demo(
         state: StateConfig {
             dir: Some(state_dir.clone()),
         },
+        log: Default::default(),
     };
     say(&format!(
         "a simulated HAProxy serves {url}: pool web (4 servers, ~400 req/s) and pool api (3 servers, ~120 req/s)"

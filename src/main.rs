@@ -1,6 +1,7 @@
 //! The `lbwatch` command line: argument parsing and exit statuses only; the
 //! work is in the library.
 
+use lbwatch::log::LogFormat;
 use std::io::{self, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ enum Command {
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// Log lines as text (default) or JSON (overrides `[log] format`).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Scrapes like `run` and appends every sample to a file in the replay
     /// format, so a live situation can be replayed.
@@ -46,6 +50,8 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Validates a config file without starting anything: exit 0 when valid,
     /// 2 with every error listed.
@@ -70,12 +76,16 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Replay { file, config } => replay(file, config),
         Command::CheckConfig { file } => check_config(file),
-        Command::Run { config } => daemon(config, None),
+        Command::Run { config, log_format } => daemon(config, None, log_format),
         Command::Demo {
             fault_after,
             listen,
         } => demo(fault_after, listen),
-        Command::Record { config, out } => daemon(config, Some(out)),
+        Command::Record {
+            config,
+            out,
+            log_format,
+        } => daemon(config, Some(out), log_format),
     }
 }
 
@@ -110,10 +120,11 @@ fn check_config(file: PathBuf) -> ExitCode {
 }
 
 #[allow(clippy::print_stderr)]
-fn daemon(config: PathBuf, record: Option<PathBuf>) -> ExitCode {
+fn daemon(config: PathBuf, record: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
     let Some(cfg) = load(&config) else {
         return ExitCode::from(INVALID_INPUT);
     };
+    lbwatch::log::init(&cfg.log, log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -137,6 +148,7 @@ fn daemon(config: PathBuf, record: Option<PathBuf>) -> ExitCode {
 
 #[allow(clippy::print_stderr)]
 fn demo(fault_after: u64, listen: String) -> ExitCode {
+    lbwatch::log::init(&lbwatch::log::LogConfig::default(), None);
     let opts = lbwatch::demo::DemoOptions {
         fault_after: std::time::Duration::from_secs(fault_after),
         listen,

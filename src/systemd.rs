@@ -25,10 +25,10 @@ pub fn notify(state: &str) {
         sock.send_to_addr(state.as_bytes(), &addr)
     });
     if let Err(e) = sent {
-        crate::log::warn(format_args!(
+        tracing::warn!(
             "cannot tell systemd {state:?} on {}: {e}",
             path.to_string_lossy()
-        ));
+        );
     }
 }
 

@@ -276,12 +276,58 @@ fn a_page_with_nothing_to_watch_is_said_once_counted_and_shown_on_ready() {
     ] {
         assert!(metrics.contains(line), "{line} missing from {metrics}");
     }
-    let said = logs.matches("target empty: its stats list no pool").count();
+    let said = logs
+        .matches("scrape{target=empty}: its stats list no pool")
+        .count();
     assert_eq!(said, 1, "said once, however many scrapes: {logs}");
     assert!(
         !out.iter().any(|l| l.contains("ScrapeFailed")),
         "an empty page is not a failed scrape: {out:?}"
     );
+}
+
+#[test]
+fn logs_come_as_json_lines_with_levels_and_spans_and_follow_the_level() {
+    let empty = fake_lb::start(Behaviour::Empty);
+    let cfg = write_config(
+        "log-json.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n{}",
+            target("quiet", &empty.url, "")
+        ),
+    );
+    let args = [
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ];
+    let run = Running::start(&args);
+    let line = support::tools::eventually(Duration::from_secs(10), || {
+        let e = run.stderr.lock().unwrap().clone();
+        e.lines()
+            .find(|l| l.contains("nothing to watch"))
+            .map(str::to_string)
+    })
+    .expect("no warning");
+    run.stop();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(v["level"], "WARN", "{v}");
+    assert_eq!(v["span"]["name"], "scrape", "{v}");
+    assert_eq!(v["span"]["target"], "quiet", "{v}");
+    assert!(v["timestamp"].is_string(), "{v}");
+    // RUST_LOG wins over [log] level: at error, the warning is not written.
+    let run = Running::start_with(&args, &fresh_state(), &[("RUST_LOG", "error")]);
+    std::thread::sleep(Duration::from_secs(3));
+    let logs = run.stderr.lock().unwrap().clone();
+    run.stop();
+    assert!(!logs.contains("nothing to watch"), "{logs}");
+    // A level that is no filter is a config error naming its key.
+    let bad = write_config("log-bad.toml", "[log]\nlevel = \"lbwatch=loud\"\n");
+    let out = lbwatch().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log.level: \"lbwatch=loud\" is invalid"));
 }
 
 #[test]

@@ -163,10 +163,10 @@ pub(super) async fn stream_loop(n: &Notifier, client: &reqwest::Client) {
         match result {
             Ok(()) => {
                 if let Some(why) = failing_since.take() {
-                    crate::log::warn(format_args!(
-                        "notifier {}: delivering again after {} attempt(s) (last error: {why})",
-                        n.name, backoff.attempt
-                    ));
+                    tracing::info!(
+                        "delivering again after {} attempt(s) (last error: {why})",
+                        backoff.attempt
+                    );
                 }
                 backoff.reset();
                 n.metrics.notification(&n.name, "delivered", count);
@@ -182,21 +182,14 @@ pub(super) async fn stream_loop(n: &Notifier, client: &reqwest::Client) {
                 n.acknowledge(last);
             }
             Err(SendError::Refused(why)) => {
-                crate::log::warn(format_args!(
-                    "notifier {}: gave up on {count} notification(s): {why}",
-                    n.name
-                ));
+                tracing::error!("gave up on {count} notification(s): {why}");
                 n.metrics.notification(&n.name, "failed", count);
                 n.acknowledge(last);
             }
             Err(SendError::Retry(why)) => {
                 n.metrics.notification(&n.name, "retried", count);
                 if failing_since.is_none() {
-                    crate::log::warn(format_args!(
-                        "notifier {}: {why}; retrying ({} waiting)",
-                        n.name,
-                        n.depth()
-                    ));
+                    tracing::warn!("{why}; retrying ({} waiting)", n.depth());
                 }
                 failing_since = Some(why);
                 tokio::time::sleep(backoff.next()).await;
@@ -210,7 +203,7 @@ impl Notifier {
         let mut outbox = self.outbox.lock().expect("outbox lock");
         if let Err(e) = outbox.ack(seq) {
             // Worst case the notification is sent again after a restart.
-            crate::log::warn(format_args!("notifier {}: {e}", self.name));
+            self.span.in_scope(|| tracing::warn!("{e}"));
         }
         self.set_depth(outbox.depth());
     }
@@ -257,10 +250,7 @@ pub(super) async fn alertmanager_loop(n: &Notifier, client: &reqwest::Client) {
         match result {
             Ok(()) => {
                 if let Some(why) = failing_since.take() {
-                    crate::log::warn(format_args!(
-                        "notifier {}: delivering again (last error: {why})",
-                        n.name
-                    ));
+                    tracing::info!("delivering again (last error: {why})");
                 }
                 backoff.reset();
                 if count > 0 {
@@ -286,7 +276,7 @@ pub(super) async fn alertmanager_loop(n: &Notifier, client: &reqwest::Client) {
                 let why = e.to_string();
                 n.metrics.notification(&n.name, "retried", count);
                 if failing_since.is_none() {
-                    crate::log::warn(format_args!("notifier {}: {why}; retrying", n.name));
+                    tracing::warn!("{why}; retrying");
                 }
                 failing_since = Some(why);
                 // A refused request is retried too: the set is re-sent in

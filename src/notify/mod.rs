@@ -57,6 +57,8 @@ enum Receiver {
 #[derive(Debug)]
 pub struct Notifier {
     pub name: String,
+    /// `deliver{notifier=...}`: every log line of its delivery.
+    span: tracing::Span,
     receiver: Receiver,
     route: Route,
     outbox: Mutex<Outbox>,
@@ -177,13 +179,15 @@ pub fn build(
             let outbox = Outbox::open(&path, cfg.queue_size)
                 .with_context(|| format!("{}: cannot open its outbox", key("kind")))?;
             if outbox.unreadable_lines > 0 {
-                crate::log::warn(format_args!(
-                    "notifier {name}: skipped {} unreadable line(s) of {}",
+                tracing::warn!(
+                    notifier = %name,
+                    "skipped {} unreadable line(s) of {}",
                     outbox.unreadable_lines,
                     path.display()
-                ));
+                );
             }
             Ok(Arc::new(Notifier {
+                span: tracing::info_span!("deliver", notifier = %name),
                 name,
                 receiver,
                 route: Route::new(cfg.route.clone()),
@@ -218,12 +222,13 @@ impl Notifier {
                     }
                 }
                 if p.dropped > 0 {
-                    crate::log::warn(format_args!(
-                        "notifier {}: outbox full ({} undelivered), dropped {} notification(s)",
-                        self.name,
-                        outbox.depth(),
-                        p.dropped
-                    ));
+                    self.span.in_scope(|| {
+                        tracing::error!(
+                            "outbox full ({} undelivered), dropped {} notification(s)",
+                            outbox.depth(),
+                            p.dropped
+                        )
+                    });
                 }
             }
             Err(e) => {
@@ -231,7 +236,7 @@ impl Notifier {
                 // the page, and say so.
                 self.metrics
                     .notification(&self.name, "journal_error", mine.len() as u64);
-                crate::log::warn(format_args!("notifier {}: {e}", self.name));
+                self.span.in_scope(|| tracing::error!("{e}"));
             }
         }
         self.set_depth(outbox.depth());
@@ -253,10 +258,16 @@ impl Notifier {
 
     /// Delivers until the task is dropped.
     pub async fn run(self: Arc<Self>, client: reqwest::Client) {
+        use tracing::Instrument as _;
         self.set_depth(self.depth());
+        let span = self.span.clone();
         match &self.receiver {
-            Receiver::Alertmanager { .. } => deliver::alertmanager_loop(&self, &client).await,
-            _ => deliver::stream_loop(&self, &client).await,
+            Receiver::Alertmanager { .. } => {
+                deliver::alertmanager_loop(&self, &client)
+                    .instrument(span)
+                    .await
+            }
+            _ => deliver::stream_loop(&self, &client).instrument(span).await,
         }
     }
 }

@@ -187,7 +187,7 @@ fn a_notification_refused_with_a_4xx_is_logged_with_the_answer_and_not_retried()
         .count();
     assert_eq!(firing_sent, 1, "a refused notification was retried");
     assert!(
-        logs.contains("notifier picky: gave up on 1 notification(s)")
+        logs.contains("deliver{notifier=picky}: gave up on 1 notification(s)")
             && logs.contains("answered 400 Bad Request: {\"error\":\"scripted\"}"),
         "{logs}"
     );

@@ -79,7 +79,7 @@ fn tokens_in_urls_header_values_and_secrets_from_the_environment_never_show() {
     let stderr = || run.stderr.lock().unwrap().clone();
     let logged = eventually(Duration::from_secs(10), || {
         let e = stderr();
-        (e.contains("notifier slack:") && e.contains("notifier pd:")).then_some(e)
+        (e.contains("deliver{notifier=slack}:") && e.contains("deliver{notifier=pd}:")).then_some(e)
     })
     .expect("the failures were not logged");
     let mut shown = logged.clone();
@@ -103,7 +103,9 @@ fn tokens_in_urls_header_values_and_secrets_from_the_environment_never_show() {
     let slack_host = slack.url("");
     let slack_host = slack_host.trim_end_matches('/');
     assert!(
-        logged.contains(&format!("notifier slack: {slack_host}/… answered 500")),
+        logged.contains(&format!(
+            "deliver{{notifier=slack}}: {slack_host}/… answered 500"
+        )),
         "{logged}"
     );
     assert_eq!(leaks(&shown), Vec::<&str>::new(), "{shown}");
