@@ -92,8 +92,20 @@ async fn notifier(url: &str, dir: &std::path::Path) -> Arc<lbwatch::notify::Noti
     n
 }
 
+/// Waits until `n` events arrived; a benchmark whose receiver never gets
+/// them fails after a minute, naming how many did, rather than waiting
+/// forever.
 async fn wait_for(arrivals: &Arrivals, n: usize) {
-    while arrivals.lock().unwrap().len() < n {
+    let limit = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = arrivals.lock().unwrap().len();
+        if got >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < limit,
+            "notify bench: {got} of {n} notifications arrived within 60 s"
+        );
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }

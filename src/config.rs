@@ -267,6 +267,16 @@ pub fn load_with_env(
         path: path.to_path_buf(),
         source,
     })?;
+    parse_with_env(path, &text, env)
+}
+
+/// The config in `text` (read from `path`, which errors name), with
+/// overrides from `env`: no I/O, so it can be checked on any input.
+pub fn parse_with_env(
+    path: &Path,
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<FileConfig, ConfigError> {
     let overrides: config::Map<String, String> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with("LBWATCH__"))
@@ -276,7 +286,7 @@ pub fn load_with_env(
         errors,
     };
     let built = config::Config::builder()
-        .add_source(File::from_str(&text, FileFormat::Toml))
+        .add_source(File::from_str(text, FileFormat::Toml))
         .add_source(
             Environment::with_prefix("LBWATCH")
                 .prefix_separator("__")

@@ -83,14 +83,17 @@ proptest! {
     }
 }
 
-/// Any sequence of samples, however hostile, is answered without a panic:
-/// long gaps, counters jumping up and down, servers churning, weights of
-/// every size, failed scrapes, several targets.
+/// Any sequence of samples, however hostile, is answered without a panic
+/// (the tests build with overflow checks on) and with events that make
+/// sense: long gaps, the clock stepping back, counters jumping up and down
+/// and near 2^64, servers churning, weights of every size including NaN and
+/// infinite ones, failed scrapes, several targets.
 mod hostile {
     use std::borrow::Cow;
+    use std::collections::BTreeMap;
 
     use lbwatch::detect::{DetectConfig, Detector};
-    use lbwatch::model::{Sample, SampleBody, ServerStat, Timestamp};
+    use lbwatch::model::{AlertState, Sample, SampleBody, ServerStat, Timestamp};
     use proptest::prelude::*;
 
     /// pool, server, requests, 5xx, up, weight, backup
@@ -100,10 +103,19 @@ mod hostile {
         (
             0u8..3,
             0u8..6,
-            prop_oneof![0u64..10, 0u64..1_000_000, Just(u64::MAX)],
-            prop_oneof![0u64..10, 0u64..1_000_000, Just(u64::MAX)],
+            prop_oneof![0u64..10, 0u64..1_000_000, (u64::MAX - 1_000)..=u64::MAX],
+            prop_oneof![0u64..10, 0u64..1_000_000, (u64::MAX - 1_000)..=u64::MAX],
             any::<bool>(),
-            prop_oneof![Just(0.0), Just(1.0), 0.0f64..1e6, Just(-1.0)],
+            prop_oneof![
+                Just(0.0),
+                Just(1.0),
+                0.0f64..1e6,
+                Just(-1.0),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(f64::MAX)
+            ],
             any::<bool>(),
         )
     }
@@ -112,7 +124,14 @@ mod hostile {
     fn sample() -> impl Strategy<Value = (u8, i64, Option<Vec<Row>>)> {
         (
             0u8..2,
-            prop_oneof![Just(0i64), 1i64..2_000_000, 1i64..1_000_000_000_000],
+            // The wall clock steps back too (an NTP correction on the live
+            // path): such samples are set aside, never judged.
+            prop_oneof![
+                Just(0i64),
+                1i64..2_000_000,
+                1i64..1_000_000_000_000,
+                -60_000_000i64..0
+            ],
             prop::option::weighted(0.9, prop::collection::vec(row(), 0..12)),
         )
     }
@@ -122,6 +141,7 @@ mod hostile {
         #[test]
         fn the_detector_never_panics(samples in prop::collection::vec(sample(), 1..200)) {
             let mut d = Detector::new(DetectConfig::default());
+            let mut state = BTreeMap::new();
             let mut now = 1_700_000_000_000_000i64;
             for (target, gap, rows) in samples {
                 now = now.saturating_add(gap);
@@ -144,7 +164,17 @@ mod hostile {
                 };
                 let s = Sample { ts: Timestamp::from_micros(now), target: Cow::Owned(format!("t{target}")), body };
                 for e in d.observe(&s) {
-                    prop_assert!(e.value.is_none_or(f64::is_finite));
+                    prop_assert!(e.value.is_none_or(f64::is_finite), "{e:?}");
+                    // Summaries carry numbers people can read.
+                    if let Some(text) = &e.summary {
+                        prop_assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+                    }
+                    // One firing, then one resolve, per alert: never two
+                    // firings in a row, never a resolve of what is not firing.
+                    let key = (e.target.clone(), e.alert, e.pool.clone(), e.server.clone());
+                    let firing = e.state == AlertState::Firing;
+                    let was = state.insert(key, firing).unwrap_or(false);
+                    prop_assert!(was != firing, "{e:?} twice");
                 }
             }
         }

@@ -239,6 +239,7 @@ impl PoolState {
         self.health(ctx, emit);
         self.membership_check(ctx, emit);
         if !self.listed {
+            self.end_alerts(emit);
             return;
         }
         if ctx.first {
@@ -282,6 +283,32 @@ impl PoolState {
             },
         );
         self.learn(ctx);
+    }
+
+    /// The pool left the stats: nothing of it can be judged any more, so
+    /// whatever of it was firing resolves (a pool that comes back starts
+    /// afresh, and pages again if it is still wrong).
+    fn end_alerts(&mut self, emit: &mut Emit) {
+        let pool = Some(&*self.name);
+        let never = || unreachable!("ending an alert only resolves it");
+        for (life, alert) in [
+            (&mut self.skew, AlertName::TrafficSkew),
+            (&mut self.errors.life, AlertName::ErrorSpike),
+            (&mut self.rate.life, AlertName::TrafficDrop),
+        ] {
+            emit.transition(life.end(), alert, Severity::Critical, pool, None, never);
+        }
+        for s in &mut self.servers {
+            let t = s.errors.life.end();
+            emit.transition(
+                t,
+                AlertName::ErrorSpike,
+                Severity::Warning,
+                pool,
+                Some(&s.name),
+                never,
+            );
+        }
     }
 
     fn health(&mut self, ctx: &Context, emit: &mut Emit) {

@@ -177,13 +177,7 @@ pub fn share_test(
         }
         let p = e / exp_sum;
         let c = counts(s, window);
-        let want = total * p;
-        let ratio = c / want;
-        let (kind, pval) = if ratio >= hot {
-            (SkewKind::Hot, binomial_at_least(c, total, p))
-        } else if ratio <= cfg.cold_ratio && want >= cfg.min_expected {
-            (SkewKind::Cold, binomial_at_most(c, total, p))
-        } else {
+        let Some((kind, pval)) = offence(c, total, p, hot, cfg) else {
             continue;
         };
         if pval < 1.0 / parts as f64 && visible.is_none_or(|(vp, _)| pval < vp) {
@@ -233,17 +227,23 @@ pub fn offends(
     if parts < 2 || total <= 0.0 || e <= 0.0 {
         return false;
     }
-    let p = e / exp_sum;
     let c = counts(s, window);
+    offence(c, total, e / exp_sum, cfg.hot_ratio, cfg).is_some_and(|(_, p)| p < 1.0 / parts as f64)
+}
+
+/// A server taking `c` of `total` requests where it should take a share
+/// `p`: hot (at least `hot` times its share) or cold (at most
+/// `cold_ratio`, when enough was expected to tell), with the p-value of so
+/// many or so few by chance.
+fn offence(c: f64, total: f64, p: f64, hot: f64, cfg: &SkewConfig) -> Option<(SkewKind, f64)> {
     let want = total * p;
-    let pval = if c >= cfg.hot_ratio * want {
-        binomial_at_least(c, total, p)
+    if c >= hot * want {
+        Some((SkewKind::Hot, binomial_at_least(c, total, p)))
     } else if c <= cfg.cold_ratio * want && want >= cfg.min_expected {
-        binomial_at_most(c, total, p)
+        Some((SkewKind::Cold, binomial_at_most(c, total, p)))
     } else {
-        return false;
-    };
-    pval < 1.0 / parts as f64
+        None
+    }
 }
 
 /// Test 2: concentration against the baseline shares (`baseline[i]`, zero

@@ -245,17 +245,25 @@ impl TargetState {
                 continue;
             }
             s.seen = gen;
+            // A weight that is no weight (NaN, infinite, negative: the
+            // sources refuse them, a recording may not) takes the server
+            // out of rotation, as a weight of 0 does.
+            let weight = if row.weight.is_finite() && row.weight >= 0.0 {
+                row.weight
+            } else {
+                0.0
+            };
             let was_listed = s.listed;
             if was_listed {
                 known += 1;
-                s.changed = s.up != row.up || s.weight != row.weight || s.backup != row.backup;
-                if s.weight != row.weight || s.backup != row.backup {
+                s.changed = s.up != row.up || s.weight != weight || s.backup != row.backup;
+                if s.weight != weight || s.backup != row.backup {
                     pool.reweighted.push(format!(
                         "{} weight {}{} -> {}{}",
                         s.name,
                         s.weight,
                         if s.backup { " (backup)" } else { "" },
-                        row.weight,
+                        weight,
                         if row.backup { " (backup)" } else { "" },
                     ));
                 }
@@ -277,7 +285,7 @@ impl TargetState {
             }
             s.listed = true;
             s.up = row.up;
-            s.weight = row.weight;
+            s.weight = weight;
             s.backup = row.backup;
             s.requests_total = row.requests_total;
             s.errors_total = row.responses_5xx_total;

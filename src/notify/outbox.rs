@@ -72,6 +72,17 @@ enum Record {
     State { state: AlertEvent },
 }
 
+/// What one journal line holds: a notification put (its sequence number),
+/// an acknowledgement, or a remembered alert state; `None` for a line that
+/// is none of these (a torn last line).
+pub fn decode_line(line: &str) -> Option<u64> {
+    match serde_json::from_str::<Record>(line).ok()? {
+        Record::Put { put, .. } => Some(put),
+        Record::Ack { ack } => Some(ack),
+        Record::State { .. } => Some(0),
+    }
+}
+
 #[derive(Debug)]
 pub struct Outbox {
     path: PathBuf,

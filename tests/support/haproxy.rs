@@ -29,6 +29,17 @@ pub fn haproxy_binary() -> PathBuf {
     panic!("haproxy is not installed: `apt-get install haproxy` (scripts/test installs it)");
 }
 
+/// `haproxy -v`'s version, e.g. "2.6.12-1+deb12u1".
+pub fn version() -> String {
+    let out = Command::new(haproxy_binary()).arg("-v").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no version in {text:?}"))
+        .to_string()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
