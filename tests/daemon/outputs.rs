@@ -457,6 +457,51 @@ fn two_replicas_and_two_clustered_alertmanagers_notify_once() {
 }
 
 #[test]
+fn hostile_server_names_stay_data_in_metrics_and_the_api() {
+    let lb = fake_lb::start(Behaviour::Hostile);
+    let port = free_port();
+    let cfg = config("hostile.toml", &lb, port, "");
+    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    run.wait_for(Duration::from_secs(3), |_| false);
+    let metrics = get(&format!("http://127.0.0.1:{port}/metrics")).unwrap().1;
+    let api = get(&format!("http://127.0.0.1:{port}/api/v1/pools?target=lb1"))
+        .unwrap()
+        .1;
+    run.stop();
+    let (clean, lint) = tools::run_tool(
+        "promtool",
+        "prometheus",
+        &["check", "metrics"],
+        Some(&metrics),
+    );
+    assert!(
+        clean && lint.trim().is_empty(),
+        "promtool check metrics: {lint}\n{metrics}"
+    );
+    // Label values escaped as the exposition format says: \\, \" and \n.
+    for escaped in [
+        r#"server="<script>alert(1)</script>""#,
+        r#"server="web \"quoted\" \\back""#,
+        r#"server="two\nlines""#,
+    ] {
+        assert!(
+            metrics.contains(escaped),
+            "{escaped} missing from\n{metrics}"
+        );
+    }
+    // The API gives each name back exactly, as JSON data (the status page
+    // shows it with textContent, never as markup).
+    let v: serde_json::Value = serde_json::from_str(&api).expect("JSON");
+    let text = v.to_string();
+    for name in fake_lb::HOSTILE_NAMES {
+        assert!(
+            text.contains(&serde_json::to_string(name).unwrap()),
+            "{name:?} not in {text}"
+        );
+    }
+}
+
+#[test]
 fn prometheus_scrapes_lbwatch_and_promtool_finds_its_metrics_clean() {
     let lb = fake_lb::start(Behaviour::Csv);
     let port = free_port();

@@ -31,7 +31,17 @@ pub enum Behaviour {
     Unauthorized,
     /// A valid stats page with no server: the header and a frontend.
     Empty,
+    /// Servers whose names are hostile to whatever shows them: HTML, quotes,
+    /// a backslash and a line break (a quoted CSV field).
+    Hostile,
 }
+
+/// The names `Behaviour::Hostile` serves, as lbwatch should read them.
+pub const HOSTILE_NAMES: [&str; 3] = [
+    "<script>alert(1)</script>",
+    "web \"quoted\" \\back",
+    "two\nlines",
+];
 
 /// A simulated pool: servers' counters are a function of time.
 #[derive(Debug)]
@@ -160,6 +170,14 @@ fn answer(mut s: TcpStream, how: Behaviour, pool: &Arc<Mutex<Pool>>, stop: &Atom
             "<!DOCTYPE html><html><body><form>login</form></body></html>",
         ),
         Behaviour::Unauthorized => reply(&mut s, "401 Unauthorized", "text/plain", ""),
+        Behaviour::Hostile => {
+            let mut body = String::from("# pxname,svname,stot,hrsp_5xx,status,weight,type,\n");
+            for (i, name) in HOSTILE_NAMES.iter().enumerate() {
+                let csv = format!("\"{}\"", name.replace('"', "\"\""));
+                body.push_str(&format!("web,{csv},{},0,UP,1,2,\n", 1000 + 10 * i));
+            }
+            reply(&mut s, "200 OK", "text/plain", &body);
+        }
         Behaviour::Empty => reply(
             &mut s,
             "200 OK",
