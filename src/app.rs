@@ -60,9 +60,21 @@ fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Resu
     )?;
     let auth = t.username.clone().map(|u| (u, password));
     let endpoint = Endpoint::parse(&t.url).map_err(|e| anyhow::anyhow!("targets[{i}].url: {e}"))?;
+    let client = match &t.tls {
+        None => client.clone(),
+        Some(tls) => {
+            if tls.insecure_skip_verify {
+                tracing::warn!(
+                    target = %t.name,
+                    "targets[{i}].tls.insecure_skip_verify: the stats endpoint's certificate is NOT checked; anyone in between can feed lbwatch its stats"
+                );
+            }
+            Fetcher::tls_client(tls, &format!("targets[{i}].tls"))?
+        }
+    };
     let fetcher = Fetcher::new(
         endpoint,
-        client.clone(),
+        client,
         Duration::from_secs_f64(t.timeout().0),
         t.max_response_bytes,
         auth,

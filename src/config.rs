@@ -110,6 +110,25 @@ pub struct TargetConfig {
     /// For `kind = "prometheus"`: which metrics and labels are what.
     #[serde(default)]
     pub mapping: Option<crate::source::prometheus::Mapping>,
+    /// For an `https://` endpoint: its CA, a client certificate (mTLS).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[targets.tls]`: how lbwatch trusts a stats endpoint and proves itself
+/// to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificates to trust (besides the system's).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, PEM, for endpoints that ask for
+    /// one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Accepts any certificate: for a lab, never production. Logged as a
+    /// warning at every start and reload.
+    pub insecure_skip_verify: bool,
 }
 
 fn default_interval() -> Secs {
@@ -380,6 +399,17 @@ impl FileConfig {
             }
             if (t.password_file.is_some() || t.password_env.is_some()) && t.username.is_none() {
                 errs.push(format!("{}: a password needs a username", key("username")));
+            }
+            if let Some(tls) = &t.tls {
+                if tls.cert_file.is_some() != tls.key_file.is_some() {
+                    errs.push(format!(
+                        "{}: a client certificate needs cert_file and key_file",
+                        key("tls.cert_file")
+                    ));
+                }
+                if !t.url.starts_with("https://") {
+                    errs.push(format!("{}: TLS settings need an https:// url", key("tls")));
+                }
             }
         }
         let mut notifier_names = std::collections::BTreeSet::new();

@@ -283,6 +283,7 @@ pub async fn demo(
             password_file: None,
             password_env: None,
             mapping: None,
+            tls: None,
         }],
         notifiers: vec![],
         detection: DetectConfig::default(),

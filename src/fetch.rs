@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::config::TlsConfig;
 pub use crate::secret::{redact, Secret};
 
 /// Where a target's stats are.
@@ -59,6 +60,19 @@ pub enum FetchError {
     Read { endpoint: String, reason: String },
 }
 
+/// The settings every client of lbwatch has: no redirects (a stats page
+/// that moved is a config to fix), lbwatch's user agent.
+fn base_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("lbwatch/", env!("CARGO_PKG_VERSION")))
+}
+
+/// A target's TLS settings that cannot be used, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
+
 /// One target's transport, built once.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
@@ -73,14 +87,45 @@ impl Fetcher {
     /// One HTTP client for every target: a client holds its TLS roots and
     /// connection pool, which 1,000 targets need only once.
     pub fn shared_client() -> Result<reqwest::Client, FetchError> {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("lbwatch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| FetchError::Connect {
-                endpoint: "client".into(),
-                reason: e.to_string(),
-            })
+        base_client().build().map_err(|e| FetchError::Connect {
+            endpoint: "client".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A client of its own for a target with TLS settings (the others
+    /// share one: a client holds its pool and roots). `key` names the
+    /// setting in errors.
+    pub fn tls_client(tls: &TlsConfig, key: &str) -> Result<reqwest::Client, TlsError> {
+        let read = |what: &str, path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|e| TlsError(format!("{key}.{what}: cannot read {}: {e}", path.display())))
+        };
+        let mut b = base_client().danger_accept_invalid_certs(tls.insecure_skip_verify);
+        if let Some(ca) = &tls.ca_file {
+            let pem = read("ca_file", ca)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                TlsError(format!(
+                    "{key}.ca_file: {}: not PEM certificates: {e}",
+                    ca.display()
+                ))
+            })?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if let (Some(cert), Some(k)) = (&tls.cert_file, &tls.key_file) {
+            let mut pem = read("cert_file", cert)?;
+            pem.extend(read("key_file", k)?);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                TlsError(format!(
+                    "{key}.cert_file: not a PEM certificate and key: {e}"
+                ))
+            })?;
+            b = b.identity(id);
+        }
+        b.build()
+            .map_err(|e| TlsError(format!("{key}: {}", error_chain(&e))))
     }
 
     pub fn new(
@@ -122,7 +167,10 @@ impl Fetcher {
                 if let Some((user, pass)) = &self.auth {
                     req = req.basic_auth(user, pass.as_ref().map(Secret::expose));
                 }
+                // `without_url`: reqwest's errors print the whole URL, and a
+                // URL may carry a token.
                 let mut resp = req.send().await.map_err(|e| {
+                    let e = e.without_url();
                     if e.is_timeout() {
                         FetchError::Timeout(self.timeout)
                     } else {
@@ -141,7 +189,7 @@ impl Fetcher {
                 let mut body = Vec::new();
                 while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Read {
                     endpoint: shown.clone(),
-                    reason: error_chain(&e),
+                    reason: error_chain(&e.without_url()),
                 })? {
                     if (body.len() + chunk.len()) as u64 > self.max_bytes {
                         return Err(FetchError::TooLarge {

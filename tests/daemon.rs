@@ -16,6 +16,8 @@ mod deploy;
 mod outputs;
 #[path = "daemon/secrets.rs"]
 mod secrets;
+#[path = "daemon/tls.rs"]
+mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
