@@ -537,6 +537,29 @@ async fn hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
 
 /// Runs until `shutdown` completes; returns the address the HTTP listener
 /// bound to through `bound` as soon as it is up. With `opts.config_path`,
+/// The listener's TLS and basic auth, from `[http]`.
+fn guard(cfg: &FileConfig) -> anyhow::Result<crate::http::Guard> {
+    let tls = match &cfg.http.tls {
+        Some(t) => {
+            Some(crate::http::tls_acceptor(&t.cert_file, &t.key_file).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    let auth = match &cfg.http.basic_auth {
+        Some(a) => {
+            let password = crate::secret::read_secret(
+                a.password_file.as_ref(),
+                a.password_env.as_ref(),
+                "http.basic_auth.password",
+            )?
+            .context("http.basic_auth: no password")?;
+            Some(crate::http::Credentials::new(&a.username, &password))
+        }
+        None => None,
+    };
+    Ok(crate::http::Guard { tls, auth })
+}
+
 /// SIGHUP re-reads that file.
 pub async fn run(
     cfg: FileConfig,
@@ -565,7 +588,11 @@ pub async fn run(
         empty: Mutex::new(BTreeSet::new()),
         targets: RwLock::new(configured),
     });
-    tokio::spawn(crate::http::serve(listener, routes(shared.clone())));
+    tokio::spawn(crate::http::serve(
+        listener,
+        routes(shared.clone()),
+        guard(&cfg)?,
+    ));
     for n in &parts.1 {
         n.push(&gone);
     }

@@ -60,6 +60,31 @@ pub struct HttpConfig {
     /// How others reach this listener (Alertmanager's `generatorURL`, links
     /// in notifications); default `http://<listen>`.
     pub external_url: Option<String>,
+    /// For a listener beyond loopback, as Prometheus exporters' web config
+    /// does: HTTPS ...
+    pub tls: Option<ListenTls>,
+    /// ... and basic auth on everything but /healthz.
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// `[http.tls]`: the listener's certificate chain and key, PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `[http.basic_auth]`: one user; the password from a file or the
+/// environment, never from this file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -67,15 +92,18 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:9847".into(),
             external_url: None,
+            tls: None,
+            basic_auth: None,
         }
     }
 }
 
 impl HttpConfig {
     pub fn external_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.external_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
             .trim_end_matches('/')
             .to_string()
     }
@@ -120,7 +148,7 @@ pub struct TargetConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
-    /// PEM certificates to trust (besides the system's).
+    /// PEM certificates to trust (besides the built-in Mozilla roots).
     pub ca_file: Option<PathBuf>,
     /// A client certificate and its key, PEM, for endpoints that ask for
     /// one.
@@ -337,6 +365,14 @@ impl FileConfig {
             .collect();
         if let Some(why) = self.log.invalid_level() {
             errs.push(format!("log.level: {:?} is invalid: {why}", self.log.level));
+        }
+        if let Some(a) = &self.http.basic_auth {
+            if a.password_file.is_some() == a.password_env.is_some() {
+                errs.push(
+                    "http.basic_auth.password_file: set password_file or password_env, one of them"
+                        .into(),
+                );
+            }
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             errs.push(format!(

@@ -253,6 +253,7 @@ pub async fn demo(
             lb.advance();
             Reply::ok("text/plain", lb.csv())
         },
+        crate::http::Guard::default(),
     ));
     let url = format!("http://{addr}/stats;csv");
     // The README points at the default port; if something else holds it,
@@ -271,6 +272,8 @@ pub async fn demo(
         http: HttpConfig {
             listen,
             external_url: None,
+            tls: None,
+            basic_auth: None,
         },
         targets: vec![TargetConfig {
             name: "lb-demo".into(),

@@ -97,9 +97,63 @@ impl Reply {
     }
 }
 
-/// Serves `handler` (request -> reply) on `listener` until the task is
-/// dropped.
-pub async fn serve<H>(listener: tokio::net::TcpListener, handler: H)
+/// How the listener guards itself (both optional): HTTPS, and basic auth
+/// on every path but /healthz (a liveness probe needs no credentials and
+/// learns nothing).
+#[derive(Clone, Default)]
+pub struct Guard {
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub auth: Option<Credentials>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Guard {{ tls: {}, auth: {:?} }}",
+            self.tls.is_some(),
+            self.auth
+        )
+    }
+}
+
+/// The one user allowed in, kept as a digest of `user:password`.
+#[derive(Clone)]
+pub struct Credentials(ring::digest::Digest);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(***)")
+    }
+}
+
+impl Credentials {
+    pub fn new(user: &str, password: &crate::secret::Secret) -> Self {
+        Credentials(digest(&format!("{user}:{}", password.expose())))
+    }
+
+    /// Whether an `Authorization` header carries them: compared as
+    /// digests, so the time it takes says nothing of the password.
+    fn admits(&self, header: Option<&str>) -> bool {
+        let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ")) else {
+            return false;
+        };
+        use base64::Engine as _;
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        let given = digest(&String::from_utf8_lossy(&decoded));
+        given.as_ref() == self.0.as_ref()
+    }
+}
+
+fn digest(text: &str) -> ring::digest::Digest {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+}
+
+/// Serves `handler` (request -> reply) on `listener`, behind `guard`, until
+/// the task is dropped.
+pub async fn serve<H>(listener: tokio::net::TcpListener, handler: H, guard: Guard)
 where
     H: Fn(&Request) -> Reply + Send + Sync + 'static,
 {
@@ -108,38 +162,89 @@ where
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let handler = handler.clone();
+        let (handler, guard) = (handler.clone(), guard.clone());
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let request = Request {
-                        path: req.uri().path().to_string(),
-                        query: req.uri().query().map(str::to_string),
-                        accept: req
-                            .headers()
-                            .get(hyper::header::ACCEPT)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string(),
-                    };
-                    let reply = handler(&request);
-                    async move {
-                        Ok::<_, std::convert::Infallible>(
-                            Response::builder()
-                                .status(reply.status)
-                                .header("content-type", reply.content_type)
-                                .header("cache-control", "no-store")
-                                .body(Full::new(Bytes::from(reply.body)))
-                                .expect("a valid response"),
-                        )
-                    }
+                    let reply = answer(&req, &*handler, guard.auth.as_ref());
+                    async move { Ok::<_, std::convert::Infallible>(reply) }
                 });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match &guard.tls {
+                None => {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = http.serve_connection(io, service).await;
+                }
+                Some(tls) => {
+                    // A failed handshake (a plain-HTTP client, a scanner)
+                    // costs that connection only.
+                    if let Ok(stream) = tls.accept(stream).await {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = http.serve_connection(io, service).await;
+                    }
+                }
+            }
         });
     }
+}
+
+/// The reply to one request, credentials checked first.
+fn answer<H>(
+    req: &hyper::Request<hyper::body::Incoming>,
+    handler: &H,
+    auth: Option<&Credentials>,
+) -> Response<Full<Bytes>>
+where
+    H: Fn(&Request) -> Reply,
+{
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let path = req.uri().path();
+    if let Some(creds) = auth.filter(|_| path != "/healthz") {
+        if !creds.admits(header(hyper::header::AUTHORIZATION)) {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header("www-authenticate", "Basic realm=\"lbwatch\"")
+                .body(Full::new(Bytes::from_static(b"unauthorized\n")))
+                .expect("a valid response");
+        }
+    }
+    let request = Request {
+        path: path.to_string(),
+        query: req.uri().query().map(str::to_string),
+        accept: header(hyper::header::ACCEPT)
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let reply = handler(&request);
+    Response::builder()
+        .status(reply.status)
+        .header("content-type", reply.content_type)
+        .header("cache-control", "no-store")
+        .body(Full::new(Bytes::from(reply.body)))
+        .expect("a valid response")
+}
+
+/// The listener's TLS from its PEM files; errors name the key and file.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect())
+        .map_err(|e| format!("http.tls.cert_file: {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("http.tls.key_file: {}: {e}", key.display()))?;
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("http.tls: {e}"))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("http.tls: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 #[cfg(test)]
@@ -158,5 +263,17 @@ mod tests {
         assert_eq!(r.param("y"), None);
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%41"), "%zzA");
+    }
+
+    #[test]
+    fn basic_auth_admits_only_its_user_and_password() {
+        let c = Credentials::new("prom", &crate::secret::Secret::new("s3cret".into()));
+        // base64("prom:s3cret"), and of "prom:wrong".
+        assert!(c.admits(Some("Basic cHJvbTpzM2NyZXQ=")));
+        assert!(!c.admits(Some("Basic cHJvbTp3cm9uZw==")));
+        assert!(!c.admits(Some("Bearer cHJvbTpzM2NyZXQ=")));
+        assert!(!c.admits(Some("Basic !!!")));
+        assert!(!c.admits(None));
+        assert_eq!(format!("{c:?}"), "Credentials(***)");
     }
 }

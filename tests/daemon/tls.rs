@@ -1,7 +1,7 @@
-//! TLS to stats endpoints, through the real binary: a loopback HTTPS stats
-//! endpoint (`openssl s_server`) with a CA, a server certificate and a
-//! client certificate made by `openssl` in the test, which asks every
-//! client for a certificate (mTLS).
+//! TLS through the real binary, with a CA, a server certificate and a
+//! client certificate made by `openssl` in the test: to a loopback HTTPS
+//! stats endpoint (`openssl s_server`) that asks every client for a
+//! certificate (mTLS), and on lbwatch's own listener with basic auth.
 
 use super::*;
 
@@ -214,4 +214,98 @@ fn https_stats_with_a_custom_ca_and_a_client_certificate() {
         ),
         "{logs}"
     );
+}
+
+/// GET `url` with a client that trusts `ca`, as `user:password` if given;
+/// (status, `WWW-Authenticate`, body), or the error.
+fn https_get(
+    ca: &Path,
+    url: &str,
+    auth: Option<(&str, &str)>,
+) -> Result<(u16, String, String), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pem = std::fs::read(ca).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap();
+        let mut req = client.get(url);
+        if let Some((u, p)) = auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        let resp = req.send().await.map_err(|e| format!("{e:?}"))?;
+        let status = resp.status().as_u16();
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        Ok((status, challenge, resp.text().await.unwrap_or_default()))
+    })
+}
+
+#[test]
+fn the_listener_serves_https_with_basic_auth_and_healthz_stays_open() {
+    const PASSWORD: &str = "Listen3rPassw0rd";
+    let dir = scratch("listen-tls");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    certificates(&dir);
+    std::fs::write(dir.join("password"), format!("{PASSWORD}\n")).unwrap();
+    let lb = fake_lb::start(Behaviour::Csv);
+    let port = free_port();
+    let file = |f: &str| dir.join(f).display().to_string();
+    let cfg = write_config(
+        "listen-tls.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n[http.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+             [http.basic_auth]\nusername = \"prometheus\"\npassword_file = \"{}\"\n{}",
+            file("server.pem"),
+            file("server.key"),
+            file("password"),
+            target("lb1", &lb.url, "")
+        ),
+    );
+    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    run.wait_for(Duration::from_secs(3), |_| false);
+    let ca = dir.join("ca.pem");
+    let url = |p: &str| format!("https://127.0.0.1:{port}{p}");
+    let anonymous = https_get(&ca, &url("/metrics"), None);
+    let wrong = https_get(&ca, &url("/api/v1/alerts"), Some(("prometheus", "guess")));
+    let right = https_get(&ca, &url("/metrics"), Some(("prometheus", PASSWORD)));
+    let health = https_get(&ca, &url("/healthz"), None);
+    let plain = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).to_string()
+    };
+    let logs = run.stderr.lock().unwrap().clone();
+    run.stop();
+    let anonymous = anonymous.unwrap();
+    assert_eq!(
+        (anonymous.0, anonymous.1.as_str()),
+        (401, "Basic realm=\"lbwatch\"")
+    );
+    assert_eq!(wrong.unwrap().0, 401);
+    let right = right.unwrap();
+    assert_eq!(right.0, 200);
+    assert!(
+        right.2.contains("lbwatch_target_up{target=\"lb1\"} 1"),
+        "{}",
+        right.2
+    );
+    assert_eq!(health.unwrap().0, 200);
+    assert!(
+        !plain.contains("lbwatch_"),
+        "served over plain HTTP: {plain}"
+    );
+    assert!(!logs.contains(PASSWORD), "{logs}");
 }
