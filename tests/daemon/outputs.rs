@@ -408,8 +408,9 @@ fn alerts_reach_a_real_alertmanager_resolve_and_return_after_it_restarts_empty()
 fn two_replicas_and_two_clustered_alertmanagers_notify_once() {
     let lb = fake_lb::start(Behaviour::Csv);
     let hook = Sink::start(200);
+    // group_interval 5s: the resolve is notified 5 s after it, not 5 min.
     let am_config = format!(
-        "route:\n  receiver: hook\n  group_by: [alertname, target, pool]\n  group_wait: 1s\n  group_interval: 5m\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: '{}'\n",
+        "route:\n  receiver: hook\n  group_by: [alertname, target, pool]\n  group_wait: 1s\n  group_interval: 5s\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: '{}'\n",
         hook.url("/am")
     );
     let (g1, g2) = (free_port(), free_port());
@@ -427,14 +428,25 @@ fn two_replicas_and_two_clustered_alertmanagers_notify_once() {
             Running::start(&["run", "--config", cfg.to_str().unwrap()])
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(4));
+    // The cluster formed: each instance sees two ready peers.
+    for am in [&am1, &am2] {
+        let status = eventually(Duration::from_secs(20), || {
+            let (_, body) = get(&format!("{}/api/v2/status", am.url()))?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let peers = v["cluster"]["peers"].as_array().map_or(0, Vec::len);
+            (v["cluster"]["status"] == "ready" && peers == 2).then_some(v)
+        });
+        assert!(status.is_some(), "the Alertmanager cluster did not form");
+    }
+    std::thread::sleep(Duration::from_secs(2));
     lb.skew();
-    let skews = || {
+    let notified = |status: &str| {
         hook.received()
             .iter()
-            .filter(|r| r.body.contains("TrafficSkew") && r.json()["status"] == "firing")
+            .filter(|r| r.body.contains("TrafficSkew") && r.json()["status"] == status)
             .count()
     };
+    let skews = || notified("firing");
     assert!(
         hook.wait(Duration::from_secs(40), |_| skews() >= 1),
         "no notification from the cluster"
@@ -443,9 +455,23 @@ fn two_replicas_and_two_clustered_alertmanagers_notify_once() {
     // cluster not told it the first one did (its peer position times the
     // 2 s peer timeout), and for both replicas' re-sends.
     std::thread::sleep(Duration::from_secs(10));
+    // Both instances hold the alert (each replica sent it to each).
+    let (in1, in2) = (am_skew(&am1), am_skew(&am2));
+    // The fault ends: one resolve reaches the receiver, not one per
+    // instance or replica.
+    lb.heal();
+    let resolved = hook.wait(Duration::from_secs(60), |_| notified("resolved") >= 1);
+    std::thread::sleep(Duration::from_secs(10));
     for r in replicas {
         r.stop();
     }
+    assert!(in1.is_some() && in2.is_some(), "{in1:?} {in2:?}");
+    assert!(
+        resolved,
+        "no resolve from the cluster: {:?}",
+        hook.received()
+    );
+    assert_eq!(notified("resolved"), 1, "{:?}", hook.received());
     assert_eq!(skews(), 1, "{:?}", hook.received());
     let n = hook.received();
     let body = n
