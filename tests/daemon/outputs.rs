@@ -296,6 +296,57 @@ fn pagerduty_gets_a_trigger_and_a_resolve_under_one_dedup_key() {
     assert!(!shown.contains(ROUTING_KEY), "the routing key leaked");
 }
 
+/// The receiver has the trigger and has answered it, but lbwatch is killed
+/// before it hears the answer: at least once means one repeat, under the
+/// same dedup key, and it is the journal that brings it back (the restored
+/// detector knows the alert is firing and detects nothing anew).
+#[test]
+fn kill_9_while_a_delivery_is_in_flight_repeats_it_once_from_the_journal() {
+    let pd = Sink::start(202);
+    let key = secret_file("pd-inflight.key", ROUTING_KEY);
+    let (w, run) = Watched::start(
+        "pd-inflight.toml",
+        &format!(
+            "[[notifiers]]\nkind = \"pagerduty\"\nurl = \"{}\"\nrouting_key_file = \"{}\"\n",
+            pd.url("/v2/enqueue"),
+            key.display()
+        ),
+    );
+    pd.hold();
+    w.lb.skew();
+    let triggers = || {
+        pd.received()
+            .iter()
+            .filter(|r| r.json()["event_action"] == "trigger")
+            .map(|r| r.json()["dedup_key"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        pd.wait(Duration::from_secs(30), |_| triggers().len() == 1),
+        "no trigger: {:?}",
+        pd.received()
+    );
+    // Past the fsync of the detector's state that follows the event.
+    std::thread::sleep(Duration::from_millis(500));
+    run.kill_9();
+    pd.release();
+    let mut again = w.restart();
+    assert!(
+        pd.wait(Duration::from_secs(30), |_| triggers().len() == 2),
+        "the journal did not bring the trigger back: {:?}",
+        pd.received()
+    );
+    again.wait_for(Duration::from_secs(3), |_| false);
+    let lines = again.stop();
+    let keys = triggers();
+    assert_eq!(keys.len(), 2, "more than one repeat: {keys:?}");
+    assert_eq!(keys[0], keys[1], "the repeat has another dedup key");
+    assert!(
+        !lines.iter().any(|l| l.contains("\"state\":\"firing\"")),
+        "the restarted lbwatch detected the fault anew: {lines:?}"
+    );
+}
+
 #[test]
 fn a_restart_neither_pages_again_nor_forgets_a_resolve() {
     let sink = Sink::start(200);

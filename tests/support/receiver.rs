@@ -51,6 +51,8 @@ pub struct Sink {
     pub port: u16,
     state: Arc<Mutex<State>>,
     down: Arc<AtomicBool>,
+    /// The next request is recorded, and its answer held until released.
+    hold: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     default: u16,
 }
@@ -109,10 +111,12 @@ impl Sink {
             port,
             state: Arc::default(),
             down: Arc::default(),
+            hold: Arc::default(),
             stop: Arc::default(),
             default,
         };
         let (state, down, stop) = (sink.state.clone(), sink.down.clone(), sink.stop.clone());
+        let hold = sink.hold.clone();
         thread::spawn(move || {
             listener.set_nonblocking(true).unwrap();
             while !stop.load(Ordering::Relaxed) {
@@ -138,6 +142,11 @@ impl Sink {
                             });
                             status
                         };
+                        // Held: answered once released (by then, maybe to
+                        // a sender that is gone).
+                        while hold.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+                            thread::sleep(Duration::from_millis(10));
+                        }
                         let body = if status >= 400 {
                             "{\"error\":\"scripted\"}"
                         } else {
@@ -163,6 +172,16 @@ impl Sink {
     /// The next requests are answered with these statuses, in order.
     pub fn script(&self, statuses: &[u16]) {
         self.state.lock().unwrap().script.extend(statuses);
+    }
+
+    /// Holds the answer to the requests from now on (each is recorded as
+    /// received) until `release`.
+    pub fn hold(&self) {
+        self.hold.store(true, Ordering::Relaxed);
+    }
+
+    pub fn release(&self) {
+        self.hold.store(false, Ordering::Relaxed);
     }
 
     pub fn set_down(&self, down: bool) {
