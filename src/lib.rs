@@ -6,15 +6,14 @@
 //! `config` (the configuration file).
 
 pub mod app;
+pub use lbwatch_core::{detect, model};
 pub mod clock;
 pub mod config;
 pub mod demo;
-pub mod detect;
 pub mod fetch;
 pub mod http;
 pub mod log;
 pub mod metrics;
-pub mod model;
 pub mod notify;
 pub mod replay;
 pub mod secret;
