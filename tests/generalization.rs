@@ -415,10 +415,10 @@ fn check(kind: &str) {
 /// series' own dips sometimes fall as steeply and as deep as a blocked LB
 /// for a few seconds, and at 1 s scrapes nothing tells the two apart but
 /// time. lbwatch aims at none and accepts a tenth of what an on-call
-/// engineer would tolerate (one a day): measured with 60 cases of each
-/// kind, 2 in 720 simulated hours of healthy real traffic (one dip, seen by
-/// two pools at once), none in the fault cases. The default run covers less
-/// than ten simulated days per test, so it allows none.
+/// engineer would tolerate (one a day): measured with 200 cases of each
+/// kind, none in about 2,400 simulated hours of healthy real traffic and
+/// none in the fault cases. The default run covers less than ten simulated
+/// days per test, so it allows none.
 #[derive(Default)]
 struct RealTraffic {
     hours: f64,

@@ -45,8 +45,13 @@ use super::stats::{decay, poisson_at_most};
 use super::text::duration;
 
 /// A stop runs below this fraction of the day's lowest quarter-hour: well
-/// below anything the pool did on its own.
+/// below anything the pool did on its own ...
 const FLOOR_FRACTION: f64 = 0.25;
+
+/// ... and below this fraction of the usual level (the hour's median): a
+/// cut to 2% of a surge that began minutes ago can leave more than 2% of
+/// the usual level, and is a stop all the same.
+const USUAL_FRACTION: f64 = 0.1;
 
 /// The recent level counts as evidence up to this multiple of the usual
 /// level: a surge that ends in a lull must not make the lull look decisive.
@@ -130,7 +135,9 @@ impl Stop {
     /// A stop that would begin with this interval, if it is one.
     fn begin(h: &History, requests: f64, dt: f64, dc: &DropConfig) -> Option<Stop> {
         let usual = h.usual();
-        let ceiling = (dc.ratio * usual.min(h.last_minute)).min(FLOOR_FRACTION * h.lowest());
+        let ceiling = (dc.ratio * h.last_minute)
+            .min(USUAL_FRACTION * usual)
+            .min(FLOOR_FRACTION * h.lowest());
         let s = Stop {
             secs: dt,
             requests,

@@ -79,6 +79,12 @@ impl Cusum {
 /// Time constant over which the evidence segment fades.
 const SEGMENT_FADE_S: f64 = 300.0;
 
+/// An obvious spike: at least twice the effect threshold, on at least four
+/// errors besides the worst interval's (three scattered 5xx are no proof,
+/// whatever ratio they make).
+const OBVIOUS: f64 = 2.0;
+const OBVIOUS_ERRORS: f64 = 4.0;
+
 /// The 5xx ratio of the large-spike alternative (at least).
 const LARGE_SPIKE: f64 = 0.05;
 
@@ -300,9 +306,9 @@ impl ErrorTrack {
             // interval), or the recent window for slower onsets.
             // The whole window must be significant; without its worst
             // interval it must still show the effect, and be significant
-            // too: at the level itself, or, for an obvious spike (twice the
-            // effect threshold), at its square root (1e-3 for 1e-6). A blip
-            // can add to the proof of an obvious spike, never be the proof.
+            // too: at the level itself, or, for an obvious spike (see
+            // `OBVIOUS`), at its square root (1e-3 for 1e-6). A blip can add
+            // to the proof of an obvious spike, never be the proof.
             let windows = [
                 (self.segment_len as usize > trim).then_some((self.segment, trimmed)),
                 Some((self.recent, recent_trimmed)),
@@ -312,7 +318,7 @@ impl ErrorTrack {
                 let Some(ratio) = w.ratio().filter(|&r| r >= p1) else {
                     continue;
                 };
-                let trimmed_level = if ratio >= 2.0 * p1 {
+                let trimmed_level = if ratio >= OBVIOUS * p1 && w.events >= OBVIOUS_ERRORS {
                     level.sqrt()
                 } else {
                     level
