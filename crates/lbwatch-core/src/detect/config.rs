@@ -150,7 +150,9 @@ pub struct ErrorConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DropConfig {
     /// A stop: the requests of a run of intervals stay at most this
-    /// fraction of the usual level (plus one stray request).
+    /// fraction of the rate of the minute before (and a tenth of the usual
+    /// level, a quarter of the day's lowest quarter-hour), plus one stray
+    /// request.
     pub ratio: f64,
     /// The usual level is the median of the per-minute rates over this long
     /// (60 buckets): long enough that a surge or a lull shorter than half of

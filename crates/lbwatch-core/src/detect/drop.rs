@@ -10,8 +10,8 @@
 //! out one of its natural lulls? What it compares with is in `history.rs`.
 //!
 //! - **A stop** is a run of intervals whose requests stay at most
-//!   `drop.ratio` (2%) of the usual level and of the last minute's rate,
-//!   and at most a quarter of the lowest quarter-hour of the day, plus one
+//!   `drop.ratio` (2%) of the last minute's rate, a tenth of the usual
+//!   level and a quarter of the lowest quarter-hour of the day, plus one
 //!   stray request: a blocked LB, not a partial dip, not a lull that ramped
 //!   down, not a return to a level the day has seen. A partial drop pages
 //!   nobody.
