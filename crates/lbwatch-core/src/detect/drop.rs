@@ -42,7 +42,7 @@ use super::config::{DetectConfig, DropConfig};
 use super::history::History;
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::stats::{decay, poisson_at_most};
-use super::text::duration;
+use super::text::{duration, pct, rate};
 
 /// A stop runs below this fraction of the day's lowest quarter-hour: well
 /// below anything the pool did on its own ...
@@ -85,9 +85,22 @@ pub struct DropFinding {
 }
 
 impl DropFinding {
+    /// "0.21 req/s, 0.12% of its usual 167 req/s, for 1m40s, 2.1x its
+    /// longest natural lull (48s)": what a summary says of a stop.
+    pub fn numbers(&self) -> String {
+        format!(
+            "{} req/s, {} of its usual {} req/s, for {}{}",
+            rate(self.rate),
+            pct(self.rate / self.baseline_rate),
+            rate(self.baseline_rate),
+            duration(self.secs),
+            self.lulls()
+        )
+    }
+
     /// ", 2.1x its longest natural lull (1m40s)", or nothing when no lull
     /// is on record.
-    pub fn lulls(&self) -> String {
+    fn lulls(&self) -> String {
         if self.longest_lull > 0.0 {
             format!(
                 ", {:.1}x its longest natural lull ({})",

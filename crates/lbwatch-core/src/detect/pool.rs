@@ -14,7 +14,7 @@ use super::skew::{
     concentration_test, follows_weights, offends, share_test, Basis, SkewFinding, SkewKind, Window,
 };
 use super::stats::decay;
-use super::text::{duration, pct, rate};
+use super::text::{pct, rate};
 use crate::model::{AlertName, Severity, Timestamp};
 
 /// A server as last listed, with what its counters did in the last interval.
@@ -270,12 +270,8 @@ impl PoolState {
                 let f = finding.expect("a drop fires only with a finding");
                 (
                     format!(
-                        "pool {name} receives {} req/s, {} of its usual {} req/s, for {}{}{}",
-                        rate(f.rate),
-                        pct(f.rate / f.baseline_rate),
-                        rate(f.baseline_rate),
-                        duration(f.secs),
-                        f.lulls(),
+                        "pool {name} receives {}{}",
+                        f.numbers(),
                         ctx.context(since, self.last_change.as_ref()),
                     ),
                     Some(f.rate / f.baseline_rate),

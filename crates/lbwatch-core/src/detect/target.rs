@@ -6,7 +6,7 @@ use super::drop::{drop_persistence, RateTrack};
 use super::emit::{Context, Emit};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::pool::PoolState;
-use super::text::{duration, hms, pct, rate};
+use super::text::hms;
 use super::view::FiringAlert;
 use crate::model::{AlertName, ServerStat, Severity, Timestamp};
 
@@ -167,12 +167,8 @@ impl TargetState {
                 let f = finding.expect("a drop fires only with a finding");
                 (
                     format!(
-                        "{name} passes {} req/s to its {pools} pools, {} of its usual {} req/s, for {}{}, while its stats answer: the load balancer is not routing traffic",
-                        rate(f.rate),
-                        pct(f.rate / f.baseline_rate),
-                        rate(f.baseline_rate),
-                        duration(f.secs),
-                        f.lulls(),
+                        "{name} passes to its {pools} pools {}, while its stats answer: the load balancer is not routing traffic",
+                        f.numbers(),
                     ),
                     Some(f.rate / f.baseline_rate),
                 )
