@@ -463,6 +463,12 @@ impl Daemon {
             }
         };
         if result.is_ok() {
+            if new.http.tls != self.cfg.http.tls || new.http.basic_auth != self.cfg.http.basic_auth
+            {
+                tracing::warn!(
+                    "http.tls and http.basic_auth changes (and new certificate or password files) take effect at the next restart"
+                );
+            }
             if new.http.listen != self.cfg.http.listen {
                 tracing::warn!(
                     "http.listen: {} -> {} takes effect at the next restart",

@@ -148,7 +148,7 @@ pub struct TargetConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
-    /// PEM certificates to trust (besides the built-in Mozilla roots).
+    /// PEM certificates to trust, instead of the built-in Mozilla roots.
     pub ca_file: Option<PathBuf>,
     /// A client certificate and its key, PEM, for endpoints that ask for
     /// one.
@@ -300,6 +300,39 @@ impl ConfigError {
     }
 }
 
+/// A TOML or type error without the text it quotes: the line it shows and
+/// any quoted value may be a password, a token in a URL or a header value.
+/// What stays says where (line, column, key) and what was expected.
+fn without_values(message: &str) -> String {
+    let kept: Vec<&str> = message
+        .lines()
+        .filter(|l| {
+            !l.trim_start()
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start()
+                .starts_with('|')
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in kept.join(": ").chars() {
+        match c {
+            '"' if quoted => {
+                out.push_str("…\"");
+                quoted = false;
+            }
+            '"' => {
+                out.push('"');
+                quoted = true;
+            }
+            c if !quoted => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Reads `path` with overrides from the process environment.
 pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
     load_with_env(path, std::env::vars())
@@ -342,10 +375,10 @@ pub fn parse_with_env(
                 .source(Some(overrides)),
         )
         .build()
-        .map_err(|e| invalid(vec![e.to_string()]))?;
+        .map_err(|e| invalid(vec![without_values(&e.to_string())]))?;
     let cfg: FileConfig = built
         .try_deserialize()
-        .map_err(|e| invalid(vec![e.to_string()]))?;
+        .map_err(|e| invalid(vec![without_values(&e.to_string())]))?;
     let errors = cfg.validate();
     if errors.is_empty() {
         Ok(cfg)
@@ -698,8 +731,16 @@ url = "http://127.0.0.1:9999/hook"
                 .any(|l| l.contains("detection.errors.significance: 7")),
             "{lines:?}"
         );
+        // The value itself is not repeated (a value in a config may be a
+        // secret); the key and what was expected are.
         let e = load_text("[detection]\nresolve_after = \"soon\"\n", &[]).unwrap_err();
-        assert!(e.to_string().contains("\"soon\""), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("invalid duration")
+                && msg.contains("detection.resolve_after")
+                && !msg.contains("soon"),
+            "{msg}"
+        );
     }
 
     #[test]

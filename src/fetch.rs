@@ -103,6 +103,9 @@ impl Fetcher {
         };
         let mut b = base_client().danger_accept_invalid_certs(tls.insecure_skip_verify);
         if let Some(ca) = &tls.ca_file {
+            // As Prometheus does: a CA file is what is trusted, instead of
+            // the built-in roots (a private PKI, pinned).
+            b = b.tls_built_in_root_certs(false);
             let pem = read("ca_file", ca)?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 TlsError(format!(

@@ -97,7 +97,8 @@ impl Reply {
     }
 }
 
-/// How the listener guards itself (both optional): HTTPS, and basic auth
+/// How the listener guards itself (both optional; changing them takes a
+/// restart): HTTPS, and basic auth
 /// on every path but /healthz (a liveness probe needs no credentials and
 /// learns nothing).
 #[derive(Clone, Default)]
@@ -132,8 +133,8 @@ impl Credentials {
         Credentials(digest(&format!("{user}:{}", password.expose())))
     }
 
-    /// Whether an `Authorization` header carries them: compared as
-    /// digests, so the time it takes says nothing of the password.
+    /// Whether an `Authorization` header carries them, compared as digests
+    /// in constant time.
     fn admits(&self, header: Option<&str>) -> bool {
         let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ")) else {
             return false;
@@ -143,7 +144,14 @@ impl Credentials {
             return false;
         };
         let given = digest(&String::from_utf8_lossy(&decoded));
-        given.as_ref() == self.0.as_ref()
+        // Every byte compared, whatever differs first: the time taken says
+        // nothing of where the digests part.
+        let diff = given
+            .as_ref()
+            .iter()
+            .zip(self.0.as_ref())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        diff == 0
     }
 }
 
@@ -164,12 +172,17 @@ where
         };
         let (handler, guard) = (handler.clone(), guard.clone());
         tokio::spawn(async move {
+            // Nobody holds a connection without saying what it wants: a
+            // handshake and a request head each get ten seconds.
+            const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let reply = answer(&req, &*handler, guard.auth.as_ref());
                     async move { Ok::<_, std::convert::Infallible>(reply) }
                 });
-            let http = hyper::server::conn::http1::Builder::new();
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(PATIENCE);
             match &guard.tls {
                 None => {
                     let io = hyper_util::rt::TokioIo::new(stream);
@@ -178,7 +191,8 @@ where
                 Some(tls) => {
                     // A failed handshake (a plain-HTTP client, a scanner)
                     // costs that connection only.
-                    if let Ok(stream) = tls.accept(stream).await {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(PATIENCE, tls.accept(stream)).await
+                    {
                         let io = hyper_util::rt::TokioIo::new(stream);
                         let _ = http.serve_connection(io, service).await;
                     }

@@ -10,19 +10,25 @@ use std::path::PathBuf;
 /// user and password, and its path and query, where webhooks of chat tools
 /// and many APIs carry their token (`/services/T0/B0/XXXX`, `?token=`), are
 /// left out; "/…" says something was.
+///
+/// Read by the same URL parser that sends the requests (a `\\` is a `/`
+/// there, a `/` in a password ends nothing): what does not parse shows
+/// nothing of itself.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    if !url.contains("://") {
         return "(not a URL)".into();
+    }
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return "(invalid URL)".into();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let more = if tail.trim_start_matches('/').is_empty() {
-        ""
-    } else {
-        "/…"
+    let host = match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => String::new(),
     };
-    format!("{scheme}://{host}{more}")
+    let tail = u.path().trim_start_matches('/').is_empty() && u.query().is_none();
+    let more = if tail { "" } else { "/…" };
+    format!("{}://{host}{more}", u.scheme())
 }
 
 /// A secret (password, routing key): prints as `***` everywhere.
@@ -167,6 +173,12 @@ mod tests {
             ("http://[::1]:8404", "http://[::1]:8404"),
             ("unix:///run/haproxy/admin.sock", "unix:///…"),
             ("s3cret-not-a-url", "(not a URL)"),
+            // A password with a slash, a backslash path: the parser's reading.
+            ("http://admin:pa/ss@lb/x", "(invalid URL)"),
+            (
+                "https://hooks.slack.com\\services\\T\\s3cret",
+                "https://hooks.slack.com/…",
+            ),
         ] {
             assert_eq!(redact(url), shown, "{url}");
         }

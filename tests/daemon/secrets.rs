@@ -136,6 +136,29 @@ fn check_config_and_a_rejected_reload_never_show_secrets() {
     );
     assert_eq!(leaks(&text), Vec::<&str>::new(), "{text}");
 
+    // A syntax error on a line holding a token, a type error on a header
+    // value: the errors say where, not what was written there.
+    for (name, text) in [
+        (
+            "secrets-syntax.toml",
+            format!("[[notifiers]]\nkind = \"webhook\"\nurl = \"https://hooks.example/services/T0/B0/{SLACK_TOKEN}\n"),
+        ),
+        (
+            "secrets-type.toml",
+            format!("[[notifiers]]\nkind = \"webhook\"\nurl = \"https://x/\"\nheaders = \"{HEADER_VALUE}\"\n"),
+        ),
+    ] {
+        let path = write_config(name, &text);
+        let out = lbwatch()
+            .args(["check-config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(said.contains(name), "{said}");
+        assert_eq!(leaks(&said), Vec::<&str>::new(), "{said}");
+    }
+
     // A running lbwatch given that file, then one whose URL variable is
     // unset: both reloads are rejected, naming keys and never values.
     let lb = fake_lb::start(Behaviour::Csv);

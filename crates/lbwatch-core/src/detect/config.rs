@@ -18,7 +18,7 @@ pub struct Secs(pub f64);
 
 /// A duration that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {0:?}: expected a number with a unit, like \"500ms\", \"15s\", \"10m\" or \"1h\"")]
+#[error("invalid duration {0:?}: expected a number with a unit, like 500ms, 15s, 10m, 1h or 7d")]
 pub struct DurationError(pub String);
 
 impl Secs {
