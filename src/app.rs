@@ -59,7 +59,7 @@ fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Resu
         &format!("targets[{i}].password"),
     )?;
     let auth = t.username.clone().map(|u| (u, password));
-    let endpoint = Endpoint::parse(&t.url).map_err(|e| anyhow::anyhow!("targets[{i}].url: {e}"))?;
+    let endpoint = target_endpoint(i, t)?;
     let client = match &t.tls {
         None => client.clone(),
         Some(tls) => {
@@ -87,6 +87,26 @@ fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Resu
         fetcher,
         interval: Duration::from_secs_f64(t.interval.0),
     })
+}
+
+/// Where target `i` is: its `url`, or the secret one of `url_file` or
+/// `url_env` (errors name the key, never the URL).
+fn target_endpoint(i: usize, t: &TargetConfig) -> anyhow::Result<Endpoint> {
+    let which = if t.url_file.is_some() {
+        "url_file"
+    } else {
+        "url_env"
+    };
+    let key = format!("targets[{i}].{which}");
+    match crate::secret::read_secret(t.url_file.as_ref(), t.url_env.as_ref(), &key)? {
+        None => Endpoint::parse(&t.url).map_err(|e| anyhow::anyhow!("targets[{i}].url: {e}")),
+        Some(url) => Endpoint::parse(url.expose().trim()).map_err(|e| {
+            anyhow::anyhow!(
+                "{key}: holds an invalid URL ({}): {e}",
+                crate::secret::redact(url.expose())
+            )
+        }),
+    }
 }
 
 /// A small generator for scrape jitter (not in the detector: scheduling only).

@@ -118,7 +118,15 @@ pub struct TargetConfig {
     /// The stats format.
     pub kind: String,
     /// `http(s)://...` or `unix:///path/to/admin.sock` (HAProxy runtime API).
+    #[serde(default)]
     pub url: String,
+    /// The URL from a file or the environment instead, for a stats URL that
+    /// carries a token (`?token=`, a password): it is then a secret, shown
+    /// as scheme and host only.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub url_env: Option<String>,
     #[serde(default = "default_interval")]
     pub interval: Secs,
     /// Per scrape; default: the interval, at most 10 s.
@@ -432,7 +440,21 @@ impl FileConfig {
             if let Err(why) = crate::source::build(&t.kind, t.mapping.as_ref()) {
                 errs.push(format!("{}: {:?} is invalid: {why}", key("kind"), t.kind));
             }
-            if let Err(why) = crate::fetch::Endpoint::parse(&t.url) {
+            let secret_url = t.url_file.is_some() || t.url_env.is_some();
+            if secret_url && !t.url.is_empty() || t.url_file.is_some() && t.url_env.is_some() {
+                errs.push(format!(
+                    "{}: set url, url_file or url_env, one of them",
+                    key("url_file")
+                ));
+            } else if t.url.is_empty() && !secret_url {
+                errs.push(format!(
+                    "{}: missing: a target needs url, url_file or url_env",
+                    key("url")
+                ));
+            } else if let Some(why) = (!secret_url)
+                .then(|| crate::fetch::Endpoint::parse(&t.url).err())
+                .flatten()
+            {
                 errs.push(format!(
                     "{}: {:?} is invalid: {why}",
                     key("url"),
@@ -476,7 +498,7 @@ impl FileConfig {
                         key("tls.cert_file")
                     ));
                 }
-                if !t.url.starts_with("https://") {
+                if !secret_url && !t.url.starts_with("https://") {
                     errs.push(format!("{}: TLS settings need an https:// url", key("tls")));
                 }
             }

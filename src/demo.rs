@@ -279,6 +279,8 @@ pub async fn demo(
             name: "lb-demo".into(),
             kind: "haproxy".into(),
             url: url.clone(),
+            url_file: None,
+            url_env: None,
             interval: Secs(1.0),
             timeout: None,
             max_response_bytes: 1 << 20,

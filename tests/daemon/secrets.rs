@@ -44,6 +44,9 @@ fn tokens_in_urls_header_values_and_secrets_from_the_environment_never_show() {
     let pd_url = scratch("pd.url");
     std::fs::write(&pd_url, pd.url(&format!("/v2/enqueue?token={QUERY_TOKEN}"))).unwrap();
     let slack_url = slack.url(&format!("/services/T0AAAA/B0BBBB/{SLACK_TOKEN}"));
+    // A stats endpoint that refuses, its URL carrying a password and a
+    // token: its scrape errors and its ScrapeFailed must show neither.
+    let dead_url = format!("http://lbwatch:{URL_PASSWORD}@127.0.0.1:1/stats?token={QUERY_TOKEN}");
     let cfg = write_config(
         "secrets.toml",
         &format!(
@@ -51,6 +54,7 @@ fn tokens_in_urls_header_values_and_secrets_from_the_environment_never_show() {
              [[notifiers]]\nname = \"slack\"\nkind = \"webhook\"\nurl_env = \"LBWATCH_TEST_SLACK_URL\"\n\
              secret_env = \"LBWATCH_TEST_HMAC\"\nheaders = {{ Authorization = \"{HEADER_VALUE}\" }}\n\
              [[notifiers]]\nname = \"pd\"\nkind = \"pagerduty\"\nurl_file = \"{}\"\nrouting_key_env = \"LBWATCH_TEST_ROUTING_KEY\"\n\
+             [[targets]]\nname = \"dead\"\nkind = \"haproxy\"\nurl_env = \"LBWATCH_TEST_DEAD_URL\"\ninterval = \"1s\"\n\
              [detection.skew]\nwindow = \"5s\"\n",
             target(
                 "lb1",
@@ -70,6 +74,7 @@ fn tokens_in_urls_header_values_and_secrets_from_the_environment_never_show() {
             ("LBWATCH_TEST_SLACK_URL", slack_url.as_str()),
             ("LBWATCH_TEST_HMAC", HMAC_KEY),
             ("LBWATCH_TEST_ROUTING_KEY", ROUTING_KEY),
+            ("LBWATCH_TEST_DEAD_URL", dead_url.as_str()),
         ],
     );
     run.wait_for(Duration::from_secs(4), |_| false);
@@ -82,6 +87,15 @@ fn tokens_in_urls_header_values_and_secrets_from_the_environment_never_show() {
         (e.contains("deliver{notifier=slack}:") && e.contains("deliver{notifier=pd}:")).then_some(e)
     })
     .expect("the failures were not logged");
+    let scrape_failed = eventually(Duration::from_secs(15), || {
+        let alerts = http_get(port, "/api/v1/alerts");
+        alerts.contains("ScrapeFailed").then_some(alerts)
+    })
+    .expect("no ScrapeFailed for the dead target");
+    assert!(
+        scrape_failed.contains("http://127.0.0.1:1/…"),
+        "{scrape_failed}"
+    );
     let mut shown = logged.clone();
     for path in [
         "/metrics",
@@ -91,7 +105,7 @@ fn tokens_in_urls_header_values_and_secrets_from_the_environment_never_show() {
     ] {
         shown.push_str(&http_get(port, path));
     }
-    run.stop();
+    shown.push_str(&run.stop().join("\n"));
 
     // The secrets were used: the receivers got them.
     let hook = &slack.received()[0];
