@@ -148,17 +148,17 @@ impl TargetState {
         let rate_dt = if reset { None } else { dt };
         self.last_dt = rate_dt;
         let total: f64 = self.pools.iter().map(PoolState::interval_requests).sum();
+        let mut ctx = Context {
+            cfg,
+            ts,
+            dt,
+            rate_dt,
+            first,
+            reload_at: self.reload_at,
+            target_drop_active: false,
+        };
         if !first {
-            let frozen = Context {
-                cfg,
-                ts,
-                dt,
-                rate_dt,
-                first,
-                reload_at: self.reload_at,
-                target_drop_active: false,
-            }
-            .frozen_too_long(&self.rate.life);
+            let frozen = ctx.frozen_too_long(&self.rate.life);
             let (verdict, finding) = self.rate.observe(total, rate_dt, cfg, frozen, false);
             let t = self.rate.life.step(verdict, ts, &drop_persistence());
             let name = &self.name;
@@ -174,15 +174,8 @@ impl TargetState {
                 )
             });
         }
-        let ctx = Context {
-            cfg,
-            ts,
-            dt,
-            rate_dt,
-            first,
-            reload_at: self.reload_at,
-            target_drop_active: self.rate.life.active(),
-        };
+        // The pools learn whether the target's drop covers them.
+        ctx.target_drop_active = self.rate.life.active();
         for pool in &mut self.pools {
             pool.evaluate(&ctx, emit);
         }
