@@ -50,6 +50,9 @@ struct Scraper {
     parse: crate::source::BoxedParser,
     fetcher: Fetcher,
     interval: Duration,
+    /// Cuts the URL's and password's secrets out of errors: a login page
+    /// or a proxy's error page may echo them.
+    scrubber: crate::secret::Scrubber,
 }
 
 fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Result<Scraper> {
@@ -58,8 +61,15 @@ fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Resu
         t.password_env.as_ref(),
         &format!("targets[{i}].password"),
     )?;
-    let auth = t.username.clone().map(|u| (u, password));
     let endpoint = target_endpoint(i, t)?;
+    let mut scrubber = crate::secret::Scrubber::default();
+    if let Endpoint::Http(url) = &endpoint {
+        scrubber = scrubber.url(url);
+    }
+    if let Some(p) = &password {
+        scrubber = scrubber.secret(p.expose());
+    }
+    let auth = t.username.clone().map(|u| (u, password));
     let client = match &t.tls {
         None => client.clone(),
         Some(tls) => {
@@ -86,6 +96,7 @@ fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Resu
         parse,
         fetcher,
         interval: Duration::from_secs_f64(t.interval.0),
+        scrubber,
     })
 }
 
@@ -99,7 +110,9 @@ fn target_endpoint(i: usize, t: &TargetConfig) -> anyhow::Result<Endpoint> {
     };
     let key = format!("targets[{i}].{which}");
     match crate::secret::read_secret(t.url_file.as_ref(), t.url_env.as_ref(), &key)? {
-        None => Endpoint::parse(&t.url).map_err(|e| anyhow::anyhow!("targets[{i}].url: {e}")),
+        None => {
+            Endpoint::parse(t.url.expose()).map_err(|e| anyhow::anyhow!("targets[{i}].url: {e}"))
+        }
         Some(url) => Endpoint::parse(url.expose().trim()).map_err(|e| {
             anyhow::anyhow!(
                 "{key}: holds an invalid URL ({}): {e}",
@@ -151,12 +164,12 @@ async fn scrape_loop(s: Scraper, tx: mpsc::Sender<Sample<'static>>, metrics: Arc
                 }
                 Err(e) => {
                     scrape("parse_error");
-                    SampleBody::Error(format!("parsing the stats: {e}").into())
+                    SampleBody::Error(s.scrubber.scrub(&format!("parsing the stats: {e}")).into())
                 }
             },
             Err(e) => {
                 scrape("fetch_error");
-                SampleBody::Error(e.to_string().into())
+                SampleBody::Error(s.scrubber.scrub(&e.to_string()).into())
             }
         };
         Metrics::time(&metrics.scrape_duration, started.elapsed());
@@ -561,8 +574,15 @@ async fn hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// Runs until `shutdown` completes; returns the address the HTTP listener
-/// bound to through `bound` as soon as it is up. With `opts.config_path`,
+/// Whether `listen` keeps the listener on this machine, where a password in
+/// clear text crosses no network.
+fn on_loopback(listen: &str) -> bool {
+    listen.parse::<SocketAddr>().map_or_else(
+        |_| listen.starts_with("localhost:"),
+        |a| a.ip().is_loopback(),
+    )
+}
+
 /// The listener's TLS and basic auth, from `[http]`.
 fn guard(cfg: &FileConfig) -> anyhow::Result<crate::http::Guard> {
     let tls = match &cfg.http.tls {
@@ -579,6 +599,12 @@ fn guard(cfg: &FileConfig) -> anyhow::Result<crate::http::Guard> {
                 "http.basic_auth.password",
             )?
             .context("http.basic_auth: no password")?;
+            if tls.is_none() && !on_loopback(&cfg.http.listen) {
+                tracing::warn!(
+                    listen = %cfg.http.listen,
+                    "http.basic_auth without http.tls: the password crosses the network in clear text; set [http.tls]"
+                );
+            }
             Some(crate::http::Credentials::new(&a.username, &password))
         }
         None => None,
@@ -586,6 +612,8 @@ fn guard(cfg: &FileConfig) -> anyhow::Result<crate::http::Guard> {
     Ok(crate::http::Guard { tls, auth })
 }
 
+/// Runs until `shutdown` completes; returns the address the HTTP listener
+/// bound to through `bound` as soon as it is up. With `opts.config_path`,
 /// SIGHUP re-reads that file.
 pub async fn run(
     cfg: FileConfig,
@@ -751,4 +779,29 @@ pub async fn run(
         p.stop();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_without_tls_is_a_warning_only_beyond_loopback() {
+        for listen in [
+            "127.0.0.1:9108",
+            "[::1]:9108",
+            "localhost:9108",
+            "127.0.0.2:80",
+        ] {
+            assert!(on_loopback(listen), "{listen}");
+        }
+        for listen in [
+            "0.0.0.0:9108",
+            "[::]:9108",
+            "10.0.0.5:9108",
+            "lbwatch.internal:9108",
+        ] {
+            assert!(!on_loopback(listen), "{listen}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use config::{Environment, File, FileFormat};
 use serde::Deserialize;
 
 use crate::detect::{DetectConfig, Secs};
+use crate::secret::{Secret, SecretUrl};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -119,7 +120,7 @@ pub struct TargetConfig {
     pub kind: String,
     /// `http(s)://...` or `unix:///path/to/admin.sock` (HAProxy runtime API).
     #[serde(default)]
-    pub url: String,
+    pub url: SecretUrl,
     /// The URL from a file or the environment instead, for a stats URL that
     /// carries a token (`?token=`, a password): it is then a secret, shown
     /// as scheme and host only.
@@ -194,11 +195,11 @@ pub struct NotifierConfig {
     /// The receiver: the webhook's URL, an Alertmanager's base URL, or the
     /// PagerDuty Events API v2 endpoint (default PagerDuty's own).
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<SecretUrl>,
     /// Alertmanager: every instance of a cluster, each sent every alert
     /// (never put a load balancer in front of them).
     #[serde(default)]
-    pub urls: Vec<String>,
+    pub urls: Vec<SecretUrl>,
     /// The receiver's URL from a file or the environment instead of `url`,
     /// for URLs that carry their token (chat webhooks, `?token=`): it is
     /// then a secret, shown as its scheme and host only. For an Alertmanager
@@ -209,7 +210,7 @@ pub struct NotifierConfig {
     pub url_env: Option<String>,
     /// Webhook: extra request headers.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     /// PagerDuty: the integration's routing key, from a file or the
     /// environment, never from this file.
     #[serde(default)]
@@ -271,7 +272,7 @@ impl NotifierConfig {
 
     /// Every receiver URL written in the file (not those of `url_file` or
     /// `url_env`).
-    pub fn receivers(&self) -> Vec<String> {
+    pub fn receivers(&self) -> Vec<SecretUrl> {
         self.url.iter().chain(&self.urls).cloned().collect()
     }
 
@@ -441,24 +442,26 @@ impl FileConfig {
                 errs.push(format!("{}: {:?} is invalid: {why}", key("kind"), t.kind));
             }
             let secret_url = t.url_file.is_some() || t.url_env.is_some();
-            if secret_url && !t.url.is_empty() || t.url_file.is_some() && t.url_env.is_some() {
+            if secret_url && !t.url.expose().is_empty()
+                || t.url_file.is_some() && t.url_env.is_some()
+            {
                 errs.push(format!(
                     "{}: set url, url_file or url_env, one of them",
                     key("url_file")
                 ));
-            } else if t.url.is_empty() && !secret_url {
+            } else if t.url.expose().is_empty() && !secret_url {
                 errs.push(format!(
                     "{}: missing: a target needs url, url_file or url_env",
                     key("url")
                 ));
             } else if let Some(why) = (!secret_url)
-                .then(|| crate::fetch::Endpoint::parse(&t.url).err())
+                .then(|| crate::fetch::Endpoint::parse(t.url.expose()).err())
                 .flatten()
             {
                 errs.push(format!(
                     "{}: {:?} is invalid: {why}",
                     key("url"),
-                    crate::fetch::redact(&t.url)
+                    t.url.shown()
                 ));
             }
             if !(t.interval.0.is_finite() && t.interval.0 >= 0.1) {
@@ -498,7 +501,7 @@ impl FileConfig {
                         key("tls.cert_file")
                     ));
                 }
-                if !secret_url && !t.url.starts_with("https://") {
+                if !secret_url && !t.url.expose().starts_with("https://") {
                     errs.push(format!("{}: TLS settings need an https:// url", key("tls")));
                 }
             }
@@ -576,18 +579,14 @@ fn validate_notifier(i: usize, n: &NotifierConfig) -> Vec<String> {
         _ => {}
     }
     for u in &receivers {
-        match crate::fetch::Endpoint::parse(u) {
+        match crate::fetch::Endpoint::parse(u.expose()) {
             Ok(crate::fetch::Endpoint::Http(_)) => {}
             Ok(_) => errs.push(format!(
                 "{}: {:?} is invalid: a receiver is http(s)://",
                 key("url"),
-                crate::fetch::redact(u)
+                u.shown()
             )),
-            Err(why) => errs.push(format!(
-                "{}: {:?} is invalid: {why}",
-                key("url"),
-                crate::fetch::redact(u)
-            )),
+            Err(why) => errs.push(format!("{}: {:?} is invalid: {why}", key("url"), u.shown())),
         }
     }
     let secret =
@@ -628,7 +627,7 @@ fn validate_notifier(i: usize, n: &NotifierConfig) -> Vec<String> {
     }
     for (h, v) in &n.headers {
         if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err()
-            || reqwest::header::HeaderValue::from_str(v).is_err()
+            || reqwest::header::HeaderValue::from_str(v.expose()).is_err()
         {
             errs.push(format!(
                 "{}: {h:?} is not a valid HTTP header",

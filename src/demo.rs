@@ -278,7 +278,7 @@ pub async fn demo(
         targets: vec![TargetConfig {
             name: "lb-demo".into(),
             kind: "haproxy".into(),
-            url: url.clone(),
+            url: crate::secret::SecretUrl::new(&url),
             url_file: None,
             url_env: None,
             interval: Secs(1.0),

@@ -57,6 +57,13 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Read from the config file as a plain string.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
 /// A URL that may carry a secret (userinfo, a token in its path or
 /// query): used whole for requests, shown as scheme and host.
 #[derive(Clone, PartialEq, Eq)]
@@ -81,18 +88,23 @@ impl SecretUrl {
     pub fn shown(&self) -> &str {
         &self.shown
     }
+}
 
-    /// `text` (a receiver's answer, which may echo the request) with the
-    /// secret parts of this URL cut out.
-    pub fn scrub(&self, text: &str) -> String {
-        let full = self.url.expose();
-        let rest = full.split_once("://").map_or(full, |(_, r)| r);
-        let tail = rest.find(['/', '?', '#']).map_or("", |i| &rest[i..]);
-        let mut out = text.replace(full, &self.shown);
-        if tail.len() > 1 {
-            out = out.replace(tail, "/…");
+impl Default for SecretUrl {
+    /// No URL: what an unset `url` key reads as.
+    fn default() -> Self {
+        SecretUrl {
+            url: Secret::new(String::new()),
+            shown: String::new(),
         }
-        out
+    }
+}
+
+/// Read from the config file as a plain string; a config dumped with
+/// `{:?}` shows it as scheme and host.
+impl<'de> serde::Deserialize<'de> for SecretUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|u| SecretUrl::new(&u))
     }
 }
 
@@ -105,6 +117,126 @@ impl fmt::Debug for SecretUrl {
 impl fmt::Display for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.shown)
+    }
+}
+
+/// Cuts secrets out of text that came from outside and goes into an error:
+/// a receiver's answer, a login page. Answers echo what they were sent in
+/// many shapes, so each secret is cut as written, percent-encoded,
+/// percent-decoded and JSON-escaped (`\/` too).
+#[derive(Clone, Default)]
+pub struct Scrubber {
+    /// Longest first, so a secret inside a longer one goes with it.
+    needles: Vec<String>,
+}
+
+/// Path segments at least this long are taken for tokens (Slack's and
+/// Discord's webhook keys are 24 and 68 characters; the ids before them,
+/// which are not secret, are shorter).
+const TOKEN_SEGMENT: usize = 16;
+
+/// The shortest start of a secret that is cut where an excerpt ends: shorter
+/// ones are too common in ordinary text to cut.
+const CUT_PREFIX: usize = 6;
+
+impl Scrubber {
+    /// Adds a secret and the shapes an answer may echo it in.
+    pub fn secret(mut self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let encoded =
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let decoded = percent_encoding::percent_decode_str(secret)
+            .decode_utf8_lossy()
+            .into_owned();
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let json = json.trim_matches('"').to_string();
+        let slashed = json.replace('/', "\\/");
+        for n in [secret.to_string(), encoded, decoded, json, slashed] {
+            if !n.is_empty() && !self.needles.contains(&n) {
+                self.needles.push(n);
+            }
+        }
+        self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        self
+    }
+
+    /// Adds a URL's secret parts: the whole URL, its path and query, its
+    /// password, each query value and each path segment long enough to be
+    /// a token.
+    pub fn url(mut self, url: &str) -> Self {
+        self = self.secret(url);
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        if let Some(i) = rest.find(['/', '?', '#']) {
+            if rest.len() - i > 1 {
+                self = self.secret(&rest[i..]);
+            }
+        }
+        let Ok(u) = reqwest::Url::parse(url) else {
+            return self;
+        };
+        if let Some(p) = u.password() {
+            self = self.secret(p);
+        }
+        if u.path().len() > 1 {
+            self = self.secret(u.path());
+        }
+        if let Some(q) = u.query() {
+            self = self.secret(q);
+            // As written too: `+` for a space, say.
+            for (_, v) in q.split('&').filter_map(|kv| kv.split_once('=')) {
+                self = self.part(v);
+            }
+        }
+        let values: Vec<String> = u.query_pairs().map(|(_, v)| v.into_owned()).collect();
+        let segments: Vec<String> = u
+            .path_segments()
+            .into_iter()
+            .flatten()
+            .filter(|s| s.len() >= TOKEN_SEGMENT)
+            .map(str::to_string)
+            .collect();
+        for v in values.iter().chain(&segments) {
+            self = self.part(v);
+        }
+        self
+    }
+
+    /// A part of a URL that may be a token: one too short to be one (`v=1`)
+    /// would cut ordinary words.
+    fn part(self, part: &str) -> Self {
+        if part.chars().count() >= CUT_PREFIX {
+            self.secret(part)
+        } else {
+            self
+        }
+    }
+
+    /// `text` with every secret replaced by `***`, and the start of one
+    /// that an excerpt cut off (before `...` or at the end) too.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = self
+            .needles
+            .iter()
+            .fold(text.to_string(), |t, n| t.replace(n.as_str(), "***"));
+        for n in &self.needles {
+            for (i, _) in n.char_indices().rev().filter(|(i, _)| *i >= CUT_PREFIX) {
+                let head = &n[..i];
+                if let Some(rest) = out.strip_suffix(head) {
+                    out = format!("{rest}***");
+                }
+                out = out.replace(&format!("{head}..."), "***...");
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scrubber({} needles)", self.needles.len())
     }
 }
 
@@ -184,6 +316,9 @@ mod tests {
         }
         let s = Secret::new("s3cret".into());
         assert_eq!(format!("{s} {s:?}"), "*** ***");
+        let u: SecretUrl = serde_json::from_str("\"https://h/hook?token=s3cret\"").unwrap();
+        assert_eq!(format!("{u:?}"), "https://h/…");
+        assert_eq!(u.expose(), "https://h/hook?token=s3cret");
     }
 
     #[test]
@@ -194,7 +329,50 @@ mod tests {
             "https://hooks.slack.com/… https://hooks.slack.com/…"
         );
         let answer = "no such hook: /services/T0/B0/s3cretT0ken?x=1";
-        assert!(!u.scrub(answer).contains("s3cret"), "{}", u.scrub(answer));
+        let scrubbed = Scrubber::default().url(u.expose()).scrub(answer);
+        assert_eq!(scrubbed, "no such hook: ***");
+    }
+
+    #[test]
+    fn echoes_in_other_shapes_lose_their_secrets_too() {
+        let url = "https://user:p%40ss@hooks.example/api/webhooks/123/AbCdEfGhIjKlMnOpQrSt?token=t0k3n+x&v=1";
+        let s = Scrubber::default()
+            .url(url)
+            .secret("R0ut1ngK3y")
+            .secret("Bearer a/b\"c");
+        for echo in [
+            // The path without the query, as many servers log it.
+            "POST /api/webhooks/123/AbCdEfGhIjKlMnOpQrSt failed",
+            // Inside a JSON answer, slashes escaped.
+            r#"{"error":"bad url https:\/\/user:p%40ss@hooks.example\/api\/webhooks\/123\/AbCdEfGhIjKlMnOpQrSt"}"#,
+            // A token alone, or decoded from the query.
+            "invalid token 'AbCdEfGhIjKlMnOpQrSt'",
+            "token t0k3n x expired",
+            "token t0k3n+x expired",
+            "password p@ss rejected",
+            // Percent-encoded, as in a redirect's query.
+            "see /login?next=%2Fapi%2Fwebhooks%2F123%2FAbCdEfGhIjKlMnOpQrSt",
+            // A routing key, a header value echoed in JSON.
+            "{\"message\":\"Invalid routing key R0ut1ngK3y\"}",
+            r#"{"headers":{"authorization":"Bearer a/b\"c"}}"#,
+        ] {
+            let out = s.scrub(echo);
+            for secret in [
+                "AbCdEf", "t0k3n", "p@ss", "p%40ss", "R0ut1ng", "a/b", "a\\/b",
+            ] {
+                assert!(!out.contains(secret), "{secret} shows in {out}");
+            }
+            assert!(out.contains("***"), "{out}");
+        }
+        // An excerpt that cut a token short.
+        let cut = s.scrub("redirected to /api/webhooks/123/AbCdEfGhIj...");
+        assert_eq!(cut, "redirected to ***...");
+        assert_eq!(s.scrub("token t0k3n+"), "token ***");
+        // Words that are not secret stay readable.
+        assert_eq!(
+            s.scrub("503 Service Unavailable"),
+            "503 Service Unavailable"
+        );
     }
 
     #[test]

@@ -217,7 +217,7 @@ fn target(name: &str, url: &str, extra: &str) -> String {
 fn record_then_replay_gives_exactly_the_live_alerts() {
     let lb = fake_lb::start(Behaviour::Csv);
     let (mut run, out) = record("record", &[target("lb1", &lb.url, "")]);
-    std::thread::sleep(Duration::from_secs(4));
+    lb.wait_scraped(4);
     lb.skew();
     let fired = run.wait_for(Duration::from_secs(20), |l| {
         l.contains("\"TrafficSkew\"") && l.contains("firing")
@@ -339,25 +339,38 @@ fn broken_endpoints_become_error_samples_and_the_others_are_still_watched() {
     let huge = fake_lb::start(Behaviour::Huge);
     let html = fake_lb::start(Behaviour::Html);
     let denied = fake_lb::start(Behaviour::Unauthorized);
+    let failing = fake_lb::start(Behaviour::ServerError);
+    // Every broken endpoint's URL carries a password and a token, which the
+    // login page and the 500 page echo back: no error may show either.
+    const PASSWORD: &str = "Passw0rdOfABrokenLb";
+    const TOKEN: &str = "T0kenOfABrokenLb";
+    let secret = |url: &str| {
+        url.replacen("http://", &format!("http://lbwatch:{PASSWORD}@"), 1)
+            + &format!("?token={TOKEN}")
+    };
     let (mut run, out) = record(
         "broken",
         &[
             target("good", &good.url, ""),
-            target("hang", &hang.url, "timeout = \"1s\""),
-            target("huge", &huge.url, ""),
-            target("html", &html.url, ""),
-            target("denied", &denied.url, ""),
+            target("hang", &secret(&hang.url), "timeout = \"1s\""),
+            target("huge", &secret(&huge.url), ""),
+            target("html", &secret(&html.url), ""),
+            target("denied", &secret(&denied.url), ""),
+            target("failing", &secret(&failing.url), ""),
         ],
     );
     // Every target fails three times in a row: ScrapeFailed for each bad one.
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
         let text = std::fs::read_to_string(&out).unwrap_or_default();
-        if ["hang", "huge", "html", "denied"].iter().all(|t| {
-            text.matches(&format!("\"target\":\"{t}\",\"error\""))
-                .count()
-                >= 3
-        }) {
+        if ["hang", "huge", "html", "denied", "failing"]
+            .iter()
+            .all(|t| {
+                text.matches(&format!("\"target\":\"{t}\",\"error\""))
+                    .count()
+                    >= 3
+            })
+        {
             break;
         }
         run.wait_for(Duration::from_millis(500), |_| false);
@@ -369,8 +382,17 @@ fn broken_endpoints_become_error_samples_and_the_others_are_still_watched() {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
-    let live = events(&run.stop());
+    let stderr = run.stderr.clone();
+    let logs = run.stop();
+    let live = events(&logs);
     let text = std::fs::read_to_string(&out).unwrap();
+    let stderr = stderr.lock().unwrap().clone();
+    for shown in [&text, &logs.join("\n"), &stderr] {
+        assert!(
+            !shown.contains(PASSWORD) && !shown.contains(TOKEN) && !shown.contains("T0ken"),
+            "a secret shows: {shown}"
+        );
+    }
     let samples: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -385,8 +407,12 @@ fn broken_endpoints_become_error_samples_and_the_others_are_still_watched() {
     for (t, reason) in [
         ("hang", "timed out after 1s"),
         ("huge", "response larger than 16777216 bytes"),
-        ("html", "expected HAProxy stats CSV, got \"<!DOCTYPE html>"),
+        (
+            "html",
+            "expected HAProxy stats CSV, got \"an HTML page: Sign in\"",
+        ),
         ("denied", "HTTP 401"),
+        ("failing", "HTTP 500"),
     ] {
         let e = errors(t);
         assert!(

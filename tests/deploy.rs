@@ -204,7 +204,7 @@ fn the_kubernetes_manifests_hold_together_and_their_configs_are_valid() {
             .unwrap_or_else(|| panic!("no {name} container"))
     };
     let (haproxy, lbwatch) = (container("haproxy"), container("lbwatch"));
-    let socket_url = &cfg.targets[0].url;
+    let socket_url = cfg.targets[0].url.expose();
     let socket = socket_url
         .strip_prefix("unix://")
         .expect("a runtime socket");

@@ -18,6 +18,27 @@ fn cases() -> u64 {
         .unwrap_or(8)
 }
 
+/// This run's seeds: `cases()` of them from a base drawn fresh each run, so
+/// every run tries cases no run tried before. The base is printed;
+/// `LBWATCH_SWEEP_BASE=B` runs those cases again, and a failure names its
+/// case's seed, which `LBWATCH_SWEEP_SEED=N` runs alone.
+#[allow(clippy::print_stderr, clippy::disallowed_methods)] // the base, for a human; test code may read the clock
+fn seeds(test: &str) -> std::ops::RangeInclusive<u64> {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(seed) = var("LBWATCH_SWEEP_SEED") {
+        return seed..=seed;
+    }
+    let base = var("LBWATCH_SWEEP_BASE").unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        // Small enough that `seed * 1000` cannot overflow.
+        u64::from(nanos % 1_000_000_000)
+    });
+    eprintln!("sweep {test}: LBWATCH_SWEEP_BASE={base}");
+    base + 1..=base + cases()
+}
+
 struct Case {
     sim: Sim,
     interval: f64,
@@ -393,11 +414,7 @@ fn check(kind: &str) {
     let real = Series::traffic();
     let mut problems = Vec::new();
     let mut on_real = RealTraffic::default();
-    // `LBWATCH_SWEEP_SEED=N` replays one case (with LBWATCH_SWEEP_SHOW).
-    let only: Option<u64> = std::env::var("LBWATCH_SWEEP_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    for seed in only.map_or(1..=cases(), |s| s..=s) {
+    for seed in seeds(kind) {
         let (m, f) = run(case(kind, seed, Backdrop::Synthetic));
         problems.extend(m);
         problems.extend(f);
@@ -568,7 +585,7 @@ fn healthy_case(seed: u64, backdrop: Backdrop) -> Case {
 #[test]
 fn healthy_for_hours_at_every_volume() {
     let mut problems = Vec::new();
-    for seed in 1..=cases() {
+    for seed in seeds("healthy") {
         let (_, f) = run(healthy_case(seed, Backdrop::Synthetic));
         problems.extend(f);
     }
@@ -579,7 +596,7 @@ fn healthy_for_hours_at_every_volume() {
 fn healthy_for_half_a_day_of_real_traffic() {
     let real = Series::traffic();
     let mut on_real = RealTraffic::default();
-    for seed in 1..=cases() {
+    for seed in seeds("healthy_real") {
         let c = healthy_case(seed, Backdrop::Real(&real));
         let hours = (c.end + 900.0) / 3600.0;
         on_real.add(hours, run(c).1);

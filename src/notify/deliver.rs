@@ -103,7 +103,7 @@ impl Notifier {
         if status.is_success() {
             return Ok(());
         }
-        let text = url.scrub(&resp.text().await.unwrap_or_default());
+        let text = self.scrubber.scrub(&resp.text().await.unwrap_or_default());
         let excerpt: String = text.chars().take(300).collect();
         let why = format!("{shown} answered {status}: {}", excerpt.trim());
         if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {

@@ -27,7 +27,7 @@ use anyhow::Context as _;
 use crate::config::{HttpConfig, NotifierConfig};
 use crate::metrics::Metrics;
 use crate::model::AlertEvent;
-use crate::secret::{read_secret, Secret, SecretUrl};
+use crate::secret::{read_secret, Scrubber, Secret, SecretUrl};
 use outbox::Outbox;
 use route::Route;
 
@@ -53,6 +53,29 @@ enum Receiver {
     },
 }
 
+impl Receiver {
+    /// Every secret of this receiver, to cut out of what it answers.
+    fn scrubber(&self) -> Scrubber {
+        match self {
+            Receiver::Webhook {
+                url,
+                headers,
+                secret,
+            } => headers
+                .iter()
+                .map(|(_, v)| v)
+                .chain(secret)
+                .fold(Scrubber::default().url(url.expose()), |s, v| {
+                    s.secret(v.expose())
+                }),
+            Receiver::PagerDuty { url, routing_key } => Scrubber::default()
+                .url(url.expose())
+                .secret(routing_key.expose()),
+            Receiver::Alertmanager { url, .. } => Scrubber::default().url(url.expose()),
+        }
+    }
+}
+
 /// One receiver with its outbox.
 #[derive(Debug)]
 pub struct Notifier {
@@ -60,6 +83,8 @@ pub struct Notifier {
     /// `deliver{notifier=...}`: every log line of its delivery.
     span: tracing::Span,
     receiver: Receiver,
+    /// Cuts the receiver's secrets out of its answers before they are logged.
+    scrubber: Scrubber,
     route: Route,
     outbox: Mutex<Outbox>,
     wake: tokio::sync::Notify,
@@ -81,7 +106,7 @@ fn receiver_urls(
         "url_env"
     };
     let Some(text) = read_secret(cfg.url_file.as_ref(), cfg.url_env.as_ref(), &key(which))? else {
-        return Ok(cfg.receivers().iter().map(|u| SecretUrl::new(u)).collect());
+        return Ok(cfg.receivers());
     };
     let urls: Vec<SecretUrl> = text
         .expose()
@@ -127,7 +152,7 @@ pub fn build(
                 headers: cfg
                     .headers
                     .iter()
-                    .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
+                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 secret: read_secret(
                     cfg.secret_file.as_ref(),
@@ -189,6 +214,7 @@ pub fn build(
             Ok(Arc::new(Notifier {
                 span: tracing::info_span!("deliver", notifier = %name),
                 name,
+                scrubber: receiver.scrubber(),
                 receiver,
                 route: Route::new(cfg.route.clone()),
                 outbox: Mutex::new(outbox),

@@ -163,8 +163,22 @@ pub fn json(bytes: &[u8], expected: &'static str) -> Result<serde_json::Value, S
 }
 
 /// The start of a line, for error messages (never the whole of a huge body).
+/// An HTML page (a login or error page) is named by its title alone: its
+/// forms and links may echo the request's URL, token and all.
 pub fn excerpt(text: &str) -> String {
     const MAX: usize = 60;
+    let text = text.trim_start();
+    if text.starts_with('<') {
+        let lower = text.to_ascii_lowercase();
+        let title = lower
+            .find("<title>")
+            .map(|i| i + "<title>".len())
+            .and_then(|i| Some(&text[i..i + lower[i..].find("</title>")?]));
+        return match title {
+            Some(t) => format!("an HTML page: {}", excerpt(t.trim())),
+            None => "an HTML page".into(),
+        };
+    }
     match text.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}...", &text[..i]),
         None => text.to_string(),

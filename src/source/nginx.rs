@@ -158,7 +158,13 @@ mod tests {
     #[test]
     fn html_and_non_json_are_named() {
         let e = parse_plus(b"<html><body>502 Bad Gateway</body></html>").unwrap_err();
-        assert!(e.to_string().contains("<html>"), "{e}");
+        assert!(e.to_string().contains("got \"an HTML page\""), "{e}");
+        // A login page is named by its title; its form, which may echo the
+        // URL and its token, is not shown.
+        let login = b"<html><head><TITLE>Sign in</TITLE></head><form action=\"/login?next=/api?token=s3cret\">";
+        let e = parse_plus(login).unwrap_err().to_string();
+        assert!(e.contains("got \"an HTML page: Sign in\""), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
         assert!(matches!(
             parse_vts(b"{\"x\":"),
             Err(SourceError::NotJson(_))

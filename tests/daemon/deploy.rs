@@ -113,9 +113,9 @@ fn every_dashboard_query_returns_data_and_the_status_page_shows_the_alert() {
             hook.url("/hook")
         ),
     );
-    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    let run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
     let prom = tools::prometheus(&scratch("dash-prom"), &[format!("127.0.0.1:{port}")]);
-    run.wait_for(Duration::from_secs(4), |_| false);
+    lb.wait_scraped(4);
     lb.skew();
     assert!(hook.wait(Duration::from_secs(30), |_| !hook
         .webhook_events()

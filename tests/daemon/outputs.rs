@@ -44,8 +44,8 @@ impl Watched {
             port,
             state: fresh_state(),
         };
-        let mut run = w.restart();
-        run.wait_for(Duration::from_secs(4), |_| false);
+        let run = w.restart();
+        w.lb.wait_scraped(4);
         (w, run)
     }
 
@@ -188,7 +188,9 @@ fn a_notification_refused_with_a_4xx_is_logged_with_the_answer_and_not_retried()
     assert_eq!(firing_sent, 1, "a refused notification was retried");
     assert!(
         logs.contains("deliver{notifier=picky}: gave up on 1 notification(s)")
-            && logs.contains("answered 400 Bad Request: {\"error\":\"scripted\"}"),
+            && logs.contains(
+                "answered 400 Bad Request: {\"authorization\":null,\"error\":\"scripted\""
+            ),
         "{logs}"
     );
     assert!(
@@ -489,7 +491,7 @@ fn two_replicas_and_two_clustered_alertmanagers_notify_once() {
         });
         assert!(status.is_some(), "the Alertmanager cluster did not form");
     }
-    std::thread::sleep(Duration::from_secs(2));
+    lb.wait_scraped(3);
     lb.skew();
     let notified = |status: &str| {
         hook.received()
@@ -584,7 +586,7 @@ fn prometheus_scrapes_lbwatch_and_promtool_finds_its_metrics_clean() {
     let port = free_port();
     let cfg = config("prom.toml", &lb, port, "");
     let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
-    run.wait_for(Duration::from_secs(3), |_| false);
+    lb.wait_scraped(3);
     lb.skew();
     assert!(run.wait_for(Duration::from_secs(30), |l| l.contains("TrafficSkew")));
     let prom = tools::prometheus(&scratch("prom"), &[format!("127.0.0.1:{port}")]);

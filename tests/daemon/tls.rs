@@ -142,6 +142,12 @@ fn https_stats_with_a_custom_ca_and_a_client_certificate() {
     .unwrap();
     let server = serve(&dir);
     let url = format!("https://127.0.0.1:{}/stats.csv", server.port);
+    // The targets that fail the handshake carry a password and a token in
+    // their URL: their errors must show neither.
+    let secret_url = format!(
+        "https://lbwatch:Passw0rdOverTls@127.0.0.1:{}/stats.csv?token=T0kenOverTls",
+        server.port
+    );
     let file = |f: &str| dir.join(f).display().to_string();
     let tls = |lines: &str| format!("[targets.tls]\n{lines}\n");
     let client = format!(
@@ -162,10 +168,10 @@ fn https_stats_with_a_custom_ca_and_a_client_certificate() {
                 &url,
                 &tls(&format!("insecure_skip_verify = true\n{client}")),
             ),
-            target("no-ca", &url, &tls(&client)),
+            target("no-ca", &secret_url, &tls(&client)),
             target(
                 "no-client-cert",
-                &url,
+                &secret_url,
                 &tls(&format!("ca_file = \"{}\"", file("ca.pem"))),
             ),
         ],
@@ -206,6 +212,13 @@ fn https_stats_with_a_custom_ca_and_a_client_certificate() {
                 .as_str()
                 .is_some_and(|e| e.contains(why) && !e.contains("stats.csv"))),
             "{t}: {s:?}"
+        );
+    }
+    let recorded = std::fs::read_to_string(&out).unwrap();
+    for shown in [&recorded, &logs] {
+        assert!(
+            !shown.contains("Passw0rdOverTls") && !shown.contains("T0kenOverTls"),
+            "{shown}"
         );
     }
     assert!(

@@ -25,8 +25,10 @@ pub enum Behaviour {
     Hang,
     /// 50 MB of garbage.
     Huge,
-    /// A login page.
+    /// A login page whose form echoes the request's path and query.
     Html,
+    /// 500 Internal Server Error, echoing the request's path and query.
+    ServerError,
     /// 401 Unauthorized.
     Unauthorized,
     /// A valid stats page with no server: the header and a frontend.
@@ -53,6 +55,8 @@ pub struct Pool {
     skewed_since: Option<f64>,
     counts: Vec<f64>,
     last: f64,
+    /// Stats pages served so far.
+    served: usize,
 }
 
 impl Pool {
@@ -80,6 +84,7 @@ impl Pool {
 
     fn csv(&mut self) -> String {
         self.advance();
+        self.served += 1;
         let mut out = String::from(
             "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,\n",
         );
@@ -117,6 +122,21 @@ impl FakeLb {
         p.skewed_since = Some(now);
     }
 
+    /// Waits until `n` more stats pages have been served: a baseline that
+    /// holds however slowly the machine runs. Panics after a minute.
+    pub fn wait_scraped(&self, n: usize) {
+        let target = self.pool.lock().unwrap().served + n;
+        let end = Instant::now() + Duration::from_secs(60);
+        while self.pool.lock().unwrap().served < target {
+            assert!(
+                Instant::now() < end,
+                "{}: fewer than {n} scrapes in 60 s",
+                self.url
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Spreads the pool evenly again.
     pub fn heal(&self) {
         self.pool.lock().unwrap().skewed_since = None;
@@ -131,10 +151,12 @@ fn new_pool(servers: usize, rate: f64) -> Arc<Mutex<Pool>> {
         skewed_since: None,
         counts: vec![1000.0; servers],
         last: 0.0,
+        served: 0,
     }))
 }
 
-fn read_request(s: &mut TcpStream) {
+/// Reads the request head; returns its path (and query).
+fn read_request(s: &mut TcpStream) -> String {
     let mut buf = [0u8; 4096];
     let mut seen = Vec::new();
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -147,10 +169,12 @@ fn read_request(s: &mut TcpStream) {
             break;
         }
     }
+    let head = String::from_utf8_lossy(&seen);
+    head.split(' ').nth(1).unwrap_or("").to_string()
 }
 
 fn answer(mut s: TcpStream, how: Behaviour, pool: &Arc<Mutex<Pool>>, stop: &AtomicBool) {
-    read_request(&mut s);
+    let path = read_request(&mut s);
     let reply = |s: &mut TcpStream, status: &str, ctype: &str, body: &str| {
         let _ = write!(
             s,
@@ -167,7 +191,13 @@ fn answer(mut s: TcpStream, how: Behaviour, pool: &Arc<Mutex<Pool>>, stop: &Atom
             &mut s,
             "200 OK",
             "text/html",
-            "<!DOCTYPE html><html><body><form>login</form></body></html>",
+            &format!("<!DOCTYPE html><html><head><title>Sign in</title></head><body><form action=\"/login?next={path}\">login</form></body></html>"),
+        ),
+        Behaviour::ServerError => reply(
+            &mut s,
+            "500 Internal Server Error",
+            "text/plain",
+            &format!("no backend for {path}"),
         ),
         Behaviour::Unauthorized => reply(&mut s, "401 Unauthorized", "text/plain", ""),
         Behaviour::Hostile => {

@@ -102,6 +102,29 @@ fn read_request(s: &mut TcpStream) -> Option<Request> {
     }
 }
 
+fn st_last(state: &Arc<Mutex<State>>) -> Received {
+    state
+        .lock()
+        .unwrap()
+        .received
+        .last()
+        .cloned()
+        .expect("the request just stored")
+}
+
+/// A failure's answer: the request's path, credentials and routing key
+/// echoed back, escaped as JSON.
+fn echo(r: &Received) -> String {
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    serde_json::json!({
+        "error": "scripted",
+        "path": r.path,
+        "authorization": r.header("authorization"),
+        "routing_key": body.get("routing_key"),
+    })
+    .to_string()
+}
+
 impl Sink {
     /// Answers `default` unless scripted otherwise.
     pub fn start(default: u16) -> Sink {
@@ -147,10 +170,13 @@ impl Sink {
                         while hold.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
                             thread::sleep(Duration::from_millis(10));
                         }
+                        // A failure echoes what was sent, as many real
+                        // receivers do: whatever lbwatch logs of it must
+                        // still hold no secret.
                         let body = if status >= 400 {
-                            "{\"error\":\"scripted\"}"
+                            echo(&st_last(&state))
                         } else {
-                            "{}"
+                            "{}".to_string()
                         };
                         let _ = write!(
                             s,
