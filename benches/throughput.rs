@@ -26,6 +26,17 @@ fn best(mut round: impl FnMut() -> Duration) -> Duration {
     (0..ROUNDS).map(|_| round()).min().unwrap()
 }
 
+/// What `lbwatch replay` runs: the detector, its events as JSON lines
+/// (thrown away here).
+fn replay_pipeline() -> lbwatch::pipeline::Pipeline {
+    use lbwatch::pipeline::{EventWriter, Output, Pipeline};
+    Pipeline::new(Detector::new(DetectConfig::default())).with(EventWriter::new(
+        io::sink(),
+        Output::Json,
+        false,
+    ))
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -73,9 +84,9 @@ fn main() {
     );
 
     let t = best(|| {
-        let mut d = Detector::new(DetectConfig::default());
+        let mut p = replay_pipeline();
         let start = Instant::now();
-        lbwatch::replay::replay(&path, text.as_bytes(), &mut d, io::sink()).unwrap();
+        lbwatch::replay::replay(&path, text.as_bytes(), &mut p).unwrap();
         start.elapsed()
     });
     let secs = t.as_secs_f64();
@@ -89,10 +100,10 @@ fn main() {
 
     if !quick {
         let t = best(|| {
-            let mut d = Detector::new(DetectConfig::default());
+            let mut p = replay_pipeline();
             let start = Instant::now();
             let input = lbwatch::replay::open(&path).unwrap();
-            lbwatch::replay::replay(&path, input, &mut d, io::sink()).unwrap();
+            lbwatch::replay::replay(&path, input, &mut p).unwrap();
             start.elapsed()
         });
         let secs = t.as_secs_f64();

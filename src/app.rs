@@ -7,11 +7,10 @@
 //! what they had to drop.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tracing::Instrument as _;
 
 use anyhow::Context as _;
@@ -24,16 +23,12 @@ use crate::http::{Reply, Request};
 use crate::metrics::Metrics;
 use crate::model::{AlertEvent, AlertState, Sample, SampleBody};
 use crate::notify::Notifier;
+use crate::pipeline::{EventWriter, Pipeline};
+use crate::sinks::{Accounting, Notifiers, Outboxes, Recorder, StateSaver};
 use crate::state::StateStore;
+use crate::views::{Fleet, Publisher};
 
-/// How alert events are shown on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    /// JSON Lines, the replay format.
-    Json,
-    /// One readable line per event (the demo).
-    Human,
-}
+pub use crate::pipeline::{human_line, Output};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -204,51 +199,27 @@ fn nothing_to_watch(
     *said = parsed.servers.is_empty();
 }
 
-/// One readable line for an event.
-pub fn human_line(e: &AlertEvent) -> String {
-    let what = match (&e.pool, &e.server) {
-        (Some(p), Some(s)) => format!("{}/{p}/{s}", e.target),
-        (Some(p), None) => format!("{}/{p}", e.target),
-        _ => e.target.clone(),
-    };
-    let (h, m, s) = e.ts.hms();
-    let state = match e.state {
-        AlertState::Firing => "FIRING  ",
-        AlertState::Resolved => "RESOLVED",
-    };
-    let severity = serde_json::to_value(e.severity)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let mut line = format!(
-        "{h:02}:{m:02}:{s:02}Z {state} {severity:<8} {:<22} {what}",
-        e.alert.as_str()
-    );
-    if let Some(summary) = &e.summary {
-        line.push_str("\n          ");
-        line.push_str(summary);
-    }
-    line
-}
-
-/// What the HTTP handlers read.
+/// What the HTTP handlers read: the fleet as last published, never the
+/// detector itself.
 struct Shared {
-    detector: Arc<Mutex<Detector>>,
+    fleet: tokio::sync::watch::Receiver<Fleet>,
     metrics: Arc<Metrics>,
-    notifiers: RwLock<Vec<Arc<Notifier>>>,
-    /// Targets scraped at least once (successfully or not) since the start,
-    /// and how many are configured.
-    scraped: Mutex<BTreeSet<String>>,
+    notifiers: Notifiers,
+    /// The targets configured.
     targets: RwLock<BTreeSet<String>>,
-    /// Targets whose latest stats list no server.
-    empty: Mutex<BTreeSet<String>>,
 }
 
 impl Shared {
-    fn ready(&self) -> (bool, usize, usize) {
-        let scraped = self.scraped.lock().expect("lock");
+    fn fleet(&self) -> Fleet {
+        self.fleet.borrow().clone()
+    }
+
+    fn ready(&self, fleet: &Fleet) -> (bool, usize, usize) {
         let targets = self.targets.read().expect("lock");
-        let n = targets.iter().filter(|t| scraped.contains(*t)).count();
+        let n = targets
+            .iter()
+            .filter(|t| fleet.targets.get(*t).is_some_and(|s| s.scraped))
+            .count();
         (n >= targets.len(), n, targets.len())
     }
 
@@ -262,9 +233,10 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
         "/" => Reply::ok("text/html; charset=utf-8", crate::status::PAGE.into()),
         "/healthz" => Reply::ok("text/plain", "ok\n".into()),
         "/ready" => {
-            let (ready, n, of) = shared.ready();
+            let fleet = shared.fleet();
+            let (ready, n, of) = shared.ready(&fleet);
             let mut text = format!("{n} of {of} targets scraped\n");
-            for t in shared.empty.lock().expect("lock").iter() {
+            for (t, _) in fleet.targets.iter().filter(|(_, s)| s.empty) {
                 text.push_str(&format!("{t}: its stats list no pool: nothing to watch\n"));
             }
             if ready {
@@ -282,22 +254,21 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
                 } else {
                     "text/plain; version=0.0.4; charset=utf-8"
                 },
-                shared.metrics.render(&shared.detector, om),
+                shared.metrics.render(&shared.fleet(), om),
             )
         }
         "/api/v1/alerts" => {
-            let d = shared.detector.lock().expect("detector lock");
-            let firing: Vec<AlertEvent> = d.firing().map(|a| a.event()).collect();
+            let fleet = shared.fleet();
+            let firing: Vec<&AlertEvent> = fleet.firing().collect();
             Reply::json(&serde_json::json!({ "alerts": firing }))
         }
         "/api/v1/pools" => {
             let target = req.param("target");
-            let view: Vec<_> = shared
-                .detector
-                .lock()
-                .expect("detector lock")
-                .view()
-                .into_iter()
+            let fleet = shared.fleet();
+            let view: Vec<_> = fleet
+                .targets
+                .values()
+                .map(|t| &t.view)
                 .filter(|t| target.as_ref().is_none_or(|name| &t.target == name))
                 .collect();
             let notifiers: Vec<_> = shared
@@ -363,12 +334,12 @@ fn restore(
 
 /// What one configuration runs: a scrape task per target, a delivery task
 /// per notifier. Replaced as a whole on reload.
-struct Pipeline {
+struct Workers {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     notifiers: Vec<Arc<Notifier>>,
 }
 
-impl Pipeline {
+impl Workers {
     /// Builds everything of `cfg` that can fail before anything starts.
     fn build(
         cfg: &FileConfig,
@@ -401,7 +372,7 @@ impl Pipeline {
         // The scrapers' client: same settings (no redirects, lbwatch's
         // user agent), one connection pool and TLS setup for everything.
         client: &reqwest::Client,
-    ) -> Pipeline {
+    ) -> Workers {
         let mut tasks: Vec<_> = scrapers
             .into_iter()
             .map(|s| {
@@ -414,7 +385,7 @@ impl Pipeline {
                 .iter()
                 .map(|n| tokio::spawn(n.clone().run(client.clone()))),
         );
-        Pipeline { tasks, notifiers }
+        Workers { tasks, notifiers }
     }
 
     fn stop(self) {
@@ -430,22 +401,23 @@ struct Daemon {
     config_path: Option<PathBuf>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
-    store: StateStore,
+    store: Arc<StateStore>,
     shared: Arc<Shared>,
-    pipeline: Option<Pipeline>,
+    publisher: Publisher,
+    workers: Option<Workers>,
     tx: mpsc::Sender<Sample<'static>>,
 }
 
 impl Daemon {
     /// Re-reads the config file: validated first; a bad one is rejected with
     /// every error and the running one keeps going.
-    fn reload(&mut self) {
+    fn reload(&mut self, detector: &mut Detector) {
         let Some(path) = self.config_path.clone() else {
             return;
         };
         crate::systemd::notify("RELOADING=1");
         let result = match crate::config::load(&path) {
-            Ok(new) => self.apply(new),
+            Ok(new) => self.apply(new, detector),
             Err(e) => Err(e.lines().join("; ")),
         };
         let outcome = match result {
@@ -468,7 +440,7 @@ impl Daemon {
         crate::systemd::notify("READY=1");
     }
 
-    fn apply(&mut self, new: FileConfig) -> Result<(), String> {
+    fn apply(&mut self, new: FileConfig, detector: &mut Detector) -> Result<(), String> {
         if new.state.dir() != self.cfg.state.dir() {
             return Err(format!(
                 "state.dir: {} -> {} needs a restart",
@@ -479,17 +451,16 @@ impl Daemon {
         // The old notifiers stop before the new ones open the same outboxes;
         // if the new config cannot start (a password or routing key file
         // unreadable), the old one is started again.
-        let old = self.pipeline.take();
-        if let Some(old) = old {
+        if let Some(old) = self.workers.take() {
             old.stop();
         }
-        let built = Pipeline::build(&new, &self.client, &self.metrics);
+        let built = Workers::build(&new, &self.client, &self.metrics);
         let (parts, result) = match built {
             Ok(parts) => (parts, Ok(())),
             Err(e) => {
                 let why = format!("{e:#}");
                 let parts =
-                    Pipeline::build(&self.cfg, &self.client, &self.metrics).map_err(|e| {
+                    Workers::build(&self.cfg, &self.client, &self.metrics).map_err(|e| {
                         format!("{why}; and the previous config no longer starts: {e:#}")
                     })?;
                 (parts, Err(why))
@@ -509,21 +480,25 @@ impl Daemon {
                     new.http.listen
                 );
             }
-            self.switch_detection(&new, &parts.1);
+            self.switch_detection(&new, &parts.1, detector);
             self.cfg = new;
         }
-        let pipeline = Pipeline::start(parts, &self.tx, &self.metrics, &self.client);
-        *self.shared.notifiers.write().expect("lock") = pipeline.notifiers.clone();
-        self.pipeline = Some(pipeline);
+        let workers = Workers::start(parts, &self.tx, &self.metrics, &self.client);
+        *self.shared.notifiers.write().expect("lock") = workers.notifiers.clone();
+        self.workers = Some(workers);
         result
     }
 
     /// New detection settings and targets: the detector keeps every
     /// target's state (through its snapshot), forgets removed targets and
     /// resolves their alerts.
-    fn switch_detection(&mut self, new: &FileConfig, notifiers: &[Arc<Notifier>]) {
+    fn switch_detection(
+        &mut self,
+        new: &FileConfig,
+        notifiers: &[Arc<Notifier>],
+        d: &mut Detector,
+    ) {
         let configured: BTreeSet<String> = new.targets.iter().map(|t| t.name.clone()).collect();
-        let mut d = self.shared.detector.lock().expect("detector lock");
         if new.detection != self.cfg.detection {
             let mut fresh = Detector::new(new.detection.clone());
             let names: Vec<String> = d.targets().map(str::to_string).collect();
@@ -541,17 +516,16 @@ impl Daemon {
             .collect();
         let mut resolved = Vec::new();
         for name in gone {
-            resolved.extend(forget_target(&mut d, &self.store, &name));
+            resolved.extend(forget_target(d, &self.store, &name));
         }
-        drop(d);
         for n in notifiers {
             n.push(&resolved);
         }
+        self.publisher.refresh(d);
         *self.shared.targets.write().expect("lock") = configured;
     }
 
-    fn save_all(&self) {
-        let d = self.shared.detector.lock().expect("detector lock");
+    fn save_all(&self, d: &Detector) {
         let names: Vec<String> = d.targets().map(str::to_string).collect();
         for name in names {
             if let Some(bytes) = d.snapshot(&name) {
@@ -623,8 +597,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let client = Fetcher::shared_client()?;
-    let parts = Pipeline::build(&cfg, &client, &metrics)?;
-    let store = StateStore::open(&cfg.state.dir()).context("state.dir")?;
+    let parts = Workers::build(&cfg, &client, &metrics)?;
+    let store = Arc::new(StateStore::open(&cfg.state.dir()).context("state.dir")?);
     let configured: BTreeSet<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
     let mut detector = Detector::new(cfg.detection.clone());
     let gone = restore(&mut detector, &store, &configured, &metrics);
@@ -634,12 +608,12 @@ pub async fn run(
     if let Some(tx) = bound {
         let _ = tx.send(listener.local_addr()?);
     }
+    let (publisher, fleet) = Publisher::new(Fleet::restored(&detector));
+    let notifiers: Notifiers = Arc::new(RwLock::new(parts.1.clone()));
     let shared = Arc::new(Shared {
-        detector: Arc::new(Mutex::new(detector)),
+        fleet,
         metrics: metrics.clone(),
-        notifiers: RwLock::new(parts.1.clone()),
-        scraped: Mutex::new(BTreeSet::new()),
-        empty: Mutex::new(BTreeSet::new()),
+        notifiers: notifiers.clone(),
         targets: RwLock::new(configured),
     });
     tokio::spawn(crate::http::serve(
@@ -650,8 +624,9 @@ pub async fn run(
     for n in &parts.1 {
         n.push(&gone);
     }
+    let mut pipeline = pipeline(detector, &opts, &metrics, &publisher, &notifiers, &store)?;
     let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
-    let pipeline = Pipeline::start(parts, &tx, &metrics, &client);
+    let workers = Workers::start(parts, &tx, &metrics, &client);
     let mut daemon = Daemon {
         cfg,
         config_path: opts.config_path.clone(),
@@ -659,18 +634,9 @@ pub async fn run(
         metrics: metrics.clone(),
         store,
         shared: shared.clone(),
-        pipeline: Some(pipeline),
+        publisher,
+        workers: Some(workers),
         tx,
-    };
-    let mut recording = match &opts.record {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("--out: cannot open {}", path.display()))?,
-        )),
-        None => None,
     };
     let mut hup = match &opts.config_path {
         Some(_) => Some(tokio::signal::unix::signal(
@@ -681,15 +647,13 @@ pub async fn run(
     // The config is loaded and the listener is up.
     crate::systemd::notify("READY=1");
     let mut watchdog = crate::systemd::watchdog_interval().map(tokio::time::interval);
-    let mut saved_at: BTreeMap<String, Instant> = BTreeMap::new();
-    let mut events = Vec::new();
     tokio::pin!(shutdown);
     loop {
         let sample = tokio::select! {
             s = rx.recv() => match s { Some(s) => s, None => break },
             () = &mut shutdown => break,
             () = hangup(&mut hup) => {
-                daemon.reload();
+                daemon.reload(pipeline.detector_mut());
                 continue;
             }
             // Pinged from this loop: a detector that stopped taking
@@ -699,86 +663,52 @@ pub async fn run(
                 continue;
             }
         };
-        metrics.samples.inc();
-        if let Some(w) = recording.as_mut() {
-            serde_json::to_writer(&mut *w, &sample)?;
-            w.write_all(b"\n")?;
-            w.flush()?;
-        }
-        events.clear();
-        let snapshot = {
-            let mut d = shared.detector.lock().expect("detector lock");
-            d.observe_into(&sample, &mut events);
-            let due = saved_at
-                .get(&*sample.target)
-                .is_none_or(|t| t.elapsed() >= crate::state::SAVE_EVERY);
-            (due || !events.is_empty())
-                .then(|| d.snapshot(&sample.target))
-                .flatten()
-        };
-        let latency = crate::clock::now().secs_since(sample.ts);
-        if latency.is_finite() && latency >= 0.0 {
-            Metrics::time(&metrics.detection_latency, Duration::from_secs_f64(latency));
-        }
-        {
-            // Once per target, not an allocation per sample.
-            let mut scraped = shared.scraped.lock().expect("lock");
-            if !scraped.contains(&*sample.target) {
-                scraped.insert(sample.target.to_string());
-            }
-            if let SampleBody::Servers(rows) = &sample.body {
-                let mut empty = shared.empty.lock().expect("lock");
-                if rows.is_empty() != empty.contains(&*sample.target) {
-                    if rows.is_empty() {
-                        empty.insert(sample.target.to_string());
-                    } else {
-                        empty.remove(&*sample.target);
-                    }
-                }
-            }
-        }
-        let mut out = std::io::stdout().lock();
-        for e in &events {
-            let state = match e.state {
-                AlertState::Firing => "firing",
-                AlertState::Resolved => "resolved",
-            };
-            metrics.count(
-                &metrics.alert_events,
-                &[("alert", e.alert.as_str()), ("state", state)],
-            );
-            match opts.output {
-                Output::Json => serde_json::to_writer(&mut out, e)?,
-                Output::Human => out.write_all(human_line(e).as_bytes())?,
-            }
-            out.write_all(b"\n")?;
-        }
-        out.flush()?;
-        drop(out);
-        // Outboxes first, then the state that says the events were raised:
-        // a crash in between re-raises them, and the outboxes refuse what
-        // they already hold.
-        for n in daemon.pipeline.iter().flat_map(|p| &p.notifiers) {
-            n.push(&events);
-        }
-        if let Some(bytes) = snapshot {
-            if let Err(e) = daemon
-                .store
-                .save(&sample.target, &bytes, !events.is_empty())
-            {
-                metrics.state_errors.inc();
-                tracing::error!("{e}");
-            }
-            saved_at.insert(sample.target.to_string(), crate::clock::monotonic());
-        }
+        pipeline.step(&sample)?;
     }
     crate::systemd::notify("STOPPING=1");
     // Stopping: keep everything learned.
-    daemon.save_all();
-    if let Some(p) = daemon.pipeline.take() {
-        p.stop();
+    daemon.save_all(pipeline.detector());
+    if let Some(w) = daemon.workers.take() {
+        w.stop();
     }
     Ok(())
+}
+
+/// The live run's sinks, in order: the recording, lbwatch's accounting, the
+/// views, stdout, the outboxes, then the state that says the events were
+/// raised (see `sinks::StateSaver`).
+fn pipeline(
+    detector: Detector,
+    opts: &RunOptions,
+    metrics: &Arc<Metrics>,
+    publisher: &Publisher,
+    notifiers: &Notifiers,
+    store: &Arc<StateStore>,
+) -> anyhow::Result<Pipeline> {
+    let mut p = Pipeline::new(detector);
+    if let Some(path) = &opts.record {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("--out: cannot open {}", path.display()))?;
+        p = p.with(Recorder {
+            out: std::io::BufWriter::new(file),
+        });
+    }
+    Ok(p.with(Accounting {
+        metrics: metrics.clone(),
+    })
+    .with(publisher.clone())
+    .with(EventWriter::new(std::io::stdout(), opts.output, true))
+    .with(Outboxes {
+        notifiers: notifiers.clone(),
+    })
+    .with(StateSaver {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        saved_at: BTreeMap::new(),
+    }))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use lbwatch::detect::{DetectConfig, Detector};
+use lbwatch::pipeline::{EventWriter, Output, Pipeline};
 
 #[derive(Parser)]
 #[command(
@@ -195,18 +196,21 @@ fn replay(file: PathBuf, config: Option<PathBuf>) -> ExitCode {
             }
         },
     };
-    let mut detector = Detector::new(cfg);
-    let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    // Not locked: a sink may move between threads; the buffer makes the
+    // lock a once-per-64-KiB cost.
+    let stdout = BufWriter::with_capacity(1 << 16, io::stdout());
+    let mut pipeline =
+        Pipeline::new(Detector::new(cfg)).with(EventWriter::new(stdout, Output::Json, false));
     let result = if file.as_os_str() == "-" {
-        lbwatch::replay::replay(&file, io::stdin().lock(), &mut detector, stdout)
+        lbwatch::replay::replay(&file, io::stdin().lock(), &mut pipeline)
     } else {
         lbwatch::replay::open(&file)
-            .and_then(|input| lbwatch::replay::replay(&file, input, &mut detector, stdout))
+            .and_then(|input| lbwatch::replay::replay(&file, input, &mut pipeline))
     };
     match result {
         Ok(_) => {
             // Nothing is dropped silently: say what the detector set aside.
-            let set_aside = detector.input_stats();
+            let set_aside = pipeline.detector().input_stats();
             if set_aside.out_of_order > 0 || set_aside.duplicate_rows > 0 {
                 eprintln!(
                     "lbwatch: {}: set aside {} sample(s) not newer than their target's previous one and {} duplicate server row(s)",

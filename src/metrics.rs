@@ -21,7 +21,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::detect::Detector;
+use crate::detect::InputStats;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -218,11 +218,11 @@ impl Metrics {
 
     /// The exposition: OpenMetrics, or Prometheus text 0.0.4 (`openmetrics`
     /// false), with the detector's view of every LB.
-    pub fn render(&self, detector: &Mutex<Detector>, openmetrics: bool) -> String {
+    pub fn render(&self, fleet: &crate::views::Fleet, openmetrics: bool) -> String {
         let mut out = String::new();
         let mut registry = Registry::default();
         registry.register_collector(Box::new(View {
-            detector_text: view_text(detector),
+            detector_text: view_text(fleet),
         }));
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
@@ -294,11 +294,10 @@ struct ViewRows {
     counters: Vec<(&'static str, &'static str, u64)>,
 }
 
-fn view_text(detector: &Mutex<Detector>) -> ViewRows {
-    let d = detector.lock().expect("detector lock");
+fn view_text(fleet: &crate::views::Fleet) -> ViewRows {
     let mut rows = ViewRows::default();
     let mut g = |name, help, v: Vec<(Labels, f64)>| rows.gauges.push((name, help, v));
-    let view = d.view();
+    let view: Vec<&crate::detect::TargetView> = fleet.targets.values().map(|t| &t.view).collect();
     let server_labels = |t: &str, p: &str, s: &str| -> Labels {
         vec![
             ("target", t.into()),
@@ -375,7 +374,8 @@ fn view_text(detector: &Mutex<Detector>) -> ViewRows {
     g(
         "lbwatch_alert_firing",
         "1 for every alert firing now (pool and server empty where they do not apply)",
-        d.firing()
+        fleet
+            .firing()
             .map(|a| {
                 let sev = serde_json::to_value(a.severity)
                     .ok()
@@ -394,7 +394,10 @@ fn view_text(detector: &Mutex<Detector>) -> ViewRows {
             })
             .collect(),
     );
-    let input = d.input_stats();
+    let input = fleet
+        .targets
+        .values()
+        .fold(InputStats::default(), |a, t| a.plus(&t.input));
     rows.counters = vec![
         (
             "lbwatch_out_of_order_samples",

@@ -3,13 +3,13 @@
 //! reused buffer, so memory stays constant however long the recording.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
-use crate::detect::Detector;
-use crate::model::{AlertEvent, Sample};
+use crate::model::Sample;
+use crate::pipeline::{Pipeline, SinkError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -27,14 +27,14 @@ pub enum ReplayError {
         line: u64,
         reason: String,
     },
-    #[error("writing alert events: {0}")]
-    Write(io::Error),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 impl ReplayError {
     /// Bad input (exit status 2) rather than a failure of lbwatch itself.
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, ReplayError::Write(_))
+        !matches!(self, ReplayError::Sink(_))
     }
 }
 
@@ -80,18 +80,17 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Replays `input` (named `path` in errors) through `detector`, writing each
-/// alert event as one JSON line to `out`. Stops at the first bad line with
-/// its line number: nothing after it is silently dropped.
+/// Replays `input` (named `path` in errors) through `pipeline`, the same
+/// step a live run takes (its sinks write the events out). Stops at the
+/// first bad line with its line number: nothing after it is silently
+/// dropped.
 pub fn replay(
     path: &Path,
     mut input: impl BufRead,
-    detector: &mut Detector,
-    mut out: impl Write,
+    pipeline: &mut Pipeline,
 ) -> Result<ReplayStats, ReplayError> {
     let mut stats = ReplayStats::default();
     let mut line = String::new();
-    let mut events: Vec<AlertEvent> = Vec::new();
     let mut line_no = 0u64;
     loop {
         line.clear();
@@ -120,14 +119,8 @@ pub fn replay(
         if let crate::model::SampleBody::Servers(v) = &sample.body {
             stats.server_samples += v.len() as u64;
         }
-        events.clear();
-        detector.observe_into(&sample, &mut events);
-        for ev in &events {
-            serde_json::to_writer(&mut out, ev).map_err(|e| ReplayError::Write(e.into()))?;
-            out.write_all(b"\n").map_err(ReplayError::Write)?;
-        }
-        stats.events += events.len() as u64;
+        stats.events += pipeline.step(&sample)?.len() as u64;
     }
-    out.flush().map_err(ReplayError::Write)?;
+    pipeline.finish()?;
     Ok(stats)
 }

@@ -109,6 +109,14 @@ impl Detector {
         self.targets.values().flat_map(|t| t.firing.iter())
     }
 
+    /// Alerts of `target` firing now, in the order they fired.
+    pub fn firing_of(&self, target: &str) -> impl Iterator<Item = &FiringAlert> {
+        self.targets
+            .get(target)
+            .into_iter()
+            .flat_map(|t| t.firing.iter())
+    }
+
     /// Names of the targets seen so far.
     pub fn targets(&self) -> impl Iterator<Item = &str> {
         self.targets.keys().map(|k| &**k)
@@ -145,11 +153,14 @@ impl Detector {
     pub fn input_stats(&self) -> InputStats {
         self.targets
             .values()
-            .fold(InputStats::default(), |a, t| InputStats {
-                out_of_order: a.out_of_order + t.stats.out_of_order,
-                duplicate_rows: a.duplicate_rows + t.stats.duplicate_rows,
-                resets: a.resets + t.stats.resets,
-            })
+            .fold(InputStats::default(), |a, t| a.plus(&t.stats))
+    }
+
+    /// Input the detector set aside for `target`.
+    pub fn input_stats_of(&self, target: &str) -> InputStats {
+        self.targets
+            .get(target)
+            .map_or_else(InputStats::default, |t| t.stats)
     }
 }
 

@@ -21,6 +21,17 @@ pub struct InputStats {
     pub resets: u64,
 }
 
+impl InputStats {
+    /// Both counts summed (over targets).
+    pub fn plus(&self, other: &InputStats) -> InputStats {
+        InputStats {
+            out_of_order: self.out_of_order + other.out_of_order,
+            duplicate_rows: self.duplicate_rows + other.duplicate_rows,
+            resets: self.resets + other.resets,
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TargetState {
     pub name: Box<str>,

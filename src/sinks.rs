@@ -1,0 +1,131 @@
+//! The live run's sinks besides stdout and the views: the recording, lbwatch's
+//! own accounting, the notifiers' outboxes and the saved state. Each takes
+//! every sample with the events it raised (`pipeline::Sink`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::detect::Detector;
+use crate::metrics::Metrics;
+use crate::model::{AlertEvent, AlertState, Sample};
+use crate::notify::Notifier;
+use crate::pipeline::{Sink, SinkError};
+use crate::state::StateStore;
+
+/// `lbwatch record`: every sample, in the replay format.
+#[derive(Debug)]
+pub struct Recorder {
+    pub out: std::io::BufWriter<std::fs::File>,
+}
+
+impl Sink for Recorder {
+    fn take(
+        &mut self,
+        sample: &Sample<'_>,
+        _: &[AlertEvent],
+        _: &Detector,
+    ) -> Result<(), SinkError> {
+        let err = SinkError::io("recording samples");
+        serde_json::to_writer(&mut self.out, sample).map_err(|e| err(e.into()))?;
+        self.out.write_all(b"\n").map_err(err)?;
+        self.out.flush().map_err(SinkError::io("recording samples"))
+    }
+}
+
+/// Samples, events and detection latency, in lbwatch's own metrics.
+#[derive(Debug)]
+pub struct Accounting {
+    pub metrics: Arc<Metrics>,
+}
+
+impl Sink for Accounting {
+    fn take(
+        &mut self,
+        sample: &Sample<'_>,
+        events: &[AlertEvent],
+        _: &Detector,
+    ) -> Result<(), SinkError> {
+        let m = &self.metrics;
+        m.samples.inc();
+        let latency = crate::clock::now().secs_since(sample.ts);
+        if latency.is_finite() && latency >= 0.0 {
+            Metrics::time(&m.detection_latency, Duration::from_secs_f64(latency));
+        }
+        for e in events {
+            let state = match e.state {
+                AlertState::Firing => "firing",
+                AlertState::Resolved => "resolved",
+            };
+            m.count(
+                &m.alert_events,
+                &[("alert", e.alert.as_str()), ("state", state)],
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The notifiers of the running configuration (replaced on reload).
+pub type Notifiers = Arc<RwLock<Vec<Arc<Notifier>>>>;
+
+/// Hands events to every notifier's outbox: on disk when this returns.
+#[derive(Debug)]
+pub struct Outboxes {
+    pub notifiers: Notifiers,
+}
+
+impl Sink for Outboxes {
+    fn take(
+        &mut self,
+        _: &Sample<'_>,
+        events: &[AlertEvent],
+        _: &Detector,
+    ) -> Result<(), SinkError> {
+        if !events.is_empty() {
+            for n in self.notifiers.read().expect("notifiers lock").iter() {
+                n.push(events);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Saves a target's state when it raised events (durably: it says they
+/// were raised) and every `SAVE_EVERY` otherwise. Comes after `Outboxes`:
+/// a crash in between re-raises the events, and the outboxes refuse what
+/// they already hold.
+#[derive(Debug)]
+pub struct StateSaver {
+    pub store: Arc<StateStore>,
+    pub metrics: Arc<Metrics>,
+    pub saved_at: BTreeMap<String, Instant>,
+}
+
+impl Sink for StateSaver {
+    fn take(
+        &mut self,
+        sample: &Sample<'_>,
+        events: &[AlertEvent],
+        detector: &Detector,
+    ) -> Result<(), SinkError> {
+        let target = &*sample.target;
+        let due = self
+            .saved_at
+            .get(target)
+            .is_none_or(|t| t.elapsed() >= crate::state::SAVE_EVERY);
+        if !(due || !events.is_empty()) {
+            return Ok(());
+        }
+        if let Some(bytes) = detector.snapshot(target) {
+            if let Err(e) = self.store.save(target, &bytes, !events.is_empty()) {
+                self.metrics.state_errors.inc();
+                tracing::error!("{e}");
+            }
+            self.saved_at
+                .insert(target.to_string(), crate::clock::monotonic());
+        }
+        Ok(())
+    }
+}
