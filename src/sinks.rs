@@ -115,7 +115,7 @@ impl Sink for StateSaver {
             .saved_at
             .get(target)
             .is_none_or(|t| t.elapsed() >= crate::state::SAVE_EVERY);
-        if !(due || !events.is_empty()) {
+        if !due && events.is_empty() {
             return Ok(());
         }
         if let Some(bytes) = detector.snapshot(target) {
