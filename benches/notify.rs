@@ -88,7 +88,10 @@ async fn notifier(url: &str, dir: &std::path::Path) -> Arc<lbwatch::notify::Noti
     let n = lbwatch::notify::build(0, &cfg.notifiers[0], &cfg.http, dir, &metrics)
         .unwrap()
         .remove(0);
-    tokio::spawn(n.clone().run(reqwest::Client::new()));
+    tokio::spawn(n.clone().run(
+        reqwest::Client::new(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
     n
 }
 

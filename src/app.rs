@@ -15,6 +15,8 @@ use tracing::Instrument as _;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{FileConfig, TargetConfig};
 use crate::detect::Detector;
@@ -117,65 +119,72 @@ fn target_endpoint(i: usize, t: &TargetConfig) -> anyhow::Result<Endpoint> {
     }
 }
 
-/// A small generator for scrape jitter (not in the detector: scheduling only).
-fn jitter_seed(name: &str) -> u64 {
-    let t = crate::clock::now().micros() as u64;
-    name.bytes().fold(t ^ 0x9E37_79B9_7F4A_7C15, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-async fn scrape_loop(s: Scraper, tx: mpsc::Sender<Sample<'static>>, metrics: Arc<Metrics>) {
+/// Scrapes `s` every interval until `stop`, handing each sample to the
+/// detector loop.
+async fn scrape_loop(
+    s: Scraper,
+    tx: mpsc::Sender<Sample<'static>>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(s.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rng = jitter_seed(&s.name);
+    // Scheduling only (the detector never sees it): seeded by the clock so
+    // replicas and targets spread out.
+    let mut rng = fastrand::Rng::new();
     let mut said_empty = false;
     loop {
-        ticker.tick().await;
-        // Up to 5% of the interval of jitter, so targets spread out.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let jitter = s.interval.mul_f64(0.05 * (rng % 1000) as f64 / 1000.0);
-        tokio::time::sleep(jitter).await;
-        // Never more than one scrape in flight: the next tick waits for this.
-        let ts = crate::clock::now();
-        let started = crate::clock::monotonic();
-        let scrape =
-            |result| metrics.count(&metrics.scrapes, &[("target", &s.name), ("result", result)]);
-        let body = match s.fetcher.fetch().await {
-            Ok(bytes) => match (s.parse)(&bytes) {
-                Ok(parsed) => {
-                    scrape("ok");
-                    nothing_to_watch(&s.name, &parsed, &metrics, &mut said_empty);
-                    if !parsed.bad_rows.is_empty() {
-                        metrics.count_n(
-                            &metrics.bad_rows,
-                            &[("target", &s.name)],
-                            parsed.bad_rows.len() as u64,
-                        );
-                    }
-                    SampleBody::Servers(parsed.servers)
-                }
-                Err(e) => {
-                    scrape("parse_error");
-                    SampleBody::Error(s.scrubber.scrub(&format!("parsing the stats: {e}")).into())
-                }
-            },
-            Err(e) => {
-                scrape("fetch_error");
-                SampleBody::Error(s.scrubber.scrub(&e.to_string()).into())
-            }
-        };
-        Metrics::time(&metrics.scrape_duration, started.elapsed());
-        let sample = Sample {
-            ts,
-            target: s.name.clone().into(),
-            body,
+        let sample = tokio::select! {
+            () = stop.cancelled() => return,
+            sample = async {
+                ticker.tick().await;
+                // Up to 5% of the interval of jitter, so targets spread out.
+                tokio::time::sleep(s.interval.mul_f64(0.05 * rng.f64())).await;
+                // Never more than one scrape in flight: the next tick waits.
+                scrape(&s, &metrics, &mut said_empty).await
+            } => sample,
         };
         if tx.send(sample).await.is_err() {
             return;
         }
+    }
+}
+
+/// One scrape of `s`: its servers, or why not.
+async fn scrape(s: &Scraper, metrics: &Metrics, said_empty: &mut bool) -> Sample<'static> {
+    let ts = crate::clock::now();
+    let started = crate::clock::monotonic();
+    let count =
+        |result| metrics.count(&metrics.scrapes, &[("target", &s.name), ("result", result)]);
+    let body = match s.fetcher.fetch().await {
+        Ok(bytes) => match (s.parse)(&bytes) {
+            Ok(parsed) => {
+                count("ok");
+                nothing_to_watch(&s.name, &parsed, metrics, said_empty);
+                if !parsed.bad_rows.is_empty() {
+                    metrics.count_n(
+                        &metrics.bad_rows,
+                        &[("target", &s.name)],
+                        parsed.bad_rows.len() as u64,
+                    );
+                }
+                SampleBody::Servers(parsed.servers)
+            }
+            Err(e) => {
+                count("parse_error");
+                SampleBody::Error(s.scrubber.scrub(&format!("parsing the stats: {e}")).into())
+            }
+        },
+        Err(e) => {
+            count("fetch_error");
+            SampleBody::Error(s.scrubber.scrub(&e.to_string()).into())
+        }
+    };
+    Metrics::time(&metrics.scrape_duration, started.elapsed());
+    Sample {
+        ts,
+        target: s.name.clone().into(),
+        body,
     }
 }
 
@@ -335,7 +344,8 @@ fn restore(
 /// What one configuration runs: a scrape task per target, a delivery task
 /// per notifier. Replaced as a whole on reload.
 struct Workers {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
     notifiers: Vec<Arc<Notifier>>,
 }
 
@@ -373,25 +383,29 @@ impl Workers {
         // user agent), one connection pool and TLS setup for everything.
         client: &reqwest::Client,
     ) -> Workers {
-        let mut tasks: Vec<_> = scrapers
-            .into_iter()
-            .map(|s| {
-                let span = tracing::info_span!("scrape", target = %s.name);
-                tokio::spawn(scrape_loop(s, tx.clone(), metrics.clone()).instrument(span))
-            })
-            .collect();
-        tasks.extend(
-            notifiers
-                .iter()
-                .map(|n| tokio::spawn(n.clone().run(client.clone()))),
-        );
-        Workers { tasks, notifiers }
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        for s in scrapers {
+            let span = tracing::info_span!("scrape", target = %s.name);
+            let task = scrape_loop(s, tx.clone(), metrics.clone(), stop.clone());
+            tasks.spawn(task.instrument(span));
+        }
+        for n in &notifiers {
+            tasks.spawn(n.clone().run(client.clone(), stop.clone()));
+        }
+        Workers {
+            stop,
+            tasks,
+            notifiers,
+        }
     }
 
-    fn stop(self) {
-        for t in self.tasks {
-            t.abort();
-        }
+    /// Stops every scrape and delivery, and waits until they have: a scrape
+    /// in flight is dropped, a delivery in flight is sent again by the next
+    /// run (its outbox still holds it).
+    async fn stop(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
 
@@ -411,13 +425,13 @@ struct Daemon {
 impl Daemon {
     /// Re-reads the config file: validated first; a bad one is rejected with
     /// every error and the running one keeps going.
-    fn reload(&mut self, detector: &mut Detector) {
+    async fn reload(&mut self, detector: &mut Detector) {
         let Some(path) = self.config_path.clone() else {
             return;
         };
         crate::systemd::notify("RELOADING=1");
         let result = match crate::config::load(&path) {
-            Ok(new) => self.apply(new, detector),
+            Ok(new) => self.apply(new, detector).await,
             Err(e) => Err(e.lines().join("; ")),
         };
         let outcome = match result {
@@ -440,7 +454,7 @@ impl Daemon {
         crate::systemd::notify("READY=1");
     }
 
-    fn apply(&mut self, new: FileConfig, detector: &mut Detector) -> Result<(), String> {
+    async fn apply(&mut self, new: FileConfig, detector: &mut Detector) -> Result<(), String> {
         if new.state.dir() != self.cfg.state.dir() {
             return Err(format!(
                 "state.dir: {} -> {} needs a restart",
@@ -452,7 +466,7 @@ impl Daemon {
         // if the new config cannot start (a password or routing key file
         // unreadable), the old one is started again.
         if let Some(old) = self.workers.take() {
-            old.stop();
+            old.stop().await;
         }
         let built = Workers::build(&new, &self.client, &self.metrics);
         let (parts, result) = match built {
@@ -616,10 +630,12 @@ pub async fn run(
         notifiers: notifiers.clone(),
         targets: RwLock::new(configured),
     });
-    tokio::spawn(crate::http::serve(
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(crate::http::serve(
         listener,
         routes(shared.clone()),
         guard(&cfg)?,
+        http_stop.clone(),
     ));
     for n in &parts.1 {
         n.push(&gone);
@@ -653,7 +669,7 @@ pub async fn run(
             s = rx.recv() => match s { Some(s) => s, None => break },
             () = &mut shutdown => break,
             () = hangup(&mut hup) => {
-                daemon.reload(pipeline.detector_mut());
+                daemon.reload(pipeline.detector_mut()).await;
                 continue;
             }
             // Pinged from this loop: a detector that stopped taking
@@ -666,11 +682,20 @@ pub async fn run(
         pipeline.step(&sample)?;
     }
     crate::systemd::notify("STOPPING=1");
-    // Stopping: keep everything learned.
-    daemon.save_all(pipeline.detector());
+    // Stop scraping, then detect on what was scraped already: its events
+    // reach stdout and the outboxes (on disk, delivered by the next run).
     if let Some(w) = daemon.workers.take() {
-        w.stop();
+        w.stop().await;
     }
+    rx.close();
+    while let Some(sample) = rx.recv().await {
+        pipeline.step(&sample)?;
+    }
+    pipeline.finish()?;
+    // Keep everything learned; the listener answers until here.
+    daemon.save_all(pipeline.detector());
+    http_stop.cancel();
+    let _ = http.await;
     Ok(())
 }
 

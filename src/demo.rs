@@ -245,7 +245,9 @@ pub async fn demo(
     let addr = stats.local_addr()?;
     let lb = Arc::new(Mutex::new(Lb::new(crate::clock::now().micros() as u64)));
     let page = lb.clone();
-    // Any path: the page a scrape sees now.
+    // Any path: the page a scrape sees now. Served until the demo ends.
+    let lb_stop = tokio_util::sync::CancellationToken::new();
+    let _lb_stops_with_the_demo = lb_stop.clone().drop_guard();
     tokio::spawn(crate::http::serve(
         stats,
         move |_req: &crate::http::Request| {
@@ -254,6 +256,7 @@ pub async fn demo(
             Reply::ok("text/plain", lb.csv())
         },
         crate::http::Guard::default(),
+        lb_stop,
     ));
     let url = format!("http://{addr}/stats;csv");
     // The README points at the default port; if something else holds it,

@@ -161,17 +161,26 @@ fn digest(text: &str) -> ring::digest::Digest {
 
 /// Serves `handler` (request -> reply) on `listener`, behind `guard`, until
 /// the task is dropped.
-pub async fn serve<H>(listener: tokio::net::TcpListener, handler: H, guard: Guard)
-where
+pub async fn serve<H>(
+    listener: tokio::net::TcpListener,
+    handler: H,
+    guard: Guard,
+    stop: tokio_util::sync::CancellationToken,
+) where
     H: Fn(&Request) -> Reply + Send + Sync + 'static,
 {
     let handler = Arc::new(handler);
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, _)) = accepted else {
             continue;
         };
         let (handler, guard) = (handler.clone(), guard.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // Nobody holds a connection without saying what it wants: a
             // handshake and a request head each get ten seconds.
             const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -200,6 +209,10 @@ where
             }
         });
     }
+    // Answers in flight finish (a scrape of /metrics takes milliseconds);
+    // idle keep-alive connections are not waited for past a second.
+    connections.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), connections.wait()).await;
 }
 
 /// The reply to one request, credentials checked first.

@@ -1,5 +1,6 @@
 //! The delivery tasks: requests, retries and acknowledgements.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{payload, Notifier, Receiver};
@@ -28,20 +29,21 @@ enum SendError {
     Refused(String),
 }
 
-/// Full-jitter backoff: a random delay up to the exponential bound, so a
+/// Jittered exponential backoff: a random delay between half the bound and
+/// the bound, so a
 /// fleet of lbwatch replicas does not retry in lockstep.
 struct Backoff {
     attempt: u32,
-    rng: u64,
+    /// Seeded from the system's entropy: replicas must not draw alike.
+    rng: fastrand::Rng,
 }
 
 impl Backoff {
-    fn new(seed: &str) -> Self {
-        let t = crate::clock::now().micros() as u64;
-        let rng = seed.bytes().fold(t | 1, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3) | 1
-        });
-        Backoff { attempt: 0, rng }
+    fn new() -> Self {
+        Backoff {
+            attempt: 0,
+            rng: fastrand::Rng::new(),
+        }
     }
 
     fn next(&mut self) -> Duration {
@@ -49,11 +51,8 @@ impl Backoff {
             .saturating_mul(1 << self.attempt.min(10))
             .min(BACKOFF_MAX);
         self.attempt += 1;
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
         // Between half the bound and the bound.
-        bound.mul_f64(0.5 + 0.5 * (self.rng % 1000) as f64 / 1000.0)
+        bound.mul_f64(0.5 + 0.5 * self.rng.f64())
     }
 
     fn reset(&mut self) {
@@ -106,7 +105,7 @@ impl Notifier {
         let text = self.scrubber.scrub(&resp.text().await.unwrap_or_default());
         let excerpt: String = text.chars().take(300).collect();
         let why = format!("{shown} answered {status}: {}", excerpt.trim());
-        if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {
+        if retryable(status.as_u16()) {
             Err(SendError::Retry(why))
         } else {
             Err(SendError::Refused(why))
@@ -114,9 +113,16 @@ impl Notifier {
     }
 }
 
+/// Whether a receiver that answered `status` may take the request later:
+/// too many requests, a timeout, or a failure on its side. Any other 4xx
+/// says the request itself is wrong; sending it again changes nothing.
+fn retryable(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
 /// Webhook and PagerDuty: every event, in order, once each.
-pub(super) async fn stream_loop(n: &Notifier, client: &reqwest::Client) {
-    let mut backoff = Backoff::new(&n.name);
+pub(super) async fn stream_loop(n: &Arc<Notifier>, client: &reqwest::Client) {
+    let mut backoff = Backoff::new();
     let mut failing_since: Option<String> = None;
     loop {
         let batch_size = match n.receiver {
@@ -179,12 +185,12 @@ pub(super) async fn stream_loop(n: &Notifier, client: &reqwest::Client) {
                         );
                     }
                 }
-                n.acknowledge(last);
+                acknowledge(n, last).await;
             }
             Err(SendError::Refused(why)) => {
                 tracing::error!("gave up on {count} notification(s): {why}");
                 n.metrics.notification(&n.name, "failed", count);
-                n.acknowledge(last);
+                acknowledge(n, last).await;
             }
             Err(SendError::Retry(why)) => {
                 n.metrics.notification(&n.name, "retried", count);
@@ -195,6 +201,15 @@ pub(super) async fn stream_loop(n: &Notifier, client: &reqwest::Client) {
                 tokio::time::sleep(backoff.next()).await;
             }
         }
+    }
+}
+
+/// Marks everything up to `seq` done. The journal write (and, now and
+/// then, its rewrite) waits on the disk: off the runtime's workers.
+async fn acknowledge(n: &Arc<Notifier>, seq: u64) {
+    let n = n.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || n.acknowledge(seq)).await {
+        tracing::error!("acknowledging up to {seq}: {e}");
     }
 }
 
@@ -213,12 +228,12 @@ impl Notifier {
 /// re-sent every `resend` interval with a lease of 4 intervals, so an
 /// Alertmanager that restarted empty has them back within one interval, and
 /// an lbwatch that died lets its alerts expire instead of firing forever.
-pub(super) async fn alertmanager_loop(n: &Notifier, client: &reqwest::Client) {
+pub(super) async fn alertmanager_loop(n: &Arc<Notifier>, client: &reqwest::Client) {
     let Receiver::Alertmanager { url, resend } = &n.receiver else {
         return;
     };
     let endpoint = SecretUrl::new(&format!("{}/api/v2/alerts", url.expose()));
-    let mut backoff = Backoff::new(&n.name);
+    let mut backoff = Backoff::new();
     let mut failing_since: Option<String> = None;
     loop {
         let (body, last, count, accepted) = {
@@ -264,7 +279,7 @@ pub(super) async fn alertmanager_loop(n: &Notifier, client: &reqwest::Client) {
                     );
                 }
                 if let Some(seq) = last {
-                    n.acknowledge(seq);
+                    acknowledge(n, seq).await;
                 }
                 let next_resend = tokio::time::Instant::now() + *resend;
                 tokio::select! {
@@ -288,5 +303,41 @@ pub(super) async fn alertmanager_loop(n: &Notifier, client: &reqwest::Client) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_throttling_timeouts_and_server_errors_are_retried() {
+        for s in [408, 429, 500, 502, 503, 504, 599] {
+            assert!(retryable(s), "{s}");
+        }
+        for s in [400, 401, 403, 404, 410, 413, 422] {
+            assert!(!retryable(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter_and_starts_over_on_reset() {
+        let mut b = Backoff::new();
+        let mut bound = BACKOFF_START;
+        for _ in 0..20 {
+            let d = b.next();
+            assert!(
+                d >= bound / 2 && d <= bound,
+                "{d:?} not within half of {bound:?}"
+            );
+            bound = (bound * 2).min(BACKOFF_MAX);
+        }
+        assert_eq!(bound, BACKOFF_MAX);
+        b.reset();
+        assert!(b.next() <= BACKOFF_START);
+        // Two senders do not wait alike.
+        let (mut x, mut y) = (Backoff::new(), Backoff::new());
+        let same = (0..8).filter(|_| x.next() == y.next()).count();
+        assert!(same < 8, "two backoffs drew the same delays");
     }
 }

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{HttpConfig, NotifierConfig};
 use crate::metrics::Metrics;
@@ -282,18 +283,21 @@ impl Notifier {
         self.outbox.lock().expect("outbox lock").depth()
     }
 
-    /// Delivers until the task is dropped.
-    pub async fn run(self: Arc<Self>, client: reqwest::Client) {
+    /// Delivers until `stop`. A delivery cut short stays in the outbox and
+    /// is sent again by the next run.
+    pub async fn run(self: Arc<Self>, client: reqwest::Client, stop: CancellationToken) {
         use tracing::Instrument as _;
         self.set_depth(self.depth());
         let span = self.span.clone();
-        match &self.receiver {
-            Receiver::Alertmanager { .. } => {
-                deliver::alertmanager_loop(&self, &client)
-                    .instrument(span)
-                    .await
+        let deliver = async {
+            match &self.receiver {
+                Receiver::Alertmanager { .. } => deliver::alertmanager_loop(&self, &client).await,
+                _ => deliver::stream_loop(&self, &client).await,
             }
-            _ => deliver::stream_loop(&self, &client).instrument(span).await,
+        };
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = deliver.instrument(span) => {}
         }
     }
 }
