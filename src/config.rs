@@ -455,7 +455,7 @@ impl FileConfig {
                     key("url")
                 ));
             } else if let Some(why) = (!secret_url)
-                .then(|| crate::fetch::Endpoint::parse(t.url.expose()).err())
+                .then(|| crate::endpoint::Endpoint::parse(t.url.expose()).err())
                 .flatten()
             {
                 errs.push(format!(
@@ -579,8 +579,8 @@ fn validate_notifier(i: usize, n: &NotifierConfig) -> Vec<String> {
         _ => {}
     }
     for u in &receivers {
-        match crate::fetch::Endpoint::parse(u.expose()) {
-            Ok(crate::fetch::Endpoint::Http(_)) => {}
+        match crate::endpoint::Endpoint::parse(u.expose()) {
+            Ok(crate::endpoint::Endpoint::Http(_)) => {}
             Ok(_) => errs.push(format!(
                 "{}: {:?} is invalid: a receiver is http(s)://",
                 key("url"),

@@ -10,6 +10,7 @@ pub use lbwatch_core::{detect, model};
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod endpoint;
 pub mod fetch;
 pub mod http;
 pub mod log;

@@ -141,15 +141,13 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], n: usize, target: impl Fn(&[u8])) -> Resu
 fn save_crash(name: &str, input: &[u8]) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}-{:016x}.bin", fnv(input)));
+    // The standard hasher with its fixed keys: the same input, the same
+    // file name.
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(input, &mut h);
+    let path = dir.join(format!("{name}-{:016x}.bin", std::hash::Hasher::finish(&h)));
     std::fs::write(&path, input).unwrap();
     path
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// The files of `dir` (under the repository) ending in `ext`, each cut to

@@ -116,8 +116,8 @@ fn receiver_urls(
         .map(SecretUrl::new)
         .collect();
     for u in &urls {
-        match crate::fetch::Endpoint::parse(u.expose()) {
-            Ok(crate::fetch::Endpoint::Http(_)) => {}
+        match crate::endpoint::Endpoint::parse(u.expose()) {
+            Ok(crate::endpoint::Endpoint::Http(_)) => {}
             Ok(_) => anyhow::bail!("{}: holds {u}, not an http(s):// URL", key(which)),
             Err(why) => anyhow::bail!("{}: holds an invalid URL ({u}): {why}", key(which)),
         }

@@ -3,7 +3,6 @@
 
 use super::config::DetectConfig;
 use super::lifecycle::{Lifecycle, Persistence, Transition};
-use super::pool::Change;
 use super::text::hms;
 use crate::model::{AlertEvent, AlertName, AlertState, Severity, Timestamp};
 
@@ -118,4 +117,12 @@ impl Emit<'_> {
             value: value.filter(|v| v.is_finite()),
         });
     }
+}
+
+/// What changed in a pool, remembered to say in summaries: postmortems say
+/// people lose hours when nothing points at the reload that caused it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub at: Timestamp,
+    pub what: String,
 }

@@ -21,9 +21,11 @@ mod config;
 mod drop;
 mod emit;
 mod evidence;
+mod firing;
 mod history;
 mod lifecycle;
 mod pool;
+mod server;
 mod skew;
 mod stats;
 mod target;
@@ -35,8 +37,9 @@ use std::collections::BTreeMap;
 pub use config::{
     DetectConfig, DropConfig, DurationError, ErrorConfig, InvalidValue, Secs, SkewConfig,
 };
+pub use firing::FiringAlert;
 pub use target::InputStats;
-pub use view::{FiringAlert, PoolView, ServerView, TargetView};
+pub use view::{PoolView, ServerView, TargetView};
 
 use crate::model::{AlertEvent, Sample, SampleBody};
 use emit::Emit;
@@ -91,7 +94,7 @@ impl Detector {
                 target.observe_servers(&self.cfg, sample.ts, rows, &mut emit)
             }
         }
-        view::track_firing(&mut target.firing, &out[start..]);
+        firing::track_firing(&mut target.firing, &out[start..]);
     }
 
     /// What every target looks like after its latest sample, by name.

@@ -2,127 +2,24 @@
 //! checks that run on every interval (health, membership, skew, errors,
 //! drop).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use rustc_hash::FxHashMap;
 
 use super::config::SkewConfig;
 use super::drop::{drop_persistence, RateTrack};
-use super::emit::{Context, Emit};
-use super::evidence::{Decayed, ErrorFinding, ErrorInterval, ErrorTrack};
+use super::emit::{Change, Context, Emit};
+use super::evidence::{ErrorFinding, ErrorInterval, ErrorTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
+use super::server::ServerState;
 use super::skew::{
     concentration_test, follows_weights, offends, share_test, Basis, SkewFinding, SkewKind, Window,
 };
 use super::stats::decay;
 use super::text::{pct, rate};
-use crate::model::{AlertName, Severity, Timestamp};
-
-/// A server as last listed, with what its counters did in the last interval.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ServerState {
-    pub name: Box<str>,
-    /// Listed in the latest successful scrape.
-    pub listed: bool,
-    /// Generation of the scrape that last listed it (duplicate rows).
-    pub seen: u64,
-    pub up: bool,
-    pub weight: f64,
-    pub backup: bool,
-    pub requests_total: u64,
-    pub errors_total: u64,
-    /// The last interval's deltas, valid when `has_delta`.
-    pub d_req: f64,
-    pub d_err: f64,
-    pub has_delta: bool,
-    /// Joined, or changed up/weight/backup, in the latest scrape.
-    pub joined: bool,
-    pub changed: bool,
-    /// Requests in the short and the smoothed window since the pool last
-    /// changed.
-    pub short_req: f64,
-    pub win_req: f64,
-    /// Decayed requests over the baseline window: the pool's usual shares,
-    /// departed servers included (for the concentration test).
-    pub base_req: f64,
-    /// The server's own share while in rotation: its requests over the
-    /// pool's in those intervals (for pools judged by history). A server
-    /// new to the pool, or back from a drain, has its share measured over
-    /// its own time, not diluted by the time it was away.
-    pub hist_share: Decayed,
-    pub errors: ErrorTrack,
-    pub down: Lifecycle,
-}
-
-impl ServerState {
-    pub fn new(name: &str) -> Self {
-        ServerState {
-            name: name.into(),
-            listed: false,
-            seen: 0,
-            up: true,
-            weight: 1.0,
-            backup: false,
-            requests_total: 0,
-            errors_total: 0,
-            d_req: 0.0,
-            d_err: 0.0,
-            has_delta: false,
-            joined: false,
-            changed: false,
-            short_req: 0.0,
-            win_req: 0.0,
-            base_req: 0.0,
-            hist_share: Decayed::default(),
-            errors: ErrorTrack::default(),
-            down: Lifecycle::default(),
-        }
-    }
-
-    /// Expected to take a weight-proportional share of the pool.
-    fn in_rotation(&self) -> bool {
-        self.listed && self.up && !self.backup && self.weight > 0.0
-    }
-
-    /// Taken out on purpose: listed with weight 0 (drained, maintenance).
-    fn drained(&self) -> bool {
-        self.listed && self.weight <= 0.0
-    }
-}
-
-/// FNV-1a over the name: deterministic (the standard hasher seeds itself at
-/// random, which the detector must not), and fast on short names.
-#[derive(Debug, Clone, Copy)]
-pub struct NameHasher(u64);
-
-impl Default for NameHasher {
-    fn default() -> Self {
-        NameHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for NameHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
+use crate::model::{AlertName, Severity};
 
 /// Pool requests a server's own history must cover before its usual share
 /// is trusted.
 const MIN_HISTORY: f64 = 200.0;
-
-/// What changed in a pool, remembered to say in summaries: postmortems say
-/// people lose hours when nothing points at the reload that caused it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Change {
-    pub at: Timestamp,
-    pub what: String,
-}
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PoolState {
@@ -132,7 +29,7 @@ pub struct PoolState {
     pub servers: Vec<ServerState>,
     /// Name -> position in `servers` (rebuilt after a restore).
     #[serde(skip)]
-    index: HashMap<Box<str>, usize, BuildHasherDefault<NameHasher>>,
+    index: FxHashMap<Box<str>, usize>,
     pub algo: Option<Box<str>>,
     pub listed: bool,
     pub seen: u64,
@@ -165,7 +62,7 @@ impl PoolState {
         PoolState {
             name: name.into(),
             servers: Vec::new(),
-            index: HashMap::default(),
+            index: FxHashMap::default(),
             algo: None,
             listed: false,
             seen: 0,
@@ -513,7 +410,7 @@ impl PoolState {
             let interval_expected = self.interval_expected(&expected);
             evaluated |= interval_expected.iter().filter(|&&e| e > 0.0).count() >= 2;
             let interval = share_test(
-                self,
+                &self.servers,
                 &interval_expected,
                 Window::Interval,
                 cfg.hot_ratio,
@@ -523,8 +420,15 @@ impl PoolState {
             visible = interval.visible();
             finding = interval.found();
             if finding.is_none() && self.win_age > 0.0 {
-                finding =
-                    share_test(self, &expected, Window::Short, cfg.hot_ratio, cfg, basis).found();
+                finding = share_test(
+                    &self.servers,
+                    &expected,
+                    Window::Short,
+                    cfg.hot_ratio,
+                    cfg,
+                    basis,
+                )
+                .found();
             }
             if finding.is_none() && self.win_age > 0.0 {
                 let hot = if self.win_age >= cfg.window.0 {
@@ -532,7 +436,8 @@ impl PoolState {
                 } else {
                     cfg.hot_ratio
                 };
-                finding = share_test(self, &expected, Window::Smoothed, hot, cfg, basis).found();
+                finding =
+                    share_test(&self.servers, &expected, Window::Smoothed, hot, cfg, basis).found();
             }
         }
         self.expected = expected;
@@ -546,11 +451,12 @@ impl PoolState {
                     .map(|s| if s.drained() { 0.0 } else { s.base_req }),
             );
             evaluated = true;
-            let interval = concentration_test(self, &baseline, Window::Interval, cfg);
+            let interval = concentration_test(&self.servers, &baseline, Window::Interval, cfg);
             visible = visible.or(interval.visible());
             finding = interval.found();
             if finding.is_none() && !regime_changed && self.win_age > 0.0 {
-                finding = concentration_test(self, &baseline, Window::Smoothed, cfg).found();
+                finding =
+                    concentration_test(&self.servers, &baseline, Window::Smoothed, cfg).found();
             }
             self.baseline = baseline;
         }
@@ -633,7 +539,7 @@ impl PoolState {
                 .skew_candidate
                 .as_ref()
                 .and_then(|n| self.index.get(n).copied());
-            if old.is_some_and(|i| offends(self, &expected, Window::Interval, i, cfg)) {
+            if old.is_some_and(|i| offends(&self.servers, &expected, Window::Interval, i, cfg)) {
                 return;
             }
             self.skew = Lifecycle::default();

@@ -21,7 +21,7 @@
 //!    reports, where the weights agree with the traffic.
 
 use super::config::SkewConfig;
-use super::pool::{PoolState, ServerState};
+use super::server::ServerState;
 use super::stats::{binomial_at_least, binomial_at_most, chi2_sf, effective_servers, g_statistic};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -146,7 +146,7 @@ pub fn follows_weights(algo: Option<&str>) -> bool {
 /// Test 1: per-server shares against an expectation (`expected[i]`, zero
 /// for servers that take no part). Returns the most significant offender.
 pub fn share_test(
-    pool: &PoolState,
+    servers: &[ServerState],
     expected: &[f64],
     window: Window,
     hot: f64,
@@ -156,7 +156,7 @@ pub fn share_test(
     let mut total = 0.0;
     let mut exp_sum = 0.0;
     let mut parts = 0usize;
-    for (s, &e) in pool.servers.iter().zip(expected) {
+    for (s, &e) in servers.iter().zip(expected) {
         if e > 0.0 {
             total += counts(s, window);
             exp_sum += e;
@@ -171,7 +171,7 @@ pub fn share_test(
     // Beyond the thresholds and more likely than not beyond chance (p below
     // 1 / servers), though not yet significant: visible.
     let mut visible: Option<(f64, usize)> = None;
-    for (i, (s, &e)) in pool.servers.iter().zip(expected).enumerate() {
+    for (i, (s, &e)) in servers.iter().zip(expected).enumerate() {
         if e <= 0.0 {
             continue;
         }
@@ -207,21 +207,21 @@ pub fn share_test(
 /// same rule as `share_test`'s visible, for one server): a pending streak
 /// goes on while the server it began on still is.
 pub fn offends(
-    pool: &PoolState,
+    servers: &[ServerState],
     expected: &[f64],
     window: Window,
     i: usize,
     cfg: &SkewConfig,
 ) -> bool {
     let (mut total, mut exp_sum, mut parts) = (0.0, 0.0, 0usize);
-    for (s, &e) in pool.servers.iter().zip(expected) {
+    for (s, &e) in servers.iter().zip(expected) {
         if e > 0.0 {
             total += counts(s, window);
             exp_sum += e;
             parts += 1;
         }
     }
-    let Some((s, &e)) = pool.servers.get(i).zip(expected.get(i)) else {
+    let Some((s, &e)) = servers.get(i).zip(expected.get(i)) else {
         return false;
     };
     if parts < 2 || total <= 0.0 || e <= 0.0 {
@@ -249,13 +249,12 @@ fn offence(c: f64, total: f64, p: f64, hot: f64, cfg: &SkewConfig) -> Option<(Sk
 /// Test 2: concentration against the baseline shares (`baseline[i]`, zero
 /// for servers deliberately drained, which an operator took out on purpose).
 pub fn concentration_test(
-    pool: &PoolState,
+    servers: &[ServerState],
     baseline: &[f64],
     window: Window,
     cfg: &SkewConfig,
 ) -> Outcome {
-    let observed: Vec<f64> = pool
-        .servers
+    let observed: Vec<f64> = servers
         .iter()
         .zip(baseline)
         .map(|(s, &b)| if b > 0.0 { counts(s, window) } else { 0.0 })

@@ -4,10 +4,10 @@
 use super::config::DetectConfig;
 use super::drop::{drop_persistence, RateTrack};
 use super::emit::{Context, Emit};
+use super::firing::FiringAlert;
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::pool::PoolState;
 use super::text::hms;
-use super::view::FiringAlert;
 use crate::model::{AlertName, ServerStat, Severity, Timestamp};
 
 /// Counts of input the detector set aside, for lbwatch's own metrics.

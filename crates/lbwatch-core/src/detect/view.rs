@@ -4,13 +4,13 @@
 //! the alerts currently firing. Read-only views of the state, computed on
 //! demand so the per-sample path pays nothing for them.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::pool::PoolState;
 use super::skew::follows_weights;
 use super::stats::effective_servers;
 use super::target::TargetState;
-use crate::model::{AlertEvent, AlertName, AlertState, Severity, Timestamp};
+use crate::model::Timestamp;
 
 /// One target.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -62,59 +62,6 @@ pub struct ServerView {
     pub error_ratio: Option<f64>,
 }
 
-/// An alert raised now, with the text and value it fired with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FiringAlert {
-    pub since: Timestamp,
-    pub alert: AlertName,
-    pub severity: Severity,
-    pub target: String,
-    pub pool: Option<String>,
-    pub server: Option<String>,
-    pub summary: Option<String>,
-    pub value: Option<f64>,
-}
-
-impl FiringAlert {
-    fn same_alert(&self, e: &AlertEvent) -> bool {
-        self.alert == e.alert && self.pool == e.pool && self.server == e.server
-    }
-
-    /// The event it fired with.
-    pub fn event(&self) -> AlertEvent {
-        AlertEvent {
-            ts: self.since,
-            state: AlertState::Firing,
-            alert: self.alert,
-            severity: self.severity,
-            target: self.target.clone(),
-            pool: self.pool.clone(),
-            server: self.server.clone(),
-            summary: self.summary.clone(),
-            value: self.value,
-        }
-    }
-}
-
-/// Keeps a target's list of firing alerts in step with its events.
-pub fn track_firing(firing: &mut Vec<FiringAlert>, events: &[AlertEvent]) {
-    for e in events {
-        firing.retain(|f| !f.same_alert(e));
-        if e.state == AlertState::Firing {
-            firing.push(FiringAlert {
-                since: e.ts,
-                alert: e.alert,
-                severity: e.severity,
-                target: e.target.clone(),
-                pool: e.pool.clone(),
-                server: e.server.clone(),
-                summary: e.summary.clone(),
-                value: e.value,
-            });
-        }
-    }
-}
-
 fn ratio(num: f64, den: f64) -> Option<f64> {
     (den > 0.0).then(|| num / den)
 }
@@ -146,7 +93,7 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
         .map(|s| s.d_err)
         .sum();
     let expected_total: f64 = p.expected.iter().sum();
-    let listed: Vec<(usize, &super::pool::ServerState)> = p
+    let listed: Vec<(usize, &super::server::ServerState)> = p
         .servers
         .iter()
         .enumerate()
