@@ -1,35 +1,56 @@
-//! Throughput benchmarks, single-threaded (one core):
+//! Throughput benchmarks (criterion: warm-up, many samples, the spread, and
+//! a comparison with the previous run or a saved baseline):
 //!
-//! * detector: `Detector::observe` over samples already in memory, in
+//! * `detector`: `Detector::observe` over samples already in memory, in
 //!   server-samples per second;
-//! * HAProxy stats CSV parsing: a 10,000-server page built from rows of the
-//!   real HAProxy 2.6, in MB/s and servers/s;
-//! * replay: `lbwatch replay` end to end (JSON parsing, detection, event
-//!   output) on the largest recorded scenario, in MB/s and server-samples/s,
-//!   from memory and from the gzip'd file.
+//! * `replay`: `lbwatch replay`'s pipeline end to end (JSON parsing,
+//!   detection, event output) on the largest recorded scenario, from memory
+//!   and from the gzip'd file;
+//! * `haproxy_csv`: parsing a 10,000-server stats page built from rows of
+//!   the real HAProxy 2.6;
+//! * `metrics`: rendering `/metrics` for a fleet of 100,000 servers (1,000
+//!   targets of 100), and detection with and without a reader rendering
+//!   `/metrics` in a loop on another thread: reads take a published
+//!   snapshot, so detection's throughput must not change.
 //!
-//! Run with `cargo bench`. Each figure is the best of several rounds, so a
-//! busy neighbour on the machine lowers it at most for one round.
-
-#![allow(clippy::print_stdout, clippy::disallowed_methods)] // a benchmark reports, and reads the clock
+//! `cargo bench --bench throughput`; `-- --save-baseline before` then
+//! `-- --baseline before` compares a change with what came before it.
+//! `cargo test --bench throughput` runs each once, as a check.
 
 use std::io::{self, Read};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use lbwatch::detect::{DetectConfig, Detector};
-use lbwatch::model::{Sample, SampleBody};
+use lbwatch::model::{Sample, SampleBody, ServerStat, Timestamp};
+use lbwatch::pipeline::{EventWriter, Output, Pipeline};
+use lbwatch::views::{Fleet, Publisher};
 
-const ROUNDS: usize = 5;
+fn scenario() -> (PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios/healthy_edge_1s.samples.jsonl.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    (path, text)
+}
 
-fn best(mut round: impl FnMut() -> Duration) -> Duration {
-    (0..ROUNDS).map(|_| round()).min().unwrap()
+fn server_samples(samples: &[Sample]) -> u64 {
+    samples
+        .iter()
+        .map(|s| match &s.body {
+            SampleBody::Servers(v) => v.len() as u64,
+            SampleBody::Error(_) => 0,
+        })
+        .sum()
 }
 
 /// What `lbwatch replay` runs: the detector, its events as JSON lines
 /// (thrown away here).
-fn replay_pipeline() -> lbwatch::pipeline::Pipeline {
-    use lbwatch::pipeline::{EventWriter, Output, Pipeline};
+fn replay_pipeline() -> Pipeline {
     Pipeline::new(Detector::new(DetectConfig::default())).with(EventWriter::new(
         io::sink(),
         Output::Json,
@@ -37,87 +58,56 @@ fn replay_pipeline() -> lbwatch::pipeline::Pipeline {
     ))
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` does not.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scenarios/healthy_edge_1s.samples.jsonl.gz");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
-    if quick {
-        text.truncate(text[..200_000].rfind('\n').unwrap() + 1);
-    }
+fn detector_and_replay(c: &mut Criterion) {
+    let (path, text) = scenario();
     let samples: Vec<Sample> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let server_samples: usize = samples
-        .iter()
-        .map(|s| match &s.body {
-            SampleBody::Servers(v) => v.len(),
-            SampleBody::Error(_) => 0,
-        })
-        .sum();
-    let mb = text.len() as f64 / 1e6;
-    println!(
-        "input: {} ({} samples, {server_samples} server-samples, {mb:.1} MB of JSON)",
-        path.file_name().unwrap().to_string_lossy(),
-        samples.len()
-    );
-
-    let t = best(|| {
-        let mut d = Detector::new(DetectConfig::default());
-        let mut out = Vec::new();
-        let start = Instant::now();
-        for s in &samples {
-            d.observe_into(s, &mut out);
-        }
-        std::hint::black_box(&out);
-        start.elapsed()
+    let n = server_samples(&samples);
+    let mut g = c.benchmark_group("detector");
+    g.throughput(Throughput::Elements(n));
+    g.sample_size(20);
+    g.bench_function("observe", |b| {
+        b.iter_batched(
+            || Detector::new(DetectConfig::default()),
+            |mut d| {
+                let mut events = Vec::new();
+                for s in &samples {
+                    d.observe_into(s, &mut events);
+                }
+                events.len()
+            },
+            BatchSize::LargeInput,
+        )
     });
-    println!(
-        "detector: {:.1} M server-samples/s ({:.0} ns per server-sample)",
-        server_samples as f64 / t.as_secs_f64() / 1e6,
-        t.as_secs_f64() * 1e9 / server_samples as f64
-    );
-
-    let t = best(|| {
-        let mut p = replay_pipeline();
-        let start = Instant::now();
-        lbwatch::replay::replay(&path, text.as_bytes(), &mut p).unwrap();
-        start.elapsed()
+    g.finish();
+    let mut g = c.benchmark_group("replay");
+    g.throughput(Throughput::Elements(n));
+    g.sample_size(10);
+    g.bench_function("from_memory", |b| {
+        b.iter_batched(
+            replay_pipeline,
+            |mut p| lbwatch::replay::replay(&path, text.as_bytes(), &mut p).unwrap(),
+            BatchSize::LargeInput,
+        )
     });
-    let secs = t.as_secs_f64();
-    println!(
-        "replay from memory: {:.0} MB/s, {:.2} M server-samples/s",
-        mb / secs,
-        server_samples as f64 / secs / 1e6
-    );
-
-    haproxy_csv_parse(quick);
-
-    if !quick {
-        let t = best(|| {
-            let mut p = replay_pipeline();
-            let start = Instant::now();
-            let input = lbwatch::replay::open(&path).unwrap();
-            lbwatch::replay::replay(&path, input, &mut p).unwrap();
-            start.elapsed()
-        });
-        let secs = t.as_secs_f64();
-        println!(
-            "replay from the .jsonl.gz file: {:.0} MB/s of JSON, {:.2} M server-samples/s",
-            mb / secs,
-            server_samples as f64 / secs / 1e6
-        );
-    }
+    g.bench_function("from_gzip_file", |b| {
+        b.iter_batched(
+            replay_pipeline,
+            |mut p| {
+                let input = lbwatch::replay::open(&path).unwrap();
+                lbwatch::replay::replay(&path, input, &mut p).unwrap()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
 }
 
-/// Parses a 10,000-server stats page (100 backends of 100 servers, rows of
-/// the real HAProxy 2.6 capture).
-fn haproxy_csv_parse(quick: bool) {
+/// A 10,000-server stats page (100 backends of 100 servers, rows of the
+/// real HAProxy 2.6 capture).
+fn haproxy_csv(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/haproxy/csv-2.6.12-lbwatch-e2e.csv");
     let capture = std::fs::read_to_string(path).unwrap();
@@ -130,10 +120,9 @@ fn haproxy_csv_parse(quick: bool) {
         .lines()
         .find(|l| l.starts_with("web,BACKEND,"))
         .unwrap();
-    let (pools, per_pool) = if quick { (2, 10) } else { (100, 100) };
     let mut page = format!("{header}\n");
-    for p in 0..pools {
-        for s in 0..per_pool {
+    for p in 0..100 {
+        for s in 0..100 {
             let row = server.replacen("web,web1,", &format!("pool{p},srv{s},"), 1);
             page.push_str(&row.replacen(",1,1,0,", &format!(",{},1,0,", 1 + s % 3), 1));
             page.push('\n');
@@ -141,18 +130,109 @@ fn haproxy_csv_parse(quick: bool) {
         page.push_str(&backend.replacen("web,", &format!("pool{p},"), 1));
         page.push('\n');
     }
-    let servers = pools * per_pool;
-    let t = best(|| {
-        let start = Instant::now();
-        let parsed = lbwatch::source::haproxy_csv::parse(page.as_bytes()).unwrap();
-        let took = start.elapsed();
-        assert_eq!(parsed.servers.len(), servers);
-        took
+    let mut g = c.benchmark_group("haproxy_csv");
+    g.throughput(Throughput::Bytes(page.len() as u64));
+    g.bench_function("parse_10000_servers", |b| {
+        b.iter(|| {
+            let parsed = lbwatch::source::haproxy_csv::parse(page.as_bytes()).unwrap();
+            assert_eq!(parsed.servers.len(), 10_000);
+        })
     });
-    println!(
-        "haproxy csv parse ({servers} servers, {:.1} MB): {:.0} MB/s, {:.1} M servers/s",
-        page.len() as f64 / 1e6,
-        page.len() as f64 / t.as_secs_f64() / 1e6,
-        servers as f64 / t.as_secs_f64() / 1e6
-    );
+    g.finish();
 }
+
+const TARGETS: usize = 1000;
+const SERVERS: usize = 100;
+
+/// Target `t`'s sample at second `i`: 100 servers in 4 pools, evenly fed.
+fn fleet_sample(t: usize, i: u64) -> Sample<'static> {
+    let servers = (0..SERVERS)
+        .map(|s| ServerStat {
+            pool: format!("pool{}", s % 4).into(),
+            server: format!("srv{s}").into(),
+            requests_total: i * 50 + s as u64,
+            responses_5xx_total: i / 10,
+            up: true,
+            weight: 1.0,
+            backup: false,
+            algo: None,
+        })
+        .collect();
+    Sample {
+        ts: Timestamp::from_micros(1_700_000_000_000_000 + i as i64 * 1_000_000),
+        target: format!("lb{t}").into(),
+        body: SampleBody::Servers(servers),
+    }
+}
+
+/// A fleet of 100,000 servers, each target past a few samples; the
+/// pipeline that watched it and the snapshot readers see.
+fn watched_fleet() -> (Pipeline, tokio::sync::watch::Receiver<Fleet>) {
+    let (publisher, fleet) = Publisher::new(Fleet::default());
+    let mut p = Pipeline::new(Detector::new(DetectConfig::default())).with(publisher);
+    for i in 0..3 {
+        for t in 0..TARGETS {
+            p.step(&fleet_sample(t, i)).unwrap();
+        }
+    }
+    (p, fleet)
+}
+
+fn metrics(c: &mut Criterion) {
+    let (mut p, fleet) = watched_fleet();
+    let metrics = lbwatch::metrics::Metrics::new();
+    let mut g = c.benchmark_group("metrics");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements((TARGETS * SERVERS) as u64));
+    g.bench_function("render_100k_servers", |b| {
+        b.iter(|| metrics.render(&fleet.borrow().clone(), false).len())
+    });
+    // Detection of one target's sample (100 servers), published, while
+    // nothing reads, then while another thread renders /metrics non-stop.
+    g.throughput(Throughput::Elements(SERVERS as u64));
+    let next: Vec<Sample> = (0..TARGETS).map(|t| fleet_sample(t, 3)).collect();
+    let mut i = 0;
+    let mut step = |p: &mut Pipeline| {
+        let s = &next[i % TARGETS];
+        i += 1;
+        p.step(s).unwrap().len()
+    };
+    g.bench_function("detect_while_idle", |b| b.iter(|| step(&mut p)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, fleet, metrics) = (stop.clone(), fleet.clone(), metrics.clone());
+        std::thread::spawn(move || {
+            let mut renders = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let snapshot = fleet.borrow().clone();
+                renders += metrics.render(&snapshot, false).len().min(1) as u64;
+            }
+            renders
+        })
+    };
+    g.bench_function("detect_while_rendering_metrics", |b| b.iter(|| step(&mut p)));
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0, "the reader never rendered");
+    // The control: another thread as busy, rendering a copy of the fleet
+    // taken once, so it never touches the published snapshot. What both
+    // cost detection is the machine's (a shared core, cache, allocator),
+    // not a wait on the readers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let (stop, snapshot, metrics) = (stop.clone(), fleet.borrow().clone(), metrics.clone());
+        std::thread::spawn(move || {
+            let mut renders = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                renders += metrics.render(&snapshot, false).len().min(1) as u64;
+            }
+            renders
+        })
+    };
+    g.bench_function("detect_while_rendering_a_private_copy", |b| b.iter(|| step(&mut p)));
+    stop.store(true, Ordering::Relaxed);
+    assert!(busy.join().unwrap() > 0, "the control never rendered");
+    g.finish();
+}
+
+criterion_group!(benches, detector_and_replay, haproxy_csv, metrics);
+criterion_main!(benches);
