@@ -210,7 +210,9 @@ fn metrics(c: &mut Criterion) {
             renders
         })
     };
-    g.bench_function("detect_while_rendering_metrics", |b| b.iter(|| step(&mut p)));
+    g.bench_function("detect_while_rendering_metrics", |b| {
+        b.iter(|| step(&mut p))
+    });
     stop.store(true, Ordering::Relaxed);
     assert!(reader.join().unwrap() > 0, "the reader never rendered");
     // The control: another thread as busy, rendering a copy of the fleet
@@ -228,7 +230,9 @@ fn metrics(c: &mut Criterion) {
             renders
         })
     };
-    g.bench_function("detect_while_rendering_a_private_copy", |b| b.iter(|| step(&mut p)));
+    g.bench_function("detect_while_rendering_a_private_copy", |b| {
+        b.iter(|| step(&mut p))
+    });
     stop.store(true, Ordering::Relaxed);
     assert!(busy.join().unwrap() > 0, "the control never rendered");
     g.finish();

@@ -31,18 +31,12 @@ pub struct StateStore {
 /// A file name for any target name: safe characters kept, the rest
 /// percent-encoded, so names never collide and never escape the directory.
 fn file_name(target: &str) -> String {
-    let mut name: String = target
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    name.push_str(".state");
-    name
+    const KEEP: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+    format!(
+        "{}.state",
+        percent_encoding::utf8_percent_encode(target, KEEP)
+    )
 }
 
 impl StateStore {

@@ -36,7 +36,14 @@ fn dependencies(manifest: &str) -> Vec<String> {
 #[test]
 fn the_core_depends_on_data_formats_and_statistics_only() {
     let deps = dependencies(&core_file("Cargo.toml"));
-    let allowed = ["serde", "statrs", "thiserror", "postcard", "rustc-hash"];
+    let allowed = [
+        "serde",
+        "statrs",
+        "thiserror",
+        "postcard",
+        "rustc-hash",
+        "humantime",
+    ];
     let extra: Vec<&String> = deps
         .iter()
         .filter(|d| !allowed.contains(&d.as_str()))

@@ -11,8 +11,9 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-/// A duration in seconds, written in the config as `"500ms"`, `"15s"`,
-/// `"10m"`, `"1h"`, `"7d"` or a plain number of seconds.
+/// A duration in seconds, written in the config as humantime reads it
+/// (`"500ms"`, `"15s"`, `"10m"`, `"1h 30m"`, `"7d"`) or as a plain number
+/// of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Secs(pub f64);
 
@@ -24,23 +25,15 @@ pub struct DurationError(pub String);
 impl Secs {
     pub fn parse(text: &str) -> Result<Self, DurationError> {
         let t = text.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let value: f64 = num.parse().map_err(|_| DurationError(text.into()))?;
-        let scale = match unit.trim() {
-            "ms" => 1e-3,
-            "" | "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return Err(DurationError(text.into())),
-        };
-        if !value.is_finite() {
-            return Err(DurationError(text.into()));
+        let err = || DurationError(text.into());
+        if let Ok(secs) = t.parse::<f64>() {
+            return (secs.is_finite() && secs >= 0.0)
+                .then_some(Secs(secs))
+                .ok_or_else(err);
         }
-        Ok(Secs(value * scale))
+        humantime::parse_duration(t)
+            .map(|d| Secs(d.as_secs_f64()))
+            .map_err(|_| err())
     }
 }
 
@@ -422,11 +415,14 @@ mod tests {
             ("1h", 3600.0),
             ("7d", 604800.0),
             ("2.5", 2.5),
-            (" 3 m", 180.0),
+            (" 3m ", 180.0),
+            ("1h 30m", 5400.0),
+            ("2weeks", 1209600.0),
+            ("1.5s", 1.5),
         ] {
             assert_eq!(Secs::parse(text), Ok(Secs(secs)), "{text}");
         }
-        for text in ["", "m", "5 weeks", "1e400s", "-3s", "fast"] {
+        for text in ["", "m", "1e400s", "-3s", "-3", "NaN", "fast"] {
             let e = Secs::parse(text).unwrap_err();
             assert!(e.to_string().contains(&format!("{text:?}")), "{e}");
         }
