@@ -11,11 +11,22 @@ use super::evidence::{ErrorFinding, ErrorInterval, ErrorTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::server::ServerState;
 use super::skew::{
-    concentration_test, follows_weights, offends, share_test, Basis, SkewFinding, SkewKind, Window,
+    concentration_test, follows_weights, offends, share_test, Basis, SkewFinding, Window,
 };
 use super::stats::decay;
-use super::text::{pct, rate};
+use super::text::{pct, skew_summary};
 use crate::model::{AlertName, Severity};
+
+/// What the skew tests saw this interval.
+#[derive(Debug, Default)]
+struct Look {
+    /// A significant offender.
+    finding: Option<SkewFinding>,
+    /// A server visibly off in the last interval, significant or not.
+    visible: Option<usize>,
+    /// Enough servers in play for a test to say anything.
+    evaluated: bool,
+}
 
 /// Pool requests a server's own history must cover before its usual share
 /// is trusted.
@@ -377,13 +388,73 @@ impl PoolState {
         let cfg = &ctx.cfg.skew;
         let regime_changed = self.regime_changed();
         let armed = self.base_age >= ctx.cfg.warmup(ctx.dt.unwrap_or(f64::INFINITY));
-        let by_weight = follows_weights(self.algo.as_deref());
-        let mut finding = None;
-        let mut evaluated = false;
-        let mut visible = None;
+        let mut look = Look::default();
+        let (expected, basis) = self.expected_shares(armed);
+        // A change inside the interval mixes two regimes: the share test
+        // waits for a clean interval.
+        if !regime_changed {
+            self.share_look(&expected, basis, cfg, &mut look);
+        }
+        self.expected = expected;
+        if armed && look.finding.is_none() {
+            self.concentration_look(regime_changed, cfg, &mut look);
+        }
+        // Without a finding, an effect visible in the last interval but too
+        // few requests to prove it (the first sample after a reload holds a
+        // fraction of a second of traffic) continues a pending streak.
+        let verdict = match (
+            &look.finding,
+            look.evaluated || self.interval_requests() > 0.0,
+        ) {
+            (Some(_), _) => Verdict::Fire,
+            (None, _) if look.visible.is_some() => Verdict::Building,
+            (None, true) => Verdict::Clear,
+            (None, false) => Verdict::Hold,
+        };
+        let candidate = look.finding.as_ref().map(|f| f.server).or(look.visible);
+        self.follow_candidate(verdict, candidate, cfg);
+        let t = self.skew.step(
+            verdict,
+            ctx.ts,
+            &ctx.statistical(ctx.cfg.fire_after_samples),
+        );
+        if look.finding.is_some() {
+            self.skew_finding = look.finding;
+        }
+        let name = self.name.clone();
+        let since = self.skew.since();
+        let f = self.skew_finding.clone();
+        let servers = &self.servers;
+        let change = self.last_change.as_ref();
+        let dt = ctx.dt.unwrap_or(0.0);
+        emit.transition(
+            t,
+            AlertName::TrafficSkew,
+            Severity::Critical,
+            Some(&name),
+            None,
+            || {
+                let f = f.expect("skew fires only with a finding");
+                let pool_rps = (dt > 0.0).then(|| {
+                    servers
+                        .iter()
+                        .filter(|s| s.has_delta)
+                        .map(|s| s.d_req)
+                        .sum::<f64>()
+                        / dt
+                });
+                let context = ctx.context(since, change);
+                let text = skew_summary(&name, &servers[f.server].name, &f, pool_rps, &context);
+                (text, Some(f.share))
+            },
+        );
+    }
 
-        // Expected shares: the weights of servers in rotation, or, where the
-        // algorithm does not follow weights, their recent shares.
+    /// Expected shares: the weights of servers in rotation, or, where the
+    /// algorithm does not follow weights, their usual shares once history
+    /// tells them.
+    fn expected_shares(&mut self, armed: bool) -> (Vec<f64>, Basis) {
+        let by_weight = follows_weights(self.algo.as_deref());
         let mut expected = std::mem::take(&mut self.expected);
         expected.clear();
         expected.extend(self.servers.iter().map(|s| {
@@ -392,7 +463,6 @@ impl PoolState {
             } else if by_weight {
                 s.weight
             } else {
-                // Enough history to say what its share usually is.
                 s.hist_share
                     .ratio()
                     .filter(|_| armed && s.hist_share.exposure >= MIN_HISTORY)
@@ -404,115 +474,58 @@ impl PoolState {
         } else {
             Basis::History
         };
-        if !regime_changed {
-            // A change inside the interval mixes two regimes: the share test
-            // waits for a clean interval.
-            let interval_expected = self.interval_expected(&expected);
-            evaluated |= interval_expected.iter().filter(|&&e| e > 0.0).count() >= 2;
-            let interval = share_test(
-                &self.servers,
-                &interval_expected,
-                Window::Interval,
-                cfg.hot_ratio,
-                cfg,
-                basis,
-            );
-            visible = interval.visible();
-            finding = interval.found();
-            if finding.is_none() && self.win_age > 0.0 {
-                finding = share_test(
-                    &self.servers,
-                    &expected,
-                    Window::Short,
-                    cfg.hot_ratio,
-                    cfg,
-                    basis,
-                )
-                .found();
-            }
-            if finding.is_none() && self.win_age > 0.0 {
-                let hot = if self.win_age >= cfg.window.0 {
-                    cfg.hot_ratio_sustained
-                } else {
-                    cfg.hot_ratio
-                };
-                finding =
-                    share_test(&self.servers, &expected, Window::Smoothed, hot, cfg, basis).found();
-            }
-        }
-        self.expected = expected;
+        (expected, basis)
+    }
 
-        if armed && finding.is_none() {
-            let mut baseline = std::mem::take(&mut self.baseline);
-            baseline.clear();
-            baseline.extend(
-                self.servers
-                    .iter()
-                    .map(|s| if s.drained() { 0.0 } else { s.base_req }),
-            );
-            evaluated = true;
-            let interval = concentration_test(&self.servers, &baseline, Window::Interval, cfg);
-            visible = visible.or(interval.visible());
-            finding = interval.found();
-            if finding.is_none() && !regime_changed && self.win_age > 0.0 {
-                finding =
-                    concentration_test(&self.servers, &baseline, Window::Smoothed, cfg).found();
-            }
-            self.baseline = baseline;
-        }
-
-        // Without a finding, an effect visible in the last interval but too
-        // few requests to prove it (the first sample after a reload holds a
-        // fraction of a second of traffic) continues a pending streak.
-        let verdict = match (&finding, evaluated || self.interval_requests() > 0.0) {
-            (Some(_), _) => Verdict::Fire,
-            (None, _) if visible.is_some() => Verdict::Building,
-            (None, true) => Verdict::Clear,
-            (None, false) => Verdict::Hold,
-        };
-        let candidate = finding.as_ref().map(|f| f.server).or(visible);
-        self.follow_candidate(verdict, candidate, cfg);
-        let t = self.skew.step(
-            verdict,
-            ctx.ts,
-            &ctx.statistical(ctx.cfg.fire_after_samples),
-        );
-        if finding.is_some() {
-            self.skew_finding = finding;
-        }
-        let name = self.name.clone();
-        let since = self.skew.since();
-        let f = self.skew_finding.clone();
+    /// The share test over the last interval, then the short and the
+    /// smoothed windows (a server sustained hot a while needs less).
+    fn share_look(&self, expected: &[f64], basis: Basis, cfg: &SkewConfig, look: &mut Look) {
+        let interval_expected = self.interval_expected(expected);
+        look.evaluated |= interval_expected.iter().filter(|&&e| e > 0.0).count() >= 2;
         let servers = &self.servers;
-        let change = self.last_change.as_ref();
-        let dt = ctx.dt.unwrap_or(0.0);
-        emit.transition(t, AlertName::TrafficSkew, Severity::Critical, Some(&name), None, || {
-            let f = f.expect("skew fires only with a finding");
-            let server = &servers[f.server].name;
-            let pool_rate = if dt > 0.0 {
-                format!(
-                    "; the pool takes {} req/s",
-                    rate(servers.iter().filter(|s| s.has_delta).map(|s| s.d_req).sum::<f64>() / dt)
-                )
+        let interval = share_test(
+            servers,
+            &interval_expected,
+            Window::Interval,
+            cfg.hot_ratio,
+            cfg,
+            basis,
+        );
+        look.visible = interval.visible();
+        look.finding = interval.found();
+        if look.finding.is_none() && self.win_age > 0.0 {
+            look.finding =
+                share_test(servers, expected, Window::Short, cfg.hot_ratio, cfg, basis).found();
+        }
+        if look.finding.is_none() && self.win_age > 0.0 {
+            let hot = if self.win_age >= cfg.window.0 {
+                cfg.hot_ratio_sustained
             } else {
-                String::new()
+                cfg.hot_ratio
             };
-            let context = ctx.context(since, change);
-            let text = match f.kind {
-                SkewKind::Hot | SkewKind::Cold => format!(
-                    "{server} takes {} of pool {name}'s requests (expected {} by {}){pool_rate}{context}",
-                    pct(f.share),
-                    pct(f.expected),
-                    f.basis.as_str()
-                ),
-                SkewKind::Concentrated { now, usual } => format!(
-                    "pool {name}'s traffic concentrates on {now:.1} effective servers (usually {usual:.1}): {server} takes {} of its requests (usually {}){pool_rate}{context}",
-                    pct(f.share),
-                    pct(f.expected)
-                ),
-            };
-            (text, Some(f.share))
-        });
+            look.finding = share_test(servers, expected, Window::Smoothed, hot, cfg, basis).found();
+        }
+    }
+
+    /// The concentration test against the baseline shares (servers drained
+    /// on purpose left out), over the interval then the smoothed window.
+    fn concentration_look(&mut self, regime_changed: bool, cfg: &SkewConfig, look: &mut Look) {
+        let mut baseline = std::mem::take(&mut self.baseline);
+        baseline.clear();
+        baseline.extend(
+            self.servers
+                .iter()
+                .map(|s| if s.drained() { 0.0 } else { s.base_req }),
+        );
+        look.evaluated = true;
+        let interval = concentration_test(&self.servers, &baseline, Window::Interval, cfg);
+        look.visible = look.visible.or(interval.visible());
+        look.finding = interval.found();
+        if look.finding.is_none() && !regime_changed && self.win_age > 0.0 {
+            look.finding =
+                concentration_test(&self.servers, &baseline, Window::Smoothed, cfg).found();
+        }
+        self.baseline = baseline;
     }
 
     /// A pending skew streak goes on only while the server it began on is

@@ -1,6 +1,7 @@
 //! Numbers as an on-call engineer reads them at 3 a.m.: "97%", "0.6%",
 //! "1234 req/s", "0.42 req/s", "14:00:05Z".
 
+use super::skew::{SkewFinding, SkewKind};
 use crate::model::Timestamp;
 
 /// A ratio as a percentage with as many digits as it needs.
@@ -66,5 +67,33 @@ mod tests {
             hms(Timestamp::parse_rfc3339("2024-06-05T14:00:05.7Z").unwrap()),
             "14:00:05Z"
         );
+    }
+}
+
+/// TrafficSkew's summary: who takes what against what was expected, the
+/// pool's rate (`pool_rps`, when known) and `context` (since when, after
+/// which change).
+pub fn skew_summary(
+    pool: &str,
+    server: &str,
+    f: &SkewFinding,
+    pool_rps: Option<f64>,
+    context: &str,
+) -> String {
+    let pool_rate = pool_rps.map_or(String::new(), |r| {
+        format!("; the pool takes {} req/s", rate(r))
+    });
+    match f.kind {
+        SkewKind::Hot | SkewKind::Cold => format!(
+            "{server} takes {} of pool {pool}'s requests (expected {} by {}){pool_rate}{context}",
+            pct(f.share),
+            pct(f.expected),
+            f.basis.as_str()
+        ),
+        SkewKind::Concentrated { now, usual } => format!(
+            "pool {pool}'s traffic concentrates on {now:.1} effective servers (usually {usual:.1}): {server} takes {} of its requests (usually {}){pool_rate}{context}",
+            pct(f.share),
+            pct(f.expected)
+        ),
     }
 }
