@@ -7,15 +7,34 @@ use rustc_hash::FxHashMap;
 use super::config::SkewConfig;
 use super::drop::{drop_persistence, RateTrack};
 use super::emit::{Change, Context, Emit};
-use super::evidence::{ErrorFinding, ErrorInterval, ErrorTrack};
+use super::evidence::{ErrorInterval, ErrorTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::server::ServerState;
 use super::skew::{
     concentration_test, follows_weights, offends, share_test, Basis, SkewFinding, Window,
 };
 use super::stats::decay;
-use super::text::{pct, skew_summary};
+use super::text::{pool_error_summary, server_error_summary, skew_summary};
 use crate::model::{AlertName, Severity};
+
+/// An interval's length and the baselines' decay over it, shared by the
+/// pool's and its servers' error checks.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    dt: f64,
+    baseline_decay: f64,
+}
+
+impl Shape {
+    fn of(self, requests: f64, errors: f64) -> ErrorInterval {
+        ErrorInterval {
+            requests,
+            errors,
+            dt: self.dt,
+            baseline_decay: self.baseline_decay,
+        }
+    }
+}
 
 /// What the skew tests saw this interval.
 #[derive(Debug, Default)]
@@ -561,9 +580,19 @@ impl PoolState {
     }
 
     fn error_check(&mut self, ctx: &Context, emit: &mut Emit) {
-        let cfg = ctx.cfg;
         let dt = ctx.dt.unwrap_or(0.0);
-        let name = self.name.clone();
+        // One decay factor for the pool's and its servers' baselines.
+        let shape = Shape {
+            dt,
+            baseline_decay: decay(dt, ctx.cfg.baseline_window.0),
+        };
+        let tests = self.pool_errors(ctx, emit, shape);
+        self.server_errors(ctx, emit, shape, tests);
+    }
+
+    /// The pool's own ErrorSpike (critical); returns how many servers were
+    /// tested, the multiple-testing count for each server's.
+    fn pool_errors(&mut self, ctx: &Context, emit: &mut Emit, shape: Shape) -> usize {
         let (mut n, mut e) = (0.0, 0.0);
         let mut tests = 0;
         for s in self.servers.iter().filter(|s| s.has_delta) {
@@ -572,15 +601,7 @@ impl PoolState {
             tests += 1;
         }
         let frozen = ctx.frozen_too_long(&self.errors.life);
-        // One decay factor for the pool's and its servers' baselines.
-        let base_w = decay(dt, cfg.baseline_window.0);
-        let iv = |requests, errors| ErrorInterval {
-            requests,
-            errors,
-            dt,
-            baseline_decay: base_w,
-        };
-        let (verdict, finding) = self.errors.observe(iv(n, e), 1, cfg, frozen);
+        let (verdict, finding) = self.errors.observe(shape.of(n, e), 1, ctx.cfg, frozen);
         let t = self.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
         let since = self.errors.life.since();
         let worst = self
@@ -588,77 +609,65 @@ impl PoolState {
             .iter()
             .filter(|s| s.has_delta && s.d_req > 0.0)
             .max_by(|a, b| (a.d_err / a.d_req).total_cmp(&(b.d_err / b.d_req)))
-            .map(|s| (s.name.clone(), s.d_err / s.d_req));
-        let change = self.last_change.clone();
+            .map(|s| (s.name.clone(), s.d_err / s.d_req))
+            .filter(|_| tests > 1);
+        let (name, change) = (&self.name, self.last_change.as_ref());
         emit.transition(
             t,
             AlertName::ErrorSpike,
             Severity::Critical,
-            Some(&name),
+            Some(name),
             None,
             || {
                 let f = finding.expect("an error spike fires only with a finding");
-                let worst = worst
-                    .filter(|_| tests > 1)
-                    .map(|(s, r)| format!("; worst server {s} at {}", pct(r)))
-                    .unwrap_or_default();
-                (
-                    format!(
-                        "pool {name} answers {} 5xx{}{worst}{}",
-                        pct(f.ratio),
-                        error_numbers(&f),
-                        ctx.context(since, change.as_ref())
-                    ),
-                    Some(f.ratio),
-                )
+                let context = ctx.context(since, change);
+                let text =
+                    pool_error_summary(name, &f, worst.as_ref().map(|(s, r)| (&**s, *r)), &context);
+                (text, Some(f.ratio))
             },
         );
+        tests
+    }
+
+    /// Each server's ErrorSpike (warning), held while the pool's fires.
+    fn server_errors(&mut self, ctx: &Context, emit: &mut Emit, shape: Shape, tests: usize) {
         let pool_active = self.errors.life.active();
+        let name = &self.name;
         for s in &mut self.servers {
-            let t = if s.has_delta {
-                let frozen = ctx.frozen_too_long(&s.errors.life);
-                let (mut verdict, finding) =
-                    s.errors.observe(iv(s.d_req, s.d_err), tests, cfg, frozen);
-                if pool_active && !s.errors.life.active() {
-                    // The pool-level alert already covers it.
-                    verdict = Verdict::Hold;
-                    s.errors.forget_evidence();
-                }
-                let t = s.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
-                let since = s.errors.life.since();
+            if !s.has_delta {
+                let t = if s.listed { None } else { s.errors.life.end() };
                 emit.transition(
                     t,
                     AlertName::ErrorSpike,
                     Severity::Warning,
-                    Some(&name),
+                    Some(name),
                     Some(&s.name),
-                    || {
-                        let f = finding.expect("an error spike fires only with a finding");
-                        (
-                            format!(
-                                "{} in pool {name} answers {} 5xx{}{}",
-                                s.name,
-                                pct(f.ratio),
-                                error_numbers(&f),
-                                ctx.context(since, None)
-                            ),
-                            Some(f.ratio),
-                        )
-                    },
+                    || unreachable!("ending an alert only resolves it"),
                 );
                 continue;
-            } else if !s.listed {
-                s.errors.life.end()
-            } else {
-                None
-            };
+            }
+            let frozen = ctx.frozen_too_long(&s.errors.life);
+            let (mut verdict, finding) =
+                s.errors
+                    .observe(shape.of(s.d_req, s.d_err), tests, ctx.cfg, frozen);
+            if pool_active && !s.errors.life.active() {
+                // The pool-level alert already covers it.
+                verdict = Verdict::Hold;
+                s.errors.forget_evidence();
+            }
+            let t = s.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
+            let since = s.errors.life.since();
             emit.transition(
                 t,
                 AlertName::ErrorSpike,
                 Severity::Warning,
-                Some(&name),
+                Some(name),
                 Some(&s.name),
-                || unreachable!("ending an alert only resolves it"),
+                || {
+                    let f = finding.expect("an error spike fires only with a finding");
+                    let text = server_error_summary(&s.name, name, &f, &ctx.context(since, None));
+                    (text, Some(f.ratio))
+                },
             );
         }
     }
@@ -715,15 +724,6 @@ impl PoolState {
             }
         }
     }
-}
-
-fn error_numbers(f: &ErrorFinding) -> String {
-    format!(
-        " ({:.0} of {:.0} recent requests; baseline {})",
-        f.errors,
-        f.requests,
-        pct(f.baseline)
-    )
 }
 
 /// A list of at most five items, then how many more.

@@ -1,6 +1,7 @@
 //! Numbers as an on-call engineer reads them at 3 a.m.: "97%", "0.6%",
 //! "1234 req/s", "0.42 req/s", "14:00:05Z".
 
+use super::evidence::ErrorFinding;
 use super::skew::{SkewFinding, SkewKind};
 use crate::model::Timestamp;
 
@@ -96,4 +97,41 @@ pub fn skew_summary(
             pct(f.expected)
         ),
     }
+}
+
+/// The numbers behind an ErrorSpike.
+fn error_numbers(f: &ErrorFinding) -> String {
+    format!(
+        " ({:.0} of {:.0} recent requests; baseline {})",
+        f.errors,
+        f.requests,
+        pct(f.baseline)
+    )
+}
+
+/// A pool's ErrorSpike: its 5xx ratio, the numbers, the worst server (with
+/// its ratio) where there are several, and `context`.
+pub fn pool_error_summary(
+    pool: &str,
+    f: &ErrorFinding,
+    worst: Option<(&str, f64)>,
+    context: &str,
+) -> String {
+    let worst = worst.map_or(String::new(), |(s, r)| {
+        format!("; worst server {s} at {}", pct(r))
+    });
+    format!(
+        "pool {pool} answers {} 5xx{}{worst}{context}",
+        pct(f.ratio),
+        error_numbers(f)
+    )
+}
+
+/// One server's ErrorSpike.
+pub fn server_error_summary(server: &str, pool: &str, f: &ErrorFinding, context: &str) -> String {
+    format!(
+        "{server} in pool {pool} answers {} 5xx{}{context}",
+        pct(f.ratio),
+        error_numbers(f)
+    )
 }
