@@ -9,13 +9,13 @@ use super::drop::{drop_persistence, RateTrack};
 use super::emit::{Change, Context, Emit};
 use super::evidence::{ErrorInterval, ErrorTrack};
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
-use super::server::ServerState;
+use super::server::{ServerState, Taken};
 use super::skew::{
     concentration_test, follows_weights, offends, share_test, Basis, SkewFinding, Window,
 };
 use super::stats::decay;
 use super::text::{pool_error_summary, server_error_summary, skew_summary};
-use crate::model::{AlertName, Severity};
+use crate::model::{AlertName, ServerStat, Severity};
 
 /// An interval's length and the baselines' decay over it, shared by the
 /// pool's and its servers' error checks.
@@ -401,6 +401,68 @@ impl PoolState {
                 )
             },
         );
+    }
+
+    /// A new scrape: nothing joined, left or changed yet.
+    pub fn begin_scrape(&mut self) {
+        self.joined.clear();
+        self.left.clear();
+        self.reweighted.clear();
+        for s in &mut self.servers {
+            s.begin_scrape();
+        }
+    }
+
+    /// One row of scrape `gen`; what joined or was reweighted is noted for
+    /// the membership summary (not on the target's `first` scrape).
+    pub fn take_row(&mut self, row: &ServerStat, gen: u64, first: bool) -> Taken {
+        self.seen = gen;
+        if let Some(algo) = &row.algo {
+            if self.algo.as_deref() != Some(&**algo) {
+                self.algo = Some((**algo).into());
+            }
+        }
+        let si = self.server_index(&row.server);
+        let s = &mut self.servers[si];
+        let (was_weight, was_backup) = (s.weight, s.backup);
+        let taken = s.take_row(row, gen);
+        match taken {
+            Taken::Known { .. } if s.weight != was_weight || s.backup != was_backup => {
+                let backup = |b: bool| if b { " (backup)" } else { "" };
+                self.reweighted.push(format!(
+                    "{} weight {was_weight}{} -> {}{}",
+                    s.name,
+                    backup(was_backup),
+                    s.weight,
+                    backup(s.backup),
+                ));
+            }
+            Taken::Joined if !first => self.joined.push(s.name.clone()),
+            _ => {}
+        }
+        taken
+    }
+
+    /// After every row of scrape `gen`: servers not listed have left; on a
+    /// `reset` (reload) every delta is the count since it.
+    pub fn settle(&mut self, gen: u64, reset: bool, first: bool) {
+        self.listed = self.seen == gen;
+        for s in &mut self.servers {
+            if s.listed && s.seen != gen {
+                s.listed = false;
+                s.has_delta = false;
+                self.left.push(s.name.clone());
+            } else if s.seen == gen && reset && (s.joined && !first || s.has_delta) {
+                s.d_req = s.requests_total as f64;
+                s.d_err = s.errors_total as f64;
+                s.has_delta = true;
+            }
+            // A lone server's counter that went down was reset on its own
+            // (re-added); its delta is already its count since.
+            if s.d_err > s.d_req && s.has_delta {
+                s.d_err = s.d_req;
+            }
+        }
     }
 
     fn skew_check(&mut self, ctx: &Context, emit: &mut Emit) {

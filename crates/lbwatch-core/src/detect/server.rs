@@ -3,6 +3,18 @@
 
 use super::evidence::{Decayed, ErrorTrack};
 use super::lifecycle::Lifecycle;
+use crate::model::ServerStat;
+
+/// What a row did to its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// A second row for it in one scrape: set aside.
+    Duplicate,
+    /// Listed before: it has a delta; `decreased` when a counter went down.
+    Known { decreased: bool },
+    /// Not listed before.
+    Joined,
+}
 
 /// A server as last listed, with what its counters did in the last interval.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -63,6 +75,54 @@ impl ServerState {
             errors: ErrorTrack::default(),
             down: Lifecycle::default(),
         }
+    }
+
+    /// A new scrape: no delta, nothing joined or changed yet.
+    pub fn begin_scrape(&mut self) {
+        self.has_delta = false;
+        self.joined = false;
+        self.changed = false;
+    }
+
+    /// Its row of scrape `gen`: the deltas since the last one (a counter
+    /// that went down counts from zero), its listing and weight.
+    pub fn take_row(&mut self, row: &ServerStat, gen: u64) -> Taken {
+        if self.seen == gen {
+            return Taken::Duplicate;
+        }
+        self.seen = gen;
+        // A weight that is no weight (NaN, infinite, negative: the sources
+        // refuse them, a recording may not) takes the server out of
+        // rotation, as a weight of 0 does.
+        let weight = if row.weight.is_finite() && row.weight >= 0.0 {
+            row.weight
+        } else {
+            0.0
+        };
+        let taken = if self.listed {
+            self.changed = self.up != row.up || self.weight != weight || self.backup != row.backup;
+            let decreased = row.requests_total < self.requests_total
+                || row.responses_5xx_total < self.errors_total;
+            if decreased {
+                self.d_req = row.requests_total as f64;
+                self.d_err = row.responses_5xx_total as f64;
+            } else {
+                self.d_req = (row.requests_total - self.requests_total) as f64;
+                self.d_err = (row.responses_5xx_total - self.errors_total) as f64;
+            }
+            self.has_delta = true;
+            Taken::Known { decreased }
+        } else {
+            self.joined = true;
+            Taken::Joined
+        };
+        self.listed = true;
+        self.up = row.up;
+        self.weight = weight;
+        self.backup = row.backup;
+        self.requests_total = row.requests_total;
+        self.errors_total = row.responses_5xx_total;
+        taken
     }
 
     /// Expected to take a weight-proportional share of the pool.

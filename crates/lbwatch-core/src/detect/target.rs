@@ -7,6 +7,7 @@ use super::emit::{Context, Emit};
 use super::firing::FiringAlert;
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::pool::PoolState;
+use super::server::Taken;
 use super::text::hms;
 use crate::model::{AlertName, ServerStat, Severity, Timestamp};
 
@@ -206,113 +207,46 @@ impl TargetState {
     fn ingest(&mut self, rows: &[ServerStat], first: bool) -> bool {
         self.generation += 1;
         let gen = self.generation;
+        for p in &mut self.pools {
+            p.begin_scrape();
+        }
         let (mut known, mut decreased) = (0usize, 0usize);
         let mut cached: Option<usize> = None;
-        for p in &mut self.pools {
-            p.joined.clear();
-            p.left.clear();
-            p.reweighted.clear();
-            for s in &mut p.servers {
-                s.has_delta = false;
-                s.joined = false;
-                s.changed = false;
-            }
-        }
         for row in rows {
-            // Rows of one pool usually come together: try the last pool first.
-            let pi = match cached {
-                Some(i) if *self.pools[i].name == *row.pool => i,
-                _ => match self.pools.binary_search_by(|p| (*p.name).cmp(&row.pool)) {
-                    Ok(i) => i,
-                    Err(i) => {
-                        self.pools.insert(i, PoolState::new(&row.pool));
-                        i
-                    }
-                },
-            };
-            cached = Some(pi);
-            let pool = &mut self.pools[pi];
-            pool.seen = gen;
-            if let Some(algo) = &row.algo {
-                if pool.algo.as_deref() != Some(&**algo) {
-                    pool.algo = Some((**algo).into());
+            let pi = self.pool_for(&row.pool, &mut cached);
+            match self.pools[pi].take_row(row, gen, first) {
+                Taken::Duplicate => self.stats.duplicate_rows += 1,
+                Taken::Known { decreased: d } => {
+                    known += 1;
+                    decreased += usize::from(d);
                 }
+                Taken::Joined => {}
             }
-            let si = pool.server_index(&row.server);
-            let s = &mut pool.servers[si];
-            if s.seen == gen {
-                self.stats.duplicate_rows += 1;
-                continue;
-            }
-            s.seen = gen;
-            // A weight that is no weight (NaN, infinite, negative: the
-            // sources refuse them, a recording may not) takes the server
-            // out of rotation, as a weight of 0 does.
-            let weight = if row.weight.is_finite() && row.weight >= 0.0 {
-                row.weight
-            } else {
-                0.0
-            };
-            let was_listed = s.listed;
-            if was_listed {
-                known += 1;
-                s.changed = s.up != row.up || s.weight != weight || s.backup != row.backup;
-                if s.weight != weight || s.backup != row.backup {
-                    pool.reweighted.push(format!(
-                        "{} weight {}{} -> {}{}",
-                        s.name,
-                        s.weight,
-                        if s.backup { " (backup)" } else { "" },
-                        weight,
-                        if row.backup { " (backup)" } else { "" },
-                    ));
-                }
-                if row.requests_total < s.requests_total || row.responses_5xx_total < s.errors_total
-                {
-                    decreased += 1;
-                    s.d_req = row.requests_total as f64;
-                    s.d_err = row.responses_5xx_total as f64;
-                } else {
-                    s.d_req = (row.requests_total - s.requests_total) as f64;
-                    s.d_err = (row.responses_5xx_total - s.errors_total) as f64;
-                }
-                s.has_delta = true;
-            } else {
-                s.joined = true;
-                if !first {
-                    pool.joined.push(s.name.clone());
-                }
-            }
-            s.listed = true;
-            s.up = row.up;
-            s.weight = weight;
-            s.backup = row.backup;
-            s.requests_total = row.requests_total;
-            s.errors_total = row.responses_5xx_total;
         }
         // A reload restarts every counter of the target: when most counters
         // went down, every server's delta is its whole count since then.
         let reset = known > 0 && decreased * 2 >= known;
         for p in &mut self.pools {
-            p.listed = p.seen == gen;
-            for s in &mut p.servers {
-                if s.listed && s.seen != gen {
-                    s.listed = false;
-                    s.has_delta = false;
-                    p.left.push(s.name.clone());
-                } else if s.seen == gen && reset && (s.joined && !first || s.has_delta) {
-                    s.d_req = s.requests_total as f64;
-                    s.d_err = s.errors_total as f64;
-                    s.has_delta = true;
-                }
-                // A lone server's counter that went down was reset on its own
-                // (re-added); its delta is already its count since.
-                if s.d_err > s.d_req && s.has_delta {
-                    s.d_err = s.d_req;
-                }
-            }
+            p.settle(gen, reset, first);
         }
         reset
+    }
+
+    /// The position of `pool`, added if new. Rows of one pool usually come
+    /// together: the last one is tried first.
+    fn pool_for(&mut self, pool: &str, cached: &mut Option<usize>) -> usize {
+        let pi = match *cached {
+            Some(i) if *self.pools[i].name == *pool => i,
+            _ => match self.pools.binary_search_by(|p| (*p.name).cmp(pool)) {
+                Ok(i) => i,
+                Err(i) => {
+                    self.pools.insert(i, PoolState::new(pool));
+                    i
+                }
+            },
+        };
+        *cached = Some(pi);
+        pi
     }
 }
 
