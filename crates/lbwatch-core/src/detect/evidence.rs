@@ -216,150 +216,183 @@ impl ErrorTrack {
             requests,
             errors,
             dt,
-            baseline_decay,
+            ..
         } = iv;
-        let ec: &ErrorConfig = &cfg.errors;
         if requests <= 0.0 {
             return (Verdict::Hold, None);
         }
         let errors = errors.min(requests);
-        let armed = self.baseline_age >= cfg.warmup(dt);
-        let floor = if armed {
-            ec.baseline_floor
-        } else {
-            ec.unarmed_floor
-        };
-        // With e errors in n requests, a ratio of (e + 1) / (n + 1) cannot be
-        // ruled out: a quiet pool's baseline claims no more certainty than
-        // its few requests give, a busy pool's is its plain ratio.
-        let p0 = ((self.baseline.events + 1.0) / (self.baseline.exposure + 1.0))
-            .max(floor)
-            .min(0.5);
-        let c = *self.coef.for_baseline(p0, tests, ec);
-        let (p0, p1, threshold) = (c.p0, c.p1, c.threshold);
-        let m = tests.max(1) as f64;
+        let ec: &ErrorConfig = &cfg.errors;
+        let c = *self.coef.for_baseline(self.null_ratio(cfg, dt), tests, ec);
         let ok = requests - errors;
         self.cusum
-            .step(errors * c.per_error + ok * c.per_ok, threshold);
-        self.cusum_large
-            .step(errors * c.per_error_large + ok * c.per_ok_large, threshold);
-        // The recent window measures the effect on what is happening now:
-        // long enough to hold about 200 requests, at least two intervals
-        // (10 s), at most 5 min.
+            .step(errors * c.per_error + ok * c.per_ok, c.threshold);
+        self.cusum_large.step(
+            errors * c.per_error_large + ok * c.per_ok_large,
+            c.threshold,
+        );
+        let recent_tau = self.add_recent(errors, requests, dt);
+        // Left out of the ratios a finding rests on: the worst interval, or
+        // the worst two at scrapes under two seconds apart.
+        let trim = if dt < 2.0 { 2 } else { 1 };
+        let fresh = self.forget_a_past_fault(errors, requests, dt, recent_tau, &c);
+        let evidence = self.cusum.sum.max(self.cusum_large.sum);
+        self.grow_segment(evidence, errors, requests, dt);
+        // Untrimmed: what the last intervals look like, blip included; it
+        // decides whether to hold the state and pause the baseline, never
+        // whether to fire.
+        let recent_ratio = self.recent.ratio().unwrap_or(0.0);
+        let finding = (evidence >= c.threshold && self.segment_secs >= cfg.fire_after.0)
+            .then(|| self.finding(trim, &c, ec.significance / tests.max(1) as f64))
+            .flatten();
+        // Evidence still accumulating on a raised ratio neither fires nor
+        // clears; a normal ratio or no evidence clears.
+        let verdict = if finding.is_some() {
+            Verdict::Fire
+        } else if evidence > 0.0 && recent_ratio >= c.p1 {
+            Verdict::Hold
+        } else {
+            Verdict::Clear
+        };
+        let building = evidence >= c.threshold / 2.0 && (recent_ratio >= c.p1 || fresh);
+        self.learn(iv, errors, building, frozen_too_long, cfg);
+        (verdict, finding)
+    }
+
+    /// The ratio errors are judged against. With e errors in n requests, a
+    /// ratio of (e + 1) / (n + 1) cannot be ruled out: a quiet pool's
+    /// baseline claims no more certainty than its few requests give, a
+    /// busy pool's is its plain ratio.
+    fn null_ratio(&self, cfg: &DetectConfig, dt: f64) -> f64 {
+        let armed = self.baseline_age >= cfg.warmup(dt);
+        let floor = if armed {
+            cfg.errors.baseline_floor
+        } else {
+            cfg.errors.unarmed_floor
+        };
+        ((self.baseline.events + 1.0) / (self.baseline.exposure + 1.0))
+            .max(floor)
+            .min(0.5)
+    }
+
+    /// Adds the interval to the recent window, which measures the effect on
+    /// what is happening now: long enough to hold about 200 requests, at
+    /// least two intervals (10 s), at most 5 min. Returns its time constant.
+    fn add_recent(&mut self, errors: f64, requests: f64, dt: f64) -> f64 {
         let shortest = (2.0 * dt).max(10.0);
         let recent_tau = (200.0 * dt / requests.max(1.0)).clamp(shortest, shortest.max(300.0));
         let w = decay(dt, recent_tau);
         self.recent.add(errors, requests, w);
         self.recent_worst.offer(errors, requests, w);
-        // Left out of the ratios a finding rests on: the worst interval, or
-        // the worst two at scrapes under two seconds apart.
-        let trim = if dt < 2.0 { 2 } else { 1 };
-        let recent_trimmed = self.recent_worst.trim(self.recent, trim);
+        recent_tau
+    }
 
-        // Back near the baseline: whatever evidence remains is about a past
-        // that is over (it can hover above zero long after a fault, when the
-        // ratio settles between the baseline and the alternative). Unless
-        // the intervals since the evidence began, fewer than the recent
-        // window holds, show the effect: at a request every few seconds the
-        // recent window lags a fresh onset by minutes.
+    /// Back near the baseline: whatever evidence remains is about a past
+    /// that is over (it can hover above zero long after a fault, when the
+    /// ratio settles between the baseline and the alternative). Unless the
+    /// intervals since the evidence began, fewer than the recent window
+    /// holds, show the effect: at a request every few seconds the recent
+    /// window lags a fresh onset by minutes. Returns whether a fresh onset
+    /// shows.
+    fn forget_a_past_fault(
+        &mut self,
+        errors: f64,
+        requests: f64,
+        dt: f64,
+        recent_tau: f64,
+        c: &LlrCoef,
+    ) -> bool {
         let young = self.segment_secs < recent_tau;
-        let (onset, fresh) = self.onset(errors, requests, dt, p1);
+        let (onset, fresh) = self.onset(errors, requests, dt, c.p1);
         let (onset, fresh) = (onset && young, fresh && young);
         if !onset
             && self
                 .recent
                 .ratio()
-                .is_some_and(|r| r < p0 + (p1 - p0) / 4.0)
+                .is_some_and(|r| r < c.p0 + (c.p1 - c.p0) / 4.0)
         {
             self.cusum = Cusum::default();
             self.cusum_large = Cusum::default();
         }
-        let evidence = self.cusum.sum.max(self.cusum_large.sum);
+        fresh
+    }
+
+    /// The segment of accumulating evidence: reset when there is none; it
+    /// fades (5 min) so that evidence which hovers above zero long after a
+    /// fault cannot keep the fault in it.
+    fn grow_segment(&mut self, evidence: f64, errors: f64, requests: f64, dt: f64) {
         if evidence <= 0.0 {
             self.segment = Decayed::default();
             self.segment_worst = Worst::default();
             self.segment_len = 0;
             self.segment_secs = 0.0;
         } else {
-            // The segment fades (5 min) so that evidence which hovers above
-            // zero long after a fault cannot keep the fault in it.
             let fade = decay(dt, SEGMENT_FADE_S);
             self.segment.add(errors, requests, fade);
             self.segment_worst.offer(errors, requests, fade);
             self.segment_len += 1;
             self.segment_secs += dt;
         }
-        let trimmed = self.segment_worst.trim(self.segment, trim);
+    }
 
-        let verdict;
-        let mut finding = None;
-        // Untrimmed: what the last intervals look like, blip included; it
-        // decides whether to hold the state and pause the baseline, never
-        // whether to fire.
-        let recent_ratio = self.recent.ratio().unwrap_or(0.0);
-        // A finding describes now: the recent window, without its worst
-        // interval, must show at least half the effect.
-        let visible_now = recent_trimmed.ratio().is_some_and(|r| r >= p1 / 2.0);
-        if evidence >= threshold && self.segment_secs >= cfg.fire_after.0 && visible_now {
-            // The effect, and its significance, on what is happening now:
-            // the segment of accumulating evidence (without its worst
-            // interval), or the recent window for slower onsets.
-            // The whole window must be significant; without its worst
-            // interval it must still show the effect, and be significant
-            // too: at the level itself, or, for an obvious spike (see
-            // `OBVIOUS`), at its square root (1e-3 for 1e-6). A blip can add
-            // to the proof of an obvious spike, never be the proof.
-            let windows = [
-                (self.segment_len as usize > trim).then_some((self.segment, trimmed)),
-                Some((self.recent, recent_trimmed)),
-            ];
-            let level = ec.significance / m;
-            for (whole, w) in windows.into_iter().flatten() {
-                let Some(ratio) = w.ratio().filter(|&r| r >= p1) else {
-                    continue;
-                };
-                let trimmed_level = if ratio >= OBVIOUS * p1 && w.events >= OBVIOUS_ERRORS {
-                    level.sqrt()
-                } else {
-                    level
-                };
-                if binomial_at_least(whole.events, whole.exposure, p0) < level
-                    && binomial_at_least(w.events, w.exposure, p0) < trimmed_level
-                {
-                    finding = Some(ErrorFinding {
-                        ratio,
-                        baseline: p0,
-                        errors: w.events,
-                        requests: w.exposure,
-                    });
-                    break;
-                }
-            }
+    /// The effect, and its significance, on what is happening now: the
+    /// segment of accumulating evidence (without its worst `trim`
+    /// intervals), or the recent window for slower onsets. A finding
+    /// describes now: the recent window, trimmed, must show at least half
+    /// the effect. The whole window must be significant at `level`; without
+    /// its worst interval it must still show the effect, and be significant
+    /// too: at the level itself, or, for an obvious spike (see `OBVIOUS`),
+    /// at its square root (1e-3 for 1e-6). A blip can add to the proof of an
+    /// obvious spike, never be the proof.
+    fn finding(&self, trim: usize, c: &LlrCoef, level: f64) -> Option<ErrorFinding> {
+        let recent_trimmed = self.recent_worst.trim(self.recent, trim);
+        if !recent_trimmed.ratio().is_some_and(|r| r >= c.p1 / 2.0) {
+            return None;
         }
-        // Evidence still accumulating on a raised ratio neither fires nor
-        // clears; a normal ratio or no evidence clears.
-        if finding.is_some() {
-            verdict = Verdict::Fire;
-        } else if evidence > 0.0 && recent_ratio >= p1 {
-            verdict = Verdict::Hold;
-        } else {
-            verdict = Verdict::Clear;
-        }
-        // The baseline learns only while nothing is raised and no evidence
-        // is building up, so it never learns the fault (unless the fault
-        // outlasts the freeze limit).
-        let building = evidence >= threshold / 2.0 && (recent_ratio >= p1 || fresh);
+        let trimmed = self.segment_worst.trim(self.segment, trim);
+        let windows = [
+            (self.segment_len as usize > trim).then_some((self.segment, trimmed)),
+            Some((self.recent, recent_trimmed)),
+        ];
+        windows.into_iter().flatten().find_map(|(whole, w)| {
+            let ratio = w.ratio().filter(|&r| r >= c.p1)?;
+            let trimmed_level = if ratio >= OBVIOUS * c.p1 && w.events >= OBVIOUS_ERRORS {
+                level.sqrt()
+            } else {
+                level
+            };
+            (binomial_at_least(whole.events, whole.exposure, c.p0) < level
+                && binomial_at_least(w.events, w.exposure, c.p0) < trimmed_level)
+                .then_some(ErrorFinding {
+                    ratio,
+                    baseline: c.p0,
+                    errors: w.events,
+                    requests: w.exposure,
+                })
+        })
+    }
+
+    /// The baseline learns only while nothing is raised and no evidence is
+    /// `building` up, so it never learns the fault (unless the fault
+    /// outlasts the freeze limit).
+    fn learn(
+        &mut self,
+        iv: ErrorInterval,
+        errors: f64,
+        building: bool,
+        frozen_too_long: bool,
+        cfg: &DetectConfig,
+    ) {
         if (!self.life.active() && !building)
             || frozen_too_long
             || self.frozen_for > cfg.baseline_max_freeze.0
         {
-            self.baseline.add(errors, requests, baseline_decay);
-            self.baseline_age += dt;
+            self.baseline.add(errors, iv.requests, iv.baseline_decay);
+            self.baseline_age += iv.dt;
             self.frozen_for = 0.0;
         } else {
-            self.frozen_for += dt;
+            self.frozen_for += iv.dt;
         }
-        (verdict, finding)
     }
 }
 
