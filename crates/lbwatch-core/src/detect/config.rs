@@ -250,36 +250,42 @@ impl DetectConfig {
 
     /// Checks every value and returns all problems at once.
     pub fn validate(&self) -> Vec<InvalidValue> {
-        let mut errs = Vec::new();
-        let mut check = |ok: bool, key: &'static str, value: String, expected: &'static str| {
-            if !ok {
-                errs.push(InvalidValue {
-                    key,
-                    value,
-                    expected,
-                });
-            }
-        };
-        let pos = |s: Secs| s.0.is_finite() && s.0 > 0.0;
-        let prob = |p: f64| p > 0.0 && p < 1.0;
-        check(
-            self.fire_after_samples >= 1,
-            "fire_after_samples",
-            self.fire_after_samples.to_string(),
-            "at least 1",
-        );
-        check(
-            self.scrape_failures >= 1,
-            "scrape_failures",
-            self.scrape_failures.to_string(),
-            "at least 1",
-        );
-        check(
-            self.fire_after.0.is_finite() && self.fire_after.0 >= 0.0,
-            "fire_after",
-            self.fire_after.to_string(),
-            "a duration of zero or more",
-        );
+        let mut rules = self.general_rules();
+        rules.extend(self.skew.rules());
+        rules.extend(self.errors.rules());
+        rules.extend(self.drop.rules());
+        rules
+            .into_iter()
+            .filter(|r| !r.ok)
+            .map(|r| InvalidValue {
+                key: r.key,
+                value: r.value,
+                expected: r.expected,
+            })
+            .collect()
+    }
+
+    fn general_rules(&self) -> Vec<Rule> {
+        let mut rules = vec![
+            rule(
+                self.fire_after_samples >= 1,
+                "fire_after_samples",
+                self.fire_after_samples,
+                "at least 1",
+            ),
+            rule(
+                self.scrape_failures >= 1,
+                "scrape_failures",
+                self.scrape_failures,
+                "at least 1",
+            ),
+            rule(
+                non_negative(self.fire_after),
+                "fire_after",
+                self.fire_after,
+                "a duration of zero or more",
+            ),
+        ];
         for (key, v) in [
             ("resolve_after", self.resolve_after),
             ("baseline_window", self.baseline_window),
@@ -291,114 +297,163 @@ impl DetectConfig {
             ("drop.lull_memory", self.drop.lull_memory),
             ("drop.min_history", self.drop.min_history),
         ] {
-            check(pos(v), key, v.to_string(), "a positive duration");
+            rules.push(rule(
+                v.0.is_finite() && v.0 > 0.0,
+                key,
+                v,
+                "a positive duration",
+            ));
         }
-        let s = &self.skew;
-        check(
-            s.hot_ratio > 1.0,
-            "skew.hot_ratio",
-            s.hot_ratio.to_string(),
-            "greater than 1",
-        );
-        check(
-            s.hot_ratio_sustained > 1.0 && s.hot_ratio_sustained <= s.hot_ratio,
-            "skew.hot_ratio_sustained",
-            s.hot_ratio_sustained.to_string(),
-            "greater than 1 and at most skew.hot_ratio",
-        );
-        check(
-            s.cold_ratio > 0.0 && s.cold_ratio < 1.0,
-            "skew.cold_ratio",
-            s.cold_ratio.to_string(),
-            "between 0 and 1",
-        );
-        check(
-            prob(s.significance),
-            "skew.significance",
-            s.significance.to_string(),
-            "a probability between 0 and 1",
-        );
-        check(
-            s.min_expected >= 0.0,
-            "skew.min_expected",
-            s.min_expected.to_string(),
-            "zero or more",
-        );
-        check(
-            s.concentration_ratio > 0.0 && s.concentration_ratio < 1.0,
-            "skew.concentration_ratio",
-            s.concentration_ratio.to_string(),
-            "between 0 and 1",
-        );
-        let e = &self.errors;
-        check(
-            e.ratio_multiple > 1.0,
-            "errors.ratio_multiple",
-            e.ratio_multiple.to_string(),
-            "greater than 1",
-        );
-        check(
-            (0.0..1.0).contains(&e.min_increase),
-            "errors.min_increase",
-            e.min_increase.to_string(),
-            "between 0 and 1",
-        );
-        check(
-            prob(e.baseline_floor),
-            "errors.baseline_floor",
-            e.baseline_floor.to_string(),
-            "a ratio between 0 and 1",
-        );
-        check(
-            prob(e.unarmed_floor),
-            "errors.unarmed_floor",
-            e.unarmed_floor.to_string(),
-            "a ratio between 0 and 1",
-        );
-        check(
-            e.evidence > 0.0,
-            "errors.evidence",
-            e.evidence.to_string(),
-            "positive",
-        );
-        check(
-            prob(e.significance),
-            "errors.significance",
-            e.significance.to_string(),
-            "a probability between 0 and 1",
-        );
-        let d = &self.drop;
-        check(
-            d.ratio > 0.0 && d.ratio < d.lull_ratio,
-            "drop.ratio",
-            d.ratio.to_string(),
-            "between 0 and drop.lull_ratio",
-        );
-        check(
-            d.lull_ratio > 0.0 && d.lull_ratio < 1.0,
-            "drop.lull_ratio",
-            d.lull_ratio.to_string(),
-            "between 0 and 1",
-        );
-        check(
-            d.lull_margin >= 1.0,
-            "drop.lull_margin",
-            d.lull_margin.to_string(),
-            "at least 1",
-        );
-        check(
-            d.min_duration.0.is_finite() && d.min_duration.0 >= 0.0,
-            "drop.min_duration",
-            d.min_duration.to_string(),
-            "a duration of zero or more",
-        );
-        check(
-            prob(d.significance),
-            "drop.significance",
-            d.significance.to_string(),
-            "a probability between 0 and 1",
-        );
-        errs
+        rules
+    }
+}
+
+/// One setting's check: whether it holds, and what to say if not.
+#[derive(Debug)]
+struct Rule {
+    ok: bool,
+    key: &'static str,
+    value: String,
+    expected: &'static str,
+}
+
+fn rule(ok: bool, key: &'static str, value: impl fmt::Display, expected: &'static str) -> Rule {
+    Rule {
+        ok,
+        key,
+        value: value.to_string(),
+        expected,
+    }
+}
+
+fn prob(p: f64) -> bool {
+    p > 0.0 && p < 1.0
+}
+
+fn non_negative(d: Secs) -> bool {
+    d.0.is_finite() && d.0 >= 0.0
+}
+
+impl SkewConfig {
+    fn rules(&self) -> Vec<Rule> {
+        vec![
+            rule(
+                self.hot_ratio > 1.0,
+                "skew.hot_ratio",
+                self.hot_ratio,
+                "greater than 1",
+            ),
+            rule(
+                self.hot_ratio_sustained > 1.0 && self.hot_ratio_sustained <= self.hot_ratio,
+                "skew.hot_ratio_sustained",
+                self.hot_ratio_sustained,
+                "greater than 1 and at most skew.hot_ratio",
+            ),
+            rule(
+                prob(self.cold_ratio),
+                "skew.cold_ratio",
+                self.cold_ratio,
+                "between 0 and 1",
+            ),
+            rule(
+                prob(self.significance),
+                "skew.significance",
+                self.significance,
+                "a probability between 0 and 1",
+            ),
+            rule(
+                self.min_expected >= 0.0,
+                "skew.min_expected",
+                self.min_expected,
+                "zero or more",
+            ),
+            rule(
+                prob(self.concentration_ratio),
+                "skew.concentration_ratio",
+                self.concentration_ratio,
+                "between 0 and 1",
+            ),
+        ]
+    }
+}
+
+impl ErrorConfig {
+    fn rules(&self) -> Vec<Rule> {
+        vec![
+            rule(
+                self.ratio_multiple > 1.0,
+                "errors.ratio_multiple",
+                self.ratio_multiple,
+                "greater than 1",
+            ),
+            rule(
+                (0.0..1.0).contains(&self.min_increase),
+                "errors.min_increase",
+                self.min_increase,
+                "between 0 and 1",
+            ),
+            rule(
+                prob(self.baseline_floor),
+                "errors.baseline_floor",
+                self.baseline_floor,
+                "a ratio between 0 and 1",
+            ),
+            rule(
+                prob(self.unarmed_floor),
+                "errors.unarmed_floor",
+                self.unarmed_floor,
+                "a ratio between 0 and 1",
+            ),
+            rule(
+                self.evidence > 0.0,
+                "errors.evidence",
+                self.evidence,
+                "positive",
+            ),
+            rule(
+                prob(self.significance),
+                "errors.significance",
+                self.significance,
+                "a probability between 0 and 1",
+            ),
+        ]
+    }
+}
+
+impl DropConfig {
+    fn rules(&self) -> Vec<Rule> {
+        vec![
+            rule(
+                self.ratio > 0.0 && self.ratio < self.lull_ratio,
+                "drop.ratio",
+                self.ratio,
+                "between 0 and drop.lull_ratio",
+            ),
+            rule(
+                prob(self.lull_ratio),
+                "drop.lull_ratio",
+                self.lull_ratio,
+                "between 0 and 1",
+            ),
+            rule(
+                self.lull_margin >= 1.0,
+                "drop.lull_margin",
+                self.lull_margin,
+                "at least 1",
+            ),
+            rule(
+                non_negative(self.min_duration),
+                "drop.min_duration",
+                self.min_duration,
+                "a duration of zero or more",
+            ),
+            rule(
+                prob(self.significance),
+                "drop.significance",
+                self.significance,
+                "a probability between 0 and 1",
+            ),
+        ]
     }
 }
 

@@ -48,29 +48,6 @@ pub fn hms(ts: Timestamp) -> String {
     format!("{h:02}:{m:02}:{s:02}Z")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_read_naturally() {
-        assert_eq!(pct(0.974), "97%");
-        assert_eq!(pct(0.0571), "5.7%");
-        assert_eq!(pct(0.006), "0.60%");
-        assert_eq!(pct(0.0), "0%");
-        assert_eq!(rate(20_011.4), "20011");
-        assert_eq!(rate(42.17), "42.2");
-        assert_eq!(rate(0.5), "0.50");
-        assert_eq!(duration(45.2), "45s");
-        assert_eq!(duration(200.0), "3m20s");
-        assert_eq!(duration(3900.0), "1h05m");
-        assert_eq!(
-            hms(Timestamp::parse_rfc3339("2024-06-05T14:00:05.7Z").unwrap()),
-            "14:00:05Z"
-        );
-    }
-}
-
 /// TrafficSkew's summary: who takes what against what was expected, the
 /// pool's rate (`pool_rps`, when known) and `context` (since when, after
 /// which change).
@@ -134,4 +111,27 @@ pub fn server_error_summary(server: &str, pool: &str, f: &ErrorFinding, context:
         pct(f.ratio),
         error_numbers(f)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_naturally() {
+        assert_eq!(pct(0.974), "97%");
+        assert_eq!(pct(0.0571), "5.7%");
+        assert_eq!(pct(0.006), "0.60%");
+        assert_eq!(pct(0.0), "0%");
+        assert_eq!(rate(20_011.4), "20011");
+        assert_eq!(rate(42.17), "42.2");
+        assert_eq!(rate(0.5), "0.50");
+        assert_eq!(duration(45.2), "45s");
+        assert_eq!(duration(200.0), "3m20s");
+        assert_eq!(duration(3900.0), "1h05m");
+        assert_eq!(
+            hms(Timestamp::parse_rfc3339("2024-06-05T14:00:05.7Z").unwrap()),
+            "14:00:05Z"
+        );
+    }
 }
