@@ -616,12 +616,6 @@ pub async fn run(
     let configured: BTreeSet<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
     let mut detector = Detector::new(cfg.detection.clone());
     let gone = restore(&mut detector, &store, &configured, &metrics);
-    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
-        .await
-        .with_context(|| format!("http.listen: cannot listen on {}", cfg.http.listen))?;
-    if let Some(tx) = bound {
-        let _ = tx.send(listener.local_addr()?);
-    }
     let (publisher, fleet) = Publisher::new(Fleet::restored(&detector));
     let notifiers: Notifiers = Arc::new(RwLock::new(parts.1.clone()));
     let shared = Arc::new(Shared {
@@ -630,13 +624,7 @@ pub async fn run(
         notifiers: notifiers.clone(),
         targets: RwLock::new(configured),
     });
-    let http_stop = CancellationToken::new();
-    let http = tokio::spawn(crate::http::serve(
-        listener,
-        routes(shared.clone()),
-        guard(&cfg)?,
-        http_stop.clone(),
-    ));
+    let (http_stop, http) = listen(&cfg, bound, shared.clone()).await?;
     for n in &parts.1 {
         n.push(&gone);
     }
@@ -647,40 +635,16 @@ pub async fn run(
         cfg,
         config_path: opts.config_path.clone(),
         client,
-        metrics: metrics.clone(),
+        metrics,
         store,
-        shared: shared.clone(),
+        shared,
         publisher,
         workers: Some(workers),
         tx,
     };
-    let mut hup = match &opts.config_path {
-        Some(_) => Some(tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::hangup(),
-        )?),
-        None => None,
-    };
     // The config is loaded and the listener is up.
     crate::systemd::notify("READY=1");
-    let mut watchdog = crate::systemd::watchdog_interval().map(tokio::time::interval);
-    tokio::pin!(shutdown);
-    loop {
-        let sample = tokio::select! {
-            s = rx.recv() => match s { Some(s) => s, None => break },
-            () = &mut shutdown => break,
-            () = hangup(&mut hup) => {
-                daemon.reload(pipeline.detector_mut()).await;
-                continue;
-            }
-            // Pinged from this loop: a detector that stopped taking
-            // samples stops the pings, and systemd restarts lbwatch.
-            _ = async { match watchdog.as_mut() { Some(w) => w.tick().await, None => std::future::pending().await } } => {
-                crate::systemd::notify("WATCHDOG=1");
-                continue;
-            }
-        };
-        pipeline.step(&sample)?;
-    }
+    detect_until(shutdown, &mut rx, &mut pipeline, &mut daemon).await?;
     crate::systemd::notify("STOPPING=1");
     // Stop scraping, then detect on what was scraped already: its events
     // reach stdout and the outboxes (on disk, delivered by the next run).
@@ -697,6 +661,59 @@ pub async fn run(
     http_stop.cancel();
     let _ = http.await;
     Ok(())
+}
+
+/// Binds `[http] listen` (telling `bound` where) and serves the routes
+/// until the token returned is cancelled.
+async fn listen(
+    cfg: &FileConfig,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    shared: Arc<Shared>,
+) -> anyhow::Result<(CancellationToken, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .with_context(|| format!("http.listen: cannot listen on {}", cfg.http.listen))?;
+    if let Some(tx) = bound {
+        let _ = tx.send(listener.local_addr()?);
+    }
+    let stop = CancellationToken::new();
+    let task = crate::http::serve(listener, routes(shared), guard(cfg)?, stop.clone());
+    Ok((stop, tokio::spawn(task)))
+}
+
+/// The detector loop: each sample through the pipeline, SIGHUP reloads,
+/// systemd's watchdog pinged, until `shutdown` (or every scraper is gone).
+async fn detect_until(
+    shutdown: impl std::future::Future<Output = ()>,
+    rx: &mut mpsc::Receiver<Sample<'static>>,
+    pipeline: &mut Pipeline,
+    daemon: &mut Daemon,
+) -> anyhow::Result<()> {
+    let mut hup = match &daemon.config_path {
+        Some(_) => Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?),
+        None => None,
+    };
+    let mut watchdog = crate::systemd::watchdog_interval().map(tokio::time::interval);
+    tokio::pin!(shutdown);
+    loop {
+        let sample = tokio::select! {
+            s = rx.recv() => match s { Some(s) => s, None => return Ok(()) },
+            () = &mut shutdown => return Ok(()),
+            () = hangup(&mut hup) => {
+                daemon.reload(pipeline.detector_mut()).await;
+                continue;
+            }
+            // Pinged from this loop: a detector that stopped taking
+            // samples stops the pings, and systemd restarts lbwatch.
+            _ = async { match watchdog.as_mut() { Some(w) => w.tick().await, None => std::future::pending().await } } => {
+                crate::systemd::notify("WATCHDOG=1");
+                continue;
+            }
+        };
+        pipeline.step(&sample)?;
+    }
 }
 
 /// The live run's sinks, in order: the recording, lbwatch's accounting, the

@@ -802,3 +802,118 @@ fn names_of<T: AsRef<str>>(list: &[T]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn row(server: &str, requests: u64, errors: u64, weight: f64) -> ServerStat<'static> {
+        ServerStat {
+            pool: Cow::Borrowed("web"),
+            server: Cow::Owned(server.to_string()),
+            requests_total: requests,
+            responses_5xx_total: errors,
+            up: true,
+            weight,
+            backup: false,
+            algo: None,
+        }
+    }
+
+    /// One scrape of `rows` as generation `gen`.
+    fn scrape(p: &mut PoolState, gen: u64, rows: &[ServerStat], reset: bool) -> Vec<Taken> {
+        p.begin_scrape();
+        let taken = rows.iter().map(|r| p.take_row(r, gen, gen == 1)).collect();
+        p.settle(gen, reset, gen == 1);
+        taken
+    }
+
+    fn server<'a>(p: &'a PoolState, name: &str) -> &'a ServerState {
+        p.servers.iter().find(|s| &*s.name == name).unwrap()
+    }
+
+    #[test]
+    fn rows_become_deltas_joins_reweights_and_leaves() {
+        let mut p = PoolState::new("web");
+        let first = scrape(
+            &mut p,
+            1,
+            &[row("b", 100, 1, 1.0), row("a", 50, 0, 1.0)],
+            false,
+        );
+        assert_eq!(first, [Taken::Joined, Taken::Joined]);
+        // Sorted by name whatever the order of rows.
+        assert_eq!(
+            p.servers.iter().map(|s| &*s.name).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(p.joined.is_empty(), "the first scrape joins nobody");
+        let taken = scrape(
+            &mut p,
+            2,
+            &[
+                row("a", 80, 2, 3.0),
+                row("c", 5, 0, 1.0),
+                row("a", 90, 2, 3.0),
+            ],
+            false,
+        );
+        assert_eq!(
+            taken,
+            [
+                Taken::Known { decreased: false },
+                Taken::Joined,
+                Taken::Duplicate
+            ]
+        );
+        let a = server(&p, "a");
+        assert_eq!((a.d_req, a.d_err, a.has_delta), (30.0, 2.0, true));
+        assert_eq!(p.reweighted, ["a weight 1 -> 3"]);
+        assert_eq!(p.joined, [Box::from("c")]);
+        assert_eq!(p.left, [Box::from("b")]);
+        assert!(!server(&p, "b").listed && !server(&p, "b").has_delta);
+    }
+
+    #[test]
+    fn a_counter_that_went_down_counts_from_zero_and_a_reset_counts_everything() {
+        let mut p = PoolState::new("web");
+        scrape(
+            &mut p,
+            1,
+            &[row("a", 1000, 10, 1.0), row("b", 1000, 10, 1.0)],
+            false,
+        );
+        // `a` alone was re-added: its delta is its count since.
+        let taken = scrape(
+            &mut p,
+            2,
+            &[row("a", 40, 50, 1.0), row("b", 1100, 10, 1.0)],
+            false,
+        );
+        assert_eq!(taken[0], Taken::Known { decreased: true });
+        let a = server(&p, "a");
+        // More errors than requests cannot be: capped.
+        assert_eq!((a.d_req, a.d_err), (40.0, 40.0));
+        // A reload of the whole LB: every delta is the count since.
+        scrape(&mut p, 3, &[row("a", 7, 0, 1.0), row("b", 9, 1, 1.0)], true);
+        assert_eq!(server(&p, "b").d_req, 9.0);
+        assert_eq!(server(&p, "b").d_err, 1.0);
+    }
+
+    #[test]
+    fn a_weight_that_is_no_weight_takes_the_server_out_of_rotation() {
+        let mut p = PoolState::new("web");
+        scrape(
+            &mut p,
+            1,
+            &[row("a", 1, 0, f64::NAN), row("b", 1, 0, -2.0)],
+            false,
+        );
+        assert!(p
+            .servers
+            .iter()
+            .all(|s| s.weight == 0.0 && !s.in_rotation()));
+        assert!(p.servers.iter().all(ServerState::drained));
+    }
+}

@@ -258,3 +258,79 @@ fn immediate() -> Persistence {
         resolve_after_samples: 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::detect::{DetectConfig, Detector};
+    use crate::model::{AlertName, AlertState, Sample, SampleBody, ServerStat, Timestamp};
+
+    fn sample(t: i64, counts: &[u64]) -> Sample<'static> {
+        let rows = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| ServerStat {
+                pool: "web".into(),
+                server: format!("s{i}").into(),
+                requests_total: n,
+                responses_5xx_total: 0,
+                up: true,
+                weight: 1.0,
+                backup: false,
+                algo: None,
+            })
+            .collect();
+        Sample {
+            ts: Timestamp::from_micros(1_700_000_000_000_000 + t * 1_000_000),
+            target: "lb".into(),
+            body: SampleBody::Servers(rows),
+        }
+    }
+
+    #[test]
+    fn a_reload_an_old_sample_and_a_duplicate_row_are_counted_not_judged() {
+        let mut d = Detector::new(DetectConfig::default());
+        d.observe(&sample(0, &[1000, 1000, 1000]));
+        d.observe(&sample(5, &[1100, 1100, 1100]));
+        // Most counters went down: a reload, counted once; its rates are
+        // not judged (the interval since it is unknown), so nothing fires.
+        let events = d.observe(&sample(10, &[40, 50, 1150]));
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(d.input_stats().resets, 1);
+        // A sample no newer than the last is set aside.
+        assert!(d.observe(&sample(10, &[50, 60, 1160])).is_empty());
+        assert_eq!(d.input_stats().out_of_order, 1);
+        // A server listed twice in one sample: the second row is set aside.
+        let mut dup = sample(15, &[90, 100, 1200]);
+        if let SampleBody::Servers(rows) = &mut dup.body {
+            let again = rows[0].clone();
+            rows.push(again);
+        }
+        d.observe(&dup);
+        assert_eq!(d.input_stats().duplicate_rows, 1);
+    }
+
+    #[test]
+    fn failed_scrapes_page_after_the_configured_count_and_resolve_on_success() {
+        let cfg = DetectConfig::default();
+        let mut d = Detector::new(cfg.clone());
+        d.observe(&sample(0, &[1000, 1000]));
+        let fail = |t| Sample {
+            body: SampleBody::Error("connection refused".into()),
+            ..sample(t, &[])
+        };
+        let mut fired = None;
+        for i in 1..=cfg.scrape_failures as i64 {
+            let events = d.observe(&fail(i));
+            if events.iter().any(|e| e.alert == AlertName::ScrapeFailed) {
+                fired = Some(i);
+            }
+        }
+        assert_eq!(fired, Some(cfg.scrape_failures as i64));
+        let back = d.observe(&sample(10, &[1010, 1010]));
+        assert!(
+            back.iter()
+                .any(|e| e.alert == AlertName::ScrapeFailed && e.state == AlertState::Resolved),
+            "{back:?}"
+        );
+    }
+}

@@ -158,3 +158,78 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
         servers,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::detect::{DetectConfig, Detector};
+    use crate::model::{Sample, SampleBody, ServerStat, Timestamp};
+
+    /// A scrape at second `t`: servers a (weight 3) and b (weight 1) of
+    /// pool web, with these counters; pool gone listed only before t=2.
+    fn sample(t: i64, a: (u64, u64), b: (u64, u64)) -> Sample<'static> {
+        let row = |pool: &str, name: &str, (req, err): (u64, u64), weight: f64| ServerStat {
+            pool: pool.to_string().into(),
+            server: name.to_string().into(),
+            requests_total: req,
+            responses_5xx_total: err,
+            up: true,
+            weight,
+            backup: false,
+            algo: None,
+        };
+        let mut rows = vec![row("web", "a", a, 3.0), row("web", "b", b, 1.0)];
+        if t < 2 {
+            rows.push(row("gone", "x", (1, 0), 1.0));
+        }
+        Sample {
+            ts: Timestamp::from_micros(1_700_000_000_000_000 + t * 5_000_000),
+            target: "lb".into(),
+            body: SampleBody::Servers(rows),
+        }
+    }
+
+    #[test]
+    fn a_view_shows_the_last_interval_against_the_weights() {
+        let mut d = Detector::new(DetectConfig::default());
+        d.observe(&sample(0, (1000, 0), (1000, 0)));
+        d.observe(&sample(1, (1300, 3), (1100, 0)));
+        d.observe(&sample(2, (1600, 9), (1200, 0)));
+        let v = d.target_view("lb").unwrap();
+        assert!(v.up);
+        assert_eq!(v.interval_seconds, Some(5.0));
+        // A pool no longer listed is not shown.
+        assert_eq!(v.pools.len(), 1);
+        let p = &v.pools[0];
+        assert_eq!(p.pool, "web");
+        assert_eq!(p.expected_from, "weight");
+        assert_eq!(p.requests_per_second, Some(80.0));
+        assert_eq!(p.error_ratio, Some(6.0 / 400.0));
+        let a = &p.servers[0];
+        assert_eq!((a.server.as_str(), a.share), ("a", Some(0.75)));
+        assert_eq!(a.expected_share, Some(0.75));
+        assert_eq!(a.error_ratio, Some(0.02));
+        assert_eq!(p.servers[1].expected_share, Some(0.25));
+        // The pool that vanished is announced (info), and nothing else.
+        let firing: Vec<_> = d.firing().map(|a| (a.alert, a.pool.clone())).collect();
+        assert_eq!(
+            firing,
+            [(
+                crate::model::AlertName::PoolMembershipChanged,
+                Some("gone".to_string())
+            )]
+        );
+    }
+
+    #[test]
+    fn a_failed_scrape_shows_the_target_down_with_its_last_success() {
+        let mut d = Detector::new(DetectConfig::default());
+        d.observe(&sample(0, (1000, 0), (1000, 0)));
+        let mut failed = sample(1, (0, 0), (0, 0));
+        failed.body = SampleBody::Error("connection refused".into());
+        d.observe(&failed);
+        let v = d.target_view("lb").unwrap();
+        assert!(!v.up);
+        assert_eq!(v.last_success, Some(sample(0, (0, 0), (0, 0)).ts));
+        assert_eq!(v.last_sample, Some(failed.ts));
+    }
+}
