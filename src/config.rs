@@ -14,21 +14,34 @@ use crate::detect::{DetectConfig, Secs};
 use crate::secret::{Secret, SecretUrl};
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct FileConfig {
-    #[serde(default)]
     pub http: HttpConfig,
-    #[serde(default)]
     pub targets: Vec<TargetConfig>,
-    #[serde(default)]
     pub notifiers: Vec<NotifierConfig>,
-    #[serde(default)]
     pub detection: DetectConfig,
-    #[serde(default)]
     pub state: StateConfig,
-    #[serde(default)]
     pub log: crate::log::LogConfig,
+}
+
+/// The file as read: each `[[notifiers]]` entry is read into its kind
+/// afterwards, on its own, so that every entry's errors are reported, not
+/// only the first one's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileText {
+    #[serde(default)]
+    http: HttpConfig,
+    #[serde(default)]
+    targets: Vec<TargetConfig>,
+    #[serde(default)]
+    notifiers: Vec<serde_json::Value>,
+    #[serde(default)]
+    detection: DetectConfig,
+    #[serde(default)]
+    state: StateConfig,
+    #[serde(default)]
+    log: crate::log::LogConfig,
 }
 
 /// `[state]`: where lbwatch keeps what must survive a restart (the
@@ -182,43 +195,39 @@ impl TargetConfig {
     }
 }
 
-/// `[[notifiers]]`: where alert events go besides stdout.
+/// `[[notifiers]]`: where alert events go besides stdout, by `kind`; each
+/// kind takes its own keys, so a key of another kind is an unknown key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum NotifierConfig {
+    Webhook(WebhookConfig),
+    Pagerduty(PagerDutyConfig),
+    Alertmanager(AlertmanagerConfig),
+}
+
+/// `kind = "webhook"`: the generic JSON payload, optional headers and HMAC
+/// signature.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NotifierConfig {
-    /// webhook | alertmanager | pagerduty
-    pub kind: String,
+pub struct WebhookConfig {
     /// Names the notifier in metrics, logs and its outbox file; default
     /// `<kind>-<position>`. Keep it stable: the outbox is found by it.
     #[serde(default)]
     pub name: Option<String>,
-    /// The receiver: the webhook's URL, an Alertmanager's base URL, or the
-    /// PagerDuty Events API v2 endpoint (default PagerDuty's own).
     #[serde(default)]
     pub url: Option<SecretUrl>,
-    /// Alertmanager: every instance of a cluster, each sent every alert
-    /// (never put a load balancer in front of them).
-    #[serde(default)]
-    pub urls: Vec<SecretUrl>,
-    /// The receiver's URL from a file or the environment instead of `url`,
-    /// for URLs that carry their token (chat webhooks, `?token=`): it is
-    /// then a secret, shown as its scheme and host only. For an Alertmanager
-    /// cluster, every URL, separated by white space or commas.
+    /// The URL from a file or the environment instead of `url`, for URLs
+    /// that carry their token (chat webhooks, `?token=`): it is then a
+    /// secret, shown as its scheme and host only.
     #[serde(default)]
     pub url_file: Option<PathBuf>,
     #[serde(default)]
     pub url_env: Option<String>,
-    /// Webhook: extra request headers.
+    /// Extra request headers (their values are secrets).
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
-    /// PagerDuty: the integration's routing key, from a file or the
-    /// environment, never from this file.
-    #[serde(default)]
-    pub routing_key_file: Option<PathBuf>,
-    #[serde(default)]
-    pub routing_key_env: Option<String>,
-    /// Webhook: signs each body with HMAC-SHA256 under this shared secret
-    /// (header `X-Lbwatch-Signature: sha256=<hex>`).
+    /// Signs each body with HMAC-SHA256 under this shared secret (header
+    /// `X-Lbwatch-Signature: sha256=<hex>`).
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
     #[serde(default)]
@@ -226,10 +235,71 @@ pub struct NotifierConfig {
     /// Per request.
     #[serde(default = "default_notify_timeout")]
     pub timeout: Secs,
-    /// Alertmanager: firing alerts are re-sent this often, each with a
-    /// lease of 4 times it.
+    /// Undelivered notifications kept; beyond it new ones are dropped and
+    /// counted.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// Which alerts go here; every alert when empty.
+    #[serde(default)]
+    pub route: RouteConfig,
+}
+
+/// `kind = "pagerduty"`: Events API v2, one event per request.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The Events API v2 endpoint; default PagerDuty's own.
+    #[serde(default)]
+    pub url: Option<SecretUrl>,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// The integration's routing key, from a file or the environment,
+    /// never from this file.
+    #[serde(default)]
+    pub routing_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub routing_key_env: Option<String>,
+    /// Per request.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: Secs,
+    /// Undelivered notifications kept; beyond it new ones are dropped and
+    /// counted.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// Which alerts go here; every alert when empty.
+    #[serde(default)]
+    pub route: RouteConfig,
+}
+
+/// `kind = "alertmanager"`: API v2, the whole set of alerts, re-sent on a
+/// lease.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// One Alertmanager's base URL, or `urls`: every instance of a cluster,
+    /// each sent every alert (never put a load balancer in front of them).
+    #[serde(default)]
+    pub url: Option<SecretUrl>,
+    #[serde(default)]
+    pub urls: Vec<SecretUrl>,
+    /// The URLs, separated by white space or commas, from a file or the
+    /// environment.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// Firing alerts are re-sent this often, each with a lease of 4 times it.
     #[serde(default = "default_resend_interval")]
     pub resend_interval: Secs,
+    /// Per request.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: Secs,
     /// Undelivered notifications kept; beyond it new ones are dropped and
     /// counted.
     #[serde(default = "default_queue_size")]
@@ -262,28 +332,70 @@ fn default_queue_size() -> usize {
     10_000
 }
 
+/// The keys every kind of notifier has, whatever its kind.
+#[derive(Debug)]
+pub struct NotifierCommon<'a> {
+    pub name: Option<&'a str>,
+    pub url: Option<&'a SecretUrl>,
+    pub urls: &'a [SecretUrl],
+    pub url_file: Option<&'a PathBuf>,
+    pub url_env: Option<&'a String>,
+    pub timeout: Secs,
+    pub queue_size: usize,
+    pub route: &'a RouteConfig,
+}
+
 impl NotifierConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NotifierConfig::Webhook(_) => "webhook",
+            NotifierConfig::Pagerduty(_) => "pagerduty",
+            NotifierConfig::Alertmanager(_) => "alertmanager",
+        }
+    }
+
+    pub fn common(&self) -> NotifierCommon<'_> {
+        macro_rules! common {
+            ($c:expr, $urls:expr) => {
+                NotifierCommon {
+                    name: $c.name.as_deref(),
+                    url: $c.url.as_ref(),
+                    urls: $urls,
+                    url_file: $c.url_file.as_ref(),
+                    url_env: $c.url_env.as_ref(),
+                    timeout: $c.timeout,
+                    queue_size: $c.queue_size,
+                    route: &$c.route,
+                }
+            };
+        }
+        match self {
+            NotifierConfig::Webhook(c) => common!(c, &[]),
+            NotifierConfig::Pagerduty(c) => common!(c, &[]),
+            NotifierConfig::Alertmanager(c) => common!(c, &c.urls),
+        }
+    }
+
     /// The name it goes by (metrics, logs, outbox file).
     pub fn name(&self, i: usize) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("{}-{i}", self.kind))
+        self.common()
+            .name
+            .map_or_else(|| format!("{}-{i}", self.kind()), str::to_string)
     }
 
     /// Every receiver URL written in the file (not those of `url_file` or
     /// `url_env`).
     pub fn receivers(&self) -> Vec<SecretUrl> {
-        self.url.iter().chain(&self.urls).cloned().collect()
+        let c = self.common();
+        c.url.into_iter().chain(c.urls).cloned().collect()
     }
 
     /// Whether the URL comes from a file or the environment.
     fn url_is_secret(&self) -> bool {
-        self.url_file.is_some() || self.url_env.is_some()
+        let c = self.common();
+        c.url_file.is_some() || c.url_env.is_some()
     }
 }
-
-/// Notifiers this version delivers to.
-pub const NOTIFIER_KINDS: &[&str] = &["webhook", "alertmanager", "pagerduty"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -385,10 +497,11 @@ pub fn parse_with_env(
         )
         .build()
         .map_err(|e| invalid(vec![without_values(&e.to_string())]))?;
-    let cfg: FileConfig = built
+    let text: FileText = built
         .try_deserialize()
         .map_err(|e| invalid(vec![without_values(&e.to_string())]))?;
-    let errors = cfg.validate();
+    let (cfg, at, mut errors) = text.typed();
+    errors.extend(cfg.validate_at(&at));
     if errors.is_empty() {
         Ok(cfg)
     } else {
@@ -396,9 +509,47 @@ pub fn parse_with_env(
     }
 }
 
+impl FileText {
+    /// The config with each notifier read into its kind, and the errors of
+    /// those that could not be, each naming its entry.
+    /// Also the position in the file of each notifier read.
+    fn typed(self) -> (FileConfig, Vec<usize>, Vec<String>) {
+        let mut notifiers = Vec::new();
+        let mut at = Vec::new();
+        let mut errors = Vec::new();
+        for (i, v) in self.notifiers.into_iter().enumerate() {
+            match serde_json::from_value::<NotifierConfig>(v) {
+                Ok(n) => {
+                    notifiers.push(n);
+                    at.push(i);
+                }
+                Err(e) => errors.push(format!(
+                    "notifiers[{i}]: {}",
+                    without_values(&e.to_string())
+                )),
+            }
+        }
+        let cfg = FileConfig {
+            http: self.http,
+            targets: self.targets,
+            notifiers,
+            detection: self.detection,
+            state: self.state,
+            log: self.log,
+        };
+        (cfg, at, errors)
+    }
+}
+
 impl FileConfig {
     /// Every problem of the whole file, each naming its key path and value.
     pub fn validate(&self) -> Vec<String> {
+        self.validate_at(&(0..self.notifiers.len()).collect::<Vec<_>>())
+    }
+
+    /// ... where `at[j]` is notifier `j`'s position in the file (entries
+    /// that could not be read are not in `notifiers`).
+    fn validate_at(&self, at: &[usize]) -> Vec<String> {
         let mut errs: Vec<String> = self
             .detection
             .validate()
@@ -507,7 +658,7 @@ impl FileConfig {
             }
         }
         let mut notifier_names = std::collections::BTreeSet::new();
-        for (i, n) in self.notifiers.iter().enumerate() {
+        for (n, &i) in self.notifiers.iter().zip(at) {
             errs.extend(validate_notifier(i, n));
             let name = n.name(i);
             if !notifier_names.insert(name.clone()) {
@@ -523,18 +674,9 @@ impl FileConfig {
 /// Every problem of one `[[notifiers]]` entry.
 fn validate_notifier(i: usize, n: &NotifierConfig) -> Vec<String> {
     let key = |k: &str| format!("notifiers[{i}].{k}");
+    let c = n.common();
     let mut errs = Vec::new();
-    if !NOTIFIER_KINDS.contains(&n.kind.as_str()) {
-        errs.push(format!(
-            "{}: {:?} is invalid: supported kinds are {}",
-            key("kind"),
-            n.kind,
-            NOTIFIER_KINDS.join(", ")
-        ));
-        return errs;
-    }
-    let kind = n.kind.as_str();
-    if let Some(name) = &n.name {
+    if let Some(name) = c.name {
         if name.is_empty()
             || !name
                 .chars()
@@ -553,30 +695,11 @@ fn validate_notifier(i: usize, n: &NotifierConfig) -> Vec<String> {
             key("url_file")
         ));
     }
-    if n.url_file.is_some() && n.url_env.is_some() {
+    if c.url_file.is_some() && c.url_env.is_some() {
         errs.push(format!(
             "{}: set url_file or url_env, not both",
             key("url_file")
         ));
-    }
-    match kind {
-        _ if n.url_is_secret() => {}
-        "webhook" if n.url.is_none() => errs.push(format!(
-            "{}: missing: a webhook needs url, url_file or url_env",
-            key("url")
-        )),
-        "webhook" if !n.urls.is_empty() => errs.push(format!(
-            "{}: a webhook takes one url, not a list",
-            key("urls")
-        )),
-        "alertmanager" if receivers.is_empty() => errs.push(format!(
-            "{}: missing: an alertmanager notifier needs url, urls, url_file or url_env",
-            key("url")
-        )),
-        "pagerduty" if !n.urls.is_empty() => {
-            errs.push(format!("{}: pagerduty takes one url", key("urls")))
-        }
-        _ => {}
     }
     for u in &receivers {
         match crate::endpoint::Endpoint::parse(u.expose()) {
@@ -589,43 +712,65 @@ fn validate_notifier(i: usize, n: &NotifierConfig) -> Vec<String> {
             Err(why) => errs.push(format!("{}: {:?} is invalid: {why}", key("url"), u.shown())),
         }
     }
-    let secret =
-        |file: &Option<PathBuf>, env: &Option<String>, what: &str, errs: &mut Vec<String>| {
-            if file.is_some() && env.is_some() {
-                errs.push(format!(
-                    "{}: set {what}_file or {what}_env, not both",
-                    key(&format!("{what}_file"))
-                ));
-            }
-        };
-    secret(
-        &n.routing_key_file,
-        &n.routing_key_env,
-        "routing_key",
-        &mut errs,
-    );
-    secret(&n.secret_file, &n.secret_env, "secret", &mut errs);
-    if kind == "pagerduty" && n.routing_key_file.is_none() && n.routing_key_env.is_none() {
+    if !(c.timeout.0.is_finite() && c.timeout.0 > 0.0) {
         errs.push(format!(
-            "{}: missing: pagerduty needs routing_key_file or routing_key_env",
-            key("routing_key_file")
+            "{}: {} is invalid: a positive duration",
+            key("timeout"),
+            c.timeout
         ));
     }
-    if kind != "pagerduty" && (n.routing_key_file.is_some() || n.routing_key_env.is_some()) {
+    if c.queue_size == 0 {
+        errs.push(format!("{}: 0 is invalid: at least 1", key("queue_size")));
+    }
+    errs.extend(validate_route(c.route, &key));
+    errs.extend(match n {
+        NotifierConfig::Webhook(w) => validate_webhook(w, n.url_is_secret(), &key),
+        NotifierConfig::Pagerduty(p) => secret_source(
+            p.routing_key_file.as_ref(),
+            p.routing_key_env.as_ref(),
+            "routing_key",
+            &key,
+        ),
+        NotifierConfig::Alertmanager(a) => validate_alertmanager(a, n.url_is_secret(), &key),
+    });
+    errs
+}
+
+/// A secret read from `<what>_file` or `<what>_env`: exactly one of them
+/// (`required`), or at most one.
+fn secret_source(
+    file: Option<&PathBuf>,
+    env: Option<&String>,
+    what: &str,
+    key: &dyn Fn(&str) -> String,
+) -> Vec<String> {
+    let required = what == "routing_key";
+    match (file.is_some(), env.is_some()) {
+        (true, true) => vec![format!(
+            "{}: set {what}_file or {what}_env, not both",
+            key(&format!("{what}_file"))
+        )],
+        (false, false) if required => vec![format!(
+            "{}: missing: pagerduty needs {what}_file or {what}_env",
+            key(&format!("{what}_file"))
+        )],
+        _ => vec![],
+    }
+}
+
+fn validate_webhook(
+    w: &WebhookConfig,
+    url_is_secret: bool,
+    key: &dyn Fn(&str) -> String,
+) -> Vec<String> {
+    let mut errs = secret_source(w.secret_file.as_ref(), w.secret_env.as_ref(), "secret", key);
+    if w.url.is_none() && !url_is_secret {
         errs.push(format!(
-            "{}: only pagerduty takes a routing key",
-            key("routing_key_file")
+            "{}: missing: a webhook needs url, url_file or url_env",
+            key("url")
         ));
     }
-    if kind != "webhook"
-        && (n.secret_file.is_some() || n.secret_env.is_some() || !n.headers.is_empty())
-    {
-        errs.push(format!(
-            "{}: only a webhook takes a secret or headers",
-            key("secret_file")
-        ));
-    }
-    for (h, v) in &n.headers {
+    for (h, v) in &w.headers {
         if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err()
             || reqwest::header::HeaderValue::from_str(v.expose()).is_err()
         {
@@ -635,24 +780,34 @@ fn validate_notifier(i: usize, n: &NotifierConfig) -> Vec<String> {
             ));
         }
     }
-    if !(n.timeout.0.is_finite() && n.timeout.0 > 0.0) {
+    errs
+}
+
+fn validate_alertmanager(
+    a: &AlertmanagerConfig,
+    url_is_secret: bool,
+    key: &dyn Fn(&str) -> String,
+) -> Vec<String> {
+    let mut errs = Vec::new();
+    if a.url.is_none() && a.urls.is_empty() && !url_is_secret {
         errs.push(format!(
-            "{}: {} is invalid: a positive duration",
-            key("timeout"),
-            n.timeout
+            "{}: missing: an alertmanager notifier needs url, urls, url_file or url_env",
+            key("url")
         ));
     }
-    if !(n.resend_interval.0.is_finite() && n.resend_interval.0 >= 1.0) {
+    if !(a.resend_interval.0.is_finite() && a.resend_interval.0 >= 1.0) {
         errs.push(format!(
             "{}: {} is invalid: at least 1s",
             key("resend_interval"),
-            n.resend_interval
+            a.resend_interval
         ));
     }
-    if n.queue_size == 0 {
-        errs.push(format!("{}: 0 is invalid: at least 1", key("queue_size")));
-    }
-    for a in &n.route.alerts {
+    errs
+}
+
+fn validate_route(route: &RouteConfig, key: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut errs = Vec::new();
+    for a in &route.alerts {
         if !crate::model::AlertName::ALL.iter().any(|x| x.as_str() == a) {
             errs.push(format!(
                 "{}: {a:?} is invalid: alerts are {}",
@@ -661,7 +816,7 @@ fn validate_notifier(i: usize, n: &NotifierConfig) -> Vec<String> {
             ));
         }
     }
-    for s in &n.route.severities {
+    for s in &route.severities {
         if !["critical", "warning", "info"].contains(&s.as_str()) {
             errs.push(format!(
                 "{}: {s:?} is invalid: severities are critical, warning, info",
@@ -798,7 +953,7 @@ headers = { Authorization = "Bearer t" }
             .collect();
         assert_eq!(names, ["alertmanager-0", "pagerduty-1", "chat"]);
         assert_eq!(cfg.notifiers[0].receivers().len(), 2);
-        assert_eq!(cfg.notifiers[1].route.severities, ["critical"]);
+        assert_eq!(cfg.notifiers[1].common().route.severities, ["critical"]);
     }
 
     #[test]
@@ -840,6 +995,57 @@ queue_size = 0
             assert!(text.contains(part), "{part:?} missing from\n{text}");
         }
         assert!(!text.contains("pw"), "a password leaked: {text}");
+    }
+
+    #[test]
+    fn each_kind_takes_its_own_keys_and_every_entry_is_reported_at_once() {
+        let e = load_text(
+            r#"
+[[notifiers]]
+kind = "webhook"
+url = "https://hooks.example/x"
+routing_key_file = "/k"
+
+[[notifiers]]
+kind = "slack"
+
+[[notifiers]]
+kind = "pagerduty"
+routing_key_env = "K"
+headers = { Authorization = "Bearer s3cret" }
+
+[[notifiers]]
+url = "https://x/"
+
+[[notifiers]]
+kind = "alertmanager"
+url = "https://am/"
+queue_size = "s3cret-in-the-wrong-place"
+
+[[notifiers]]
+kind = "alertmanager"
+resend_interval = "0s"
+
+[detection.skew]
+hot_ratio = 0.5
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let text = e.lines().join("\n");
+        for part in [
+            "notifiers[0]: unknown field `routing_key_file`",
+            "notifiers[1]: unknown variant `slack`, expected one of `webhook`, `pagerduty`, `alertmanager`",
+            "notifiers[2]: unknown field `headers`",
+            "notifiers[3]: missing field `kind`",
+            "notifiers[4]: invalid type",
+            "notifiers[5].url: missing",
+            "notifiers[5].resend_interval: 0s is invalid",
+            "detection.skew.hot_ratio: 0.5",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from\n{text}");
+        }
+        assert!(!text.contains("s3cret"), "a secret leaked: {text}");
     }
 
     #[test]

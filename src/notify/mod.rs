@@ -101,12 +101,13 @@ fn receiver_urls(
     cfg: &NotifierConfig,
     key: &dyn Fn(&str) -> String,
 ) -> anyhow::Result<Vec<SecretUrl>> {
-    let which = if cfg.url_file.is_some() {
+    let c = cfg.common();
+    let which = if c.url_file.is_some() {
         "url_file"
     } else {
         "url_env"
     };
-    let Some(text) = read_secret(cfg.url_file.as_ref(), cfg.url_env.as_ref(), &key(which))? else {
+    let Some(text) = read_secret(c.url_file, c.url_env, &key(which))? else {
         return Ok(cfg.receivers());
     };
     let urls: Vec<SecretUrl> = text
@@ -122,12 +123,12 @@ fn receiver_urls(
             Err(why) => anyhow::bail!("{}: holds an invalid URL ({u}): {why}", key(which)),
         }
     }
-    if urls.len() > 1 && cfg.kind != "alertmanager" {
+    if urls.len() > 1 && !matches!(cfg, NotifierConfig::Alertmanager(_)) {
         anyhow::bail!(
             "{}: holds {} URLs, {} takes one",
             key(which),
             urls.len(),
-            cfg.kind
+            cfg.kind()
         );
     }
     Ok(urls)
@@ -145,24 +146,24 @@ pub fn build(
     let name = cfg.name(i);
     let key = |k: &str| format!("notifiers[{i}].{k}");
     let urls = receiver_urls(cfg, &key)?;
-    let receivers: Vec<(String, Receiver)> = match cfg.kind.as_str() {
-        "webhook" => vec![(
+    let receivers: Vec<(String, Receiver)> = match cfg {
+        NotifierConfig::Webhook(w) => vec![(
             name.clone(),
             Receiver::Webhook {
                 url: urls.into_iter().next().context(key("url"))?,
-                headers: cfg
+                headers: w
                     .headers
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 secret: read_secret(
-                    cfg.secret_file.as_ref(),
-                    cfg.secret_env.as_ref(),
+                    w.secret_file.as_ref(),
+                    w.secret_env.as_ref(),
                     &key("secret"),
                 )?,
             },
         )],
-        "pagerduty" => vec![(
+        NotifierConfig::Pagerduty(p) => vec![(
             name.clone(),
             Receiver::PagerDuty {
                 url: urls
@@ -170,14 +171,14 @@ pub fn build(
                     .next()
                     .unwrap_or_else(|| SecretUrl::new(PAGERDUTY_URL)),
                 routing_key: read_secret(
-                    cfg.routing_key_file.as_ref(),
-                    cfg.routing_key_env.as_ref(),
+                    p.routing_key_file.as_ref(),
+                    p.routing_key_env.as_ref(),
                     &key("routing_key"),
                 )?
                 .context(format!("{}: missing", key("routing_key_file")))?,
             },
         )],
-        "alertmanager" => {
+        NotifierConfig::Alertmanager(a) => {
             let several = urls.len() > 1;
             urls.into_iter()
                 .enumerate()
@@ -190,19 +191,18 @@ pub fn build(
                         },
                         Receiver::Alertmanager {
                             url: SecretUrl::new(url.expose().trim_end_matches('/')),
-                            resend: Duration::from_secs_f64(cfg.resend_interval.0),
+                            resend: Duration::from_secs_f64(a.resend_interval.0),
                         },
                     )
                 })
                 .collect()
         }
-        other => anyhow::bail!("{}: {other:?} is not a notifier kind", key("kind")),
     };
     receivers
         .into_iter()
         .map(|(name, receiver)| {
             let path = state_dir.join("outbox").join(format!("{name}.jsonl"));
-            let outbox = Outbox::open(&path, cfg.queue_size)
+            let outbox = Outbox::open(&path, cfg.common().queue_size)
                 .with_context(|| format!("{}: cannot open its outbox", key("kind")))?;
             if outbox.unreadable_lines > 0 {
                 tracing::warn!(
@@ -217,10 +217,10 @@ pub fn build(
                 name,
                 scrubber: receiver.scrubber(),
                 receiver,
-                route: Route::new(cfg.route.clone()),
+                route: Route::new(cfg.common().route.clone()),
                 outbox: Mutex::new(outbox),
                 wake: tokio::sync::Notify::new(),
-                timeout: Duration::from_secs_f64(cfg.timeout.0),
+                timeout: Duration::from_secs_f64(cfg.common().timeout.0),
                 external_url: http.external_url(),
                 metrics: metrics.clone(),
             }))
