@@ -86,8 +86,8 @@ fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Resu
         t.max_response_bytes,
         auth,
     );
-    let parse = crate::source::build(&t.kind, t.mapping.as_ref())
-        .map_err(|e| anyhow::anyhow!("targets[{i}].kind: {:?}: {e}", t.kind))?;
+    let parse = crate::source::build(t.kind, t.mapping.as_ref())
+        .map_err(|e| anyhow::anyhow!("targets[{i}].mapping: {e}"))?;
     Ok(Scraper {
         name: t.name.clone(),
         parse,

@@ -33,7 +33,7 @@ struct FileText {
     #[serde(default)]
     http: HttpConfig,
     #[serde(default)]
-    targets: Vec<TargetConfig>,
+    targets: Vec<serde_json::Value>,
     #[serde(default)]
     notifiers: Vec<serde_json::Value>,
     #[serde(default)]
@@ -130,7 +130,7 @@ pub struct TargetConfig {
     /// Appears as `target` in samples, alerts and metrics.
     pub name: String,
     /// The stats format.
-    pub kind: String,
+    pub kind: crate::source::Kind,
     /// `http(s)://...` or `unix:///path/to/admin.sock` (HAProxy runtime API).
     #[serde(default)]
     pub url: SecretUrl,
@@ -512,44 +512,67 @@ pub fn parse_with_env(
 impl FileText {
     /// The config with each notifier read into its kind, and the errors of
     /// those that could not be, each naming its entry.
-    /// Also the position in the file of each notifier read.
-    fn typed(self) -> (FileConfig, Vec<usize>, Vec<String>) {
-        let mut notifiers = Vec::new();
-        let mut at = Vec::new();
+    /// Also the position in the file of each entry read.
+    fn typed(self) -> (FileConfig, Positions, Vec<String>) {
         let mut errors = Vec::new();
-        for (i, v) in self.notifiers.into_iter().enumerate() {
-            match serde_json::from_value::<NotifierConfig>(v) {
-                Ok(n) => {
-                    notifiers.push(n);
-                    at.push(i);
-                }
-                Err(e) => errors.push(format!(
-                    "notifiers[{i}]: {}",
-                    without_values(&e.to_string())
-                )),
-            }
-        }
+        let (targets, t_at) = entries("targets", self.targets, &mut errors);
+        let (notifiers, n_at) = entries("notifiers", self.notifiers, &mut errors);
         let cfg = FileConfig {
             http: self.http,
-            targets: self.targets,
+            targets,
             notifiers,
             detection: self.detection,
             state: self.state,
             log: self.log,
         };
+        let at = Positions {
+            targets: t_at,
+            notifiers: n_at,
+        };
         (cfg, at, errors)
     }
+}
+
+/// Where each target and notifier read was in the file: entries that could
+/// not be read are left out, and errors must name the others' places.
+#[derive(Debug)]
+struct Positions {
+    targets: Vec<usize>,
+    notifiers: Vec<usize>,
+}
+
+/// The entries of array `what` read into `T`, each on its own, with their
+/// positions; each one that cannot be read adds an error naming it.
+fn entries<T: serde::de::DeserializeOwned>(
+    what: &str,
+    values: Vec<serde_json::Value>,
+    errors: &mut Vec<String>,
+) -> (Vec<T>, Vec<usize>) {
+    let mut read = Vec::new();
+    let mut at = Vec::new();
+    for (i, v) in values.into_iter().enumerate() {
+        match serde_json::from_value::<T>(v) {
+            Ok(t) => {
+                read.push(t);
+                at.push(i);
+            }
+            Err(e) => errors.push(format!("{what}[{i}]: {}", without_values(&e.to_string()))),
+        }
+    }
+    (read, at)
 }
 
 impl FileConfig {
     /// Every problem of the whole file, each naming its key path and value.
     pub fn validate(&self) -> Vec<String> {
-        self.validate_at(&(0..self.notifiers.len()).collect::<Vec<_>>())
+        self.validate_at(&Positions {
+            targets: (0..self.targets.len()).collect(),
+            notifiers: (0..self.notifiers.len()).collect(),
+        })
     }
 
-    /// ... where `at[j]` is notifier `j`'s position in the file (entries
-    /// that could not be read are not in `notifiers`).
-    fn validate_at(&self, at: &[usize]) -> Vec<String> {
+    /// ... where `at` says where each target and notifier was in the file.
+    fn validate_at(&self, at: &Positions) -> Vec<String> {
         let mut errs: Vec<String> = self
             .detection
             .validate()
@@ -574,7 +597,7 @@ impl FileConfig {
             ));
         }
         let mut names = std::collections::BTreeSet::new();
-        for (i, t) in self.targets.iter().enumerate() {
+        for (t, &i) in self.targets.iter().zip(&at.targets) {
             let key = |k: &str| format!("targets[{i}].{k}");
             if t.name.trim().is_empty() {
                 errs.push(format!(
@@ -589,8 +612,8 @@ impl FileConfig {
                     t.name
                 ));
             }
-            if let Err(why) = crate::source::build(&t.kind, t.mapping.as_ref()) {
-                errs.push(format!("{}: {:?} is invalid: {why}", key("kind"), t.kind));
+            if let Err(why) = crate::source::build(t.kind, t.mapping.as_ref()) {
+                errs.push(format!("{}: {why}", key("mapping")));
             }
             let secret_url = t.url_file.is_some() || t.url_env.is_some();
             if secret_url && !t.url.expose().is_empty()
@@ -658,7 +681,7 @@ impl FileConfig {
             }
         }
         let mut notifier_names = std::collections::BTreeSet::new();
-        for (n, &i) in self.notifiers.iter().zip(at) {
+        for (n, &i) in self.notifiers.iter().zip(&at.notifiers) {
             errs.extend(validate_notifier(i, n));
             let name = n.name(i);
             if !notifier_names.insert(name.clone()) {

@@ -280,7 +280,7 @@ pub async fn demo(
         },
         targets: vec![TargetConfig {
             name: "lb-demo".into(),
-            kind: "haproxy".into(),
+            kind: crate::source::Kind::Haproxy,
             url: crate::secret::SecretUrl::new(&url),
             url_file: None,
             url_env: None,

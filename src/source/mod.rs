@@ -12,43 +12,46 @@ use crate::model::ServerStat;
 /// A parser: bytes of one stats page to its servers.
 pub type Parser = fn(&[u8]) -> Result<Parsed, SourceError>;
 
-/// Every `kind` of target this version reads with a fixed parser.
-pub const KINDS: &[(&str, Parser)] = &[
-    ("haproxy", haproxy_csv::parse),
-    ("haproxy-prometheus", prometheus::parse_haproxy),
-    ("envoy", envoy::parse),
-    ("nginx-plus", nginx::parse_plus),
-    ("nginx-vts", nginx::parse_vts),
-];
-
-/// Any Prometheus endpoint, read through the target's `mapping`.
-pub const PROMETHEUS: &str = "prometheus";
-
-/// The parser of a target `kind`.
-pub fn parser(kind: &str) -> Option<Parser> {
-    KINDS.iter().find(|(k, _)| *k == kind).map(|(_, p)| *p)
-}
-
-/// Every kind's name, for messages.
-pub fn kind_names() -> Vec<&'static str> {
-    KINDS.iter().map(|(k, _)| *k).chain([PROMETHEUS]).collect()
+/// A target's `kind`: the stats format it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// HAProxy's stats CSV (`/stats;csv` or the runtime API's `show stat`).
+    Haproxy,
+    /// HAProxy's Prometheus exporters (built-in or haproxy_exporter).
+    HaproxyPrometheus,
+    /// Envoy's admin `/clusters` (JSON or text).
+    Envoy,
+    /// NGINX Plus API upstreams.
+    NginxPlus,
+    /// nginx-module-vts' JSON.
+    NginxVts,
+    /// Any Prometheus endpoint, read through the target's `mapping`.
+    Prometheus,
 }
 
 /// A target's parser, with its mapping where the kind needs one.
 pub type BoxedParser = Box<dyn Fn(&[u8]) -> Result<Parsed, SourceError> + Send + Sync>;
 
-pub fn build(kind: &str, mapping: Option<&prometheus::Mapping>) -> Result<BoxedParser, String> {
-    match (kind, mapping) {
-        (PROMETHEUS, Some(m)) => {
+/// The parser of `kind`; a prometheus target needs a mapping, no other
+/// kind takes one.
+pub fn build(kind: Kind, mapping: Option<&prometheus::Mapping>) -> Result<BoxedParser, String> {
+    let fixed: Parser = match (kind, mapping) {
+        (Kind::Prometheus, Some(m)) => {
             let m = m.clone();
-            Ok(Box::new(move |bytes| prometheus::parse_mapped(bytes, &m)))
+            return Ok(Box::new(move |bytes| prometheus::parse_mapped(bytes, &m)));
         }
-        (PROMETHEUS, None) => Err("a prometheus target needs a [targets.mapping]".into()),
-        (k, None) => parser(k)
-            .map(|p| Box::new(p) as BoxedParser)
-            .ok_or_else(|| format!("supported kinds are {}", kind_names().join(", "))),
-        (_, Some(_)) => Err("only a prometheus target takes a mapping".into()),
-    }
+        (Kind::Prometheus, None) => {
+            return Err("a prometheus target needs a [targets.mapping]".into())
+        }
+        (_, Some(_)) => return Err("only a prometheus target takes a mapping".into()),
+        (Kind::Haproxy, None) => haproxy_csv::parse,
+        (Kind::HaproxyPrometheus, None) => prometheus::parse_haproxy,
+        (Kind::Envoy, None) => envoy::parse,
+        (Kind::NginxPlus, None) => nginx::parse_plus,
+        (Kind::NginxVts, None) => nginx::parse_vts,
+    };
+    Ok(Box::new(fixed))
 }
 
 /// The servers of one scrape, and the rows that could not be read.
