@@ -198,44 +198,57 @@ fn metrics(c: &mut Criterion) {
         p.step(s).unwrap().len()
     };
     g.bench_function("detect_while_idle", |b| b.iter(|| step(&mut p)));
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (stop, fleet, metrics) = (stop.clone(), fleet.clone(), metrics.clone());
-        std::thread::spawn(move || {
-            let mut renders = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let snapshot = fleet.borrow().clone();
-                renders += metrics.render(&snapshot, false).len().min(1) as u64;
-            }
-            renders
-        })
-    };
+    let reader = Renderer::start(&metrics, {
+        let fleet = fleet.clone();
+        move || fleet.borrow().clone()
+    });
     g.bench_function("detect_while_rendering_metrics", |b| {
         b.iter(|| step(&mut p))
     });
-    stop.store(true, Ordering::Relaxed);
-    assert!(reader.join().unwrap() > 0, "the reader never rendered");
+    reader.stop();
     // The control: another thread as busy, rendering a copy of the fleet
     // taken once, so it never touches the published snapshot. What both
     // cost detection is the machine's (a shared core, cache, allocator),
     // not a wait on the readers.
-    let stop = Arc::new(AtomicBool::new(false));
-    let busy = {
-        let (stop, snapshot, metrics) = (stop.clone(), fleet.borrow().clone(), metrics.clone());
-        std::thread::spawn(move || {
-            let mut renders = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                renders += metrics.render(&snapshot, false).len().min(1) as u64;
-            }
-            renders
-        })
-    };
+    let copy = fleet.borrow().clone();
+    let busy = Renderer::start(&metrics, move || copy.clone());
     g.bench_function("detect_while_rendering_a_private_copy", |b| {
         b.iter(|| step(&mut p))
     });
-    stop.store(true, Ordering::Relaxed);
-    assert!(busy.join().unwrap() > 0, "the control never rendered");
+    busy.stop();
     g.finish();
+}
+
+/// A thread rendering `/metrics` for the fleet `source` gives, non-stop.
+struct Renderer {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Renderer {
+    fn start(
+        metrics: &Arc<lbwatch::metrics::Metrics>,
+        source: impl Fn() -> Fleet + Send + 'static,
+    ) -> Renderer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, metrics) = (stop.clone(), metrics.clone());
+        let thread = std::thread::spawn(move || {
+            let mut renders = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                renders += metrics.render(&source(), false).len().min(1) as u64;
+            }
+            renders
+        });
+        Renderer { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        assert!(
+            self.thread.join().unwrap() > 0,
+            "the renderer never rendered"
+        );
+    }
 }
 
 criterion_group!(benches, detector_and_replay, haproxy_csv, metrics);

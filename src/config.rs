@@ -205,6 +205,11 @@ pub enum NotifierConfig {
     Alertmanager(AlertmanagerConfig),
 }
 
+// The keys every kind shares (name, url, url_file, url_env, timeout,
+// queue_size, route) are written out in each kind: serde cannot flatten a
+// shared struct into one that denies unknown keys, and an unknown key must
+// stay an error. `NotifierConfig::common` reads them whatever the kind.
+
 /// `kind = "webhook"`: the generic JSON payload, optional headers and HMAC
 /// signature.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
