@@ -160,9 +160,6 @@ impl PoolState {
 
     /// Runs every check of the pool on the latest interval.
     pub fn evaluate(&mut self, ctx: &Context, emit: &mut Emit) {
-        let cfg = ctx.cfg;
-        let name = self.name.clone();
-        let pool = Some(&*name);
         self.health(ctx, emit);
         self.membership_check(ctx, emit);
         if !self.listed {
@@ -174,38 +171,29 @@ impl PoolState {
         }
         self.skew_check(ctx, emit);
         self.error_check(ctx, emit);
+        self.drop_check(ctx, emit);
+        self.learn(ctx);
+    }
 
+    /// The pool's own TrafficDrop. The target-level one already says it
+    /// for every pool; a pool with no server up has nowhere to send
+    /// traffic, and PoolUnavailable says so.
+    fn drop_check(&mut self, ctx: &Context, emit: &mut Emit) {
         let requests = self.interval_requests();
         let frozen = ctx.frozen_too_long(&self.rate.life);
-        // The target-level TrafficDrop already says it for every pool; a
-        // pool with no server up has nowhere to send traffic, and
-        // PoolUnavailable says so.
         let covered =
             (ctx.target_drop_active || self.unavailable.active()) && !self.rate.life.active();
         let (verdict, finding) = self
             .rate
-            .observe(requests, ctx.rate_dt, cfg, frozen, covered);
+            .observe(requests, ctx.rate_dt, ctx.cfg, frozen, covered);
         let t = self.rate.life.step(verdict, ctx.ts, &drop_persistence());
         let since = self.rate.life.since();
-        emit.transition(
-            t,
-            AlertName::TrafficDrop,
-            Severity::Critical,
-            pool,
-            None,
-            || {
-                let f = finding.expect("a drop fires only with a finding");
-                (
-                    format!(
-                        "pool {name} receives {}{}",
-                        f.numbers(),
-                        ctx.context(since, self.last_change.as_ref()),
-                    ),
-                    Some(f.rate / f.baseline_rate),
-                )
-            },
-        );
-        self.learn(ctx);
+        let (name, change) = (&self.name, self.last_change.as_ref());
+        emit.transition(t, AlertName::TrafficDrop, Severity::Critical, Some(name), None, || {
+            let f = finding.expect("a drop fires only with a finding");
+            let text = format!("pool {name} receives {}{}", f.numbers(), ctx.context(since, change));
+            (text, Some(f.rate / f.baseline_rate))
+        });
     }
 
     /// The pool left the stats: nothing of it can be judged any more, so
