@@ -140,8 +140,8 @@ impl PoolState {
     pub fn interval_requests(&self) -> f64 {
         self.servers
             .iter()
-            .filter(|s| s.has_delta)
-            .map(|s| s.d_req)
+            .filter(|s| s.counts.has_delta)
+            .map(|s| s.counts.d_req)
             .sum()
     }
 
@@ -150,7 +150,7 @@ impl PoolState {
         self.servers
             .iter()
             .zip(expected)
-            .map(|(s, &e)| if s.has_delta { e } else { 0.0 })
+            .map(|(s, &e)| if s.counts.has_delta { e } else { 0.0 })
             .collect()
     }
 
@@ -189,11 +189,22 @@ impl PoolState {
         let t = self.rate.life.step(verdict, ctx.ts, &drop_persistence());
         let since = self.rate.life.since();
         let (name, change) = (&self.name, self.last_change.as_ref());
-        emit.transition(t, AlertName::TrafficDrop, Severity::Critical, Some(name), None, || {
-            let f = finding.expect("a drop fires only with a finding");
-            let text = format!("pool {name} receives {}{}", f.numbers(), ctx.context(since, change));
-            (text, Some(f.rate / f.baseline_rate))
-        });
+        emit.transition(
+            t,
+            AlertName::TrafficDrop,
+            Severity::Critical,
+            Some(name),
+            None,
+            || {
+                let f = finding.expect("a drop fires only with a finding");
+                let text = format!(
+                    "pool {name} receives {}{}",
+                    f.numbers(),
+                    ctx.context(since, change)
+                );
+                (text, Some(f.rate / f.baseline_rate))
+            },
+        );
     }
 
     /// The pool left the stats: nothing of it can be judged any more, so
@@ -438,17 +449,17 @@ impl PoolState {
         for s in &mut self.servers {
             if s.listed && s.seen != gen {
                 s.listed = false;
-                s.has_delta = false;
+                s.counts.has_delta = false;
                 self.left.push(s.name.clone());
-            } else if s.seen == gen && reset && (s.joined && !first || s.has_delta) {
-                s.d_req = s.requests_total as f64;
-                s.d_err = s.errors_total as f64;
-                s.has_delta = true;
+            } else if s.seen == gen && reset && (s.joined && !first || s.counts.has_delta) {
+                s.counts.d_req = s.counts.requests_total as f64;
+                s.counts.d_err = s.counts.errors_total as f64;
+                s.counts.has_delta = true;
             }
             // A lone server's counter that went down was reset on its own
             // (re-added); its delta is already its count since.
-            if s.d_err > s.d_req && s.has_delta {
-                s.d_err = s.d_req;
+            if s.counts.d_err > s.counts.d_req && s.counts.has_delta {
+                s.counts.d_err = s.counts.d_req;
             }
         }
     }
@@ -507,8 +518,8 @@ impl PoolState {
                 let pool_rps = (dt > 0.0).then(|| {
                     servers
                         .iter()
-                        .filter(|s| s.has_delta)
-                        .map(|s| s.d_req)
+                        .filter(|s| s.counts.has_delta)
+                        .map(|s| s.counts.d_req)
                         .sum::<f64>()
                         / dt
                 });
@@ -532,9 +543,10 @@ impl PoolState {
             } else if by_weight {
                 s.weight
             } else {
-                s.hist_share
+                s.shares
+                    .hist_share
                     .ratio()
-                    .filter(|_| armed && s.hist_share.exposure >= MIN_HISTORY)
+                    .filter(|_| armed && s.shares.hist_share.exposure >= MIN_HISTORY)
                     .unwrap_or(0.0)
             }
         }));
@@ -584,7 +596,7 @@ impl PoolState {
         baseline.extend(
             self.servers
                 .iter()
-                .map(|s| if s.drained() { 0.0 } else { s.base_req }),
+                .map(|s| if s.drained() { 0.0 } else { s.shares.base_req }),
         );
         look.evaluated = true;
         let interval = concentration_test(&self.servers, &baseline, Window::Interval, cfg);
@@ -645,9 +657,9 @@ impl PoolState {
     fn pool_errors(&mut self, ctx: &Context, emit: &mut Emit, shape: Shape) -> usize {
         let (mut n, mut e) = (0.0, 0.0);
         let mut tests = 0;
-        for s in self.servers.iter().filter(|s| s.has_delta) {
-            n += s.d_req;
-            e += s.d_err;
+        for s in self.servers.iter().filter(|s| s.counts.has_delta) {
+            n += s.counts.d_req;
+            e += s.counts.d_err;
             tests += 1;
         }
         let frozen = ctx.frozen_too_long(&self.errors.life);
@@ -657,9 +669,11 @@ impl PoolState {
         let worst = self
             .servers
             .iter()
-            .filter(|s| s.has_delta && s.d_req > 0.0)
-            .max_by(|a, b| (a.d_err / a.d_req).total_cmp(&(b.d_err / b.d_req)))
-            .map(|s| (s.name.clone(), s.d_err / s.d_req))
+            .filter(|s| s.counts.has_delta && s.counts.d_req > 0.0)
+            .max_by(|a, b| {
+                (a.counts.d_err / a.counts.d_req).total_cmp(&(b.counts.d_err / b.counts.d_req))
+            })
+            .map(|s| (s.name.clone(), s.counts.d_err / s.counts.d_req))
             .filter(|_| tests > 1);
         let (name, change) = (&self.name, self.last_change.as_ref());
         emit.transition(
@@ -684,7 +698,7 @@ impl PoolState {
         let pool_active = self.errors.life.active();
         let name = &self.name;
         for s in &mut self.servers {
-            if !s.has_delta {
+            if !s.counts.has_delta {
                 let t = if s.listed { None } else { s.errors.life.end() };
                 emit.transition(
                     t,
@@ -697,9 +711,12 @@ impl PoolState {
                 continue;
             }
             let frozen = ctx.frozen_too_long(&s.errors.life);
-            let (mut verdict, finding) =
-                s.errors
-                    .observe(shape.of(s.d_req, s.d_err), tests, ctx.cfg, frozen);
+            let (mut verdict, finding) = s.errors.observe(
+                shape.of(s.counts.d_req, s.counts.d_err),
+                tests,
+                ctx.cfg,
+                frozen,
+            );
             if pool_active && !s.errors.life.active() {
                 // The pool-level alert already covers it.
                 verdict = Verdict::Hold;
@@ -732,12 +749,12 @@ impl PoolState {
         let w = decay(dt, ctx.cfg.skew.window.0);
         let ws = decay(dt, (2.5 * dt).max(5.0));
         for s in &mut self.servers {
-            if regime_changed || !s.has_delta {
-                s.short_req = 0.0;
-                s.win_req = 0.0;
+            if regime_changed || !s.counts.has_delta {
+                s.shares.short_req = 0.0;
+                s.shares.win_req = 0.0;
             } else {
-                s.short_req = s.short_req * ws + s.d_req;
-                s.win_req = s.win_req * w + s.d_req;
+                s.shares.short_req = s.shares.short_req * ws + s.counts.d_req;
+                s.shares.win_req = s.shares.win_req * w + s.counts.d_req;
             }
         }
         self.win_age = if regime_changed {
@@ -750,16 +767,25 @@ impl PoolState {
             let rotation_total: f64 = self
                 .servers
                 .iter()
-                .filter(|s| s.has_delta && s.in_rotation())
-                .map(|s| s.d_req)
+                .filter(|s| s.counts.has_delta && s.in_rotation())
+                .map(|s| s.counts.d_req)
                 .sum();
             let mut total = 0.0;
             for s in &mut self.servers {
-                s.base_req = s.base_req * b + if s.has_delta { s.d_req } else { 0.0 };
-                total += s.base_req;
-                if s.has_delta && s.in_rotation() && !s.changed && !s.joined && rotation_total > 0.0
+                s.shares.base_req = s.shares.base_req * b
+                    + if s.counts.has_delta {
+                        s.counts.d_req
+                    } else {
+                        0.0
+                    };
+                total += s.shares.base_req;
+                if s.counts.has_delta
+                    && s.in_rotation()
+                    && !s.changed
+                    && !s.joined
+                    && rotation_total > 0.0
                 {
-                    s.hist_share.add(s.d_req, rotation_total, b);
+                    s.shares.hist_share.add(s.counts.d_req, rotation_total, b);
                 }
             }
             self.base_age += dt;
@@ -767,7 +793,10 @@ impl PoolState {
             // memory.
             let before = self.servers.len();
             self.servers.retain(|s| {
-                s.listed || s.base_req > 1e-3 * total || s.down.active() || s.errors.life.active()
+                s.listed
+                    || s.shares.base_req > 1e-3 * total
+                    || s.down.active()
+                    || s.errors.life.active()
             });
             if self.servers.len() != before {
                 self.reindex();
@@ -856,11 +885,14 @@ mod tests {
             ]
         );
         let a = server(&p, "a");
-        assert_eq!((a.d_req, a.d_err, a.has_delta), (30.0, 2.0, true));
+        assert_eq!(
+            (a.counts.d_req, a.counts.d_err, a.counts.has_delta),
+            (30.0, 2.0, true)
+        );
         assert_eq!(p.reweighted, ["a weight 1 -> 3"]);
         assert_eq!(p.joined, [Box::from("c")]);
         assert_eq!(p.left, [Box::from("b")]);
-        assert!(!server(&p, "b").listed && !server(&p, "b").has_delta);
+        assert!(!server(&p, "b").listed && !server(&p, "b").counts.has_delta);
     }
 
     #[test]
@@ -882,11 +914,11 @@ mod tests {
         assert_eq!(taken[0], Taken::Known { decreased: true });
         let a = server(&p, "a");
         // More errors than requests cannot be: capped.
-        assert_eq!((a.d_req, a.d_err), (40.0, 40.0));
+        assert_eq!((a.counts.d_req, a.counts.d_err), (40.0, 40.0));
         // A reload of the whole LB: every delta is the count since.
         scrape(&mut p, 3, &[row("a", 7, 0, 1.0), row("b", 9, 1, 1.0)], true);
-        assert_eq!(server(&p, "b").d_req, 9.0);
-        assert_eq!(server(&p, "b").d_err, 1.0);
+        assert_eq!(server(&p, "b").counts.d_req, 9.0);
+        assert_eq!(server(&p, "b").counts.d_err, 1.0);
     }
 
     #[test]

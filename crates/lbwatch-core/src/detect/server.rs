@@ -5,6 +5,35 @@ use super::evidence::{Decayed, ErrorTrack};
 use super::lifecycle::Lifecycle;
 use crate::model::ServerStat;
 
+/// A server's counters as last listed, and the last interval's deltas.
+/// (Fields in the order of the snapshot layout.)
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    pub requests_total: u64,
+    pub errors_total: u64,
+    /// The last interval's deltas, valid when `has_delta`.
+    pub d_req: f64,
+    pub d_err: f64,
+    pub has_delta: bool,
+}
+
+/// A server's requests in the windows the skew tests judge.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Shares {
+    /// Requests in the short and the smoothed window since the pool last
+    /// changed.
+    pub short_req: f64,
+    pub win_req: f64,
+    /// Decayed requests over the baseline window: the pool's usual shares,
+    /// departed servers included (for the concentration test).
+    pub base_req: f64,
+    /// The server's own share while in rotation: its requests over the
+    /// pool's in those intervals (for pools judged by history). A server
+    /// new to the pool, or back from a drain, has its share measured over
+    /// its own time, not diluted by the time it was away.
+    pub hist_share: Decayed,
+}
+
 /// What a row did to its server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Taken {
@@ -27,27 +56,13 @@ pub struct ServerState {
     pub up: bool,
     pub weight: f64,
     pub backup: bool,
-    pub requests_total: u64,
-    pub errors_total: u64,
-    /// The last interval's deltas, valid when `has_delta`.
-    pub d_req: f64,
-    pub d_err: f64,
-    pub has_delta: bool,
+    /// Its counters and what they did in the last interval.
+    pub counts: Counts,
     /// Joined, or changed up/weight/backup, in the latest scrape.
     pub joined: bool,
     pub changed: bool,
-    /// Requests in the short and the smoothed window since the pool last
-    /// changed.
-    pub short_req: f64,
-    pub win_req: f64,
-    /// Decayed requests over the baseline window: the pool's usual shares,
-    /// departed servers included (for the concentration test).
-    pub base_req: f64,
-    /// The server's own share while in rotation: its requests over the
-    /// pool's in those intervals (for pools judged by history). A server
-    /// new to the pool, or back from a drain, has its share measured over
-    /// its own time, not diluted by the time it was away.
-    pub hist_share: Decayed,
+    /// Its requests in the windows the skew tests judge.
+    pub shares: Shares,
     pub errors: ErrorTrack,
     pub down: Lifecycle,
 }
@@ -61,17 +76,10 @@ impl ServerState {
             up: true,
             weight: 1.0,
             backup: false,
-            requests_total: 0,
-            errors_total: 0,
-            d_req: 0.0,
-            d_err: 0.0,
-            has_delta: false,
+            counts: Counts::default(),
             joined: false,
             changed: false,
-            short_req: 0.0,
-            win_req: 0.0,
-            base_req: 0.0,
-            hist_share: Decayed::default(),
+            shares: Shares::default(),
             errors: ErrorTrack::default(),
             down: Lifecycle::default(),
         }
@@ -79,7 +87,7 @@ impl ServerState {
 
     /// A new scrape: no delta, nothing joined or changed yet.
     pub fn begin_scrape(&mut self) {
-        self.has_delta = false;
+        self.counts.has_delta = false;
         self.joined = false;
         self.changed = false;
     }
@@ -101,16 +109,16 @@ impl ServerState {
         };
         let taken = if self.listed {
             self.changed = self.up != row.up || self.weight != weight || self.backup != row.backup;
-            let decreased = row.requests_total < self.requests_total
-                || row.responses_5xx_total < self.errors_total;
+            let decreased = row.requests_total < self.counts.requests_total
+                || row.responses_5xx_total < self.counts.errors_total;
             if decreased {
-                self.d_req = row.requests_total as f64;
-                self.d_err = row.responses_5xx_total as f64;
+                self.counts.d_req = row.requests_total as f64;
+                self.counts.d_err = row.responses_5xx_total as f64;
             } else {
-                self.d_req = (row.requests_total - self.requests_total) as f64;
-                self.d_err = (row.responses_5xx_total - self.errors_total) as f64;
+                self.counts.d_req = (row.requests_total - self.counts.requests_total) as f64;
+                self.counts.d_err = (row.responses_5xx_total - self.counts.errors_total) as f64;
             }
-            self.has_delta = true;
+            self.counts.has_delta = true;
             Taken::Known { decreased }
         } else {
             self.joined = true;
@@ -120,8 +128,8 @@ impl ServerState {
         self.up = row.up;
         self.weight = weight;
         self.backup = row.backup;
-        self.requests_total = row.requests_total;
-        self.errors_total = row.responses_5xx_total;
+        self.counts.requests_total = row.requests_total;
+        self.counts.errors_total = row.responses_5xx_total;
         taken
     }
 

@@ -113,14 +113,14 @@ pub enum Window {
 fn counts(s: &ServerState, w: Window) -> f64 {
     match w {
         Window::Interval => {
-            if s.has_delta {
-                s.d_req
+            if s.counts.has_delta {
+                s.counts.d_req
             } else {
                 0.0
             }
         }
-        Window::Short => s.short_req,
-        Window::Smoothed => s.win_req,
+        Window::Short => s.shares.short_req,
+        Window::Smoothed => s.shares.win_req,
     }
 }
 

@@ -89,8 +89,8 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
     let errors: f64 = p
         .servers
         .iter()
-        .filter(|s| s.has_delta)
-        .map(|s| s.d_err)
+        .filter(|s| s.counts.has_delta)
+        .map(|s| s.counts.d_err)
         .sum();
     let expected_total: f64 = p.expected.iter().sum();
     let listed: Vec<(usize, &super::server::ServerState)> = p
@@ -109,18 +109,19 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
                 weight: s.weight,
                 backup: s.backup,
                 requests_per_second: s
+                    .counts
                     .has_delta
                     .then_some(dt)
                     .flatten()
-                    .and_then(|dt| ratio(s.d_req, dt)),
-                share: if s.has_delta {
-                    ratio(s.d_req, total)
+                    .and_then(|dt| ratio(s.counts.d_req, dt)),
+                share: if s.counts.has_delta {
+                    ratio(s.counts.d_req, total)
                 } else {
                     None
                 },
                 expected_share: ratio(expected, expected_total),
-                error_ratio: if s.has_delta {
-                    ratio(s.d_err, s.d_req)
+                error_ratio: if s.counts.has_delta {
+                    ratio(s.counts.d_err, s.counts.d_req)
                 } else {
                     None
                 },
@@ -144,17 +145,17 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
         },
         requests_per_second: dt
             .and_then(|dt| ratio(total, dt))
-            .filter(|_| p.servers.iter().any(|s| s.has_delta)),
+            .filter(|_| p.servers.iter().any(|s| s.counts.has_delta)),
         error_ratio: ratio(errors, total),
         skew_ratio,
         effective_servers: effective_servers(p.servers.iter().map(|s| {
-            if s.has_delta {
-                s.d_req
+            if s.counts.has_delta {
+                s.counts.d_req
             } else {
                 0.0
             }
         })),
-        usual_effective_servers: effective_servers(p.servers.iter().map(|s| s.base_req)),
+        usual_effective_servers: effective_servers(p.servers.iter().map(|s| s.shares.base_req)),
         servers,
     }
 }
