@@ -92,7 +92,7 @@ fn systemd_hears_ready_reloading_and_the_watchdog_and_a_bad_reload_changes_nothi
     assert!(scrapes(&metrics) > before, "lb2 is no longer scraped");
     assert!(
         logs.contains("config reload rejected")
-            && logs.contains("targets[0].kind: \"f5\" is invalid"),
+            && logs.contains("targets[0]: unknown variant `f5`"),
         "{logs}"
     );
     assert!(metrics.contains("lbwatch_config_reloads_total{result=\"rejected\"} 1"));
