@@ -18,25 +18,35 @@ fn cases() -> u64 {
         .unwrap_or(8)
 }
 
-/// This run's seeds: `cases()` of them from a base drawn fresh each run, so
-/// every run tries cases no run tried before. The base is printed;
+/// Fresh cases per test and run (`LBWATCH_SWEEP_FRESH`, default 1).
+fn fresh() -> u64 {
+    std::env::var("LBWATCH_SWEEP_FRESH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// This run's seeds: the regression seeds `1..=cases()`, which every run
+/// tries, then `fresh()` seeds from a base drawn anew each run, so every
+/// run also tries cases no run tried before. The base is printed;
 /// `LBWATCH_SWEEP_BASE=B` runs those cases again, and a failure names its
 /// case's seed, which `LBWATCH_SWEEP_SEED=N` runs alone.
 #[allow(clippy::print_stderr, clippy::disallowed_methods)] // the base, for a human; test code may read the clock
-fn seeds(test: &str) -> std::ops::RangeInclusive<u64> {
+fn seeds(test: &str) -> Vec<u64> {
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     if let Some(seed) = var("LBWATCH_SWEEP_SEED") {
-        return seed..=seed;
+        return vec![seed];
     }
     let base = var("LBWATCH_SWEEP_BASE").unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        // Small enough that `seed * 1000` cannot overflow.
-        u64::from(nanos % 1_000_000_000)
+        // Past the regression seeds, and small enough that `seed * 1000`
+        // cannot overflow.
+        1_000_000 + u64::from(nanos % 1_000_000_000)
     });
     eprintln!("sweep {test}: LBWATCH_SWEEP_BASE={base}");
-    base + 1..=base + cases()
+    (1..=cases()).chain(base + 1..=base + fresh()).collect()
 }
 
 struct Case {
