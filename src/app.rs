@@ -65,6 +65,9 @@ fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Resu
     }
     if let Some(p) = &password {
         scrubber = scrubber.secret(p.expose());
+        if let Some(user) = &t.username {
+            scrubber = scrubber.basic_auth(user, p.expose());
+        }
     }
     let auth = t.username.clone().map(|u| (u, password));
     let client = match &t.tls {
@@ -144,8 +147,11 @@ async fn scrape_loop(
                 scrape(&s, &metrics, &mut said_empty).await
             } => sample,
         };
-        if tx.send(sample).await.is_err() {
-            return;
+        // A full channel (the detector behind) must not keep this task
+        // from stopping: a reload or shutdown waits for it.
+        tokio::select! {
+            () = stop.cancelled() => return,
+            sent = tx.send(sample) => if sent.is_err() { return },
         }
     }
 }
@@ -539,6 +545,10 @@ impl Daemon {
         *self.shared.targets.write().expect("lock") = configured;
     }
 
+    fn configured(&self, target: &str) -> bool {
+        self.shared.targets.read().expect("lock").contains(target)
+    }
+
     fn save_all(&self, d: &Detector) {
         let names: Vec<String> = d.targets().map(str::to_string).collect();
         for name in names {
@@ -712,6 +722,11 @@ async fn detect_until(
                 continue;
             }
         };
+        // A sample of a target a reload removed, scraped before it: the
+        // detector would take it for a new target.
+        if !daemon.configured(&sample.target) {
+            continue;
+        }
         pipeline.step(&sample)?;
     }
 }

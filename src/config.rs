@@ -440,10 +440,18 @@ fn without_values(message: &str) -> String {
         })
         .filter(|l| !l.trim().is_empty())
         .collect();
+    // Numbers are quoted with backticks (`invalid type: integer `123``),
+    // as are the names of keys, which stay.
+    let text = ["integer `", "floating point `", "character `"]
+        .iter()
+        .fold(kept.join(": "), |t, what| hide_after(&t, what, '`'));
     let mut out = String::new();
     let mut quoted = false;
-    for c in kept.join(": ").chars() {
+    let mut escaped = false;
+    for c in text.chars() {
         match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
             '"' if quoted => {
                 out.push_str("…\"");
                 quoted = false;
@@ -456,6 +464,21 @@ fn without_values(message: &str) -> String {
             _ => {}
         }
     }
+    out
+}
+
+/// `text` with what follows each `opening` up to `close` replaced by `…`.
+fn hide_after(text: &str, opening: &str, close: char) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(opening) {
+        out.push_str(&rest[..i + opening.len()]);
+        rest = &rest[i + opening.len()..];
+        let end = rest.find(close).unwrap_or(rest.len());
+        out.push('…');
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -1048,7 +1071,12 @@ url = "https://x/"
 [[notifiers]]
 kind = "alertmanager"
 url = "https://am/"
-queue_size = "s3cret-in-the-wrong-place"
+queue_size = "s3cret-in-the-\"wrong\" place"
+
+[[notifiers]]
+kind = "webhook"
+url = "https://hooks.example/y"
+headers = { X-Api-Key = 982347611 }
 
 [[notifiers]]
 kind = "alertmanager"
@@ -1067,13 +1095,16 @@ hot_ratio = 0.5
             "notifiers[2]: unknown field `headers`",
             "notifiers[3]: missing field `kind`",
             "notifiers[4]: invalid type",
-            "notifiers[5].url: missing",
-            "notifiers[5].resend_interval: 0s is invalid",
+            "notifiers[5]: invalid type: integer `…`, expected a string",
+            "notifiers[6].url: missing",
+            "notifiers[6].resend_interval: 0s is invalid",
             "detection.skew.hot_ratio: 0.5",
         ] {
             assert!(text.contains(part), "{part:?} missing from\n{text}");
         }
-        assert!(!text.contains("s3cret"), "a secret leaked: {text}");
+        for secret in ["s3cret", "wrong", "place", "982347611"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
     }
 
     #[test]

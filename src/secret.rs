@@ -148,13 +148,21 @@ impl Scrubber {
         let encoded =
             percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
                 .to_string();
+        let lower_hex = lowercase_escapes(&encoded);
         let decoded = percent_encoding::percent_decode_str(secret)
             .decode_utf8_lossy()
             .into_owned();
         let json = serde_json::to_string(secret).unwrap_or_default();
         let json = json.trim_matches('"').to_string();
         let slashed = json.replace('/', "\\/");
-        for n in [secret.to_string(), encoded, decoded, json, slashed] {
+        for n in [
+            secret.to_string(),
+            encoded,
+            lower_hex,
+            decoded,
+            json,
+            slashed,
+        ] {
             if !n.is_empty() && !self.needles.contains(&n) {
                 self.needles.push(n);
             }
@@ -177,8 +185,13 @@ impl Scrubber {
         let Ok(u) = reqwest::Url::parse(url) else {
             return self;
         };
+        if !u.username().is_empty() {
+            // An API key is often the user part.
+            self = self.secret(u.username());
+        }
         if let Some(p) = u.password() {
             self = self.secret(p);
+            self = self.basic_auth(&decode(u.username()), &decode(p));
         }
         if u.path().len() > 1 {
             self = self.secret(u.path());
@@ -202,6 +215,24 @@ impl Scrubber {
             self = self.part(v);
         }
         self
+    }
+
+    /// Credentials sent as HTTP basic auth: their base64 form, which a page
+    /// echoing the request's headers shows.
+    pub fn basic_auth(self, user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.secret(&b64)
+    }
+
+    /// A header value: whole, and its credential without the scheme word
+    /// (`Bearer`, `Basic`), which a receiver may echo alone.
+    pub fn header(self, value: &str) -> Self {
+        let s = self.secret(value);
+        match value.split_once(' ') {
+            Some((_, credential)) => s.part(credential.trim()),
+            None => s,
+        }
     }
 
     /// A part of a URL that may be a token: one too short to be one (`v=1`)
@@ -232,6 +263,30 @@ impl Scrubber {
         }
         out
     }
+}
+
+/// `%2F` as `%2f`: some servers echo escapes in lower case.
+fn lowercase_escapes(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut hex = 0;
+    for c in encoded.chars() {
+        if c == '%' {
+            hex = 2;
+            out.push(c);
+        } else if hex > 0 {
+            hex -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn decode(part: &str) -> String {
+    percent_encoding::percent_decode_str(part)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl fmt::Debug for Scrubber {
@@ -363,6 +418,24 @@ mod tests {
                 assert!(!out.contains(secret), "{secret} shows in {out}");
             }
             assert!(out.contains("***"), "{out}");
+        }
+        // The user part of a URL, basic auth's base64, a bearer token
+        // echoed without its scheme word, escapes in lower case.
+        let s2 = Scrubber::default()
+            .url("https://sk_live_k3y@api.example/hook")
+            .url("http://admin:pa%40ss@lb/stats")
+            .header("Bearer T0kenAloneEchoed")
+            .secret("a/b+c");
+        for echo in [
+            "Invalid API key: sk_live_k3y",
+            "Authorization: Basic YWRtaW46cGFAc3M=",
+            "invalid token T0kenAloneEchoed",
+            "next=a%2fb%2bc",
+        ] {
+            let out = s2.scrub(echo);
+            for secret in ["sk_live", "YWRtaW46", "T0kenAlone", "a%2fb"] {
+                assert!(!out.contains(secret), "{secret} shows in {out}");
+            }
         }
         // An excerpt that cut a token short.
         let cut = s.scrub("redirected to /api/webhooks/123/AbCdEfGhIj...");

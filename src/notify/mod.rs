@@ -67,7 +67,7 @@ impl Receiver {
                 .map(|(_, v)| v)
                 .chain(secret)
                 .fold(Scrubber::default().url(url.expose()), |s, v| {
-                    s.secret(v.expose())
+                    s.header(v.expose())
                 }),
             Receiver::PagerDuty { url, routing_key } => Scrubber::default()
                 .url(url.expose())
