@@ -185,12 +185,12 @@ pub(super) async fn stream_loop(n: &Arc<Notifier>, client: &reqwest::Client) {
                         );
                     }
                 }
-                acknowledge(n, last).await;
+                acknowledge(n, last);
             }
             Err(SendError::Refused(why)) => {
                 tracing::error!("gave up on {count} notification(s): {why}");
                 n.metrics.notification(&n.name, "failed", count);
-                acknowledge(n, last).await;
+                acknowledge(n, last);
             }
             Err(SendError::Retry(why)) => {
                 n.metrics.notification(&n.name, "retried", count);
@@ -205,12 +205,12 @@ pub(super) async fn stream_loop(n: &Arc<Notifier>, client: &reqwest::Client) {
 }
 
 /// Marks everything up to `seq` done. The journal write (and, now and
-/// then, its rewrite) waits on the disk: off the runtime's workers.
-async fn acknowledge(n: &Arc<Notifier>, seq: u64) {
-    let n = n.clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || n.acknowledge(seq)).await {
-        tracing::error!("acknowledging up to {seq}: {e}");
-    }
+/// then, its rewrite) waits on the disk: the worker hands its other tasks
+/// to another thread meanwhile. It is not a detached blocking task: the
+/// delivery task ends only once the write has, and a reload opens the same
+/// journal right after.
+fn acknowledge(n: &Notifier, seq: u64) {
+    tokio::task::block_in_place(|| n.acknowledge(seq));
 }
 
 impl Notifier {
@@ -279,7 +279,7 @@ pub(super) async fn alertmanager_loop(n: &Arc<Notifier>, client: &reqwest::Clien
                     );
                 }
                 if let Some(seq) = last {
-                    acknowledge(n, seq).await;
+                    acknowledge(n, seq);
                 }
                 let next_resend = tokio::time::Instant::now() + *resend;
                 tokio::select! {
