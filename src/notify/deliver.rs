@@ -1,6 +1,5 @@
 //! The delivery tasks: requests, retries and acknowledgements.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::{payload, Notifier, Receiver};
@@ -121,7 +120,7 @@ fn retryable(status: u16) -> bool {
 }
 
 /// Webhook and PagerDuty: every event, in order, once each.
-pub(super) async fn stream_loop(n: &Arc<Notifier>, client: &reqwest::Client) {
+pub(super) async fn stream_loop(n: &Notifier, client: &reqwest::Client) {
     let mut backoff = Backoff::new();
     let mut failing_since: Option<String> = None;
     loop {
@@ -228,7 +227,7 @@ impl Notifier {
 /// re-sent every `resend` interval with a lease of 4 intervals, so an
 /// Alertmanager that restarted empty has them back within one interval, and
 /// an lbwatch that died lets its alerts expire instead of firing forever.
-pub(super) async fn alertmanager_loop(n: &Arc<Notifier>, client: &reqwest::Client) {
+pub(super) async fn alertmanager_loop(n: &Notifier, client: &reqwest::Client) {
     let Receiver::Alertmanager { url, resend } = &n.receiver else {
         return;
     };
