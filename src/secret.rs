@@ -252,16 +252,31 @@ impl Scrubber {
             .needles
             .iter()
             .fold(text.to_string(), |t, n| t.replace(n.as_str(), "***"));
-        for n in &self.needles {
-            for (i, _) in n.char_indices().rev().filter(|(i, _)| *i >= CUT_PREFIX) {
-                let head = &n[..i];
-                if let Some(rest) = out.strip_suffix(head) {
-                    out = format!("{rest}***");
-                }
-                out = out.replace(&format!("{head}..."), "***...");
+        // Where an excerpt may have cut: before each `...`, and the end.
+        // From the back, so that the places before stay where they are.
+        let mut cuts: Vec<usize> = out.match_indices("...").map(|(i, _)| i).collect();
+        cuts.push(out.len());
+        for &end in cuts.iter().rev() {
+            if let Some(k) = self.cut_start(&out[..end]) {
+                out.replace_range(end - k..end, "***");
             }
         }
         out
+    }
+
+    /// The length of the longest start of a secret (`CUT_PREFIX` bytes or
+    /// more) that `before` ends with.
+    fn cut_start(&self, before: &str) -> Option<usize> {
+        self.needles
+            .iter()
+            .filter_map(|n| {
+                n.char_indices()
+                    .map(|(i, _)| i)
+                    .filter(|&i| i >= CUT_PREFIX)
+                    .rev()
+                    .find(|&i| before.ends_with(&n[..i]))
+            })
+            .max()
     }
 }
 
