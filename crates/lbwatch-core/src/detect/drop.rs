@@ -394,10 +394,10 @@ mod tests {
     #[test]
     fn the_end_of_a_long_surge_is_not_a_drop() {
         let mut t = Clocked::default();
-        run(&mut t, 10.0, &[10.0; 360]); // 1 req/s for an hour
-                                         // A 2000x batch surge for 90 minutes: the hour's median is the
-                                         // surge; the return to 1 req/s is 0.05% of it, but the day has
-                                         // seen that level.
+        // 1 req/s for an hour, then a 2000x batch surge for 90 minutes:
+        // the hour's median is the surge; the return to 1 req/s is 0.05% of
+        // it, but the day has seen that level.
+        run(&mut t, 10.0, &[10.0; 360]);
         run(&mut t, 10.0, &[20_000.0; 540]);
         assert!(!run(&mut t, 10.0, &[10.0; 360]).contains(&Verdict::Fire));
         // Had it never been seen, it would read as a stop.
