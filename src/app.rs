@@ -89,8 +89,7 @@ fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Resu
         t.max_response_bytes,
         auth,
     );
-    let parse = crate::source::build(t.kind, t.mapping.as_ref())
-        .map_err(|e| anyhow::anyhow!("targets[{i}].mapping: {e}"))?;
+    let parse = t.format.parser();
     Ok(Scraper {
         name: t.name.clone(),
         parse,

@@ -124,13 +124,16 @@ impl HttpConfig {
 }
 
 /// `[[targets]]`: one load balancer's stats endpoint.
+///
+/// Unknown keys are refused by `format`, which takes the keys this struct
+/// does not: serde cannot deny them here as well as flatten.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// Appears as `target` in samples, alerts and metrics.
     pub name: String,
-    /// The stats format.
-    pub kind: crate::source::Kind,
+    /// `kind`, and the keys only that kind takes (`mapping`).
+    #[serde(flatten)]
+    pub format: crate::source::Format,
     /// `http(s)://...` or `unix:///path/to/admin.sock` (HAProxy runtime API).
     #[serde(default)]
     pub url: SecretUrl,
@@ -157,9 +160,6 @@ pub struct TargetConfig {
     pub password_file: Option<PathBuf>,
     #[serde(default)]
     pub password_env: Option<String>,
-    /// For `kind = "prometheus"`: which metrics and labels are what.
-    #[serde(default)]
-    pub mapping: Option<crate::source::prometheus::Mapping>,
     /// For an `https://` endpoint: its CA, a client certificate (mTLS).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -584,7 +584,13 @@ fn entries<T: serde::de::DeserializeOwned>(
                 read.push(t);
                 at.push(i);
             }
-            Err(e) => errors.push(format!("{what}[{i}]: {}", without_values(&e.to_string()))),
+            Err(e) => errors.push(format!(
+                "{what}[{i}]: {}",
+                // What serde says of a key an empty kind variant (a target
+                // of a kind without keys of its own) does not take.
+                without_values(&e.to_string())
+                    .replace(", there are no fields", ": not a key of this kind")
+            )),
         }
     }
     (read, at)
@@ -639,9 +645,6 @@ impl FileConfig {
                     key("name"),
                     t.name
                 ));
-            }
-            if let Err(why) = crate::source::build(t.kind, t.mapping.as_ref()) {
-                errs.push(format!("{}: {why}", key("mapping")));
             }
             let secret_url = t.url_file.is_some() || t.url_env.is_some();
             if secret_url && !t.url.expose().is_empty()
@@ -1105,6 +1108,39 @@ hot_ratio = 0.5
         for secret in ["s3cret", "wrong", "place", "982347611"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
+    }
+
+    #[test]
+    fn each_target_kind_takes_its_own_keys() {
+        let mapping = "[targets.mapping]\npool_label = \"service\"\nrequests = { metric = \"x_total\" }\n";
+        let e = load_text(
+            &format!(
+                "[[targets]]\nname = \"a\"\nkind = \"haproxy\"\nurl = \"http://lb/\"\n{mapping}\n\
+                 [[targets]]\nname = \"b\"\nkind = \"prometheus\"\nurl = \"http://lb/\"\n\n\
+                 [[targets]]\nname = \"c\"\nkind = \"envoy\"\nurl = \"http://lb/\"\nintervall = \"1s\"\n\n\
+                 [[targets]]\nname = \"d\"\nkind = \"prometheus\"\nurl = \"http://lb/\"\n{mapping}"
+            ),
+            &[],
+        )
+        .unwrap_err();
+        let text = e.lines().join("\n");
+        for part in [
+            "targets[0]: unknown field `mapping`: not a key of this kind",
+            "targets[1]: missing field `mapping`",
+            "targets[2]: unknown field `intervall`: not a key of this kind",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from\n{text}");
+        }
+        assert!(!text.contains("targets[3]"), "{text}");
+        let ok = load_text(
+            &format!("[[targets]]\nname = \"d\"\nkind = \"prometheus\"\nurl = \"http://lb/\"\n{mapping}"),
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(
+            &ok.targets[0].format,
+            crate::source::Format::Prometheus { mapping } if mapping.pool_label == "service"
+        ));
     }
 
     #[test]

@@ -280,7 +280,7 @@ pub async fn demo(
         },
         targets: vec![TargetConfig {
             name: "lb-demo".into(),
-            kind: crate::source::Kind::Haproxy,
+            format: crate::source::Format::Haproxy {},
             url: crate::secret::SecretUrl::new(&url),
             url_file: None,
             url_env: None,
@@ -290,7 +290,6 @@ pub async fn demo(
             username: None,
             password_file: None,
             password_env: None,
-            mapping: None,
             tls: None,
         }],
         notifiers: vec![],

@@ -514,7 +514,7 @@ fn check_config_accepts_the_example_and_lists_every_error() {
     );
     let bad = write_config(
         "bad.toml",
-        "[http]\nlisten = \"everywhere\"\n\n[[targets]]\nname = \"a\"\nkind = \"f5\"\nurl = \"http://f5/\"\n\n[[targets]]\nname = \"b\"\nkind = \"haproxy\"\nurl = \"ftp://x\"\ninterval = \"10ms\"\n\n[[targets]]\nname = \"b\"\nkind = \"prometheus\"\nurl = \"http://127.0.0.1:1/stats\"\n\n[[notifiers]]\nkind = \"webhook\"\n",
+        "[http]\nlisten = \"everywhere\"\n\n[[targets]]\nname = \"a\"\nkind = \"f5\"\nurl = \"http://f5/\"\n\n[[targets]]\nname = \"b\"\nkind = \"haproxy\"\nurl = \"ftp://x\"\ninterval = \"10ms\"\n\n[[targets]]\nname = \"b\"\nkind = \"envoy\"\nurl = \"http://127.0.0.1:1/stats\"\n\n[[targets]]\nname = \"c\"\nkind = \"prometheus\"\nurl = \"http://127.0.0.1:1/stats\"\n\n[[notifiers]]\nkind = \"webhook\"\n",
     );
     let out = lbwatch().arg("check-config").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -525,7 +525,7 @@ fn check_config_accepts_the_example_and_lists_every_error() {
         "targets[1].url: \"ftp://x\" is invalid",
         "targets[1].interval: 0.01s is invalid",
         "targets[2].name: \"b\" is invalid: another target has that name",
-        "targets[2].mapping: a prometheus target needs a [targets.mapping]",
+        "targets[3]: missing field `mapping`",
         "notifiers[0].url: missing",
     ] {
         assert!(stderr.contains(want), "{want:?} missing from:\n{stderr}");

@@ -12,46 +12,45 @@ use crate::model::ServerStat;
 /// A parser: bytes of one stats page to its servers.
 pub type Parser = fn(&[u8]) -> Result<Parsed, SourceError>;
 
-/// A target's `kind`: the stats format it serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
+/// A target's `kind`, with what only that kind takes: the stats format it
+/// serves. The variants are empty structs, not units, so that a key another
+/// kind takes (a `mapping` on an HAProxy target) is an unknown key here.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Format {
     /// HAProxy's stats CSV (`/stats;csv` or the runtime API's `show stat`).
-    Haproxy,
+    Haproxy {},
     /// HAProxy's Prometheus exporters (built-in or haproxy_exporter).
-    HaproxyPrometheus,
+    HaproxyPrometheus {},
     /// Envoy's admin `/clusters` (JSON or text).
-    Envoy,
+    Envoy {},
     /// NGINX Plus API upstreams.
-    NginxPlus,
+    NginxPlus {},
     /// nginx-module-vts' JSON.
-    NginxVts,
+    NginxVts {},
     /// Any Prometheus endpoint, read through the target's `mapping`.
-    Prometheus,
+    Prometheus { mapping: prometheus::Mapping },
 }
 
-/// A target's parser, with its mapping where the kind needs one.
+/// A target's parser, with its mapping where the kind has one.
 pub type BoxedParser = Box<dyn Fn(&[u8]) -> Result<Parsed, SourceError> + Send + Sync>;
 
-/// The parser of `kind`; a prometheus target needs a mapping, no other
-/// kind takes one.
-pub fn build(kind: Kind, mapping: Option<&prometheus::Mapping>) -> Result<BoxedParser, String> {
-    let fixed: Parser = match (kind, mapping) {
-        (Kind::Prometheus, Some(m)) => {
-            let m = m.clone();
-            return Ok(Box::new(move |bytes| prometheus::parse_mapped(bytes, &m)));
-        }
-        (Kind::Prometheus, None) => {
-            return Err("a prometheus target needs a [targets.mapping]".into())
-        }
-        (_, Some(_)) => return Err("only a prometheus target takes a mapping".into()),
-        (Kind::Haproxy, None) => haproxy_csv::parse,
-        (Kind::HaproxyPrometheus, None) => prometheus::parse_haproxy,
-        (Kind::Envoy, None) => envoy::parse,
-        (Kind::NginxPlus, None) => nginx::parse_plus,
-        (Kind::NginxVts, None) => nginx::parse_vts,
-    };
-    Ok(Box::new(fixed))
+impl Format {
+    /// The parser of this format.
+    pub fn parser(&self) -> BoxedParser {
+        let fixed: Parser = match self {
+            Format::Prometheus { mapping } => {
+                let m = mapping.clone();
+                return Box::new(move |bytes| prometheus::parse_mapped(bytes, &m));
+            }
+            Format::Haproxy {} => haproxy_csv::parse,
+            Format::HaproxyPrometheus {} => prometheus::parse_haproxy,
+            Format::Envoy {} => envoy::parse,
+            Format::NginxPlus {} => nginx::parse_plus,
+            Format::NginxVts {} => nginx::parse_vts,
+        };
+        Box::new(fixed)
+    }
 }
 
 /// The servers of one scrape, and the rows that could not be read.
