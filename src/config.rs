@@ -1112,7 +1112,8 @@ hot_ratio = 0.5
 
     #[test]
     fn each_target_kind_takes_its_own_keys() {
-        let mapping = "[targets.mapping]\npool_label = \"service\"\nrequests = { metric = \"x_total\" }\n";
+        let mapping =
+            "[targets.mapping]\npool_label = \"service\"\nrequests = { metric = \"x_total\" }\n";
         let e = load_text(
             &format!(
                 "[[targets]]\nname = \"a\"\nkind = \"haproxy\"\nurl = \"http://lb/\"\n{mapping}\n\
@@ -1133,7 +1134,9 @@ hot_ratio = 0.5
         }
         assert!(!text.contains("targets[3]"), "{text}");
         let ok = load_text(
-            &format!("[[targets]]\nname = \"d\"\nkind = \"prometheus\"\nurl = \"http://lb/\"\n{mapping}"),
+            &format!(
+                "[[targets]]\nname = \"d\"\nkind = \"prometheus\"\nurl = \"http://lb/\"\n{mapping}"
+            ),
             &[],
         )
         .unwrap();

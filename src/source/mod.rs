@@ -29,7 +29,7 @@ pub enum Format {
     /// nginx-module-vts' JSON.
     NginxVts {},
     /// Any Prometheus endpoint, read through the target's `mapping`.
-    Prometheus { mapping: prometheus::Mapping },
+    Prometheus { mapping: Box<prometheus::Mapping> },
 }
 
 /// A target's parser, with its mapping where the kind has one.
@@ -40,7 +40,7 @@ impl Format {
     pub fn parser(&self) -> BoxedParser {
         let fixed: Parser = match self {
             Format::Prometheus { mapping } => {
-                let m = mapping.clone();
+                let m = (**mapping).clone();
                 return Box::new(move |bytes| prometheus::parse_mapped(bytes, &m));
             }
             Format::Haproxy {} => haproxy_csv::parse,
