@@ -42,7 +42,6 @@ use super::config::{DetectConfig, DropConfig};
 use super::history::History;
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::stats::{decay, poisson_at_most};
-use super::text::{duration, pct, rate};
 
 /// A stop runs below this fraction of the day's lowest quarter-hour: well
 /// below anything the pool did on its own ...
@@ -82,35 +81,6 @@ pub struct DropFinding {
     pub secs: f64,
     /// The longest natural lull on record, in seconds (0: none).
     pub longest_lull: f64,
-}
-
-impl DropFinding {
-    /// "0.21 req/s, 0.12% of its usual 167 req/s, for 1m40s, 2.1x its
-    /// longest natural lull (48s)": what a summary says of a stop.
-    pub fn numbers(&self) -> String {
-        format!(
-            "{} req/s, {} of its usual {} req/s, for {}{}",
-            rate(self.rate),
-            pct(self.rate / self.baseline_rate),
-            rate(self.baseline_rate),
-            duration(self.secs),
-            self.lulls()
-        )
-    }
-
-    /// ", 2.1x its longest natural lull (1m40s)", or nothing when no lull
-    /// is on record.
-    fn lulls(&self) -> String {
-        if self.longest_lull > 0.0 {
-            format!(
-                ", {:.1}x its longest natural lull ({})",
-                self.secs / self.longest_lull,
-                duration(self.longest_lull)
-            )
-        } else {
-            String::new()
-        }
-    }
 }
 
 /// A drop fires as soon as its stop is long and significant enough (the

@@ -14,7 +14,7 @@ use super::skew::{
     concentration_test, follows_weights, offends, share_test, Basis, SkewFinding, Window,
 };
 use super::stats::decay;
-use super::text::{pool_error_summary, server_error_summary, skew_summary};
+use super::text::{self, pool_error_summary, server_error_summary, skew_summary};
 use crate::model::{AlertName, ServerStat, Severity};
 
 /// An interval's length and the baselines' decay over it, shared by the
@@ -197,11 +197,7 @@ impl PoolState {
             None,
             || {
                 let f = finding.expect("a drop fires only with a finding");
-                let text = format!(
-                    "pool {name} receives {}{}",
-                    f.numbers(),
-                    ctx.context(since, change)
-                );
+                let text = text::pool_drop_summary(name, &f, &ctx.context(since, change));
                 (text, Some(f.rate / f.baseline_rate))
             },
         );
@@ -253,16 +249,17 @@ impl PoolState {
             } else {
                 s.down.end()
             };
-            let kind = if s.backup { "backup server" } else { "server" };
-            emit.transition(t, AlertName::ServerDown, Severity::Warning, Some(&name), Some(&s.name), || {
-                (
-                    format!(
-                        "{kind} {} of pool {name} is down by the LB's health check ({down} of {listed} servers down)",
-                        s.name
-                    ),
-                    Some(down as f64),
-                )
-            });
+            emit.transition(
+                t,
+                AlertName::ServerDown,
+                Severity::Warning,
+                Some(&name),
+                Some(&s.name),
+                || {
+                    let text = text::server_down_summary(&s.name, s.backup, &name, down, listed);
+                    (text, Some(down as f64))
+                },
+            );
         }
         self.availability(ctx, emit, &immediate);
     }
@@ -306,29 +303,9 @@ impl PoolState {
             Some(&name),
             None,
             || {
-                let mut why = Vec::new();
-                if !down.is_empty() {
-                    why.push(format!(
-                        "{} down by the LB's health check ({})",
-                        down.len(),
-                        names_of(&down)
-                    ));
-                }
-                if !out.is_empty() {
-                    why.push(format!(
-                        "{} in maintenance or drained ({})",
-                        out.len(),
-                        names_of(&out)
-                    ));
-                }
-                (
-                    format!(
-                        "no server of pool {name} can serve: of {listed} listed, {}{}",
-                        why.join(" and "),
-                        ctx.context(Some(ctx.ts), change)
-                    ),
-                    Some(0.0),
-                )
+                let context = ctx.context(Some(ctx.ts), change);
+                let text = text::unavailable_summary(&name, listed, &down, &out, &context);
+                (text, Some(0.0))
             },
         );
     }
@@ -351,29 +328,14 @@ impl PoolState {
         if !self.reweighted.is_empty() && !ctx.first {
             self.last_change = Some(Change {
                 at: ctx.ts,
-                what: names_of(&self.reweighted),
+                what: text::names_of(&self.reweighted),
             });
         }
         if changed {
-            let mut what = Vec::new();
-            if !self.left.is_empty() {
-                what.push(format!(
-                    "{} of {} servers left ({})",
-                    self.left.len(),
-                    now + self.left.len() - self.joined.len(),
-                    names_of(&self.left)
-                ));
-            }
-            if !self.joined.is_empty() {
-                what.push(format!(
-                    "{} joined ({})",
-                    self.joined.len(),
-                    names_of(&self.joined)
-                ));
-            }
+            let before = now + self.left.len() - self.joined.len();
             self.last_change = Some(Change {
                 at: ctx.ts,
-                what: what.join(", "),
+                what: text::membership_change(&self.left, before, &self.joined),
             });
         }
         let t = self.membership.step(verdict, ctx.ts, &hold);
@@ -386,18 +348,9 @@ impl PoolState {
             None,
             || {
                 let what = change.map(|c| c.what).unwrap_or_default();
-                let reload = ctx
-                    .reload_at
-                    .filter(|&r| ctx.ts.secs_since(r) <= 300.0)
-                    .map(|r| format!(", right after the LB reloaded at {}", super::text::hms(r)))
-                    .unwrap_or_default();
-                (
-                    format!(
-                        "pool {name} changed: {what}; {now} server{} listed now{reload}",
-                        if now == 1 { "" } else { "s" }
-                    ),
-                    Some(now as f64),
-                )
+                let reload = ctx.reload_at.filter(|&r| ctx.ts.secs_since(r) <= 300.0);
+                let text = text::membership_summary(&name, &what, now, reload);
+                (text, Some(now as f64))
             },
         );
     }
@@ -803,21 +756,6 @@ impl PoolState {
             }
         }
     }
-}
-
-/// A list of at most five items, then how many more.
-fn names_of<T: AsRef<str>>(list: &[T]) -> String {
-    const SHOWN: usize = 5;
-    let mut s = list
-        .iter()
-        .take(SHOWN)
-        .map(AsRef::as_ref)
-        .collect::<Vec<_>>()
-        .join(", ");
-    if list.len() > SHOWN {
-        s.push_str(&format!(" and {} more", list.len() - SHOWN));
-    }
-    s
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::firing::FiringAlert;
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::pool::PoolState;
 use super::server::Taken;
-use super::text::hms;
+use super::text::{scrape_failed_summary, target_drop_summary};
 use crate::model::{AlertName, ServerStat, Severity, Timestamp};
 
 /// Counts of input the detector set aside, for lbwatch's own metrics.
@@ -115,15 +115,19 @@ impl TargetState {
         };
         let t = self.scrape.step(verdict, ts, &immediate());
         let (name, n) = (&self.name, self.fail_streak);
-        emit.transition(t, AlertName::ScrapeFailed, Severity::Critical, None, None, || {
-            (
-                format!(
-                    "{n} consecutive scrapes of {name}'s stats failed since {}: {reason}; lbwatch cannot see this load balancer",
-                    hms(first)
-                ),
-                Some(f64::from(n)),
-            )
-        });
+        emit.transition(
+            t,
+            AlertName::ScrapeFailed,
+            Severity::Critical,
+            None,
+            None,
+            || {
+                (
+                    scrape_failed_summary(name, n, first, &reason),
+                    Some(f64::from(n)),
+                )
+            },
+        );
     }
 
     pub fn observe_servers(
@@ -175,16 +179,20 @@ impl TargetState {
             let t = self.rate.life.step(verdict, ts, &drop_persistence());
             let name = &self.name;
             let pools = self.pools.iter().filter(|p| p.listed).count();
-            emit.transition(t, AlertName::TrafficDrop, Severity::Critical, None, None, || {
-                let f = finding.expect("a drop fires only with a finding");
-                (
-                    format!(
-                        "{name} passes to its {pools} pools {}, while its stats answer: the load balancer is not routing traffic",
-                        f.numbers(),
-                    ),
-                    Some(f.rate / f.baseline_rate),
-                )
-            });
+            emit.transition(
+                t,
+                AlertName::TrafficDrop,
+                Severity::Critical,
+                None,
+                None,
+                || {
+                    let f = finding.expect("a drop fires only with a finding");
+                    (
+                        target_drop_summary(name, pools, &f),
+                        Some(f.rate / f.baseline_rate),
+                    )
+                },
+            );
         }
         // The pools learn whether the target's drop covers them.
         ctx.target_drop_active = self.rate.life.active();

@@ -1,6 +1,7 @@
 //! Numbers as an on-call engineer reads them at 3 a.m.: "97%", "0.6%",
 //! "1234 req/s", "0.42 req/s", "14:00:05Z".
 
+use super::drop::DropFinding;
 use super::evidence::ErrorFinding;
 use super::skew::{SkewFinding, SkewKind};
 use crate::model::Timestamp;
@@ -111,6 +112,136 @@ pub fn server_error_summary(server: &str, pool: &str, f: &ErrorFinding, context:
         pct(f.ratio),
         error_numbers(f)
     )
+}
+
+/// "0.21 req/s, 0.12% of its usual 167 req/s, for 1m40s, 2.1x its
+/// longest natural lull (48s)": what a summary says of a stop.
+fn drop_numbers(f: &DropFinding) -> String {
+    let lulls = if f.longest_lull > 0.0 {
+        format!(
+            ", {:.1}x its longest natural lull ({})",
+            f.secs / f.longest_lull,
+            duration(f.longest_lull)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{} req/s, {} of its usual {} req/s, for {}{lulls}",
+        rate(f.rate),
+        pct(f.rate / f.baseline_rate),
+        rate(f.baseline_rate),
+        duration(f.secs),
+    )
+}
+
+/// A pool's TrafficDrop.
+pub fn pool_drop_summary(pool: &str, f: &DropFinding, context: &str) -> String {
+    format!("pool {pool} receives {}{context}", drop_numbers(f))
+}
+
+/// A target's TrafficDrop: every pool at once, while the stats answer.
+pub fn target_drop_summary(target: &str, pools: usize, f: &DropFinding) -> String {
+    format!(
+        "{target} passes to its {pools} pools {}, while its stats answer: the load balancer is not routing traffic",
+        drop_numbers(f)
+    )
+}
+
+/// ScrapeFailed: `n` failures in a row since `first`, and the last reason.
+pub fn scrape_failed_summary(target: &str, n: u32, first: Timestamp, reason: &str) -> String {
+    format!(
+        "{n} consecutive scrapes of {target}'s stats failed since {}: {reason}; lbwatch cannot see this load balancer",
+        hms(first)
+    )
+}
+
+/// ServerDown: `down` of `listed` servers of the pool are down.
+pub fn server_down_summary(
+    server: &str,
+    backup: bool,
+    pool: &str,
+    down: usize,
+    listed: usize,
+) -> String {
+    let kind = if backup { "backup server" } else { "server" };
+    format!(
+        "{kind} {server} of pool {pool} is down by the LB's health check ({down} of {listed} servers down)"
+    )
+}
+
+/// PoolUnavailable: which listed servers are down and which are out of
+/// rotation.
+pub fn unavailable_summary(
+    pool: &str,
+    listed: usize,
+    down: &[&str],
+    out: &[&str],
+    context: &str,
+) -> String {
+    let mut why = Vec::new();
+    if !down.is_empty() {
+        why.push(format!(
+            "{} down by the LB's health check ({})",
+            down.len(),
+            names_of(down)
+        ));
+    }
+    if !out.is_empty() {
+        why.push(format!(
+            "{} in maintenance or drained ({})",
+            out.len(),
+            names_of(out)
+        ));
+    }
+    format!(
+        "no server of pool {pool} can serve: of {listed} listed, {}{context}",
+        why.join(" and ")
+    )
+}
+
+/// What a membership change did: "1 of 4 servers left (web-3), 1 joined
+/// (web-5)"; `before` is how many were listed before it.
+pub fn membership_change<T: AsRef<str>>(left: &[T], before: usize, joined: &[T]) -> String {
+    let mut what = Vec::new();
+    if !left.is_empty() {
+        what.push(format!(
+            "{} of {before} servers left ({})",
+            left.len(),
+            names_of(left)
+        ));
+    }
+    if !joined.is_empty() {
+        what.push(format!("{} joined ({})", joined.len(), names_of(joined)));
+    }
+    what.join(", ")
+}
+
+/// PoolMembershipChanged, with the reload it followed (if recent).
+pub fn membership_summary(pool: &str, what: &str, now: usize, reload: Option<Timestamp>) -> String {
+    let reload = reload
+        .map(|r| format!(", right after the LB reloaded at {}", hms(r)))
+        .unwrap_or_default();
+    format!(
+        "pool {pool} changed: {what}; {now} server{} listed now{reload}",
+        if now == 1 { "" } else { "s" }
+    )
+}
+
+/// Up to a few names, then how many more: a summary stays one line even
+/// when a hundred servers change.
+pub fn names_of<T: AsRef<str>>(list: &[T]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = list
+        .iter()
+        .take(SHOWN)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > SHOWN {
+        s.push_str(&format!(" and {} more", list.len() - SHOWN));
+    }
+    s
 }
 
 #[cfg(test)]
