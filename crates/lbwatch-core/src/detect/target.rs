@@ -123,7 +123,7 @@ impl TargetState {
             None,
             || {
                 (
-                    scrape_failed_summary(name, n, first, &reason),
+                    scrape_failed_summary(name, n, first, reason),
                     Some(f64::from(n)),
                 )
             },
