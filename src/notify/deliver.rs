@@ -237,20 +237,12 @@ pub(super) async fn alertmanager_loop(n: &Notifier, client: &reqwest::Client) {
     loop {
         let (body, last, count, accepted) = {
             let outbox = n.outbox.lock().expect("outbox lock");
-            let now = crate::clock::now();
-            let lease = Timestamp::from_micros(now.micros() + (resend.as_micros() as i64) * 4);
-            let alerts: Vec<_> = outbox
-                .latest()
-                .filter(|(e, _)| {
-                    e.state == AlertState::Firing || now.secs_since(e.ts) <= RESOLVED_RESEND
-                })
-                .collect();
+            let (body, count) = alert_set(&outbox, crate::clock::now(), *resend, &n.external_url);
             let pending = outbox.pending(usize::MAX);
             (
-                (!alerts.is_empty())
-                    .then(|| payload::alertmanager(&alerts, lease, &n.external_url)),
+                body,
                 pending.last().map(|e| e.seq),
-                alerts.len() as u64,
+                count,
                 pending
                     .iter()
                     .filter_map(|e| e.accepted)
@@ -305,9 +297,84 @@ pub(super) async fn alertmanager_loop(n: &Notifier, client: &reqwest::Client) {
     }
 }
 
+/// What Alertmanager is told at `now`: every alert firing, and those
+/// resolved in the last `RESOLVED_RESEND`, leased for 4 resend intervals;
+/// `None` when there is nothing to say. Also how many alerts that is.
+fn alert_set(
+    outbox: &super::outbox::Outbox,
+    now: Timestamp,
+    resend: Duration,
+    external_url: &str,
+) -> (Option<Vec<u8>>, u64) {
+    let lease = Timestamp::from_micros(now.micros() + (resend.as_micros() as i64) * 4);
+    let alerts: Vec<_> = outbox
+        .latest()
+        .filter(|(e, _)| e.state == AlertState::Firing || now.secs_since(e.ts) <= RESOLVED_RESEND)
+        .collect();
+    let body = (!alerts.is_empty()).then(|| payload::alertmanager(&alerts, lease, external_url));
+    (body, alerts.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{AlertEvent, AlertName, Severity};
+
+    fn event(state: AlertState, server: &str, secs: i64) -> AlertEvent {
+        AlertEvent {
+            ts: Timestamp::from_micros(secs * 1_000_000),
+            state,
+            alert: AlertName::ServerDown,
+            severity: Severity::Warning,
+            target: "lb1".into(),
+            pool: Some("web".into()),
+            server: Some(server.into()),
+            summary: Some(format!("{server} is down")),
+            value: Some(1.0),
+        }
+    }
+
+    #[test]
+    fn alertmanager_hears_of_firing_and_recent_resolves_with_a_lease_of_four_intervals() {
+        let dir = std::env::temp_dir().join(format!("lbwatch-deliver-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("am.outbox");
+        let _ = std::fs::remove_file(&path);
+        let mut outbox = super::super::outbox::Outbox::open(&path, 100).unwrap();
+        let t0 = 1_800_000_000;
+        let now = Timestamp::from_micros((t0 + 3600) * 1_000_000);
+        let at = std::time::Instant::now();
+        let (empty, none) = alert_set(&outbox, now, Duration::from_secs(60), "http://h");
+        assert_eq!((empty, none), (None, 0), "nothing to say is no request");
+        let events = [
+            event(AlertState::Firing, "web-1", t0),
+            event(AlertState::Firing, "web-2", t0),
+            event(AlertState::Resolved, "web-2", t0 + 3600 - 600),
+            event(AlertState::Firing, "web-3", t0),
+            event(AlertState::Resolved, "web-3", t0 + 3600 - 1200),
+        ];
+        outbox.push(&events, at).unwrap();
+        let (body, count) = alert_set(&outbox, now, Duration::from_secs(60), "http://h");
+        let body: serde_json::Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        // web-3 resolved 20 minutes ago: past the 15 it is re-sent for.
+        assert_eq!(count, 2);
+        let servers: Vec<&str> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["labels"]["server"].as_str().unwrap())
+            .collect();
+        assert_eq!(servers, ["web-1", "web-2"]);
+        let lease = Timestamp::from_micros(now.micros() + 240 * 1_000_000);
+        let firing = &body.as_array().unwrap()[0];
+        assert_eq!(firing["endsAt"], serde_json::json!(lease));
+        let resolved = &body.as_array().unwrap()[1];
+        assert_eq!(
+            resolved["endsAt"],
+            serde_json::json!(Timestamp::from_micros((t0 + 3000) * 1_000_000))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn only_throttling_timeouts_and_server_errors_are_retried() {
