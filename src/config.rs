@@ -646,70 +646,7 @@ impl FileConfig {
                     t.name
                 ));
             }
-            let secret_url = t.url_file.is_some() || t.url_env.is_some();
-            if secret_url && !t.url.expose().is_empty()
-                || t.url_file.is_some() && t.url_env.is_some()
-            {
-                errs.push(format!(
-                    "{}: set url, url_file or url_env, one of them",
-                    key("url_file")
-                ));
-            } else if t.url.expose().is_empty() && !secret_url {
-                errs.push(format!(
-                    "{}: missing: a target needs url, url_file or url_env",
-                    key("url")
-                ));
-            } else if let Some(why) = (!secret_url)
-                .then(|| crate::endpoint::Endpoint::parse(t.url.expose()).err())
-                .flatten()
-            {
-                errs.push(format!(
-                    "{}: {:?} is invalid: {why}",
-                    key("url"),
-                    t.url.shown()
-                ));
-            }
-            if !(t.interval.0.is_finite() && t.interval.0 >= 0.1) {
-                errs.push(format!(
-                    "{}: {} is invalid: at least 100ms",
-                    key("interval"),
-                    t.interval
-                ));
-            }
-            let timeout = t.timeout();
-            if !(timeout.0.is_finite() && timeout.0 > 0.0) {
-                errs.push(format!(
-                    "{}: {timeout} is invalid: a positive duration",
-                    key("timeout")
-                ));
-            }
-            if t.max_response_bytes < 1024 {
-                errs.push(format!(
-                    "{}: {} is invalid: at least 1024",
-                    key("max_response_bytes"),
-                    t.max_response_bytes
-                ));
-            }
-            if t.password_file.is_some() && t.password_env.is_some() {
-                errs.push(format!(
-                    "{}: set password_file or password_env, not both",
-                    key("password_file")
-                ));
-            }
-            if (t.password_file.is_some() || t.password_env.is_some()) && t.username.is_none() {
-                errs.push(format!("{}: a password needs a username", key("username")));
-            }
-            if let Some(tls) = &t.tls {
-                if tls.cert_file.is_some() != tls.key_file.is_some() {
-                    errs.push(format!(
-                        "{}: a client certificate needs cert_file and key_file",
-                        key("tls.cert_file")
-                    ));
-                }
-                if !secret_url && !t.url.expose().starts_with("https://") {
-                    errs.push(format!("{}: TLS settings need an https:// url", key("tls")));
-                }
-            }
+            errs.extend(validate_target(t, &key));
         }
         let mut notifier_names = std::collections::BTreeSet::new();
         for (n, &i) in self.notifiers.iter().zip(&at.notifiers) {
@@ -723,6 +660,75 @@ impl FileConfig {
         }
         errs
     }
+}
+
+/// The problems of one `[[targets]]` entry besides its name; `key` names
+/// one of its keys.
+fn validate_target(t: &TargetConfig, key: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut errs = Vec::new();
+    let secret_url = t.url_file.is_some() || t.url_env.is_some();
+    if secret_url && !t.url.expose().is_empty() || t.url_file.is_some() && t.url_env.is_some() {
+        errs.push(format!(
+            "{}: set url, url_file or url_env, one of them",
+            key("url_file")
+        ));
+    } else if t.url.expose().is_empty() && !secret_url {
+        errs.push(format!(
+            "{}: missing: a target needs url, url_file or url_env",
+            key("url")
+        ));
+    } else if let Some(why) = (!secret_url)
+        .then(|| crate::endpoint::Endpoint::parse(t.url.expose()).err())
+        .flatten()
+    {
+        errs.push(format!(
+            "{}: {:?} is invalid: {why}",
+            key("url"),
+            t.url.shown()
+        ));
+    }
+    if !(t.interval.0.is_finite() && t.interval.0 >= 0.1) {
+        errs.push(format!(
+            "{}: {} is invalid: at least 100ms",
+            key("interval"),
+            t.interval
+        ));
+    }
+    let timeout = t.timeout();
+    if !(timeout.0.is_finite() && timeout.0 > 0.0) {
+        errs.push(format!(
+            "{}: {timeout} is invalid: a positive duration",
+            key("timeout")
+        ));
+    }
+    if t.max_response_bytes < 1024 {
+        errs.push(format!(
+            "{}: {} is invalid: at least 1024",
+            key("max_response_bytes"),
+            t.max_response_bytes
+        ));
+    }
+    if t.password_file.is_some() && t.password_env.is_some() {
+        errs.push(format!(
+            "{}: set password_file or password_env, not both",
+            key("password_file")
+        ));
+    }
+    if (t.password_file.is_some() || t.password_env.is_some()) && t.username.is_none() {
+        errs.push(format!("{}: a password needs a username", key("username")));
+    }
+    if let Some(tls) = &t.tls {
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            errs.push(format!(
+                "{}: a client certificate needs cert_file and key_file",
+                key("tls.cert_file")
+            ));
+        }
+        if !secret_url && !t.url.expose().starts_with("https://") {
+            errs.push(format!("{}: TLS settings need an https:// url", key("tls")));
+        }
+    }
+    errs
 }
 
 /// Every problem of one `[[notifiers]]` entry.

@@ -343,7 +343,7 @@ mod tests {
         let mut outbox = super::super::outbox::Outbox::open(&path, 100).unwrap();
         let t0 = 1_800_000_000;
         let now = Timestamp::from_micros((t0 + 3600) * 1_000_000);
-        let at = std::time::Instant::now();
+        let at = crate::clock::monotonic();
         let (empty, none) = alert_set(&outbox, now, Duration::from_secs(60), "http://h");
         assert_eq!((empty, none), (None, 0), "nothing to say is no request");
         let events = [
