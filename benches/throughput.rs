@@ -156,12 +156,14 @@ fn fleet_sample(t: usize, i: u64) -> Sample<'static> {
             weight: 1.0,
             backup: false,
             algo: None,
+            ..Default::default()
         })
         .collect();
     Sample {
         ts: Timestamp::from_micros(1_700_000_000_000_000 + i as i64 * 1_000_000),
         target: format!("lb{t}").into(),
         body: SampleBody::Servers(servers),
+        frontends: Vec::new(),
     }
 }
 

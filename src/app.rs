@@ -190,6 +190,7 @@ async fn scrape(s: &Scraper, metrics: &Metrics, said_empty: &mut bool) -> Sample
         ts,
         target: s.name.clone().into(),
         body,
+        frontends: Vec::new(),
     }
 }
 

@@ -158,11 +158,12 @@ mod hostile {
                                 weight,
                                 backup,
                                 algo: (p == 2).then_some(Cow::Borrowed("leastconn")),
+                                ..Default::default()
                             })
                             .collect(),
                     ),
                 };
-                let s = Sample { ts: Timestamp::from_micros(now), target: Cow::Owned(format!("t{target}")), body };
+                let s = Sample { ts: Timestamp::from_micros(now), target: Cow::Owned(format!("t{target}")), body, frontends: Vec::new() };
                 for e in d.observe(&s) {
                     prop_assert!(e.value.is_none_or(f64::is_finite), "{e:?}");
                     // Summaries carry numbers people can read.

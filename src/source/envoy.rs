@@ -142,6 +142,7 @@ fn parse_json(text: &str) -> Result<Parsed, SourceError> {
                 weight: if in_rotation { weight } else { 0.0 },
                 backup: false,
                 algo: None,
+                ..Default::default()
             });
         }
     }
@@ -240,6 +241,7 @@ fn parse_text(text: &str) -> Result<Parsed, SourceError> {
             },
             backup: false,
             algo: None,
+            ..Default::default()
         });
     }
     Ok(Parsed { servers, bad_rows })

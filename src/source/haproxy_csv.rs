@@ -523,6 +523,7 @@ fn row(f: &[Cow<'_, str>], width_found: usize, c: &Columns) -> Result<Row, Strin
         weight,
         backup,
         algo: None,
+        ..Default::default()
     }))
 }
 

@@ -98,6 +98,7 @@ fn plus_peer(
         weight: if in_rotation { weight } else { 0.0 },
         backup: p.get("backup").and_then(Value::as_bool).unwrap_or(false),
         algo: None,
+        ..Default::default()
     })
 }
 
@@ -140,6 +141,7 @@ pub fn parse_vts(bytes: &[u8]) -> Result<Parsed, SourceError> {
                     weight: json_weight(p.get("weight"))?,
                     backup: p.get("backup").and_then(Value::as_bool).unwrap_or(false),
                     algo: None,
+                    ..Default::default()
                 })
             };
             match peer() {

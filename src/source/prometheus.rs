@@ -196,6 +196,7 @@ fn finish(acc: BTreeMap<(String, String), Acc>, bad_rows: Vec<RowError>) -> Pars
                 weight,
                 backup: false,
                 algo: None,
+                ..Default::default()
             }),
             Err(reason) => out.bad_rows.push(RowError {
                 at: format!("{pool}/{server}"),

@@ -288,6 +288,7 @@ impl Sim {
                 ts,
                 target: Cow::Owned(self.target.clone()),
                 body: SampleBody::Error("connection refused".into()),
+                frontends: Vec::new(),
             };
         }
         let mut rows = Vec::new();
@@ -302,6 +303,7 @@ impl Sim {
                     weight: s.weight_reported.unwrap_or(s.weight),
                     backup: s.backup,
                     algo: p.algo.clone().map(Cow::Owned),
+                    ..Default::default()
                 });
             }
         }
@@ -309,6 +311,7 @@ impl Sim {
             ts,
             target: Cow::Owned(self.target.clone()),
             body: SampleBody::Servers(rows),
+            frontends: Vec::new(),
         }
     }
 

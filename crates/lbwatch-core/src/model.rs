@@ -203,6 +203,27 @@ pub struct Sample<'a> {
     pub ts: Timestamp,
     pub target: Cow<'a, str>,
     pub body: SampleBody<'a>,
+    /// The LB's frontends (listeners), where it publishes them: what they
+    /// received and denied before any pool saw a request.
+    pub frontends: Vec<FrontendStat<'a>>,
+}
+
+/// One frontend as the LB reports it (HAProxy's FRONTEND rows). Every
+/// counter but the name is optional: NGINX Plus has no deny counter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrontendStat<'a> {
+    #[serde(borrow)]
+    pub frontend: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_total: Option<u64>,
+    /// Requests and connections denied (`dreq` + `dcon` + `dses`); those
+    /// denied at the connection level never reach `requests_total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses_4xx_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses_5xx_total: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +249,51 @@ pub struct ServerStat<'a> {
     pub backup: bool,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub algo: Option<Cow<'a, str>>,
+    /// The optional signals: `None` is "not published by this LB".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses_4xx_total: Option<u64>,
+    /// Failed connection attempts to the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_errors_total: Option<u64>,
+    /// Aborted or broken responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_errors_total: Option<u64>,
+    /// Retries and redispatches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries_total: Option<u64>,
+    /// Gauge: the LB's recent average response time, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_time_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_current: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_current: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_limit: Option<f64>,
+}
+
+impl Default for ServerStat<'_> {
+    /// An up server of weight 1 with no counts and no optional signal.
+    fn default() -> Self {
+        ServerStat {
+            pool: Cow::Borrowed(""),
+            server: Cow::Borrowed(""),
+            requests_total: 0,
+            responses_5xx_total: 0,
+            up: true,
+            weight: 1.0,
+            backup: false,
+            algo: None,
+            responses_4xx_total: None,
+            connection_errors_total: None,
+            response_errors_total: None,
+            retries_total: None,
+            response_time_ms: None,
+            queue_current: None,
+            sessions_current: None,
+            session_limit: None,
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -248,6 +314,8 @@ struct SampleWire<'a> {
     servers: Option<Vec<ServerStat<'a>>>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     error: Option<Cow<'a, str>>,
+    #[serde(default, borrow, skip_serializing_if = "Vec::is_empty")]
+    frontends: Vec<FrontendStat<'a>>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Sample<'a> {
@@ -274,6 +342,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Sample<'a> {
             ts: w.ts,
             target: w.target,
             body,
+            frontends: w.frontends,
         })
     }
 }
@@ -289,6 +358,7 @@ impl Serialize for Sample<'_> {
             target: self.target.clone(),
             servers,
             error,
+            frontends: self.frontends.clone(),
         }
         .serialize(s)
     }

@@ -773,6 +773,7 @@ mod tests {
             weight,
             backup: false,
             algo: None,
+            ..Default::default()
         }
     }
 

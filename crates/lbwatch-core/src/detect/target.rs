@@ -285,12 +285,14 @@ mod tests {
                 weight: 1.0,
                 backup: false,
                 algo: None,
+                ..Default::default()
             })
             .collect();
         Sample {
             ts: Timestamp::from_micros(1_700_000_000_000_000 + t * 1_000_000),
             target: "lb".into(),
             body: SampleBody::Servers(rows),
+            frontends: Vec::new(),
         }
     }
 

@@ -177,6 +177,7 @@ mod tests {
             weight,
             backup: false,
             algo: None,
+            ..Default::default()
         };
         let mut rows = vec![row("web", "a", a, 3.0), row("web", "b", b, 1.0)];
         if t < 2 {
@@ -186,6 +187,7 @@ mod tests {
             ts: Timestamp::from_micros(1_700_000_000_000_000 + t * 5_000_000),
             target: "lb".into(),
             body: SampleBody::Servers(rows),
+            frontends: Vec::new(),
         }
     }
 
