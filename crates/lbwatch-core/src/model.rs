@@ -375,10 +375,15 @@ pub enum AlertName {
     PoolUnavailable,
     PoolMembershipChanged,
     ScrapeFailed,
+    LatencySpike,
+    Saturation,
+    RequestsDenied,
+    ClientErrorSpike,
+    ServerFlapping,
 }
 
 impl AlertName {
-    pub const ALL: [AlertName; 7] = [
+    pub const ALL: [AlertName; 12] = [
         AlertName::TrafficSkew,
         AlertName::TrafficDrop,
         AlertName::ErrorSpike,
@@ -386,6 +391,11 @@ impl AlertName {
         AlertName::PoolUnavailable,
         AlertName::PoolMembershipChanged,
         AlertName::ScrapeFailed,
+        AlertName::LatencySpike,
+        AlertName::Saturation,
+        AlertName::RequestsDenied,
+        AlertName::ClientErrorSpike,
+        AlertName::ServerFlapping,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -397,6 +407,11 @@ impl AlertName {
             AlertName::PoolUnavailable => "PoolUnavailable",
             AlertName::PoolMembershipChanged => "PoolMembershipChanged",
             AlertName::ScrapeFailed => "ScrapeFailed",
+            AlertName::LatencySpike => "LatencySpike",
+            AlertName::Saturation => "Saturation",
+            AlertName::RequestsDenied => "RequestsDenied",
+            AlertName::ClientErrorSpike => "ClientErrorSpike",
+            AlertName::ServerFlapping => "ServerFlapping",
         }
     }
 }

@@ -209,9 +209,10 @@ impl ErrorTrack {
         &mut self,
         iv: ErrorInterval,
         tests: usize,
-        cfg: &DetectConfig,
+        rules: (&DetectConfig, &ErrorConfig),
         frozen_too_long: bool,
     ) -> (Verdict, Option<ErrorFinding>) {
+        let (cfg, ec) = rules;
         let ErrorInterval {
             requests,
             errors,
@@ -222,8 +223,9 @@ impl ErrorTrack {
             return (Verdict::Hold, None);
         }
         let errors = errors.min(requests);
-        let ec: &ErrorConfig = &cfg.errors;
-        let c = *self.coef.for_baseline(self.null_ratio(cfg, dt), tests, ec);
+        let c = *self
+            .coef
+            .for_baseline(self.null_ratio(cfg, ec, dt), tests, ec);
         let ok = requests - errors;
         self.cusum
             .step(errors * c.per_error + ok * c.per_ok, c.threshold);
@@ -263,12 +265,12 @@ impl ErrorTrack {
     /// ratio of (e + 1) / (n + 1) cannot be ruled out: a quiet pool's
     /// baseline claims no more certainty than its few requests give, a
     /// busy pool's is its plain ratio.
-    fn null_ratio(&self, cfg: &DetectConfig, dt: f64) -> f64 {
+    fn null_ratio(&self, cfg: &DetectConfig, ec: &ErrorConfig, dt: f64) -> f64 {
         let armed = self.baseline_age >= cfg.warmup(dt);
         let floor = if armed {
-            cfg.errors.baseline_floor
+            ec.baseline_floor
         } else {
-            cfg.errors.unarmed_floor
+            ec.unarmed_floor
         };
         ((self.baseline.events + 1.0) / (self.baseline.exposure + 1.0))
             .max(floor)
@@ -416,7 +418,7 @@ mod tests {
                     dt: 10.0,
                     baseline_decay: decay(10.0, 600.0),
                 };
-                t.observe(iv, 1, &cfg(), false).0
+                t.observe(iv, 1, (&cfg(), &cfg().errors), false).0
             })
             .collect()
     }

@@ -21,6 +21,24 @@ pub enum Verdict {
     Hold,
 }
 
+impl Verdict {
+    /// Two checks of one alert together: the stronger verdict wins, and
+    /// one that cannot conclude keeps the state against one that clears.
+    pub fn or(self, other: Verdict) -> Verdict {
+        let rank = |v: Verdict| match v {
+            Verdict::Fire => 3,
+            Verdict::Building => 2,
+            Verdict::Hold => 1,
+            Verdict::Clear => 0,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     #[default]

@@ -18,14 +18,20 @@
 //! they never learn the fault. See `skew.rs` and `evidence.rs`.
 
 mod config;
+mod denied;
 mod drop;
 mod emit;
 mod evidence;
 mod firing;
+mod flapping;
 mod history;
+mod latency;
 mod lifecycle;
 mod pool;
+mod pool_signals;
+mod saturation;
 mod server;
+mod signals;
 mod skew;
 mod stats;
 mod target;
@@ -91,7 +97,7 @@ impl Detector {
                 target.observe_error(&self.cfg, sample.ts, reason, &mut emit)
             }
             SampleBody::Servers(rows) => {
-                target.observe_servers(&self.cfg, sample.ts, rows, &mut emit)
+                target.observe_servers(&self.cfg, sample.ts, (rows, &sample.frontends), &mut emit)
             }
         }
         firing::track_firing(&mut target.firing, &out[start..]);

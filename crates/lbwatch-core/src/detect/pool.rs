@@ -79,6 +79,11 @@ pub struct PoolState {
     pub membership: Lifecycle,
     pub errors: ErrorTrack,
     pub rate: RateTrack,
+    /// ClientErrorSpike's evidence, and the pool's LatencySpike.
+    #[serde(default)]
+    pub client_errors: ErrorTrack,
+    #[serde(default)]
+    pub latency: Lifecycle,
     /// Scratch space reused across intervals.
     /// The expected shares of the latest interval (unnormalised).
     #[serde(skip)]
@@ -109,6 +114,8 @@ impl PoolState {
             membership: Lifecycle::default(),
             errors: ErrorTrack::default(),
             rate: RateTrack::default(),
+            client_errors: ErrorTrack::default(),
+            latency: Lifecycle::default(),
             expected: Vec::new(),
             baseline: Vec::new(),
         }
@@ -172,6 +179,7 @@ impl PoolState {
         self.skew_check(ctx, emit);
         self.error_check(ctx, emit);
         self.drop_check(ctx, emit);
+        self.signal_checks(ctx, emit);
         self.learn(ctx);
     }
 
@@ -616,7 +624,9 @@ impl PoolState {
             tests += 1;
         }
         let frozen = ctx.frozen_too_long(&self.errors.life);
-        let (verdict, finding) = self.errors.observe(shape.of(n, e), 1, ctx.cfg, frozen);
+        let (verdict, finding) =
+            self.errors
+                .observe(shape.of(n, e), 1, (ctx.cfg, &ctx.cfg.errors), frozen);
         let t = self.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
         let since = self.errors.life.since();
         let worst = self
@@ -664,16 +674,28 @@ impl PoolState {
                 continue;
             }
             let frozen = ctx.frozen_too_long(&s.errors.life);
-            let (mut verdict, finding) = s.errors.observe(
+            let (v5xx, f5xx) = s.errors.observe(
                 shape.of(s.counts.d_req, s.counts.d_err),
                 tests,
-                ctx.cfg,
+                (ctx.cfg, &ctx.cfg.errors),
                 frozen,
             );
+            // Failed attempts, where the LB counts them: a server that
+            // refuses connections pages even when retries hide it.
+            let failed = s.signals.failed_attempts().map(|f| {
+                let attempts = s.counts.d_req + s.signals.connection_errors.delta.unwrap_or(0.0);
+                let iv = shape.of(attempts, f);
+                s.signals
+                    .failures
+                    .observe(iv, tests, (ctx.cfg, &ctx.cfg.errors), frozen)
+            });
+            let ffail = failed.and_then(|(_, f)| f);
+            let mut verdict = failed.map_or(v5xx, |(v, _)| v5xx.or(v));
             if pool_active && !s.errors.life.active() {
                 // The pool-level alert already covers it.
                 verdict = Verdict::Hold;
                 s.errors.forget_evidence();
+                s.signals.failures.forget_evidence();
             }
             let t = s.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
             let since = s.errors.life.since();
@@ -684,9 +706,18 @@ impl PoolState {
                 Some(name),
                 Some(&s.name),
                 || {
-                    let f = finding.expect("an error spike fires only with a finding");
-                    let text = server_error_summary(&s.name, name, &f, &ctx.context(since, None));
-                    (text, Some(f.ratio))
+                    let context = ctx.context(since, None);
+                    match (f5xx, ffail) {
+                        (Some(f), _) => (
+                            server_error_summary(&s.name, name, &f, &context),
+                            Some(f.ratio),
+                        ),
+                        (None, Some(f)) => (
+                            text::server_failure_summary(&s.name, name, &f, &context),
+                            Some(f.ratio),
+                        ),
+                        (None, None) => unreachable!("an error spike fires only with a finding"),
+                    }
                 },
             );
         }

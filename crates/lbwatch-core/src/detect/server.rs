@@ -3,6 +3,7 @@
 
 use super::evidence::{Decayed, ErrorTrack};
 use super::lifecycle::Lifecycle;
+use super::signals::Signals;
 use crate::model::ServerStat;
 
 /// A server's counters as last listed, and the last interval's deltas.
@@ -65,6 +66,9 @@ pub struct ServerState {
     pub shares: Shares,
     pub errors: ErrorTrack,
     pub down: Lifecycle,
+    /// What only some LBs publish, and the checks on it.
+    #[serde(default)]
+    pub signals: Signals,
 }
 
 impl ServerState {
@@ -82,6 +86,7 @@ impl ServerState {
             shares: Shares::default(),
             errors: ErrorTrack::default(),
             down: Lifecycle::default(),
+            signals: Signals::default(),
         }
     }
 
@@ -107,6 +112,7 @@ impl ServerState {
         } else {
             0.0
         };
+        self.signals.take(row, self.listed);
         let taken = if self.listed {
             self.changed = self.up != row.up || self.weight != weight || self.backup != row.backup;
             let decreased = row.requests_total < self.counts.requests_total

@@ -2,14 +2,15 @@
 //! counter bookkeeping that turns cumulative totals into interval deltas.
 
 use super::config::DetectConfig;
+use super::denied::FrontendState;
 use super::drop::{drop_persistence, RateTrack};
 use super::emit::{Context, Emit};
 use super::firing::FiringAlert;
 use super::lifecycle::{Lifecycle, Persistence, Verdict};
 use super::pool::PoolState;
 use super::server::Taken;
-use super::text::{scrape_failed_summary, target_drop_summary};
-use crate::model::{AlertName, ServerStat, Severity, Timestamp};
+use super::text::{denied_summary, scrape_failed_summary, target_drop_summary};
+use crate::model::{AlertName, FrontendStat, ServerStat, Severity, Timestamp};
 
 /// Counts of input the detector set aside, for lbwatch's own metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -51,6 +52,9 @@ pub struct TargetState {
     pub stats: InputStats,
     /// Alerts of this target firing now.
     pub firing: Vec<FiringAlert>,
+    /// Sorted by name.
+    #[serde(default)]
+    pub frontends: Vec<FrontendState>,
 }
 
 impl TargetState {
@@ -69,6 +73,7 @@ impl TargetState {
             rate: RateTrack::default(),
             stats: InputStats::default(),
             firing: Vec::new(),
+            frontends: Vec::new(),
         }
     }
 
@@ -134,7 +139,7 @@ impl TargetState {
         &mut self,
         cfg: &DetectConfig,
         ts: Timestamp,
-        rows: &[ServerStat],
+        (rows, frontends): (&[ServerStat], &[FrontendStat]),
         emit: &mut Emit,
     ) {
         if !self.advance(ts) {
@@ -194,6 +199,7 @@ impl TargetState {
                 },
             );
         }
+        self.denied_check(&ctx, frontends, emit);
         // The pools learn whether the target's drop covers them.
         ctx.target_drop_active = self.rate.life.active();
         for pool in &mut self.pools {
@@ -208,6 +214,58 @@ impl TargetState {
                 || p.rate.life.active()
                 || p.membership.active()
         });
+    }
+
+    /// RequestsDenied of each frontend the LB publishes (critical, the
+    /// frontend's name as the pool).
+    fn denied_check(&mut self, ctx: &Context, rows: &[FrontendStat], emit: &mut Emit) {
+        for f in &mut self.frontends {
+            f.listed = false;
+        }
+        for row in rows {
+            let i = match self
+                .frontends
+                .binary_search_by(|f| (*f.name).cmp(&row.frontend))
+            {
+                Ok(i) => i,
+                Err(i) => {
+                    self.frontends.insert(i, FrontendState::new(&row.frontend));
+                    i
+                }
+            };
+            let f = &mut self.frontends[i];
+            if f.listed {
+                continue;
+            }
+            f.listed = true;
+            let (verdict, finding) = f.observe(row, ctx.rate_dt);
+            let t = f.life.step(verdict, ctx.ts, &ctx.statistical(1));
+            let since = f.life.since();
+            emit.transition(
+                t,
+                AlertName::RequestsDenied,
+                Severity::Critical,
+                Some(&f.name),
+                None,
+                || {
+                    let found = finding.expect("a denial fires only with a finding");
+                    let text = denied_summary(&f.name, &found, &ctx.context(since, None));
+                    (text, Some(found.share()))
+                },
+            );
+        }
+        for f in self.frontends.iter_mut().filter(|f| !f.listed) {
+            let t = f.life.end();
+            emit.transition(
+                t,
+                AlertName::RequestsDenied,
+                Severity::Critical,
+                Some(&f.name),
+                None,
+                || unreachable!("ending an alert only resolves it"),
+            );
+        }
+        self.frontends.retain(|f| f.listed);
     }
 
     /// Turns the rows into per-server deltas. Returns whether the target's

@@ -228,6 +228,108 @@ pub fn membership_summary(pool: &str, what: &str, now: usize, reload: Option<Tim
     )
 }
 
+/// ServerFlapping.
+pub fn flapping_summary(server: &str, pool: &str, downs: usize, window_s: f64, up: bool) -> String {
+    format!(
+        "{server} of pool {pool} went down {downs} times in the last {} by the LB's health check (it is {} now): a flapping health check or a server that keeps crashing",
+        duration(window_s),
+        if up { "up" } else { "down" }
+    )
+}
+
+/// ClientErrorSpike.
+pub fn client_error_summary(pool: &str, f: &ErrorFinding, context: &str) -> String {
+    format!(
+        "pool {pool} answers {} 4xx ({:.0} of {:.0} recent requests; baseline {}): requests may be routed to the wrong pool{context}",
+        pct(f.ratio),
+        f.errors,
+        f.requests,
+        pct(f.baseline)
+    )
+}
+
+/// A server's ErrorSpike on failed connection attempts and broken
+/// responses, which retries can hide from clients.
+pub fn server_failure_summary(server: &str, pool: &str, f: &ErrorFinding, context: &str) -> String {
+    format!(
+        "{server} in pool {pool} fails {} of attempts with connection or response errors ({:.0} of {:.0} recent attempts; baseline {}); retries may hide it from clients{context}",
+        pct(f.ratio),
+        f.errors,
+        f.requests,
+        pct(f.baseline)
+    )
+}
+
+/// A pool's LatencySpike: how many servers are slow, and the slowest.
+pub fn pool_latency_summary(
+    pool: &str,
+    (slow, of): (usize, usize),
+    (server, ms, usual): (&str, f64, f64),
+    context: &str,
+) -> String {
+    format!(
+        "pool {pool} answers slowly: {slow} of {of} servers at several times their usual response time; the slowest, {server}, at {} (usually {}){context}",
+        millis(ms),
+        millis(usual)
+    )
+}
+
+/// A server's LatencySpike, with its peers' median.
+pub fn server_latency_summary(
+    server: &str,
+    pool: &str,
+    l: &super::latency::LatencyLook,
+    peers: Option<f64>,
+    context: &str,
+) -> String {
+    let peers = peers.map_or(String::new(), |p| format!("; its peers {}", millis(p)));
+    format!(
+        "{server} in pool {pool} answers in {} on average (usually {}{peers}){context}",
+        millis(l.ms),
+        millis(l.usual_ms)
+    )
+}
+
+/// Saturation: sessions against the limit, for how long, and the queue.
+pub fn saturation_summary(
+    server: &str,
+    pool: &str,
+    (sessions, limit): (f64, f64),
+    held_s: f64,
+    (queue_from, queue): (f64, f64),
+) -> String {
+    let queue = if queue >= 1.0 {
+        format!("; {queue:.0} requests queued (from {queue_from:.0})")
+    } else {
+        String::new()
+    };
+    format!(
+        "{server} of pool {pool} holds {sessions:.0} sessions of its limit of {limit:.0} for {}{queue}: it has no room for more",
+        duration(held_s)
+    )
+}
+
+/// RequestsDenied.
+pub fn denied_summary(frontend: &str, f: &super::denied::DeniedFinding, context: &str) -> String {
+    format!(
+        "frontend {frontend} denies {} of its requests ({:.0} of {:.0} in the last {}; usually {}): a rule or ACL is blocking clients{context}",
+        pct(f.share()),
+        f.denied,
+        f.requests,
+        duration(f.secs),
+        pct(f.usual)
+    )
+}
+
+/// Milliseconds as people read them: "35 ms", "1.2 s".
+pub fn millis(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
 /// Up to a few names, then how many more: a summary stays one line even
 /// when a hundred servers change.
 pub fn names_of<T: AsRef<str>>(list: &[T]) -> String {

@@ -1,0 +1,97 @@
+//! A server's optional signals (what only some LBs publish): the counters'
+//! deltas and the gauges of the latest scrape, and the state of the checks
+//! that read them.
+
+use super::evidence::ErrorTrack;
+use super::flapping::FlapTrack;
+use super::latency::LatencyTrack;
+use super::saturation::SaturationTrack;
+use crate::model::ServerStat;
+
+/// An optional counter: its last value, and what it did in the interval.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Counter {
+    last: Option<u64>,
+    /// `None` when the LB does not publish it, or on the first sample.
+    pub delta: Option<f64>,
+}
+
+impl Counter {
+    /// The counter's value `now` in a scrape where the server was `known`
+    /// (listed before): a counter that went down counts from zero.
+    fn take(&mut self, now: Option<u64>, known: bool) {
+        self.delta = match (now, self.last) {
+            (Some(n), Some(l)) if known => Some(n.checked_sub(l).unwrap_or(n) as f64),
+            _ => None,
+        };
+        self.last = now;
+    }
+}
+
+/// A gauge as the detector takes it: a value that is no measurement (NaN,
+/// infinite, negative: a recording may hold one) is no value.
+fn gauge(v: Option<f64>) -> Option<f64> {
+    v.filter(|x| x.is_finite() && *x >= 0.0)
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Signals {
+    pub responses_4xx: Counter,
+    pub connection_errors: Counter,
+    pub response_errors: Counter,
+    pub response_ms: Option<f64>,
+    pub queue: Option<f64>,
+    pub sessions: Option<f64>,
+    pub session_limit: Option<f64>,
+    /// Connection and response errors against attempts: the ErrorSpike a
+    /// server raises when retries hide its failures from clients.
+    pub failures: ErrorTrack,
+    pub latency: LatencyTrack,
+    pub saturation: SaturationTrack,
+    pub flaps: FlapTrack,
+}
+
+impl Signals {
+    /// The row's signals; `known`: the server was listed in the scrape
+    /// before, so its counters have deltas.
+    pub fn take(&mut self, row: &ServerStat, known: bool) {
+        self.responses_4xx.take(row.responses_4xx_total, known);
+        self.connection_errors
+            .take(row.connection_errors_total, known);
+        self.response_errors.take(row.response_errors_total, known);
+        self.response_ms = gauge(row.response_time_ms);
+        self.queue = gauge(row.queue_current);
+        self.sessions = gauge(row.sessions_current);
+        self.session_limit = gauge(row.session_limit).filter(|&l| l > 0.0);
+    }
+
+    /// Failed attempts in the interval (connection and response errors),
+    /// when the LB publishes either.
+    pub fn failed_attempts(&self) -> Option<f64> {
+        match (self.connection_errors.delta, self.response_errors.delta) {
+            (None, None) => None,
+            (c, r) => Some(c.unwrap_or(0.0) + r.unwrap_or(0.0)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_have_deltas_once_known_and_count_from_zero_after_a_reset() {
+        let mut c = Counter::default();
+        c.take(Some(10), false);
+        assert_eq!(c.delta, None);
+        c.take(Some(15), true);
+        assert_eq!(c.delta, Some(5.0));
+        c.take(Some(3), true);
+        assert_eq!(c.delta, Some(3.0));
+        c.take(None, true);
+        assert_eq!(c.delta, None);
+        assert_eq!(gauge(Some(f64::NAN)), None);
+        assert_eq!(gauge(Some(-1.0)), None);
+        assert_eq!(gauge(Some(2.5)), Some(2.5));
+    }
+}
