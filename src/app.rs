@@ -161,7 +161,7 @@ async fn scrape(s: &Scraper, metrics: &Metrics, said_empty: &mut bool) -> Sample
     let started = crate::clock::monotonic();
     let count =
         |result| metrics.count(&metrics.scrapes, &[("target", &s.name), ("result", result)]);
-    let body = match s.fetcher.fetch().await {
+    let (body, frontends) = match s.fetcher.fetch().await {
         Ok(bytes) => match (s.parse)(&bytes) {
             Ok(parsed) => {
                 count("ok");
@@ -173,16 +173,20 @@ async fn scrape(s: &Scraper, metrics: &Metrics, said_empty: &mut bool) -> Sample
                         parsed.bad_rows.len() as u64,
                     );
                 }
-                SampleBody::Servers(parsed.servers)
+                (SampleBody::Servers(parsed.servers), parsed.frontends)
             }
             Err(e) => {
                 count("parse_error");
-                SampleBody::Error(s.scrubber.scrub(&format!("parsing the stats: {e}")).into())
+                let why = s.scrubber.scrub(&format!("parsing the stats: {e}"));
+                (SampleBody::Error(why.into()), Vec::new())
             }
         },
         Err(e) => {
             count("fetch_error");
-            SampleBody::Error(s.scrubber.scrub(&e.to_string()).into())
+            (
+                SampleBody::Error(s.scrubber.scrub(&e.to_string()).into()),
+                Vec::new(),
+            )
         }
     };
     Metrics::time(&metrics.scrape_duration, started.elapsed());
@@ -190,7 +194,7 @@ async fn scrape(s: &Scraper, metrics: &Metrics, said_empty: &mut bool) -> Sample
         ts,
         target: s.name.clone().into(),
         body,
-        frontends: Vec::new(),
+        frontends,
     }
 }
 

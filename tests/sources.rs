@@ -16,10 +16,14 @@ fn fixture(dir: &str, name: &str) -> PathBuf {
 }
 
 fn as_json(p: &Parsed) -> Value {
-    json!({
+    let mut v = json!({
         "servers": p.servers,
         "bad_rows": p.bad_rows.iter().map(|r| json!({"at": r.at, "reason": r.reason})).collect::<Vec<_>>(),
-    })
+    });
+    if !p.frontends.is_empty() {
+        v["frontends"] = json!(p.frontends);
+    }
+    v
 }
 
 /// Parses one fixture and compares it with its golden file.
@@ -608,4 +612,26 @@ fn prometheus_histograms_are_read_whole() {
         |b| prometheus::parse_mapped(b, &m),
     );
     assert_eq!(p.servers.len(), 12);
+}
+
+#[test]
+fn haproxy_rows_carry_the_optional_signals_and_frontends_their_denials() {
+    let p = haproxy("csv-1.7-telegraf-2016.csv");
+    let host0 = p
+        .servers
+        .iter()
+        .find(|s| s.pool == "be_app" && s.server == "host0")
+        .unwrap();
+    assert_eq!(host0.response_time_ms, Some(312.0), "rtime");
+    assert_eq!(host0.session_limit, Some(32.0), "slim");
+    assert_eq!(host0.sessions_current, Some(1.0), "scur");
+    assert_eq!(host0.responses_4xx_total, Some(2345), "hrsp_4xx");
+    assert_eq!(host0.response_errors_total, Some(1), "eresp");
+    assert_eq!(host0.connection_errors_total, Some(0), "econ");
+    let fe = p.frontends.iter().find(|f| f.frontend == "fe_app").unwrap();
+    assert_eq!(fe.requests_total, Some(1_987_928));
+    assert_eq!(fe.denied_total, Some(1102), "dreq + dcon + dses");
+    assert_eq!(fe.responses_4xx_total, Some(123_452));
+    // No frontend is taken for a server.
+    assert!(p.servers.iter().all(|s| s.server != "FRONTEND"));
 }

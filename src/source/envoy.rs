@@ -244,7 +244,11 @@ fn parse_text(text: &str) -> Result<Parsed, SourceError> {
             ..Default::default()
         });
     }
-    Ok(Parsed { servers, bad_rows })
+    Ok(Parsed {
+        servers,
+        bad_rows,
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::{Parsed, RowError, SourceError};
-use crate::model::ServerStat;
+use crate::model::{FrontendStat, ServerStat};
 
 /// HAProxy's documented field order (management guide, "CSV format").
 pub const DEFAULT_HEADER: &[&str] = &[
@@ -93,6 +93,20 @@ pub const DEFAULT_HEADER: &[&str] = &[
     "algo",
 ];
 
+/// The optional signals' columns, read where the version has them.
+const SIGNALS: [&str; 11] = [
+    "econ", "eresp", "wretr", "wredis", "rtime", "qcur", "scur", "slim", "dreq", "dcon", "dses",
+];
+const ECON: usize = 0;
+const ERESP: usize = 1;
+const WRETR: usize = 2;
+const WREDIS: usize = 3;
+const RTIME: usize = 4;
+const QCUR: usize = 5;
+const SCUR: usize = 6;
+const SLIM: usize = 7;
+const DENIALS: [usize; 3] = [8, 9, 10];
+
 const HRSP: [&str; 6] = [
     "hrsp_1xx",
     "hrsp_2xx",
@@ -120,6 +134,8 @@ struct Columns {
     lbtot: Option<usize>,
     stot: Option<usize>,
     algo: Option<usize>,
+    /// The columns of `SIGNALS`.
+    signals: [Option<usize>; SIGNALS.len()],
     /// The highest of the indexes above.
     last: usize,
 }
@@ -147,6 +163,7 @@ impl Columns {
             lbtot: at.get("lbtot").copied(),
             stot: at.get("stot").copied(),
             algo: at.get("algo").copied(),
+            signals: SIGNALS.map(|n| at.get(n).copied()),
             last: 0,
         }
         .with_last())
@@ -168,6 +185,7 @@ impl Columns {
             .into_iter()
             .chain(opt.into_iter().flatten())
             .chain(self.hrsp.into_iter().flatten())
+            .chain(self.signals.into_iter().flatten())
             .max()
             .unwrap_or(0);
         self
@@ -371,6 +389,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
     let mut algos: HashMap<String, String> = HashMap::new();
     let mut rows: Vec<(usize, ServerStat<'static>)> = Vec::new();
     let mut bad_rows = Vec::new();
+    let mut frontends = Vec::new();
     let mut saw_header = false;
     let mut other_rows = 0usize;
     for (line_no, line) in records(text) {
@@ -400,6 +419,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
                     algos.insert(pool, a);
                 }
             }
+            Ok(Row::Frontend(f)) => {
+                other_rows += 1;
+                frontends.push(f);
+            }
             Ok(Row::Other) => other_rows += 1,
             Err(reason) => bad_rows.push(RowError {
                 at: format!("line {line_no}"),
@@ -422,11 +445,16 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
             s
         })
         .collect();
-    Ok(Parsed { servers, bad_rows })
+    Ok(Parsed {
+        servers,
+        frontends,
+        bad_rows,
+    })
 }
 
 enum Row {
     Server(ServerStat<'static>),
+    Frontend(FrontendStat<'static>),
     Backend { pool: String, algo: Option<String> },
     Other,
 }
@@ -466,7 +494,7 @@ fn row(f: &[Cow<'_, str>], width_found: usize, c: &Columns) -> Result<Row, Strin
     // FRONTEND and BACKEND are reserved names: they decide even where a
     // tool filled `type` wrongly (haproxy_exporter's test data does).
     let is_backend = match (svname, kind) {
-        ("FRONTEND", _) => return Ok(Row::Other),
+        ("FRONTEND", _) => return frontend(pxname, f, c).map(Row::Frontend),
         ("BACKEND", _) => true,
         (_, Some("1")) => true,
         (_, Some("2") | None) => false,
@@ -523,8 +551,51 @@ fn row(f: &[Cow<'_, str>], width_found: usize, c: &Columns) -> Result<Row, Strin
         weight,
         backup,
         algo: None,
-        ..Default::default()
+        ..signals(f, c)?
     }))
+}
+
+/// A server row's optional signals (the other fields left default).
+fn signals(f: &[Cow<'_, str>], c: &Columns) -> Result<ServerStat<'static>, String> {
+    let n = |i: usize| number(f, c.signals[i], SIGNALS[i]);
+    let retries = match (n(WRETR)?, n(WREDIS)?) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+    };
+    let gauge = |i: usize| n(i).map(|v| v.map(|x| x as f64));
+    Ok(ServerStat {
+        responses_4xx_total: number(f, c.hrsp[3], "hrsp_4xx")?,
+        connection_errors_total: n(ECON)?,
+        response_errors_total: n(ERESP)?,
+        retries_total: retries,
+        response_time_ms: gauge(RTIME)?,
+        queue_current: gauge(QCUR)?,
+        sessions_current: gauge(SCUR)?,
+        // HAProxy leaves `slim` empty (or 0 in some versions) for no limit.
+        session_limit: gauge(SLIM)?.filter(|&l| l > 0.0),
+        ..Default::default()
+    })
+}
+
+/// A FRONTEND row: what the listener received, denied and answered.
+fn frontend(
+    pxname: &str,
+    f: &[Cow<'_, str>],
+    c: &Columns,
+) -> Result<FrontendStat<'static>, String> {
+    let mut denied = None;
+    for i in DENIALS {
+        if let Some(d) = number(f, c.signals[i], SIGNALS[i])? {
+            denied = Some(denied.unwrap_or(0u64).saturating_add(d));
+        }
+    }
+    Ok(FrontendStat {
+        frontend: Cow::Owned(pxname.to_string()),
+        requests_total: number(f, c.req_tot, "req_tot")?,
+        denied_total: denied,
+        responses_4xx_total: number(f, c.hrsp[3], "hrsp_4xx")?,
+        responses_5xx_total: number(f, c.hrsp[4], "hrsp_5xx")?,
+    })
 }
 
 #[cfg(test)]

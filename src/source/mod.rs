@@ -57,6 +57,9 @@ impl Format {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Parsed {
     pub servers: Vec<ServerStat<'static>>,
+    /// The LB's frontends, where the format lists them (HAProxy's FRONTEND
+    /// rows).
+    pub frontends: Vec<crate::model::FrontendStat<'static>>,
     /// Counted and skipped: one bad row never costs the rest of the scrape.
     pub bad_rows: Vec<RowError>,
 }

@@ -184,6 +184,7 @@ fn finish(acc: BTreeMap<(String, String), Acc>, bad_rows: Vec<RowError>) -> Pars
     let mut out = Parsed {
         servers: Vec::new(),
         bad_rows,
+        ..Default::default()
     };
     for ((pool, server), a) in acc {
         match server_stat(&a) {
