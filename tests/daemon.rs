@@ -798,6 +798,13 @@ mod real_haproxy {
         // stall of a few seconds that recovers by itself pages nobody.
         const DROP_LIMIT: f64 = 8.0 + 2.0 + 1.0;
         let t = lb.reload_and_wait(&spec(1, [100, 1, 1], true));
+        // The frontend's own counters say it first: the requests it denies.
+        // Two intervals, plus the second a reloaded HAProxy may take to
+        // hand over.
+        delays.push((
+            "RequestsDenied",
+            arrival(&hook, t, "RequestsDenied", about("fe", None), 2.0 + 1.0),
+        ));
         delays.push((
             "TrafficDrop",
             arrival(&hook, t, "TrafficDrop", about("", None), DROP_LIMIT),
@@ -824,6 +831,7 @@ mod real_haproxy {
             "TrafficSkew",
             "TrafficDrop",
             "ScrapeFailed",
+            "RequestsDenied",
         ];
         let unexpected: Vec<_> = pages(&hook)
             .into_iter()

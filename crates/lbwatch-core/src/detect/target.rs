@@ -238,7 +238,11 @@ impl TargetState {
                 continue;
             }
             f.listed = true;
-            let (verdict, finding) = f.observe(row, ctx.rate_dt);
+            // After a reload the frontend's counters restarted: they count
+            // since then, within the interval, so it is judged at once (an
+            // ACL typo ships in a reload).
+            let dt = if ctx.first { None } else { ctx.dt };
+            let (verdict, finding) = f.observe(row, dt);
             let t = f.life.step(verdict, ctx.ts, &ctx.statistical(1));
             let since = f.life.since();
             emit.transition(
