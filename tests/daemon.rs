@@ -760,10 +760,14 @@ mod real_haproxy {
         const LIMIT: f64 = 3.0 + 1.0;
         let mut delays = Vec::new();
 
+        // 30% of err1's ~3 req/s: at 20% the evidence needed a fourth
+        // interval now and then on a loaded machine (4.0 s against the
+        // 4 s limit), which says the fault, not the detector, was at the
+        // edge of what three intervals can prove.
         let t = Instant::now();
         err[0]
             .fail_permille
-            .store(200, std::sync::atomic::Ordering::Relaxed);
+            .store(300, std::sync::atomic::Ordering::Relaxed);
         delays.push((
             "ErrorSpike",
             arrival(&hook, t, "ErrorSpike", about("err", Some("err1")), LIMIT),

@@ -318,21 +318,7 @@ fn alert_set(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AlertEvent, AlertName, Severity};
-
-    fn event(state: AlertState, server: &str, secs: i64) -> AlertEvent {
-        AlertEvent {
-            ts: Timestamp::from_micros(secs * 1_000_000),
-            state,
-            alert: AlertName::ServerDown,
-            severity: Severity::Warning,
-            target: "lb1".into(),
-            pool: Some("web".into()),
-            server: Some(server.into()),
-            summary: Some(format!("{server} is down")),
-            value: Some(1.0),
-        }
-    }
+    use crate::notify::outbox::tests::event;
 
     #[test]
     fn alertmanager_hears_of_firing_and_recent_resolves_with_a_lease_of_four_intervals() {

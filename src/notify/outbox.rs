@@ -356,11 +356,12 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::{AlertName, Severity, Timestamp};
 
-    fn event(state: AlertState, server: &str, secs: i64) -> AlertEvent {
+    /// A ServerDown of pool web on lb1 at `secs`.
+    pub(in crate::notify) fn event(state: AlertState, server: &str, secs: i64) -> AlertEvent {
         AlertEvent {
             ts: Timestamp::from_micros(secs * 1_000_000),
             state,
