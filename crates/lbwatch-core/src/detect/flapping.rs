@@ -11,37 +11,62 @@ use crate::model::Timestamp;
 pub const FLAP_DOWNS: usize = 4;
 pub const FLAP_WINDOW_S: f64 = 600.0;
 
+/// A server's downs: only a server that went down has a `FlapTrack`; the
+/// others (nearly all of them) carry their last health alone.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Flaps {
+    /// Up in the previous scrape that listed it (`None`: not listed).
+    was_up: Option<bool>,
+    pub track: Option<Box<FlapTrack>>,
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FlapTrack {
     /// When each recent down was first seen.
     downs: VecDeque<Timestamp>,
-    /// Up in the previous scrape that listed it (`None`: not listed).
-    was_up: Option<bool>,
     pub life: Lifecycle,
 }
 
-impl FlapTrack {
+impl Flaps {
     /// The server's health in scrape `ts` (`None`: not listed); returns
-    /// whether it is flapping and how many times it went down in the window.
-    pub fn observe(&mut self, up: Option<bool>, ts: Timestamp) -> (Verdict, usize) {
-        if self.was_up == Some(true) && up == Some(false) {
-            self.downs.push_back(ts);
-        }
+    /// whether it is flapping and how many times it went down in the
+    /// window, or `None` when it has not gone down in it and nothing is
+    /// raised.
+    pub fn observe(&mut self, up: Option<bool>, ts: Timestamp) -> Option<(Verdict, usize)> {
+        let went_down = self.was_up == Some(true) && up == Some(false);
         self.was_up = up;
-        while self
+        if went_down {
+            self.track
+                .get_or_insert_with(Default::default)
+                .downs
+                .push_back(ts);
+        }
+        let track = self.track.as_deref_mut()?;
+        while track
             .downs
             .front()
             .is_some_and(|&d| ts.secs_since(d) > FLAP_WINDOW_S)
         {
-            self.downs.pop_front();
+            track.downs.pop_front();
         }
-        let n = self.downs.len();
+        let n = track.downs.len();
         let verdict = if n >= FLAP_DOWNS {
             Verdict::Fire
         } else {
             Verdict::Clear
         };
-        (verdict, n)
+        Some((verdict, n))
+    }
+
+    /// Forgets the track once nothing is in the window and nothing raised.
+    pub fn tidy(&mut self) {
+        if self
+            .track
+            .as_ref()
+            .is_some_and(|t| t.downs.is_empty() && !t.life.active())
+        {
+            self.track = None;
+        }
     }
 }
 
@@ -52,22 +77,33 @@ mod tests {
     #[test]
     fn four_downs_in_ten_minutes_flap_and_one_does_not() {
         let at = |s: i64| Timestamp::from_micros(s * 1_000_000);
-        let mut f = FlapTrack::default();
+        let mut f = Flaps::default();
+        assert_eq!(
+            f.observe(Some(true), at(0)),
+            None,
+            "a healthy server has no track"
+        );
         let mut t = 0;
-        let mut last = (Verdict::Clear, 0);
+        let mut last = None;
         for _ in 0..4 {
             for up in [true, false] {
                 t += 30;
                 last = f.observe(Some(up), at(t));
             }
         }
-        assert_eq!(last, (Verdict::Fire, 4));
-        // Ten quiet minutes later, it is over.
-        assert_eq!(f.observe(Some(true), at(t + 700)), (Verdict::Clear, 0));
+        assert_eq!(last, Some((Verdict::Fire, 4)));
+        // Ten quiet minutes later, it is over, and forgotten once resolved.
+        assert_eq!(
+            f.observe(Some(true), at(t + 700)),
+            Some((Verdict::Clear, 0))
+        );
+        f.track.as_mut().unwrap().life = Lifecycle::default();
+        f.tidy();
+        assert!(f.track.is_none());
         // Leaving the stats and coming back down is no flap.
-        let mut g = FlapTrack::default();
+        let mut g = Flaps::default();
         g.observe(Some(true), at(0));
         g.observe(None, at(10));
-        assert_eq!(g.observe(Some(false), at(20)), (Verdict::Clear, 0));
+        assert_eq!(g.observe(Some(false), at(20)), None);
     }
 }

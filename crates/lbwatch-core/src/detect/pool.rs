@@ -682,12 +682,15 @@ impl PoolState {
             );
             // Failed attempts, where the LB counts them: a server that
             // refuses connections pages even when retries hide it.
-            let failed = s.signals.failed_attempts().map(|f| {
-                let attempts = s.counts.d_req + s.signals.connection_errors.delta.unwrap_or(0.0);
+            let d_req = s.counts.d_req;
+            let failed = s.signals.lb.as_deref_mut().and_then(|p| {
+                let f = p.failed_attempts()?;
+                let attempts = d_req + p.connection_errors.delta.unwrap_or(0.0);
                 let iv = shape.of(attempts, f);
-                s.signals
-                    .failures
-                    .observe(iv, tests, (ctx.cfg, &ctx.cfg.errors), frozen)
+                Some(
+                    p.failures
+                        .observe(iv, tests, (ctx.cfg, &ctx.cfg.errors), frozen),
+                )
             });
             let ffail = failed.and_then(|(_, f)| f);
             let mut verdict = failed.map_or(v5xx, |(v, _)| v5xx.or(v));
@@ -695,7 +698,9 @@ impl PoolState {
                 // The pool-level alert already covers it.
                 verdict = Verdict::Hold;
                 s.errors.forget_evidence();
-                s.signals.failures.forget_evidence();
+                if let Some(p) = s.signals.lb.as_deref_mut() {
+                    p.failures.forget_evidence();
+                }
             }
             let t = s.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
             let since = s.errors.life.since();

@@ -34,9 +34,20 @@ impl PoolState {
     /// Every check on the optional signals, after the core ones.
     pub fn signal_checks(&mut self, ctx: &Context, emit: &mut Emit) {
         self.flap_check(ctx, emit);
+        // Most LBs publish few of the signals: a check with nothing to read
+        // and nothing raised is skipped (the detector's hot path).
+        let (mut latency, mut sessions) = (self.latency.active(), false);
+        for p in self.servers.iter().filter_map(|s| s.signals.lb.as_deref()) {
+            latency |= p.response_ms.is_some() || p.latency.life.active();
+            sessions |= p.session_limit.is_some() || p.saturation.life.active();
+        }
         self.client_error_check(ctx, emit);
-        self.latency_check(ctx, emit);
-        self.saturation_check(ctx, emit);
+        if latency {
+            self.latency_check(ctx, emit);
+        }
+        if sessions {
+            self.saturation_check(ctx, emit);
+        }
     }
 
     fn flap_check(&mut self, ctx: &Context, emit: &mut Emit) {
@@ -49,8 +60,16 @@ impl PoolState {
         let name = &self.name;
         for s in &mut self.servers {
             let health = s.listed.then_some(s.up);
-            let (verdict, downs) = s.signals.flaps.observe(health, ctx.ts);
-            let t = s.signals.flaps.life.step(verdict, ctx.ts, &p);
+            let Some((verdict, downs)) = s.signals.flaps.observe(health, ctx.ts) else {
+                continue;
+            };
+            let track = s.signals.flaps.track.as_deref_mut().expect("observed");
+            // A server that left the stats can no longer be judged.
+            let t = if s.listed {
+                track.life.step(verdict, ctx.ts, &p)
+            } else {
+                track.life.end()
+            };
             let up = s.up;
             emit.transition(
                 t,
@@ -63,13 +82,14 @@ impl PoolState {
                     (text, Some(downs as f64))
                 },
             );
+            s.signals.flaps.tidy();
         }
     }
 
     fn client_error_check(&mut self, ctx: &Context, emit: &mut Emit) {
         let (mut n, mut e, mut published) = (0.0, 0.0, false);
         for s in self.servers.iter().filter(|s| s.counts.has_delta) {
-            if let Some(d) = s.signals.responses_4xx.delta {
+            if let Some(d) = s.signals.lb.as_ref().and_then(|p| p.responses_4xx.delta) {
                 n += s.counts.d_req;
                 e += d;
                 published = true;
@@ -126,8 +146,9 @@ impl PoolState {
                     0.0
                 };
                 let serving = s.listed && s.up;
-                let look = s.signals.latency.observe(
-                    s.signals.response_ms.filter(|_| serving),
+                let p = s.signals.lb.as_deref_mut()?;
+                let look = p.latency.observe(
+                    p.response_ms.filter(|_| serving),
                     req,
                     reset || s.joined,
                     armed_after,
@@ -137,10 +158,13 @@ impl PoolState {
             .collect();
         let covered = self.pool_latency(ctx, emit, &looks);
         self.server_latency(ctx, emit, &looks, covered);
-        let frozen = |l: &super::lifecycle::Lifecycle| ctx.frozen_too_long(l);
-        for s in &mut self.servers {
-            let f = frozen(&s.signals.latency.life);
-            s.signals.latency.learn(dt, ctx.cfg.baseline_window.0, f);
+        for p in self
+            .servers
+            .iter_mut()
+            .filter_map(|s| s.signals.lb.as_deref_mut())
+        {
+            let f = ctx.frozen_too_long(&p.latency.life);
+            p.latency.learn(dt, ctx.cfg.baseline_window.0, f);
         }
     }
 
@@ -217,21 +241,21 @@ impl PoolState {
         peers.sort_by(f64::total_cmp);
         let name = &self.name;
         for (s, look) in self.servers.iter_mut().zip(looks) {
+            let Some(p) = s.signals.lb.as_deref_mut() else {
+                continue;
+            };
             let peer = look.and_then(|l| median_without(&peers, l.ms));
             let apart = peer.is_none_or(|p| look.is_some_and(|l| slow(l.ms, p)));
             let mut verdict = LatencyTrack::verdict(*look, apart);
-            if covered && !s.signals.latency.life.active() {
+            if covered && !p.latency.life.active() {
                 verdict = Verdict::Hold;
             }
             let t = if s.listed {
-                s.signals
-                    .latency
-                    .life
-                    .step(verdict, ctx.ts, &ctx.statistical(1))
+                p.latency.life.step(verdict, ctx.ts, &ctx.statistical(1))
             } else {
-                s.signals.latency.life.end()
+                p.latency.life.end()
             };
-            let since = s.signals.latency.life.since();
+            let since = p.latency.life.since();
             emit.transition(
                 t,
                 AlertName::LatencySpike,
@@ -257,7 +281,9 @@ impl PoolState {
         let p = saturation_persistence(ctx.cfg.resolve_after.0);
         let name = &self.name;
         for s in &mut self.servers {
-            let sig = &mut s.signals;
+            let Some(sig) = s.signals.lb.as_deref_mut() else {
+                continue;
+            };
             let (verdict, limit) = match (s.listed, sig.sessions, sig.session_limit) {
                 (true, Some(x), Some(l)) if at_limit(x, l) => (Verdict::Fire, l),
                 (true, Some(_), Some(l)) => (Verdict::Clear, l),

@@ -3,7 +3,7 @@
 //! that read them.
 
 use super::evidence::ErrorTrack;
-use super::flapping::FlapTrack;
+use super::flapping::Flaps;
 use super::latency::LatencyTrack;
 use super::saturation::SaturationTrack;
 use crate::model::ServerStat;
@@ -34,8 +34,18 @@ fn gauge(v: Option<f64>) -> Option<f64> {
     v.filter(|x| x.is_finite() && *x >= 0.0)
 }
 
+/// A server's signals: its health-check flaps (every LB says up or down),
+/// and what only some LBs publish, kept only for servers whose LB does:
+/// most never need the room.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Signals {
+    pub flaps: Flaps,
+    pub lb: Option<Box<Published>>,
+}
+
+/// The optional signals of the latest scrape and the checks on them.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Published {
     pub responses_4xx: Counter,
     pub connection_errors: Counter,
     pub response_errors: Counter,
@@ -48,23 +58,38 @@ pub struct Signals {
     pub failures: ErrorTrack,
     pub latency: LatencyTrack,
     pub saturation: SaturationTrack,
-    pub flaps: FlapTrack,
+}
+
+/// Whether the row carries any optional signal.
+fn publishes(row: &ServerStat) -> bool {
+    row.responses_4xx_total.is_some()
+        || row.connection_errors_total.is_some()
+        || row.response_errors_total.is_some()
+        || row.response_time_ms.is_some()
+        || row.queue_current.is_some()
+        || row.sessions_current.is_some()
+        || row.session_limit.is_some()
 }
 
 impl Signals {
     /// The row's signals; `known`: the server was listed in the scrape
     /// before, so its counters have deltas.
     pub fn take(&mut self, row: &ServerStat, known: bool) {
-        self.responses_4xx.take(row.responses_4xx_total, known);
-        self.connection_errors
-            .take(row.connection_errors_total, known);
-        self.response_errors.take(row.response_errors_total, known);
-        self.response_ms = gauge(row.response_time_ms);
-        self.queue = gauge(row.queue_current);
-        self.sessions = gauge(row.sessions_current);
-        self.session_limit = gauge(row.session_limit).filter(|&l| l > 0.0);
+        if self.lb.is_none() && !publishes(row) {
+            return;
+        }
+        let p = self.lb.get_or_insert_with(Default::default);
+        p.responses_4xx.take(row.responses_4xx_total, known);
+        p.connection_errors.take(row.connection_errors_total, known);
+        p.response_errors.take(row.response_errors_total, known);
+        p.response_ms = gauge(row.response_time_ms);
+        p.queue = gauge(row.queue_current);
+        p.sessions = gauge(row.sessions_current);
+        p.session_limit = gauge(row.session_limit).filter(|&l| l > 0.0);
     }
+}
 
+impl Published {
     /// Failed attempts in the interval (connection and response errors),
     /// when the LB publishes either.
     pub fn failed_attempts(&self) -> Option<f64> {
