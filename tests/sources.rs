@@ -635,3 +635,71 @@ fn haproxy_rows_carry_the_optional_signals_and_frontends_their_denials() {
     // No frontend is taken for a server.
     assert!(p.servers.iter().all(|s| s.server != "FRONTEND"));
 }
+
+#[test]
+fn nginx_and_envoy_peers_carry_the_optional_signals_their_format_publishes() {
+    let plus = check(
+        "nginx-plus",
+        "api7-http-upstreams-datadog.json",
+        nginx::parse_plus,
+    );
+    let peer = plus
+        .servers
+        .iter()
+        .find(|s| s.pool == "demo-backend" && s.server == "10.0.0.42:8084")
+        .unwrap();
+    assert_eq!(peer.responses_4xx_total, Some(297_357), "responses.4xx");
+    assert_eq!(peer.connection_errors_total, Some(4_865_455), "fails");
+    assert_eq!(peer.response_time_ms, Some(10.0), "response_time");
+    assert_eq!(peer.sessions_current, Some(0.0), "active");
+    let legacy = check(
+        "nginx-plus",
+        "status-legacy-v6-telegraf-nginx_plus.json",
+        nginx::parse_plus,
+    );
+    let zone = legacy
+        .frontends
+        .iter()
+        .find(|f| f.frontend == "zone.a_80")
+        .unwrap();
+    assert_eq!(
+        (
+            zone.requests_total,
+            zone.denied_total,
+            zone.responses_4xx_total
+        ),
+        (Some(34), None, Some(444)),
+        "server zones are frontends, with no deny counter"
+    );
+    let vts = check(
+        "nginx-vts",
+        "vts-nginx1.12.2-telegraf.json",
+        nginx::parse_vts,
+    );
+    let s = &vts.servers[0];
+    assert_eq!(
+        (s.response_time_ms, s.responses_4xx_total, s.session_limit),
+        (Some(31.0), Some(403), None),
+        "responseMsec and 4xx; vts has no session limit"
+    );
+    let envoy = check(
+        "envoy",
+        "clusters-json-istioctl-testdata-mixedcase.json",
+        envoy::parse,
+    );
+    let host = envoy
+        .servers
+        .iter()
+        .find(|s| s.pool == "inbound_9092" && s.server == "unix:/sock/mixer.socket")
+        .unwrap();
+    assert_eq!(host.connection_errors_total, Some(64), "cx_connect_fail");
+    assert_eq!(
+        host.response_errors_total,
+        Some(0),
+        "rq_timeout, omitted as zero"
+    );
+    assert_eq!(
+        host.responses_4xx_total, None,
+        "Envoy's /clusters has no 4xx per host"
+    );
+}

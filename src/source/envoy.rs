@@ -118,9 +118,18 @@ fn parse_json(text: &str) -> Result<Parsed, SourceError> {
                     .find(|s| s.get("name").and_then(Value::as_str) == Some(name));
                 Ok(json_counter(s.and_then(|s| s.get("value")), name)?.unwrap_or(0))
             };
-            let (requests, errors) = match (stat("rq_total"), stat("rq_error")) {
-                (Ok(r), Ok(e)) => (r, e),
-                (Err(reason), _) | (_, Err(reason)) => {
+            let counts = || -> Result<[u64; 5], String> {
+                Ok([
+                    stat("rq_total")?,
+                    stat("rq_error")?,
+                    stat("cx_connect_fail")?,
+                    stat("rq_timeout")?,
+                    stat("rq_active")?,
+                ])
+            };
+            let [requests, errors, connect_fail, timeouts, active] = match counts() {
+                Ok(c) => c,
+                Err(reason) => {
                     out.bad_rows.push(RowError { at, reason });
                     continue;
                 }
@@ -142,17 +151,32 @@ fn parse_json(text: &str) -> Result<Parsed, SourceError> {
                 weight: if in_rotation { weight } else { 0.0 },
                 backup: false,
                 algo: None,
-                ..Default::default()
+                ..signals(connect_fail, timeouts, active)
             });
         }
     }
     Ok(out)
 }
 
+/// A host's optional signals: Envoy publishes connection failures,
+/// timeouts (the nearest to broken responses) and active requests; an
+/// absent one is zero, as the JSON form omits zero-valued stats.
+fn signals(connect_fail: u64, timeouts: u64, active: u64) -> ServerStat<'static> {
+    ServerStat {
+        connection_errors_total: Some(connect_fail),
+        response_errors_total: Some(timeouts),
+        sessions_current: Some(active as f64),
+        ..Default::default()
+    }
+}
+
 #[derive(Default)]
 struct TextHost {
     requests: Option<u64>,
     errors: u64,
+    connect_fail: u64,
+    timeouts: u64,
+    active: u64,
     weight: Option<f64>,
     flags: Option<String>,
 }
@@ -193,6 +217,9 @@ fn parse_text(text: &str) -> Result<Parsed, SourceError> {
         let r = match stat {
             "rq_total" => number(value).map(|n| h.requests = Some(n)),
             "rq_error" => number(value).map(|n| h.errors = n),
+            "cx_connect_fail" => number(value).map(|n| h.connect_fail = n),
+            "rq_timeout" => number(value).map(|n| h.timeouts = n),
+            "rq_active" => number(value).map(|n| h.active = n),
             "weight" => value
                 .parse()
                 .map_err(|_| format!("`weight` is {value:?}"))
@@ -241,7 +268,7 @@ fn parse_text(text: &str) -> Result<Parsed, SourceError> {
             },
             backup: false,
             algo: None,
-            ..Default::default()
+            ..signals(h.connect_fail, h.timeouts, h.active)
         });
     }
     Ok(Parsed {

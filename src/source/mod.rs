@@ -126,6 +126,20 @@ pub fn json_counter(v: Option<&serde_json::Value>, name: &str) -> Result<Option<
     }
 }
 
+/// A JSON member as a gauge (a time, a count of sessions): absent or null
+/// is `None`; a negative or non-numeric one is an error naming it.
+pub fn json_gauge(v: Option<&serde_json::Value>, name: &str) -> Result<Option<f64>, String> {
+    use serde_json::Value;
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+            _ => Err(format!("`{name}` is {n}, not a measurement")),
+        },
+        Some(other) => Err(format!("`{name}` is {other}, not a measurement")),
+    }
+}
+
 /// A JSON member as a weight: absent is 1.
 pub fn json_weight(v: Option<&serde_json::Value>) -> Result<f64, String> {
     match v {

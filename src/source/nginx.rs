@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{json_counter, json_weight, Parsed, RowError, SourceError};
-use crate::model::ServerStat;
+use super::{json_counter, json_gauge, json_weight, Parsed, RowError, SourceError};
+use crate::model::{FrontendStat, ServerStat};
 
 /// Peers under unique names: two peers of one upstream can share an address
 /// (a backup of the same host), so a repeated name gets its peer id.
@@ -39,7 +39,10 @@ pub fn parse_plus(bytes: &[u8]) -> Result<Parsed, SourceError> {
             found: super::excerpt(&doc.to_string()),
         });
     };
-    let mut out = Parsed::default();
+    let mut out = Parsed {
+        frontends: server_zones(&doc),
+        ..Parsed::default()
+    };
     for (pool, u) in upstreams {
         let peers = u.get("peers").unwrap_or(u);
         let Some(peers) = peers.as_array() else {
@@ -59,6 +62,25 @@ pub fn parse_plus(bytes: &[u8]) -> Result<Parsed, SourceError> {
         }
     }
     Ok(out)
+}
+
+/// The legacy status document's `server_zones`: what each virtual server
+/// received and answered (NGINX Plus counts no denials).
+fn server_zones(doc: &Value) -> Vec<FrontendStat<'static>> {
+    let Some(zones) = doc.get("server_zones").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let count = |z: &Value, path: &str| z.pointer(path).and_then(Value::as_u64);
+    zones
+        .iter()
+        .map(|(name, z)| FrontendStat {
+            frontend: Cow::Owned(name.clone()),
+            requests_total: count(z, "/requests"),
+            denied_total: None,
+            responses_4xx_total: count(z, "/responses/4xx"),
+            responses_5xx_total: count(z, "/responses/5xx"),
+        })
+        .collect()
 }
 
 fn plus_peer(
@@ -98,6 +120,12 @@ fn plus_peer(
         weight: if in_rotation { weight } else { 0.0 },
         backup: p.get("backup").and_then(Value::as_bool).unwrap_or(false),
         algo: None,
+        responses_4xx_total: json_counter(p.pointer("/responses/4xx"), "responses.4xx")?,
+        connection_errors_total: json_counter(p.get("fails"), "fails")?,
+        response_time_ms: json_gauge(p.get("response_time"), "response_time")?,
+        sessions_current: json_gauge(p.get("active"), "active")?,
+        // 0 is NGINX's "no limit".
+        session_limit: json_gauge(p.get("max_conns"), "max_conns")?.filter(|&l| l > 0.0),
         ..Default::default()
     })
 }
@@ -141,6 +169,11 @@ pub fn parse_vts(bytes: &[u8]) -> Result<Parsed, SourceError> {
                     weight: json_weight(p.get("weight"))?,
                     backup: p.get("backup").and_then(Value::as_bool).unwrap_or(false),
                     algo: None,
+                    responses_4xx_total: json_counter(
+                        p.pointer("/responses/4xx"),
+                        "responses.4xx",
+                    )?,
+                    response_time_ms: json_gauge(p.get("responseMsec"), "responseMsec")?,
                     ..Default::default()
                 })
             };
