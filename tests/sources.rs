@@ -193,6 +193,12 @@ fn haproxy_2_6_captured_from_the_real_haproxy() {
                 .unwrap_or_else(|| panic!("{name}: no {pool}/{server}"))
         };
         assert!(!get("web", "web1").up && !get("web", "web2").up);
+        let fe = p.frontends.iter().find(|f| f.frontend == "fe").unwrap();
+        assert_eq!(
+            (fe.requests_total, fe.denied_total, fe.responses_5xx_total),
+            (Some(3), Some(0), Some(3)),
+            "the exporter's frontend series"
+        );
         assert_eq!(get("web", "web2").weight, 2.0);
         // Its port refuses connections too: three attempts, no HTTP response
         // (econ 3), so HAProxy counts no request (req_tot 0) and neither do we.
@@ -483,15 +489,41 @@ fn haproxy_exporters_both_label_schemes_and_status_shapes() {
             .unwrap()
     };
     assert!(!get("web", "web1").up && !get("web", "web2").up);
+    let fe = p.frontends.iter().find(|f| f.frontend == "fe").unwrap();
+    assert_eq!(
+        (fe.requests_total, fe.denied_total, fe.responses_5xx_total),
+        (Some(3), Some(0), Some(3)),
+        "the exporter's frontend series"
+    );
     assert_eq!(get("web", "web2").weight, 2.0);
     assert!(
         get("api", "api2").up && get("api", "api2").weight == 0.0,
         "MAINT is out of rotation"
     );
-    // The same instance's CSV agrees on every server's health.
+    // The same instance's CSV agrees on every server's health, and on the
+    // optional signals both publish.
     let csv = haproxy("csv-2.6.12-lbwatch-e2e-runtime-socket.csv");
     for s in &csv.servers {
         let m = get(&s.pool, &s.server);
+        assert_eq!(
+            (
+                m.connection_errors_total,
+                m.response_errors_total,
+                m.queue_current,
+                m.sessions_current,
+                m.session_limit
+            ),
+            (
+                s.connection_errors_total,
+                s.response_errors_total,
+                s.queue_current,
+                s.sessions_current,
+                s.session_limit
+            ),
+            "signals of {}/{}",
+            s.pool,
+            s.server
+        );
         assert_eq!(
             (m.up, m.weight, m.backup || s.backup),
             (s.up, s.weight, s.backup),

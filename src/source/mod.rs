@@ -15,7 +15,7 @@ pub type Parser = fn(&[u8]) -> Result<Parsed, SourceError>;
 /// A target's `kind`, with what only that kind takes: the stats format it
 /// serves. The variants are empty structs, not units, so that a key another
 /// kind takes (a `mapping` on an HAProxy target) is an unknown key here.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Format {
     /// HAProxy's stats CSV (`/stats;csv` or the runtime API's `show stat`).

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{counter_value, weight_value, Parsed, RowError, SourceError};
-use crate::model::ServerStat;
+use crate::model::{FrontendStat, ServerStat};
 
 /// One series of an exposition.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,12 +126,16 @@ pub fn exposition(bytes: &[u8]) -> Result<(Vec<Series>, Vec<RowError>), SourceEr
 
 /// Which series count: a metric name and label values (a value ending in
 /// `*` matches by prefix: `code = "5*"`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
     pub metric: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Each value is multiplied by this: 1000 for a time in seconds read
+    /// as `response_time_ms`.
+    #[serde(default)]
+    pub scale: Option<f64>,
 }
 
 impl Selector {
@@ -148,7 +152,7 @@ impl Selector {
 }
 
 /// `[targets.mapping]` of a `prometheus` target.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
     /// The label naming the pool (`service`, `envoy_cluster_name`, ...).
@@ -166,6 +170,52 @@ pub struct Mapping {
     pub up: Option<Selector>,
     #[serde(default)]
     pub weight: Option<Selector>,
+    /// The optional signals, each summed per pool and server (the response
+    /// time averaged over its series).
+    #[serde(default)]
+    pub responses_4xx: Option<Selector>,
+    #[serde(default)]
+    pub connection_errors: Option<Selector>,
+    #[serde(default)]
+    pub response_errors: Option<Selector>,
+    #[serde(default)]
+    pub retries: Option<Selector>,
+    #[serde(default)]
+    pub response_time_ms: Option<Selector>,
+    #[serde(default)]
+    pub queue: Option<Selector>,
+    #[serde(default)]
+    pub sessions: Option<Selector>,
+    #[serde(default)]
+    pub session_limit: Option<Selector>,
+}
+
+/// The optional signals, in the order of `Mapping`'s and of `Acc::signals`.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Responses4xx,
+    ConnectionErrors,
+    ResponseErrors,
+    Retries,
+    ResponseTimeMs,
+    Queue,
+    Sessions,
+    SessionLimit,
+}
+
+impl Mapping {
+    fn signals(&self) -> [(Signal, Option<&Selector>); 8] {
+        [
+            (Signal::Responses4xx, self.responses_4xx.as_ref()),
+            (Signal::ConnectionErrors, self.connection_errors.as_ref()),
+            (Signal::ResponseErrors, self.response_errors.as_ref()),
+            (Signal::Retries, self.retries.as_ref()),
+            (Signal::ResponseTimeMs, self.response_time_ms.as_ref()),
+            (Signal::Queue, self.queue.as_ref()),
+            (Signal::Sessions, self.sessions.as_ref()),
+            (Signal::SessionLimit, self.session_limit.as_ref()),
+        ]
+    }
 }
 
 /// The name a pool watched as a whole goes by.
@@ -178,6 +228,53 @@ struct Acc {
     up: Option<bool>,
     out_of_rotation: bool,
     weight: Option<f64>,
+    /// Sum and number of series of each `Signal`.
+    signals: [Option<(f64, u32)>; 8],
+}
+
+impl Acc {
+    fn add(&mut self, signal: Signal, value: f64) {
+        let (sum, n) = self.signals[signal as usize].get_or_insert((0.0, 0));
+        *sum += value;
+        *n += 1;
+    }
+
+    /// The optional signals on a server (the other fields default); a
+    /// negative or non-finite one is named.
+    fn signals(&self) -> Result<ServerStat<'static>, String> {
+        let get = |signal: Signal| self.signals[signal as usize];
+        let counter = |signal: Signal, name: &str| {
+            get(signal)
+                .map(|(sum, _)| counter_value(sum, name))
+                .transpose()
+        };
+        let gauge = |signal: Signal, name: &str, mean: bool| match get(signal) {
+            // HAProxy's exporter writes NaN for a setting that is not set
+            // (a server without `maxconn`): not published.
+            None => Ok(None),
+            Some((sum, _)) if sum.is_nan() => Ok(None),
+            Some((sum, n)) => {
+                let v = if mean { sum / f64::from(n) } else { sum };
+                if v.is_finite() && v >= 0.0 {
+                    Ok(Some(v))
+                } else {
+                    Err(format!("`{name}` is {v}, not a measurement"))
+                }
+            }
+        };
+        Ok(ServerStat {
+            responses_4xx_total: counter(Signal::Responses4xx, "responses_4xx")?,
+            connection_errors_total: counter(Signal::ConnectionErrors, "connection_errors")?,
+            response_errors_total: counter(Signal::ResponseErrors, "response_errors")?,
+            retries_total: counter(Signal::Retries, "retries")?,
+            response_time_ms: gauge(Signal::ResponseTimeMs, "response_time_ms", true)?,
+            queue_current: gauge(Signal::Queue, "queue", false)?,
+            sessions_current: gauge(Signal::Sessions, "sessions", false)?,
+            session_limit: gauge(Signal::SessionLimit, "session_limit", false)?
+                .filter(|&l| l > 0.0),
+            ..Default::default()
+        })
+    }
 }
 
 fn finish(acc: BTreeMap<(String, String), Acc>, bad_rows: Vec<RowError>) -> Parsed {
@@ -187,8 +284,8 @@ fn finish(acc: BTreeMap<(String, String), Acc>, bad_rows: Vec<RowError>) -> Pars
         ..Default::default()
     };
     for ((pool, server), a) in acc {
-        match server_stat(&a) {
-            Ok((requests, errors, weight)) => out.servers.push(ServerStat {
+        match server_stat(&a).and_then(|core| Ok((core, a.signals()?))) {
+            Ok(((requests, errors, weight), signals)) => out.servers.push(ServerStat {
                 pool: Cow::Owned(pool),
                 server: Cow::Owned(server),
                 requests_total: requests,
@@ -197,7 +294,7 @@ fn finish(acc: BTreeMap<(String, String), Acc>, bad_rows: Vec<RowError>) -> Pars
                 weight,
                 backup: false,
                 algo: None,
-                ..Default::default()
+                ..signals
             }),
             Err(reason) => out.bad_rows.push(RowError {
                 at: format!("{pool}/{server}"),
@@ -250,7 +347,13 @@ pub fn parse_mapped(bytes: &[u8], mapping: &Mapping) -> Result<Parsed, SourceErr
             a.up = Some(a.up.unwrap_or(false) || s.value > 0.0);
         }
         if mapping.weight.as_ref().is_some_and(|w| w.matches(s)) {
-            acc.entry(key).or_default().weight = Some(s.value);
+            acc.entry(key.clone()).or_default().weight = Some(s.value);
+        }
+        for (signal, sel) in mapping.signals() {
+            if let Some(sel) = sel.filter(|sel| sel.matches(s)) {
+                let v = s.value * sel.scale.unwrap_or(1.0);
+                acc.entry(key.clone()).or_default().add(signal, v);
+            }
         }
     }
     Ok(finish(acc, bad_rows))
@@ -276,9 +379,40 @@ pub fn parse_haproxy(bytes: &[u8]) -> Result<Parsed, SourceError> {
             "haproxy_server_http_responses_total" => {
                 let a = acc.entry(key).or_default();
                 a.requests = Some(a.requests.unwrap_or(0.0) + s.value);
-                if s.label("code") == Some("5xx") {
-                    a.errors += s.value;
+                match s.label("code") {
+                    Some("5xx") => a.errors += s.value,
+                    Some("4xx") => a.add(Signal::Responses4xx, s.value),
+                    _ => {}
                 }
+            }
+            "haproxy_server_connection_errors_total" => {
+                acc.entry(key)
+                    .or_default()
+                    .add(Signal::ConnectionErrors, s.value);
+            }
+            "haproxy_server_response_errors_total" => {
+                acc.entry(key)
+                    .or_default()
+                    .add(Signal::ResponseErrors, s.value);
+            }
+            "haproxy_server_retry_warnings_total" | "haproxy_server_redispatch_warnings_total" => {
+                acc.entry(key).or_default().add(Signal::Retries, s.value);
+            }
+            "haproxy_server_response_time_average_seconds" => {
+                acc.entry(key)
+                    .or_default()
+                    .add(Signal::ResponseTimeMs, s.value * 1000.0);
+            }
+            "haproxy_server_current_queue" => {
+                acc.entry(key).or_default().add(Signal::Queue, s.value)
+            }
+            "haproxy_server_current_sessions" => {
+                acc.entry(key).or_default().add(Signal::Sessions, s.value);
+            }
+            "haproxy_server_limit_sessions" => {
+                acc.entry(key)
+                    .or_default()
+                    .add(Signal::SessionLimit, s.value);
             }
             "haproxy_server_sessions_total" => {
                 *sessions.entry(key).or_default() += s.value;
@@ -318,7 +452,48 @@ pub fn parse_haproxy(bytes: &[u8]) -> Result<Parsed, SourceError> {
             a.requests = Some(n);
         }
     }
-    Ok(finish(acc, bad_rows))
+    let mut parsed = finish(acc, bad_rows);
+    parsed.frontends = haproxy_frontends(&all);
+    Ok(parsed)
+}
+
+/// The exporters' frontend series: requests, denials (requests,
+/// connections and sessions), 4xx and 5xx, per `proxy` (or `frontend`).
+fn haproxy_frontends(all: &[Series]) -> Vec<FrontendStat<'static>> {
+    let mut fronts: BTreeMap<&str, [Option<f64>; 4]> = BTreeMap::new();
+    for s in all
+        .iter()
+        .filter(|s| s.name.starts_with("haproxy_frontend_"))
+    {
+        let Some(name) = s.label("proxy").or_else(|| s.label("frontend")) else {
+            continue;
+        };
+        let slot = match (s.name.as_str(), s.label("code")) {
+            ("haproxy_frontend_http_requests_total", _) => 0,
+            (
+                "haproxy_frontend_requests_denied_total"
+                | "haproxy_frontend_denied_connections_total"
+                | "haproxy_frontend_denied_sessions_total",
+                _,
+            ) => 1,
+            ("haproxy_frontend_http_responses_total", Some("4xx")) => 2,
+            ("haproxy_frontend_http_responses_total", Some("5xx")) => 3,
+            _ => continue,
+        };
+        let v = &mut fronts.entry(name).or_default()[slot];
+        *v = Some(v.unwrap_or(0.0) + s.value);
+    }
+    let count = |v: Option<f64>| v.and_then(|x| counter_value(x, "frontend counter").ok());
+    fronts
+        .into_iter()
+        .map(|(name, [req, den, c4, c5])| FrontendStat {
+            frontend: Cow::Owned(name.to_string()),
+            requests_total: count(req),
+            denied_total: count(den),
+            responses_4xx_total: count(c4),
+            responses_5xx_total: count(c5),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -347,13 +522,16 @@ mod tests {
             requests: Selector {
                 metric: "req".into(),
                 labels: BTreeMap::new(),
+                scale: None,
             },
             errors: Some(Selector {
                 metric: "req".into(),
                 labels: [("code".to_string(), "5*".to_string())].into(),
+                scale: None,
             }),
             up: None,
             weight: None,
+            ..Mapping::default()
         };
         let p = parse_mapped(b"req{service=\"a\",code=\"200\"} 10\nreq{service=\"a\",code=\"503\"} 2\nreq{service=\"a\",code=\"500\"} 1\n", &m).unwrap();
         assert_eq!(p.servers.len(), 1);
@@ -361,6 +539,48 @@ mod tests {
         assert_eq!(
             (s.server.as_ref(), s.requests_total, s.responses_5xx_total),
             (WHOLE_POOL, 13, 3)
+        );
+    }
+
+    #[test]
+    fn a_mapping_reads_the_optional_signals_scaled_and_averaged() {
+        let sel = |metric: &str, scale: Option<f64>| {
+            Some(Selector {
+                metric: metric.into(),
+                labels: BTreeMap::new(),
+                scale,
+            })
+        };
+        let m = Mapping {
+            pool_label: "svc".into(),
+            server_label: Some("pod".into()),
+            requests: Selector {
+                metric: "req".into(),
+                ..Selector::default()
+            },
+            responses_4xx: sel("c4xx", None),
+            response_time_ms: sel("latency_seconds", Some(1000.0)),
+            sessions: sel("active", None),
+            session_limit: sel("limit", None),
+            ..Mapping::default()
+        };
+        let page = "req{svc=\"a\",pod=\"p1\"} 10\nc4xx{svc=\"a\",pod=\"p1\"} 3\n\
+            latency_seconds{svc=\"a\",pod=\"p1\",route=\"x\"} 0.02\n\
+            latency_seconds{svc=\"a\",pod=\"p1\",route=\"y\"} 0.04\n\
+            active{svc=\"a\",pod=\"p1\"} 5\nlimit{svc=\"a\",pod=\"p1\"} NaN\n";
+        let p = parse_mapped(page.as_bytes(), &m).unwrap();
+        let s = &p.servers[0];
+        assert_eq!(s.responses_4xx_total, Some(3));
+        assert!((s.response_time_ms.unwrap() - 30.0).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.sessions_current, Some(5.0));
+        assert_eq!(s.session_limit, None, "NaN is no limit");
+        assert_eq!(s.connection_errors_total, None, "not mapped");
+        let bad = "req{svc=\"a\",pod=\"p1\"} 10\nactive{svc=\"a\",pod=\"p1\"} -1\n";
+        let p = parse_mapped(bad.as_bytes(), &m).unwrap();
+        assert!(
+            p.bad_rows[0].reason.contains("`sessions` is -1"),
+            "{:?}",
+            p.bad_rows
         );
     }
 }
