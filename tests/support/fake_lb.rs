@@ -86,14 +86,16 @@ impl Pool {
         self.advance();
         self.served += 1;
         let mut out = String::from(
-            "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,\n",
+            "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,qtime,ctime,rtime,\n",
         );
         for (i, c) in self.counts.iter().enumerate() {
             let n = *c as u64;
             out.push_str(&format!(
-                "web,web-{},0,0,0,0,,{n},0,0,,0,,0,0,0,0,UP,1,1,0,0,0,1,0,,1,2,{},,{n},,2,0,,0,L7OK,200,1,0,{n},0,0,0,0,,0,0,{n},\n",
+                "web,web-{},0,0,{},0,100,{n},0,0,,0,,0,0,0,0,UP,1,1,0,0,0,1,0,,1,2,{},,{n},,2,0,,0,L7OK,200,1,0,{n},0,0,0,0,,0,0,{n},0,1,{},\n",
                 i + 1,
-                i + 1
+                3 + i,
+                i + 1,
+                20 + 2 * i
             ));
         }
         out

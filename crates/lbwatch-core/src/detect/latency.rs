@@ -88,6 +88,11 @@ impl LatencyTrack {
         })
     }
 
+    /// The usual average, once anything was learnt.
+    pub fn usual_ms(&self) -> Option<f64> {
+        (self.learnt_s > 0.0).then(|| self.usual_log.exp())
+    }
+
     /// Learns the usual average over `tau` seconds, unless something is
     /// slow (the baseline never learns the fault).
     pub fn learn(&mut self, dt: f64, tau: f64, frozen_too_long: bool) {

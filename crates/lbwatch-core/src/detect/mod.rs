@@ -45,7 +45,7 @@ pub use config::{
 };
 pub use firing::FiringAlert;
 pub use target::InputStats;
-pub use view::{PoolView, ServerView, TargetView};
+pub use view::{PoolView, ServerView, SignalsView, TargetView};
 
 use crate::model::{AlertEvent, Sample, SampleBody};
 use emit::Emit;

@@ -60,6 +60,46 @@ pub struct ServerView {
     /// or its usual share where the pool is judged by history.
     pub expected_share: Option<f64>,
     pub error_ratio: Option<f64>,
+    /// The optional signals, where the LB publishes them.
+    #[serde(flatten)]
+    pub signals: SignalsView,
+}
+
+/// A server's optional signals as last scraped, and its usual response
+/// time (LatencySpike's baseline, once learnt).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SignalsView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_time_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usual_response_time_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_limit: Option<f64>,
+    /// Fraction of its responses in the last interval that were 4xx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_error_ratio: Option<f64>,
+}
+
+fn signals_view(s: &super::server::ServerState) -> SignalsView {
+    let Some(p) = s.signals.lb.as_deref() else {
+        return SignalsView::default();
+    };
+    SignalsView {
+        response_time_ms: p.response_ms,
+        usual_response_time_ms: p.latency.usual_ms(),
+        queue: p.queue,
+        sessions: p.sessions,
+        session_limit: p.session_limit,
+        client_error_ratio: p
+            .responses_4xx
+            .delta
+            .filter(|_| s.counts.has_delta)
+            .and_then(|d| ratio(d, s.counts.d_req)),
+    }
 }
 
 fn ratio(num: f64, den: f64) -> Option<f64> {
@@ -125,6 +165,7 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
                 } else {
                     None
                 },
+                signals: signals_view(s),
             }
         })
         .collect();
