@@ -593,6 +593,7 @@ mod real_haproxy {
                 .enumerate()
                 .map(|(i, (b, w))| (format!("{name}{}", i + 1), b.port, *w))
                 .collect(),
+            ..PoolSpec::default()
         }
     }
 
@@ -650,7 +651,7 @@ mod real_haproxy {
         what: &About,
         limit: f64,
     ) -> f64 {
-        let end = since + Duration::from_secs(20);
+        let end = since + Duration::from_secs_f64(limit.max(15.0) + 5.0);
         loop {
             let got: Vec<f64> = ["csv", "sock"]
                 .iter()
@@ -713,6 +714,7 @@ mod real_haproxy {
                 pool("down", &down, &[1, 1, 1]),
             ],
             deny_all,
+            ..LbSpec::default()
         };
         // The version these expectations were measured on (Debian 12's).
         let version = support::haproxy::version();
@@ -850,5 +852,185 @@ mod real_haproxy {
             .count();
         assert_eq!(drops, 2, "pages {:?}", pages(&hook));
         eprintln!("HAProxy {version}: delays from fault to webhook (s): {delays:?}");
+    }
+
+    /// The signals HAProxy publishes beyond requests and 5xx, each broken
+    /// the way the outages behind lbwatch broke them, after a healthy phase
+    /// with each fault's benign cousin.
+    #[test]
+    #[allow(clippy::print_stderr)] // the measured delays, for the record
+    fn signals_of_a_real_haproxy_page_for_their_faults_and_not_for_benign_cousins() {
+        let lat: Vec<Backend> = (0..3).map(|_| Backend::start()).collect();
+        let sat = [Backend::start()];
+        let shop: Vec<Backend> = (0..2).map(|_| Backend::serving(Some("/shop/"))).collect();
+        let api: Vec<Backend> = (0..2).map(|_| Backend::serving(Some("/api"))).collect();
+        let refuse: Vec<Backend> = (0..2).map(|_| Backend::start()).collect();
+        let flap: Vec<Backend> = (0..2).map(|_| Backend::start()).collect();
+        for b in lat.iter().chain(&sat) {
+            b.delay_ms.store(5, std::sync::atomic::Ordering::Relaxed);
+        }
+        // A port nothing listens on: connections to it are refused.
+        let dead = support::haproxy::free_port();
+        let spec = |refused: bool, misrouted: bool| {
+            let mut r = pool("ref", &refuse, &[1, 1]);
+            r.lines = vec!["retries 2".into(), "option redispatch".into()];
+            if refused {
+                // Its health check still passes, on the port that listens.
+                r.servers[0].1 = dead;
+                r.server_words = vec![("ref1".into(), format!("port {}", refuse[0].port))];
+            }
+            let mut s = pool("sat", &sat, &[1]);
+            s.balance = Some("source");
+            s.server_words = vec![("sat1".into(), "maxconn 2".into())];
+            let mut f = pool("flap", &flap, &[1, 1]);
+            f.lines = vec!["option httpchk GET /health".into()];
+            LbSpec {
+                pools: vec![
+                    pool("lat", &lat, &[1, 1, 1]),
+                    s,
+                    pool("shop", &shop, &[1, 1]),
+                    pool("api", &api, &[1, 1]),
+                    r,
+                    f,
+                ],
+                routes: if misrouted {
+                    vec![("/api", "shop")]
+                } else {
+                    vec![]
+                },
+                ..LbSpec::default()
+            }
+        };
+        let mut lb = Haproxy::start(scratch("haproxy-signals"), &spec(false, false));
+        // Pools lat and sat three times over: their clients wait on the
+        // slow server (closed loop); lat's rate must stay up for the LB's
+        // average to move, and sat's demand must stay above its limit.
+        let paths = [
+            "/lat", "/lat", "/lat", "/sat", "/sat", "/sat", "/shop/", "/api", "/ref", "/flap",
+        ];
+        let _traffic = Traffic::start(
+            lb.frontend_port,
+            paths.iter().map(|p| p.to_string()).collect(),
+            40,
+        );
+        let hook = Sink::start(200);
+        let cfg = write_config(
+            "haproxy-signals.toml",
+            &format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n[detection.drop]\nmin_history = \"1m\"\n{}{}[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+                target("csv", &lb.stats_url(), ""),
+                target("sock", &format!("unix://{}", lb.socket.display()), ""),
+                hook.url("/hook")
+            ),
+        );
+        let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+
+        // Healthy traffic until every baseline is armed, with the benign
+        // cousins: a burst of slow answers on one server, a client
+        // scanning for paths that answer 404 at 0.5 req/s.
+        run.wait_for(Duration::from_secs(40), |_| false);
+        lat[1].delay_ms.store(600, relaxed);
+        std::thread::sleep(Duration::from_millis(800));
+        lat[1].delay_ms.store(5, relaxed);
+        let scanner = Traffic::one(lb.frontend_port, "/shop.bak", 0.5);
+        run.wait_for(Duration::from_secs(35), |_| false);
+        drop(scanner);
+        assert_eq!(pages(&hook), vec![], "paged on healthy traffic");
+
+        let mut delays = Vec::new();
+        // LatencySpike: the time HAProxy's average (1/1024 per request)
+        // takes to reach 3x and +100 ms (about 300 requests of lat1, which
+        // takes 20-40 req/s), and three intervals.
+        let t = Instant::now();
+        lat[0].delay_ms.store(400, relaxed);
+        delays.push((
+            "LatencySpike",
+            arrival(&hook, t, "LatencySpike", about("lat", Some("lat1")), 40.0),
+        ));
+        lat[0].delay_ms.store(5, relaxed);
+
+        // Saturation: `maxconn 2` behind slow answers: 4 scrapes and 20 s at
+        // the limit; 5 intervals or 30 s, plus a second.
+        let t = Instant::now();
+        sat[0].delay_ms.store(300, relaxed);
+        delays.push((
+            "Saturation",
+            arrival(&hook, t, "Saturation", about("sat", Some("sat1")), 31.0),
+        ));
+        sat[0].delay_ms.store(5, relaxed);
+
+        // ErrorSpike: ref1 refuses every connection; two retries and a
+        // redispatch hide it from clients. Three intervals, plus the
+        // reload's hand-over.
+        let t = lb.reload_and_wait(&spec(true, false));
+        delays.push((
+            "ErrorSpike (refused connections)",
+            arrival(
+                &hook,
+                t,
+                "ErrorSpike",
+                about("ref", Some("ref1")),
+                3.0 + 2.0,
+            ),
+        ));
+
+        // A `use_backend` sends /api to pool shop, which answers 404:
+        // ClientErrorSpike on shop, TrafficDrop on the starved api.
+        let t = lb.reload_and_wait(&spec(false, true));
+        delays.push((
+            "ClientErrorSpike",
+            arrival(&hook, t, "ClientErrorSpike", about("shop", None), 3.0 + 2.0),
+        ));
+        delays.push((
+            "TrafficDrop (starved pool)",
+            arrival(&hook, t, "TrafficDrop", about("api", None), 8.0 + 2.0 + 1.0),
+        ));
+
+        // ServerFlapping: flap1's health check fails and recovers, 2.5 s
+        // each, until its 4th down; then two intervals.
+        let t = Instant::now();
+        for _ in 0..4 {
+            flap[0].sick.store(true, relaxed);
+            std::thread::sleep(Duration::from_millis(2500));
+            flap[0].sick.store(false, relaxed);
+            std::thread::sleep(Duration::from_millis(2500));
+        }
+        // From the 4th down: HAProxy's check needs 0.6 s (fall 2 at 300
+        // ms), the next scrape up to an interval, then two intervals, and
+        // a second of slack.
+        let limit = t.elapsed().as_secs_f64() - 5.0 + 0.6 + 1.0 + 2.0 + 1.0;
+        delays.push((
+            "ServerFlapping",
+            arrival(
+                &hook,
+                t,
+                "ServerFlapping",
+                about("flap", Some("flap1")),
+                limit,
+            ),
+        ));
+        run.stop();
+
+        // Nothing else paged: each alert only where its fault was.
+        let expected = [
+            ("LatencySpike", "lat"),
+            ("LatencySpike", "sat"),
+            ("Saturation", "sat"),
+            // Its queue expires requests (503): the saturation's effect.
+            ("ErrorSpike", "sat"),
+            ("ErrorSpike", "ref"),
+            ("TrafficSkew", "ref"),
+            ("ClientErrorSpike", "shop"),
+            ("TrafficDrop", "api"),
+            ("ServerDown", "flap"),
+            ("ServerFlapping", "flap"),
+        ];
+        let unexpected: Vec<_> = pages(&hook)
+            .into_iter()
+            .filter(|(a, _, p)| !expected.contains(&(a.as_str(), p.as_str())))
+            .collect();
+        assert_eq!(unexpected, vec![], "delays {delays:?}");
+        eprintln!("HAProxy signals: delays from fault to webhook (s): {delays:?}");
     }
 }

@@ -48,43 +48,99 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// An HTTP backend on loopback.
+/// An HTTP backend on loopback: each connection answered on its own
+/// thread, so a slow answer does not hold the others up.
 #[derive(Debug)]
 pub struct Backend {
     pub port: u16,
     /// Share of requests answered 503.
     pub fail_permille: Arc<AtomicU64>,
+    /// Milliseconds each answer waits.
+    pub delay_ms: Arc<AtomicU64>,
+    /// While set, `/health` answers 503 (an HTTP health check fails).
+    pub sick: Arc<AtomicBool>,
     stopped: Arc<AtomicBool>,
+}
+
+/// How a backend answers one request line.
+#[derive(Debug, Clone)]
+struct Answers {
+    fail_permille: Arc<AtomicU64>,
+    delay_ms: Arc<AtomicU64>,
+    sick: Arc<AtomicBool>,
+    /// Paths it serves (`None`: all); others are 404.
+    serves: Option<String>,
+}
+
+impl Answers {
+    fn status(&self, n: u64, path: &str) -> &'static str {
+        if path == "/health" {
+            return if self.sick.load(Ordering::Relaxed) {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+        }
+        if self
+            .serves
+            .as_ref()
+            .is_some_and(|p| !path.starts_with(p.as_str()))
+        {
+            return "404 Not Found";
+        }
+        if (n * 7919) % 1000 < self.fail_permille.load(Ordering::Relaxed) {
+            "503 Service Unavailable"
+        } else {
+            "200 OK"
+        }
+    }
+
+    fn answer(&self, mut s: TcpStream, n: u64) {
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 2048];
+        let len = s.read(&mut buf).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..len]);
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let status = self.status(n, &path);
+        if path != "/health" {
+            let delay = self.delay_ms.load(Ordering::Relaxed);
+            thread::sleep(Duration::from_millis(delay));
+        }
+        let _ = write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        );
+    }
 }
 
 impl Backend {
     pub fn start() -> Backend {
+        Backend::serving(None)
+    }
+
+    /// A backend that answers 404 outside `prefix` (a pool serving one
+    /// route), or serves everything.
+    pub fn serving(prefix: Option<&str>) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
-        let fail = Arc::new(AtomicU64::new(0));
+        let answers = Answers {
+            fail_permille: Arc::new(AtomicU64::new(0)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
+            sick: Arc::new(AtomicBool::new(false)),
+            serves: prefix.map(str::to_string),
+        };
         let stopped = Arc::new(AtomicBool::new(false));
-        let (f, st) = (fail.clone(), stopped.clone());
+        let (a, st) = (answers.clone(), stopped.clone());
         thread::spawn(move || {
             let mut n = 0u64;
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((mut s, _)) => {
+                    Ok((s, _)) => {
                         n += 1;
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                        let mut buf = [0u8; 2048];
-                        let _ = s.read(&mut buf);
-                        let fail = (n * 7919) % 1000 < f.load(Ordering::Relaxed);
-                        let status = if fail {
-                            "503 Service Unavailable"
-                        } else {
-                            "200 OK"
-                        };
-                        let _ = write!(
-                            s,
-                            "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                        );
+                        let a = a.clone();
+                        thread::spawn(move || a.answer(s, n));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
                 }
@@ -93,7 +149,9 @@ impl Backend {
         });
         Backend {
             port,
-            fail_permille: fail,
+            fail_permille: answers.fail_permille,
+            delay_ms: answers.delay_ms,
+            sick: answers.sick,
             stopped,
         }
     }
@@ -104,18 +162,27 @@ impl Backend {
 }
 
 /// One pool of the test LB.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PoolSpec {
     pub name: &'static str,
     /// (server name, backend port, weight)
     pub servers: Vec<(String, u16, u32)>,
+    /// `balance` (default roundrobin).
+    pub balance: Option<&'static str>,
+    /// More lines of the backend section (`retries 2`, `option httpchk`).
+    pub lines: Vec<String>,
+    /// More words of a server's line, by server name (`maxconn 2`).
+    pub server_words: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LbSpec {
     pub pools: Vec<PoolSpec>,
     /// `http-request deny` for everything.
     pub deny_all: bool,
+    /// `use_backend POOL if { path_beg PATH }`, before each pool's own
+    /// route: a route sent to another pool.
+    pub routes: Vec<(&'static str, &'static str)>,
 }
 
 /// A running HAProxy.
@@ -138,6 +205,11 @@ impl Haproxy {
         if spec.deny_all {
             c.push_str("    http-request deny\n");
         }
+        for (path, pool) in &spec.routes {
+            c.push_str(&format!(
+                "    use_backend {pool} if {{ path_beg {path} }}\n"
+            ));
+        }
         for p in &spec.pools {
             c.push_str(&format!(
                 "    use_backend {0} if {{ path_beg /{0} }}\n",
@@ -145,10 +217,20 @@ impl Haproxy {
             ));
         }
         for p in &spec.pools {
-            c.push_str(&format!("\nbackend {}\n    balance roundrobin\n", p.name));
+            let balance = p.balance.unwrap_or("roundrobin");
+            c.push_str(&format!("\nbackend {}\n    balance {balance}\n", p.name));
+            for line in &p.lines {
+                c.push_str(&format!("    {line}\n"));
+            }
             for (name, port, weight) in &p.servers {
+                let words = p
+                    .server_words
+                    .iter()
+                    .filter(|(s, _)| s == name)
+                    .map(|(_, w)| format!(" {w}"))
+                    .collect::<String>();
                 c.push_str(&format!(
-                    "    server {name} 127.0.0.1:{port} check inter 300ms fall 2 rise 1 weight {weight}\n"
+                    "    server {name} 127.0.0.1:{port} check inter 300ms fall 2 rise 1 weight {weight}{words}\n"
                 ));
             }
         }
@@ -290,6 +372,30 @@ impl Traffic {
                 }
             });
         }
+        Traffic { stop }
+    }
+}
+
+impl Traffic {
+    /// One client at `per_second` (below one a second too) to `path`.
+    pub fn one(port: u16, path: &str, per_second: f64) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, path) = (stop.clone(), path.to_string());
+        thread::spawn(move || {
+            let gap = Duration::from_secs_f64(1.0 / per_second);
+            while !st.load(Ordering::Relaxed) {
+                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = write!(
+                        s,
+                        "GET {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
+                    );
+                    let mut buf = [0u8; 512];
+                    let _ = s.read(&mut buf);
+                }
+                thread::sleep(gap);
+            }
+        });
         Traffic { stop }
     }
 }

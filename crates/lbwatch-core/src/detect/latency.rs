@@ -72,7 +72,9 @@ impl LatencyTrack {
         self.since_reset += requests;
         let ms = ms?;
         let prev = self.prev_ms.replace(ms);
-        if self.since_reset < SETTLE_REQUESTS || ms <= 0.0 || self.learnt_s < armed_after {
+        // A server that answers within the millisecond shows 0: a value,
+        // once the average has requests behind it.
+        if self.since_reset < SETTLE_REQUESTS || self.learnt_s < armed_after {
             return None;
         }
         let usual = self.usual_log.exp();
@@ -96,18 +98,21 @@ impl LatencyTrack {
     /// Learns the usual average over `tau` seconds, unless something is
     /// slow (the baseline never learns the fault).
     pub fn learn(&mut self, dt: f64, tau: f64, frozen_too_long: bool) {
-        let Some(ms) = self.prev_ms.filter(|&m| m > 0.0) else {
+        let Some(ms) = self.prev_ms else {
             return;
         };
+        // Logs of at least a millisecond: "usually 0 ms" would make any
+        // time infinitely slower.
+        let log = ms.max(1.0).ln();
         if self.since_reset < SETTLE_REQUESTS {
             return;
         }
         let calm = !self.life.active() && self.streak == 0;
         if self.learnt_s == 0.0 {
-            self.usual_log = ms.ln();
+            self.usual_log = log;
         } else if calm || frozen_too_long {
             let w = decay(dt, tau);
-            self.usual_log = w * self.usual_log + (1.0 - w) * ms.max(1.0).ln();
+            self.usual_log = w * self.usual_log + (1.0 - w) * log;
         } else {
             return;
         }

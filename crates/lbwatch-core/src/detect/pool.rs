@@ -684,9 +684,8 @@ impl PoolState {
             // refuses connections pages even when retries hide it.
             let d_req = s.counts.d_req;
             let failed = s.signals.lb.as_deref_mut().and_then(|p| {
-                let f = p.failed_attempts()?;
-                let attempts = d_req + p.connection_errors.delta.unwrap_or(0.0);
-                let iv = shape.of(attempts, f);
+                let (f, refused) = p.failed_attempts()?;
+                let iv = shape.of(d_req + refused, f);
                 Some(
                     p.failures
                         .observe(iv, tests, (ctx.cfg, &ctx.cfg.errors), frozen),

@@ -49,6 +49,7 @@ pub struct Published {
     pub responses_4xx: Counter,
     pub connection_errors: Counter,
     pub response_errors: Counter,
+    pub retries: Counter,
     pub response_ms: Option<f64>,
     pub queue: Option<f64>,
     pub sessions: Option<f64>,
@@ -65,6 +66,7 @@ fn publishes(row: &ServerStat) -> bool {
     row.responses_4xx_total.is_some()
         || row.connection_errors_total.is_some()
         || row.response_errors_total.is_some()
+        || row.retries_total.is_some()
         || row.response_time_ms.is_some()
         || row.queue_current.is_some()
         || row.sessions_current.is_some()
@@ -82,6 +84,7 @@ impl Signals {
         p.responses_4xx.take(row.responses_4xx_total, known);
         p.connection_errors.take(row.connection_errors_total, known);
         p.response_errors.take(row.response_errors_total, known);
+        p.retries.take(row.retries_total, known);
         p.response_ms = gauge(row.response_time_ms);
         p.queue = gauge(row.queue_current);
         p.sessions = gauge(row.sessions_current);
@@ -90,13 +93,23 @@ impl Signals {
 }
 
 impl Published {
-    /// Failed attempts in the interval (connection and response errors),
-    /// when the LB publishes either.
-    pub fn failed_attempts(&self) -> Option<f64> {
-        match (self.connection_errors.delta, self.response_errors.delta) {
-            (None, None) => None,
-            (c, r) => Some(c.unwrap_or(0.0) + r.unwrap_or(0.0)),
+    /// Failed attempts in the interval, and of them those that are no
+    /// request of the server's own count, when the LB publishes any of
+    /// their counters. A refused connection shows as a connection error,
+    /// or (HAProxy with `option redispatch`) only as a retry or redispatch:
+    /// the larger of the two counts it, so one that shows as both is not
+    /// counted twice. Broken responses add to it.
+    pub fn failed_attempts(&self) -> Option<(f64, f64)> {
+        let (c, r, retried) = (
+            self.connection_errors.delta,
+            self.response_errors.delta,
+            self.retries.delta,
+        );
+        if c.is_none() && r.is_none() && retried.is_none() {
+            return None;
         }
+        let refused = c.unwrap_or(0.0).max(retried.unwrap_or(0.0));
+        Some((refused + r.unwrap_or(0.0), refused))
     }
 }
 

@@ -252,7 +252,7 @@ pub fn client_error_summary(pool: &str, f: &ErrorFinding, context: &str) -> Stri
 /// responses, which retries can hide from clients.
 pub fn server_failure_summary(server: &str, pool: &str, f: &ErrorFinding, context: &str) -> String {
     format!(
-        "{server} in pool {pool} fails {} of attempts with connection or response errors ({:.0} of {:.0} recent attempts; baseline {}); retries may hide it from clients{context}",
+        "{server} in pool {pool} fails {} of attempts: refused connections, retries or broken responses ({:.0} of {:.0} recent attempts; baseline {}); retries and redispatches may hide it from clients{context}",
         pct(f.ratio),
         f.errors,
         f.requests,
