@@ -329,7 +329,7 @@ fn case(kind: &str, seed: u64, backdrop: Backdrop) -> Case {
                 format!("rate={rate:.1}"),
             )
         }
-        _ => unreachable!("unknown kind {kind}"),
+        _ => signal_case(kind, &mut rng, interval, (start, end)),
     };
     let end = end.max(start + 60.0);
     let (sim, expect, what) = match backdrop {
@@ -344,11 +344,16 @@ fn case(kind: &str, seed: u64, backdrop: Backdrop) -> Case {
             // A blocked LB may take as long as the series' own lulls, plus
             // two intervals, to tell from one (as in the recorded ones).
             let lull = series.longest_lull(offset, offset + end);
+            // The LB's average response time moves per request: at a low
+            // of the series it moves that much slower.
+            let level = series.level(offset + start).clamp(0.1, 1.0);
             let expect = expect
                 .into_iter()
                 .map(|(names, pool, at, max)| {
                     let max = if names.contains(&AlertName::TrafficDrop) {
                         max.max(lull + 2.0 * interval)
+                    } else if names.contains(&AlertName::LatencySpike) {
+                        max / level
                     } else {
                         max
                     };
@@ -370,6 +375,138 @@ fn case(kind: &str, seed: u64, backdrop: Backdrop) -> Case {
         end,
         expect,
         what: format!("{kind} seed={seed} interval={interval} {what}"),
+    }
+}
+
+type Built = (Sim, Vec<(Vec<AlertName>, Option<String>, f64, f64)>, String);
+
+/// The faults of the optional signals, on a target that publishes them.
+fn signal_case(kind: &str, rng: &mut Rng, interval: f64, (start, end): (f64, f64)) -> Built {
+    let app = Some("app".to_string());
+    let (k, rate) = (range(rng, 3, 12), log_uniform(rng, 20.0, 5000.0));
+    let mut sim = target(rng, interval, k, rate).with_signals(rng.next_u64());
+    let at_least = |n: f64, secs: f64| (n * interval).max(secs);
+    match kind {
+        "latency_server" => {
+            let factor = 3.0 + 17.0 * rng.uniform();
+            let mut sim = sim;
+            let base = sim.p("app").servers[1].sig.latency_ms;
+            let slow = (base * factor).max(base + 150.0);
+            // The LB's average reaches 3x and +100 ms after this many
+            // requests of the server (at 0.75x its expected rate).
+            let need = ((3.0 * base).max(base + 100.0) - base) / (slow - base);
+            let requests = -1024.0 * (1.0 - need.min(0.99)).ln();
+            let server_rate = 0.75 * rate / k as f64;
+            let max = (requests / server_rate + 3.0 * interval).max(at_least(3.0, 15.0));
+            let sim = sim
+                .at(start, move |s| s.p("app").servers[1].sig.latency_ms = slow)
+                .at(end, move |s| s.p("app").servers[1].sig.latency_ms = base);
+            let expect = vec![(vec![AlertName::LatencySpike], app, start, max)];
+            (
+                sim,
+                expect,
+                format!("k={k} rate={rate:.0} {base:.0}->{slow:.0} ms"),
+            )
+        }
+        "saturation" => {
+            // A limit typo'd down at runtime: 200 -> 2.
+            let sim = sim
+                .at(start, |s| s.p("app").servers[0].sig.limit = Some(2.0))
+                .at(end, |s| s.p("app").servers[0].sig.limit = None);
+            let expect = vec![(vec![AlertName::Saturation], app, start, at_least(5.0, 30.0))];
+            // It needs sessions to pin: a server with about fifty in flight
+            // (a few at the lows of real traffic), whose peers have the
+            // room for that.
+            let sim = sim.at(0.0, move |s| {
+                for srv in &mut s.p("app").servers {
+                    srv.sig.latency_ms = srv.sig.latency_ms.max(50_000.0 * k as f64 / rate);
+                    srv.sig.avg_ms = srv.sig.latency_ms;
+                    srv.sig.limit = srv.sig.limit.map(|l| l.max(5_000.0));
+                }
+            });
+            (sim, expect, format!("k={k} rate={rate:.0}"))
+        }
+        "conn_errors" => {
+            let refuse = 0.1 + 0.5 * rng.uniform();
+            let sim = sim
+                .at(start, move |s| s.p("app").servers[0].sig.refuse = refuse)
+                .at(end, |s| s.p("app").servers[0].sig.refuse = 0.0);
+            // Longer when fewer than ten would show in three intervals.
+            let per_s = rate / k as f64 * refuse / (1.0 - refuse);
+            let max = at_least(3.0, 15.0).max(10.0 / per_s.max(1e-9) + 2.0 * interval);
+            let expect = vec![(vec![AlertName::ErrorSpike], app, start, max)];
+            (
+                sim,
+                expect,
+                format!("k={k} rate={rate:.0} refuse={refuse:.2}"),
+            )
+        }
+        "route_404" => {
+            // Another pool's route lands here and answers 404.
+            let share = 0.3 + 0.6 * rng.uniform();
+            let before = sim.clone_c4xx("app");
+            let sim = sim
+                .at(start, move |s| {
+                    for srv in &mut s.p("app").servers {
+                        srv.sig.c4xx_ratio = share;
+                    }
+                })
+                .at(end, move |s| {
+                    for srv in &mut s.p("app").servers {
+                        srv.sig.c4xx_ratio = before;
+                    }
+                });
+            let expect = vec![(
+                vec![AlertName::ClientErrorSpike],
+                app,
+                start,
+                at_least(3.0, 15.0),
+            )];
+            (sim, expect, format!("k={k} rate={rate:.0} 4xx={share:.2}"))
+        }
+        "flapping" => {
+            let downs = range(rng, 4, 8);
+            let period = (1.2 * interval).max(5.0) + 20.0 * rng.uniform();
+            let mut sim = sim;
+            let mut t = start;
+            let mut fourth = start;
+            for i in 0..downs {
+                sim = sim
+                    .at(t, |s| s.p("app").servers[0].up = false)
+                    .at(t + period, |s| s.p("app").servers[0].up = true);
+                if i == 3 {
+                    fourth = t;
+                }
+                t += 2.0 * period;
+            }
+            let max = fourth - start + 3.0 * interval;
+            let expect = vec![(vec![AlertName::ServerFlapping], app, start, max)];
+            (
+                sim,
+                expect,
+                format!("k={k} downs={downs} period={period:.0}"),
+            )
+        }
+        "denied_all" => {
+            let deny = 0.9 + 0.1 * rng.uniform();
+            let sim = sim
+                .at(start, move |s| {
+                    s.target_rate = 1.0 - deny;
+                    if let Some(f) = s.signals.as_mut() {
+                        f.deny = deny;
+                    }
+                })
+                .at(end, |s| {
+                    s.target_rate = 1.0;
+                    if let Some(f) = s.signals.as_mut() {
+                        f.deny = 0.0;
+                    }
+                });
+            let names = vec![AlertName::RequestsDenied, AlertName::TrafficDrop];
+            let expect = vec![(names, None, start, at_least(3.0, 15.0))];
+            (sim, expect, format!("k={k} rate={rate:.0} deny={deny:.2}"))
+        }
+        _ => unreachable!("unknown kind {kind}"),
     }
 }
 
@@ -529,6 +666,36 @@ fn slow_skew() {
 #[test]
 fn low_traffic_skew() {
     check("low_traffic_skew");
+}
+
+#[test]
+fn latency_server() {
+    check("latency_server");
+}
+
+#[test]
+fn saturation_limit_typo() {
+    check("saturation");
+}
+
+#[test]
+fn connection_errors_hidden_by_retries() {
+    check("conn_errors");
+}
+
+#[test]
+fn route_sent_to_the_wrong_pool() {
+    check("route_404");
+}
+
+#[test]
+fn flapping_health_check() {
+    check("flapping");
+}
+
+#[test]
+fn frontend_denies_everyone() {
+    check("denied_all");
 }
 
 /// Pools from 0.5 req/s to 20k req/s, one balanced by hash: healthy, for

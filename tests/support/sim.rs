@@ -9,7 +9,8 @@ use std::borrow::Cow;
 
 use lbwatch::detect::{DetectConfig, Detector};
 use lbwatch::model::{
-    AlertEvent, AlertName, AlertState, Sample, SampleBody, ServerStat, Severity, Timestamp,
+    AlertEvent, AlertName, AlertState, FrontendStat, Sample, SampleBody, ServerStat, Severity,
+    Timestamp,
 };
 
 /// SplitMix64: enough randomness for tests, no dependency.
@@ -78,6 +79,51 @@ pub struct SimServer {
     bias: f64,
     requests: u64,
     errors: u64,
+    /// The optional signals, published when the sim's `signals` are on.
+    pub sig: SimSignals,
+}
+
+/// A server's optional signals: its true response time and the LB's
+/// average of it (1/1024 per request, as HAProxy's `rtime`), 4xx,
+/// refused connections (each retried once), and its session limit.
+#[derive(Debug, Clone)]
+pub struct SimSignals {
+    pub latency_ms: f64,
+    pub avg_ms: f64,
+    pub c4xx_ratio: f64,
+    /// Fraction of connection attempts refused.
+    pub refuse: f64,
+    pub limit: Option<f64>,
+    c4xx: u64,
+    conn_errors: u64,
+    last_rate: f64,
+}
+
+impl Default for SimSignals {
+    fn default() -> Self {
+        SimSignals {
+            latency_ms: 20.0,
+            avg_ms: 20.0,
+            c4xx_ratio: 0.01,
+            refuse: 0.0,
+            limit: None,
+            c4xx: 0,
+            conn_errors: 0,
+            last_rate: 0.0,
+        }
+    }
+}
+
+/// The sim's optional signals: their own random stream (so a case without
+/// them draws exactly what it drew before they existed), and one frontend.
+#[derive(Debug, Clone)]
+pub struct SimFrontend {
+    pub rng: Rng,
+    /// Fraction of requests the frontend denies (HTTP level: they count in
+    /// its requests too).
+    pub deny: f64,
+    requests: u64,
+    denied: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +169,8 @@ pub struct Sim {
     pub snap_to_mid: bool,
     /// (scheduled, actual) time of every change applied.
     pub applied: Vec<(f64, f64)>,
+    /// The optional signals, when on.
+    pub signals: Option<SimFrontend>,
     script: Vec<(f64, Step)>,
 }
 
@@ -143,6 +191,7 @@ impl Sim {
             now: 0.0,
             snap_to_mid: false,
             applied: Vec::new(),
+            signals: None,
             script: Vec::new(),
         }
     }
@@ -174,7 +223,35 @@ impl Sim {
             bias: 1.0 + 0.03 * self.rng.normal(),
             requests: 1_000 + self.rng.next_u64() % 1_000_000,
             errors: self.rng.next_u64() % 1_000,
+            sig: SimSignals::default(),
         }
+    }
+
+    /// Publishes the optional signals from now on, drawn from their own
+    /// stream seeded by `seed`: latencies of 5-80 ms per pool (differing a
+    /// little by server), 0.5-3% 4xx, and session limits on some pools.
+    pub fn with_signals(mut self, seed: u64) -> Self {
+        let mut rng = Rng::new(seed ^ 0x5167_4e41_4c53);
+        for p in &mut self.pools {
+            let base = 5.0 * (16.0f64).powf(rng.uniform());
+            let c4xx = 0.005 + 0.025 * rng.uniform();
+            let limited = rng.uniform() < 0.5;
+            let need = p.rate / p.servers.len() as f64 * base / 1000.0;
+            for s in &mut p.servers {
+                s.sig.latency_ms = base * (1.0 + 0.2 * rng.uniform());
+                s.sig.avg_ms = s.sig.latency_ms;
+                s.sig.c4xx_ratio = c4xx;
+                // A limit well above what the server needs at its peak.
+                s.sig.limit = limited.then(|| (100.0 * need).max(50.0).ceil());
+            }
+        }
+        self.signals = Some(SimFrontend {
+            rng,
+            deny: 0.0,
+            requests: 0,
+            denied: 0,
+        });
+        self
     }
 
     /// When the change scheduled at `t` actually happened.
@@ -190,6 +267,11 @@ impl Sim {
         self.script.push((at, Box::new(step)));
         self.script.sort_by(|a, b| a.0.total_cmp(&b.0));
         self
+    }
+
+    /// The 4xx ratio of `pool`'s first server.
+    pub fn clone_c4xx(&mut self, pool: &str) -> f64 {
+        self.p(pool).servers[0].sig.c4xx_ratio
     }
 
     pub fn p(&mut self, name: &str) -> &mut SimPool {
@@ -220,7 +302,13 @@ impl Sim {
             for s in &mut p.servers {
                 s.requests = 0;
                 s.errors = 0;
+                s.sig.c4xx = 0;
+                s.sig.conn_errors = 0;
             }
+        }
+        if let Some(f) = self.signals.as_mut() {
+            f.requests = 0;
+            f.denied = 0;
         }
     }
 
@@ -254,7 +342,20 @@ impl Sim {
                 let e = self.rng.binomial(n, ratio.clamp(0.0, 1.0));
                 s.requests += n;
                 s.errors += e;
+                if let Some(f) = self.signals.as_mut() {
+                    signal_traffic(&mut f.rng, &mut s.sig, n, secs);
+                }
             }
+        }
+        if let Some(f) = self.signals.as_mut() {
+            // What the frontend saw: the pools' requests passed it; those
+            // it denied count in its requests too (HTTP-level denials), and
+            // a bot is denied now and then.
+            let demand = self.pools.iter().map(|p| p.rate).sum::<f64>() * target_rate * secs;
+            let denied = f.rng.poisson(demand * f.deny + demand * 1e-4);
+            let through = f.rng.poisson(demand * (1.0 - f.deny));
+            f.requests += through + denied;
+            f.denied += denied;
         }
     }
 
@@ -294,7 +395,7 @@ impl Sim {
         let mut rows = Vec::new();
         for p in &self.pools {
             for s in p.servers.iter().filter(|s| s.listed) {
-                rows.push(ServerStat {
+                let mut row = ServerStat {
                     pool: Cow::Owned(p.name.clone()),
                     server: Cow::Owned(s.name.clone()),
                     requests_total: s.requests,
@@ -304,14 +405,31 @@ impl Sim {
                     backup: s.backup,
                     algo: p.algo.clone().map(Cow::Owned),
                     ..Default::default()
-                });
+                };
+                if let Some(f) = self.signals.as_mut() {
+                    signal_row(&mut f.rng, &s.sig, &mut row);
+                }
+                rows.push(row);
             }
         }
+        let frontends = self
+            .signals
+            .as_ref()
+            .map(|f| {
+                vec![FrontendStat {
+                    frontend: "fe".into(),
+                    requests_total: Some(f.requests),
+                    denied_total: Some(f.denied),
+                    responses_4xx_total: None,
+                    responses_5xx_total: None,
+                }]
+            })
+            .unwrap_or_default();
         Sample {
             ts,
             target: Cow::Owned(self.target.clone()),
             body: SampleBody::Servers(rows),
-            frontends: Vec::new(),
+            frontends,
         }
     }
 
@@ -324,6 +442,40 @@ impl Sim {
         }
         out
     }
+}
+
+/// One server's signals over an interval of `n` requests in `secs`.
+fn signal_traffic(rng: &mut Rng, sig: &mut SimSignals, n: u64, secs: f64) {
+    sig.c4xx += rng.binomial(n, sig.c4xx_ratio.clamp(0.0, 1.0));
+    if sig.refuse > 0.0 {
+        let attempts = n as f64 / (1.0 - sig.refuse.min(0.99));
+        sig.conn_errors += rng.poisson(attempts * sig.refuse);
+    }
+    // The interval's own latency, a little noisy, folded into the LB's
+    // average one request at a time.
+    let own = sig.latency_ms * (1.0 + 0.1 * rng.normal()).max(0.2);
+    let keep = (1.0 - 1.0 / 1024.0f64).powf(n as f64);
+    sig.avg_ms = keep * sig.avg_ms + (1.0 - keep) * own;
+    // The rate sessions follow: arrivals over about one response time
+    // (a session lasts that long), not just this interval's.
+    let span = (sig.latency_ms / 1000.0).max(secs).max(1e-9);
+    let w = (-secs / span).exp();
+    sig.last_rate = w * sig.last_rate + (1.0 - w) * n as f64 / secs.max(1e-9);
+}
+
+/// A row's signals: sessions by Little's law (Poisson around rate x
+/// latency), pinned at the limit, the excess queued.
+fn signal_row(rng: &mut Rng, sig: &SimSignals, row: &mut ServerStat) {
+    let demand = rng.poisson(sig.last_rate * sig.latency_ms / 1000.0) as f64;
+    let sessions = sig.limit.map_or(demand, |l| demand.min(l));
+    row.responses_4xx_total = Some(sig.c4xx);
+    row.connection_errors_total = Some(sig.conn_errors);
+    row.retries_total = Some(sig.conn_errors);
+    row.response_errors_total = Some(0);
+    row.response_time_ms = Some(sig.avg_ms.round());
+    row.sessions_current = Some(sessions);
+    row.session_limit = sig.limit;
+    row.queue_current = Some((demand - sessions).max(0.0));
 }
 
 /// The alert events of a run, with helpers to ask about them.

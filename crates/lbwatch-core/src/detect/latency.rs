@@ -46,6 +46,11 @@ pub struct LatencyTrack {
     usual_log: f64,
     learnt_s: f64,
     prev_ms: Option<f64>,
+    /// The average when the span being judged began, and the requests
+    /// since: at a few requests per interval, intervals are joined until
+    /// they hold enough to tell their own latency.
+    span_start_ms: Option<f64>,
+    span_requests: f64,
     /// Requests since the LB's average restarted.
     since_reset: f64,
     /// Consecutive intervals that were slow on their own.
@@ -67,21 +72,36 @@ impl LatencyTrack {
         if reset {
             self.since_reset = 0.0;
             self.prev_ms = None;
+            self.span_start_ms = None;
+            self.span_requests = 0.0;
             self.streak = 0;
         }
         self.since_reset += requests;
-        let ms = ms?;
-        let prev = self.prev_ms.replace(ms);
+        let Some(ms) = ms else {
+            self.span_start_ms = None;
+            return None;
+        };
+        self.prev_ms = Some(ms);
+        let Some(start) = self.span_start_ms else {
+            self.span_start_ms = Some(ms);
+            self.span_requests = 0.0;
+            return None;
+        };
+        self.span_requests += requests;
         // A server that answers within the millisecond shows 0: a value,
         // once the average has requests behind it.
         if self.since_reset < SETTLE_REQUESTS || self.learnt_s < armed_after {
+            self.span_start_ms = Some(ms);
+            self.span_requests = 0.0;
             return None;
         }
         let usual = self.usual_log.exp();
-        if let Some(p) = prev.filter(|_| requests >= MIN_INTERVAL_REQUESTS) {
-            let weight = 1.0 - (1.0 - 1.0 / AVERAGE_OVER).powf(requests);
-            let own = (ms - (1.0 - weight) * p) / weight;
+        if self.span_requests >= MIN_INTERVAL_REQUESTS {
+            let weight = 1.0 - (1.0 - 1.0 / AVERAGE_OVER).powf(self.span_requests);
+            let own = (ms - (1.0 - weight) * start) / weight;
             self.streak = if slow(own, usual) { self.streak + 1 } else { 0 };
+            self.span_start_ms = Some(ms);
+            self.span_requests = 0.0;
         }
         Some(LatencyLook {
             ms,

@@ -8,7 +8,7 @@ use super::flapping::FLAP_WINDOW_S;
 use super::latency::{slow, LatencyLook, LatencyTrack};
 use super::lifecycle::{Persistence, Verdict};
 use super::pool::PoolState;
-use super::saturation::{at_limit, saturation_persistence};
+use super::saturation::saturation_persistence;
 use super::stats::decay;
 use super::text;
 use crate::detect::ErrorConfig;
@@ -279,14 +279,14 @@ impl PoolState {
 
     fn saturation_check(&mut self, ctx: &Context, emit: &mut Emit) {
         let p = saturation_persistence(ctx.cfg.resolve_after.0);
+        let dt = ctx.dt.unwrap_or(0.0);
         let name = &self.name;
         for s in &mut self.servers {
             let Some(sig) = s.signals.lb.as_deref_mut() else {
                 continue;
             };
             let (verdict, limit) = match (s.listed, sig.sessions, sig.session_limit) {
-                (true, Some(x), Some(l)) if at_limit(x, l) => (Verdict::Fire, l),
-                (true, Some(_), Some(l)) => (Verdict::Clear, l),
+                (true, Some(x), Some(l)) => (sig.saturation.verdict(x, l, dt), l),
                 _ => (Verdict::Hold, 0.0),
             };
             let queue = sig.queue.unwrap_or(0.0);
