@@ -8,7 +8,7 @@
 mod support;
 
 use lbwatch::model::{AlertName, AlertState, Severity};
-use support::sim::{background, detect, real_background, Rng, Series, Sim, START};
+use support::sim::{background, detect, real_background, Cycle, Rng, Series, Sim, START};
 
 /// Cases per kind; `LBWATCH_SWEEP_CASES` raises it for a longer search.
 fn cases() -> u64 {
@@ -329,30 +329,41 @@ fn case(kind: &str, seed: u64, backdrop: Backdrop) -> Case {
                 format!("rate={rate:.1}"),
             )
         }
-        _ => signal_case(kind, &mut rng, interval, (start, end)),
+        _ => signal_case(kind, &mut rng, interval, (start, &mut end)),
     };
     let end = end.max(start + 60.0);
     let (sim, expect, what) = match backdrop {
-        Backdrop::Synthetic => (
-            background(sim, seed, end + 900.0, (start, end + 300.0)),
-            expect,
-            what,
-        ),
+        Backdrop::Synthetic => {
+            // The LB's average moves per request: at the cycle's low it
+            // moves that much slower.
+            let level = Cycle::of(seed).level(start).clamp(0.1, 1.0);
+            let expect = expect
+                .into_iter()
+                .map(|(names, pool, at, max)| {
+                    // So does the count of refused connections.
+                    let slower = names.contains(&AlertName::LatencySpike) || kind == "conn_errors";
+                    (names, pool, at, if slower { max / level } else { max })
+                })
+                .collect();
+            let sim = background(sim, seed, end + 900.0, (start, end + 300.0));
+            (sim, expect, what)
+        }
         Backdrop::Real(all) => {
             let series = &all[(rng.next_u64() % all.len() as u64) as usize];
             let offset = 3600.0 + (series.span() - end - 4600.0) * rng.uniform();
             // A blocked LB may take as long as the series' own lulls, plus
             // two intervals, to tell from one (as in the recorded ones).
             let lull = series.longest_lull(offset, offset + end);
-            // The LB's average response time moves per request: at a low
-            // of the series it moves that much slower.
+            // The LB's average response time moves per request, and
+            // refused connections come per request: at a low of the series
+            // they show that much slower.
             let level = series.level(offset + start).clamp(0.1, 1.0);
             let expect = expect
                 .into_iter()
                 .map(|(names, pool, at, max)| {
                     let max = if names.contains(&AlertName::TrafficDrop) {
                         max.max(lull + 2.0 * interval)
-                    } else if names.contains(&AlertName::LatencySpike) {
+                    } else if names.contains(&AlertName::LatencySpike) || kind == "conn_errors" {
                         max / level
                     } else {
                         max
@@ -381,7 +392,15 @@ fn case(kind: &str, seed: u64, backdrop: Backdrop) -> Case {
 type Built = (Sim, Vec<(Vec<AlertName>, Option<String>, f64, f64)>, String);
 
 /// The faults of the optional signals, on a target that publishes them.
-fn signal_case(kind: &str, rng: &mut Rng, interval: f64, (start, end): (f64, f64)) -> Built {
+/// `end` may be moved later: a slowdown must last until the LB's average
+/// can show it.
+fn signal_case(
+    kind: &str,
+    rng: &mut Rng,
+    interval: f64,
+    (start, end_at): (f64, &mut f64),
+) -> Built {
+    let end = *end_at;
     let app = Some("app".to_string());
     let (k, rate) = (range(rng, 3, 12), log_uniform(rng, 20.0, 5000.0));
     let mut sim = target(rng, interval, k, rate).with_signals(rng.next_u64());
@@ -398,6 +417,9 @@ fn signal_case(kind: &str, rng: &mut Rng, interval: f64, (start, end): (f64, f64
             let requests = -1024.0 * (1.0 - need.min(0.99)).ln();
             let server_rate = 0.75 * rate / k as f64;
             let max = (requests / server_rate + 3.0 * interval).max(at_least(3.0, 15.0));
+            // At the cycle's low it takes up to ten times as long.
+            *end_at = end.max(start + 10.0 * max + 60.0);
+            let end = *end_at;
             let sim = sim
                 .at(start, move |s| s.p("app").servers[1].sig.latency_ms = slow)
                 .at(end, move |s| s.p("app").servers[1].sig.latency_ms = base);
@@ -737,6 +759,7 @@ fn healthy_case(seed: u64, backdrop: Backdrop) -> Case {
             s.error_ratio = e;
         }
     }
+    let sim = benign_signals(sim.with_signals(seed), seed);
     let never = (f64::MAX, f64::MAX);
     let (secs, sim, what) = match backdrop {
         Backdrop::Synthetic => {
@@ -760,6 +783,45 @@ fn healthy_case(seed: u64, backdrop: Backdrop) -> Case {
         expect: vec![],
         what: format!("healthy seed={seed} interval={interval}{what}"),
     }
+}
+
+/// The optional signals' benign cousins, every few minutes from their own
+/// random stream: a slow burst on one server for about an interval, and a
+/// client scanning a busy pool for paths that answer 404. (A single flap
+/// raises ServerDown, a warning this sweep would count; the recorded
+/// scenarios allow it and check that ServerFlapping stays quiet.)
+fn benign_signals(mut sim: Sim, seed: u64) -> Sim {
+    let mut rng = Rng::new(seed ^ 0xbe41_9e00);
+    let interval = sim.interval;
+    let mut t = 300.0;
+    while t < 12.0 * 3600.0 {
+        let at = t;
+        sim = if rng.next_u64().is_multiple_of(2) {
+            let factor = 5.0 + 5.0 * rng.uniform();
+            let server = (rng.next_u64() % 3) as usize;
+            sim.at(at, move |s| {
+                s.p("web").servers[server].sig.latency_ms *= factor
+            })
+            .at(at + interval, move |s| {
+                s.p("web").servers[server].sig.latency_ms /= factor;
+            })
+        } else {
+            // 0.3-0.8 req/s of 404s on a pool of thousands per second.
+            let extra = (0.3 + 0.5 * rng.uniform()) / 5000.0;
+            sim.at(at, move |s| {
+                for srv in &mut s.p("edge").servers {
+                    srv.sig.c4xx_ratio += extra;
+                }
+            })
+            .at(at + 300.0, move |s| {
+                for srv in &mut s.p("edge").servers {
+                    srv.sig.c4xx_ratio -= extra;
+                }
+            })
+        };
+        t += 240.0 + 600.0 * rng.uniform();
+    }
+    sim
 }
 
 #[test]

@@ -647,16 +647,46 @@ pub fn background(mut sim: Sim, seed: u64, secs: f64, quiet: (f64, f64)) -> Sim 
     let mut rng = Rng::new(seed.wrapping_mul(7919));
     sim.noise = 0.04 + 0.08 * rng.uniform();
     sim.error_noise = 0.3;
-    let amplitude = 0.3 + 0.4 * rng.uniform();
-    let period = 3000.0 + 1200.0 * rng.uniform();
-    let phase = rng.uniform() * std::f64::consts::TAU;
+    let cycle = Cycle::draw(&mut rng);
     let mut t = 0.0;
     while t < secs {
-        let level = 1.0 + amplitude * (std::f64::consts::TAU * t / period + phase).sin();
+        let level = cycle.level(t);
         sim = sim.at(t, move |s| s.diurnal = level);
         t += 30.0;
     }
     benign_events(sim, &mut rng, secs, quiet)
+}
+
+/// The synthetic daily cycle `background` gives a case of `seed`.
+#[derive(Debug, Clone, Copy)]
+pub struct Cycle {
+    amplitude: f64,
+    period: f64,
+    phase: f64,
+}
+
+impl Cycle {
+    fn draw(rng: &mut Rng) -> Cycle {
+        Cycle {
+            amplitude: 0.3 + 0.4 * rng.uniform(),
+            period: 3000.0 + 1200.0 * rng.uniform(),
+            phase: rng.uniform() * std::f64::consts::TAU,
+        }
+    }
+
+    /// The cycle of `background(_, seed, ..)`, drawn as it draws it.
+    pub fn of(seed: u64) -> Cycle {
+        let mut rng = Rng::new(seed.wrapping_mul(7919));
+        rng.uniform();
+        Cycle::draw(&mut rng)
+    }
+
+    /// The level at `t` (multiplies every pool's rate; the last level set
+    /// holds for 30 s).
+    pub fn level(&self, t: f64) -> f64 {
+        let t = (t / 30.0).floor() * 30.0;
+        1.0 + self.amplitude * (std::f64::consts::TAU * t / self.period + self.phase).sin()
+    }
 }
 
 /// Bursts, servers running hot, 5xx blips, reloads, drains, autoscaling and

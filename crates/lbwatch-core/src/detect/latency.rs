@@ -17,13 +17,19 @@ pub const LATENCY_RATIO: f64 = 3.0;
 pub const LATENCY_MIN_INCREASE_MS: f64 = 100.0;
 /// Consecutive intervals that must each be slow on their own.
 const SLOW_INTERVALS: u32 = 3;
+/// Two slow intervals in a row are a level, not a burst's edges, when the
+/// faster is at least this fraction of the slower.
+const STEADY: f64 = 0.6;
 /// The averaging the LBs do: the weight of one request.
 const AVERAGE_OVER: f64 = 1024.0;
 /// Requests after a reload before the LB's average means anything (it
 /// restarts from nothing).
 const SETTLE_REQUESTS: f64 = 64.0;
-/// Requests an interval needs for its own latency to be told apart.
-const MIN_INTERVAL_REQUESTS: f64 = 5.0;
+/// Requests a span of intervals needs for its own latency to be told
+/// apart: the LB rounds its average to the millisecond, and the span's own
+/// latency is recovered from the average's change over the span's weight
+/// (5% at 50 requests), so fewer would turn rounding into hundreds of ms.
+const MIN_SPAN_REQUESTS: f64 = 50.0;
 
 /// Whether `ms` is far above `usual`.
 pub fn slow(ms: f64, usual: f64) -> bool {
@@ -53,8 +59,11 @@ pub struct LatencyTrack {
     span_requests: f64,
     /// Requests since the LB's average restarted.
     since_reset: f64,
-    /// Consecutive intervals that were slow on their own.
+    /// Consecutive intervals that were slow on their own, and whether the
+    /// last two were about as slow as each other.
     streak: u32,
+    steady: bool,
+    last_own: f64,
     pub life: Lifecycle,
 }
 
@@ -96,17 +105,22 @@ impl LatencyTrack {
             return None;
         }
         let usual = self.usual_log.exp();
-        if self.span_requests >= MIN_INTERVAL_REQUESTS {
+        if self.span_requests >= MIN_SPAN_REQUESTS {
             let weight = 1.0 - (1.0 - 1.0 / AVERAGE_OVER).powf(self.span_requests);
             let own = (ms - (1.0 - weight) * start) / weight;
             self.streak = if slow(own, usual) { self.streak + 1 } else { 0 };
+            // A fault's intervals are alike; a burst's edges are each part
+            // slow, and no two alike.
+            let (lo, hi) = (own.min(self.last_own), own.max(self.last_own));
+            self.steady = lo > 0.0 && lo >= STEADY * hi;
+            self.last_own = own;
             self.span_start_ms = Some(ms);
             self.span_requests = 0.0;
         }
         Some(LatencyLook {
             ms,
             usual_ms: usual,
-            slow: slow(ms, usual) && self.streak >= SLOW_INTERVALS,
+            slow: slow(ms, usual) && self.streak >= SLOW_INTERVALS && self.steady,
         })
     }
 
