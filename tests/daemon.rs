@@ -686,6 +686,23 @@ mod real_haproxy {
         }
     }
 
+    /// A config watching `lb` twice, through its stats page ("csv") and its
+    /// runtime API ("sock"), paging `hook`. The test's traffic is steady
+    /// from its first second: a minute of history is enough for TrafficDrop
+    /// to know it (the default waits ten minutes, so that a pool first seen
+    /// in a surge is not judged).
+    fn both_targets(name: &str, lb: &Haproxy, hook: &Sink) -> PathBuf {
+        write_config(
+            name,
+            &format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n[detection.drop]\nmin_history = \"1m\"\n{}{}[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+                target("csv", &lb.stats_url(), ""),
+                target("sock", &format!("unix://{}", lb.socket.display()), ""),
+                hook.url("/hook")
+            ),
+        )
+    }
+
     fn arrival(hook: &Sink, since: Instant, alert: &str, what: About, limit: f64) -> f64 {
         both(hook, since, "firing", alert, &what, limit)
     }
@@ -729,18 +746,7 @@ mod real_haproxy {
             40,
         );
         let hook = Sink::start(200);
-        // The test's traffic is steady from its first second: a minute of
-        // history is enough for TrafficDrop to know it (the default waits
-        // ten minutes, so that a pool first seen in a surge is not judged).
-        let cfg = write_config(
-            "haproxy-e2e.toml",
-            &format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\n[detection.drop]\nmin_history = \"1m\"\n{}{}[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
-                target("csv", &lb.stats_url(), ""),
-                target("sock", &format!("unix://{}", lb.socket.display()), ""),
-                hook.url("/hook")
-            ),
-        );
+        let cfg = both_targets("haproxy-e2e.toml", &lb, &hook);
         let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
 
         // The live stats of HAProxy 2.6 parse cleanly.
@@ -914,15 +920,7 @@ mod real_haproxy {
             40,
         );
         let hook = Sink::start(200);
-        let cfg = write_config(
-            "haproxy-signals.toml",
-            &format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\n[detection.drop]\nmin_history = \"1m\"\n{}{}[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
-                target("csv", &lb.stats_url(), ""),
-                target("sock", &format!("unix://{}", lb.socket.display()), ""),
-                hook.url("/hook")
-            ),
-        );
+        let cfg = both_targets("haproxy-signals.toml", &lb, &hook);
         let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
         let relaxed = std::sync::atomic::Ordering::Relaxed;
 

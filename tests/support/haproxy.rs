@@ -334,6 +334,20 @@ impl Drop for Haproxy {
     }
 }
 
+/// One request to the LB, its answer read and dropped: a client that waits
+/// for a slow server (up to 2 s).
+fn get(port: u16, path: &str) {
+    if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
+        );
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf);
+    }
+}
+
 /// Steady loopback traffic to every pool's path, round robin.
 pub struct Traffic {
     stop: Arc<AtomicBool>,
@@ -354,15 +368,7 @@ impl Traffic {
                 let gap = Duration::from_secs_f64(f64::from(WORKERS) / f64::from(per_second));
                 let mut next = Instant::now();
                 while !st.load(Ordering::Relaxed) {
-                    if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                        let _ = write!(
-                            s,
-                            "GET {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
-                        );
-                        let mut buf = [0u8; 512];
-                        let _ = s.read(&mut buf);
-                    }
+                    get(port, &path);
                     next += gap;
                     if let Some(d) = next.checked_duration_since(Instant::now()) {
                         thread::sleep(d);
@@ -384,15 +390,7 @@ impl Traffic {
         thread::spawn(move || {
             let gap = Duration::from_secs_f64(1.0 / per_second);
             while !st.load(Ordering::Relaxed) {
-                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                    let _ = write!(
-                        s,
-                        "GET {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
-                    );
-                    let mut buf = [0u8; 512];
-                    let _ = s.read(&mut buf);
-                }
+                get(port, &path);
                 thread::sleep(gap);
             }
         });
