@@ -718,3 +718,32 @@ fn pool_unavailable_says_which_servers_are_down_and_which_are_in_maintenance() {
         "{summary}"
     );
 }
+
+/// An alert on the optional signals resolves when its pool leaves the
+/// stats, as the others do: nothing of a pool that is gone stays firing.
+#[test]
+fn signal_alerts_of_a_pool_that_leaves_the_stats_resolve() {
+    let mut sim = Sim::new(7, 5.0).pool("web", 4, 200.0).with_signals(7);
+    let mut samples = sim.samples(1200.0);
+    for s in &mut sim.p("web").servers {
+        s.sig.c4xx_ratio = 0.6;
+    }
+    samples.extend(sim.samples(120.0));
+    for s in &mut sim.p("web").servers {
+        s.listed = false;
+    }
+    samples.extend(sim.samples(60.0));
+    let run = detect(&samples);
+    let states: Vec<AlertState> = run
+        .events
+        .iter()
+        .filter(|e| e.alert == AlertName::ClientErrorSpike)
+        .map(|e| e.state)
+        .collect();
+    assert_eq!(
+        states,
+        [AlertState::Firing, AlertState::Resolved],
+        "{}",
+        run.describe()
+    );
+}

@@ -118,21 +118,30 @@ fn parse_json(text: &str) -> Result<Parsed, SourceError> {
                     .find(|s| s.get("name").and_then(Value::as_str) == Some(name));
                 Ok(json_counter(s.and_then(|s| s.get("value")), name)?.unwrap_or(0))
             };
-            let counts = || -> Result<[u64; 5], String> {
-                Ok([
-                    stat("rq_total")?,
-                    stat("rq_error")?,
-                    stat("cx_connect_fail")?,
-                    stat("rq_timeout")?,
-                    stat("rq_active")?,
-                ])
-            };
-            let [requests, errors, connect_fail, timeouts, active] = match counts() {
-                Ok(c) => c,
-                Err(reason) => {
+            let (requests, errors) = match (stat("rq_total"), stat("rq_error")) {
+                (Ok(r), Ok(e)) => (r, e),
+                (Err(reason), _) | (_, Err(reason)) => {
                     out.bad_rows.push(RowError { at, reason });
                     continue;
                 }
+            };
+            // An optional stat that cannot be read is left out and said;
+            // the host's requests and health still count.
+            let mut optional = |name: &str| {
+                stat(name)
+                    .map_err(|reason| {
+                        out.bad_rows.push(RowError {
+                            at: at.clone(),
+                            reason,
+                        })
+                    })
+                    .ok()
+            };
+            let signals = ServerStat {
+                connection_errors_total: optional("cx_connect_fail"),
+                response_errors_total: optional("rq_timeout"),
+                sessions_current: optional("rq_active").map(|n| n as f64),
+                ..Default::default()
             };
             let (up, in_rotation) = health(h);
             let weight = match json_weight(h.get("weight")) {
@@ -151,7 +160,7 @@ fn parse_json(text: &str) -> Result<Parsed, SourceError> {
                 weight: if in_rotation { weight } else { 0.0 },
                 backup: false,
                 algo: None,
-                ..signals(connect_fail, timeouts, active)
+                ..signals
             });
         }
     }

@@ -412,7 +412,13 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
         }
         let width = split_first(line, cols.last + 1, &mut fields);
         match row(&fields, width, &cols) {
-            Ok(Row::Server(s)) => rows.push((line_no, s)),
+            Ok(Row::Server(s, unread)) => {
+                rows.push((line_no, s));
+                bad_rows.extend(unread.into_iter().map(|reason| RowError {
+                    at: format!("line {line_no}"),
+                    reason,
+                }));
+            }
             Ok(Row::Backend { pool, algo }) => {
                 other_rows += 1;
                 if let Some(a) = algo {
@@ -453,9 +459,13 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
 }
 
 enum Row {
-    Server(ServerStat<'static>),
+    /// A server, and why any of its optional signals could not be read.
+    Server(ServerStat<'static>, Vec<String>),
     Frontend(FrontendStat<'static>),
-    Backend { pool: String, algo: Option<String> },
+    Backend {
+        pool: String,
+        algo: Option<String>,
+    },
     Other,
 }
 
@@ -542,39 +552,52 @@ fn row(f: &[Cow<'_, str>], width_found: usize, c: &Columns) -> Result<Row, Strin
         Status::OutOfRotation => 0.0,
         _ => weight.unwrap_or(1) as f64,
     };
-    Ok(Row::Server(ServerStat {
-        pool: Cow::Owned(pxname.to_string()),
-        server: Cow::Owned(svname.to_string()),
-        requests_total: requests,
-        responses_5xx_total: errors,
-        up: st != Status::Down,
-        weight,
-        backup,
-        algo: None,
-        ..signals(f, c)?
-    }))
+    let mut bad = Vec::new();
+    Ok(Row::Server(
+        ServerStat {
+            pool: Cow::Owned(pxname.to_string()),
+            server: Cow::Owned(svname.to_string()),
+            requests_total: requests,
+            responses_5xx_total: errors,
+            up: st != Status::Down,
+            weight,
+            backup,
+            algo: None,
+            ..signals(f, c, &mut bad)
+        },
+        bad,
+    ))
 }
 
 /// A server row's optional signals (the other fields left default).
-fn signals(f: &[Cow<'_, str>], c: &Columns) -> Result<ServerStat<'static>, String> {
-    let n = |i: usize| number(f, c.signals[i], SIGNALS[i]);
-    let retries = match (n(WRETR)?, n(WREDIS)?) {
+/// A server row's optional signals (the other fields left default). One
+/// that cannot be read is left out, and said in `bad`: the row's requests
+/// and health still count.
+fn signals(f: &[Cow<'_, str>], c: &Columns, bad: &mut Vec<String>) -> ServerStat<'static> {
+    let mut read = |col: Option<usize>, name: &str| {
+        number(f, col, name).unwrap_or_else(|why| {
+            bad.push(why);
+            None
+        })
+    };
+    let c4xx = read(c.hrsp[3], "hrsp_4xx");
+    let mut n = |i: usize| read(c.signals[i], SIGNALS[i]);
+    let retries = match (n(WRETR), n(WREDIS)) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
     };
-    let gauge = |i: usize| n(i).map(|v| v.map(|x| x as f64));
-    Ok(ServerStat {
-        responses_4xx_total: number(f, c.hrsp[3], "hrsp_4xx")?,
-        connection_errors_total: n(ECON)?,
-        response_errors_total: n(ERESP)?,
+    ServerStat {
+        responses_4xx_total: c4xx,
+        connection_errors_total: n(ECON),
+        response_errors_total: n(ERESP),
         retries_total: retries,
-        response_time_ms: gauge(RTIME)?,
-        queue_current: gauge(QCUR)?,
-        sessions_current: gauge(SCUR)?,
+        response_time_ms: n(RTIME).map(|x| x as f64),
+        queue_current: n(QCUR).map(|x| x as f64),
+        sessions_current: n(SCUR).map(|x| x as f64),
         // HAProxy leaves `slim` empty (or 0 in some versions) for no limit.
-        session_limit: gauge(SLIM)?.filter(|&l| l > 0.0),
+        session_limit: n(SLIM).map(|x| x as f64).filter(|&l| l > 0.0),
         ..Default::default()
-    })
+    }
 }
 
 /// A FRONTEND row: what the listener received, denied and answered.
@@ -601,6 +624,24 @@ fn frontend(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_optional_signal_is_said_and_the_server_still_counts() {
+        let page = "# pxname,svname,status,weight,req_tot,hrsp_5xx,rtime,scur,type\n\
+            web,web-1,UP,1,10,0,fast,3,2\n";
+        let parsed = parse(page.as_bytes()).unwrap();
+        let s = &parsed.servers[0];
+        assert_eq!(
+            (s.requests_total, s.response_time_ms, s.sessions_current),
+            (10, None, Some(3.0))
+        );
+        assert_eq!(parsed.bad_rows.len(), 1);
+        assert!(
+            parsed.bad_rows[0].reason.contains("`rtime` is \"fast\""),
+            "{:?}",
+            parsed.bad_rows
+        );
+    }
 
     #[test]
     fn a_quoted_field_with_line_breaks_and_quotes_stays_in_its_row() {

@@ -239,41 +239,45 @@ impl Acc {
         *n += 1;
     }
 
-    /// The optional signals on a server (the other fields default); a
-    /// negative or non-finite one is named.
-    fn signals(&self) -> Result<ServerStat<'static>, String> {
+    /// The optional signals on a server (the other fields default). A
+    /// negative or non-finite one is left out and named in `bad`: the
+    /// server's requests and health still count.
+    fn signals(&self, bad: &mut Vec<String>) -> ServerStat<'static> {
         let get = |signal: Signal| self.signals[signal as usize];
-        let counter = |signal: Signal, name: &str| {
-            get(signal)
-                .map(|(sum, _)| counter_value(sum, name))
-                .transpose()
+        let mut counter = |signal: Signal, name: &str| {
+            let (sum, _) = get(signal)?;
+            counter_value(sum, name).map_err(|why| bad.push(why)).ok()
         };
-        let gauge = |signal: Signal, name: &str, mean: bool| match get(signal) {
+        let responses_4xx_total = counter(Signal::Responses4xx, "responses_4xx");
+        let connection_errors_total = counter(Signal::ConnectionErrors, "connection_errors");
+        let response_errors_total = counter(Signal::ResponseErrors, "response_errors");
+        let retries_total = counter(Signal::Retries, "retries");
+        let mut gauge = |signal: Signal, name: &str, mean: bool| {
+            let (sum, n) = get(signal)?;
             // HAProxy's exporter writes NaN for a setting that is not set
             // (a server without `maxconn`): not published.
-            None => Ok(None),
-            Some((sum, _)) if sum.is_nan() => Ok(None),
-            Some((sum, n)) => {
-                let v = if mean { sum / f64::from(n) } else { sum };
-                if v.is_finite() && v >= 0.0 {
-                    Ok(Some(v))
-                } else {
-                    Err(format!("`{name}` is {v}, not a measurement"))
-                }
+            if sum.is_nan() {
+                return None;
+            }
+            let v = if mean { sum / f64::from(n) } else { sum };
+            if v.is_finite() && v >= 0.0 {
+                Some(v)
+            } else {
+                bad.push(format!("`{name}` is {v}, not a measurement"));
+                None
             }
         };
-        Ok(ServerStat {
-            responses_4xx_total: counter(Signal::Responses4xx, "responses_4xx")?,
-            connection_errors_total: counter(Signal::ConnectionErrors, "connection_errors")?,
-            response_errors_total: counter(Signal::ResponseErrors, "response_errors")?,
-            retries_total: counter(Signal::Retries, "retries")?,
-            response_time_ms: gauge(Signal::ResponseTimeMs, "response_time_ms", true)?,
-            queue_current: gauge(Signal::Queue, "queue", false)?,
-            sessions_current: gauge(Signal::Sessions, "sessions", false)?,
-            session_limit: gauge(Signal::SessionLimit, "session_limit", false)?
-                .filter(|&l| l > 0.0),
+        ServerStat {
+            responses_4xx_total,
+            connection_errors_total,
+            response_errors_total,
+            retries_total,
+            response_time_ms: gauge(Signal::ResponseTimeMs, "response_time_ms", true),
+            queue_current: gauge(Signal::Queue, "queue", false),
+            sessions_current: gauge(Signal::Sessions, "sessions", false),
+            session_limit: gauge(Signal::SessionLimit, "session_limit", false).filter(|&l| l > 0.0),
             ..Default::default()
-        })
+        }
     }
 }
 
@@ -284,8 +288,15 @@ fn finish(acc: BTreeMap<(String, String), Acc>, bad_rows: Vec<RowError>) -> Pars
         ..Default::default()
     };
     for ((pool, server), a) in acc {
-        match server_stat(&a).and_then(|core| Ok((core, a.signals()?))) {
-            Ok(((requests, errors, weight), signals)) => out.servers.push(ServerStat {
+        let mut unread = Vec::new();
+        let signals = a.signals(&mut unread);
+        out.bad_rows
+            .extend(unread.into_iter().map(|reason| RowError {
+                at: format!("{pool}/{server}"),
+                reason,
+            }));
+        match server_stat(&a) {
+            Ok((requests, errors, weight)) => out.servers.push(ServerStat {
                 pool: Cow::Owned(pool),
                 server: Cow::Owned(server),
                 requests_total: requests,
@@ -581,6 +592,11 @@ mod tests {
             p.bad_rows[0].reason.contains("`sessions` is -1"),
             "{:?}",
             p.bad_rows
+        );
+        // The server still counts, without the value that is no value.
+        assert_eq!(
+            (p.servers[0].requests_total, p.servers[0].sessions_current),
+            (10, None)
         );
     }
 }

@@ -16,6 +16,10 @@ use crate::model::FrontendStat;
 const DENIED_SHARE: f64 = 0.25;
 /// ... and from this multiple of the usual share.
 const DENIED_MULTIPLE: f64 = 10.0;
+/// Until the usual share has been learnt this long, only a share at least
+/// this high pages: a frontend that denies a third of its traffic by design
+/// (rate limiting) must not page on lbwatch's first minute.
+const UNARMED_SHARE: f64 = 0.45;
 /// Requests (received and denied) a judgement needs; fewer are carried
 /// over to the next interval.
 const MIN_REQUESTS: f64 = 20.0;
@@ -44,6 +48,8 @@ pub struct FrontendState {
     /// Received and denied since the last judgement, and over how long.
     pending: (f64, f64, f64),
     usual: Decayed,
+    /// Seconds of traffic the usual share has learnt.
+    learnt_s: f64,
     pub listed: bool,
     pub life: Lifecycle,
 }
@@ -58,10 +64,14 @@ impl FrontendState {
 
     /// The frontend's row after `dt` seconds (`None`: the first, or after a
     /// reset); returns the verdict and, when it fires, the finding.
+    /// `rules`: the healthy time the usual share needs, and whether the
+    /// alert has been raised past the baselines' freeze limit (then what
+    /// it sees is the new normal, and is learnt).
     pub fn observe(
         &mut self,
         row: &FrontendStat,
         dt: Option<f64>,
+        (armed_after, frozen_too_long): (f64, bool),
     ) -> (Verdict, Option<DeniedFinding>) {
         let (Some(req), Some(den)) = (row.requests_total, row.denied_total) else {
             self.last = None;
@@ -83,9 +93,15 @@ impl FrontendState {
         self.pending = (0.0, 0.0, 0.0);
         let usual = self.usual.ratio().unwrap_or(0.0);
         let share = d / (r + d);
-        let denies = share >= DENIED_SHARE && share >= DENIED_MULTIPLE * usual;
-        if !denies && !self.life.active() {
+        let floor = if self.learnt_s >= armed_after {
+            DENIED_SHARE
+        } else {
+            UNARMED_SHARE
+        };
+        let denies = share >= floor && share >= DENIED_MULTIPLE * usual;
+        if (!denies && !self.life.active()) || frozen_too_long {
             self.usual.add(d, r + d, decay(secs, BASELINE_TAU_S));
+            self.learnt_s += secs;
         }
         if denies {
             let f = DeniedFinding {
@@ -119,17 +135,32 @@ mod tests {
     fn a_frontend_denying_most_requests_fires_and_bots_do_not() {
         let mut f = FrontendState::new("fe");
         let (mut req, mut den) = (0, 0);
-        assert_eq!(f.observe(&row(req, den), None).0, Verdict::Hold);
+        let rules = (120.0, false);
+        assert_eq!(f.observe(&row(req, den), None, rules).0, Verdict::Hold);
         for i in 0..100 {
             req += 1000;
             den += u64::from(i % 10 == 0);
-            assert_eq!(f.observe(&row(req, den), Some(10.0)).0, Verdict::Clear);
+            assert_eq!(
+                f.observe(&row(req, den), Some(10.0), rules).0,
+                Verdict::Clear
+            );
         }
         req += 30;
         den += 970;
-        let (v, finding) = f.observe(&row(req, den), Some(10.0));
+        let (v, finding) = f.observe(&row(req, den), Some(10.0), rules);
         assert_eq!(v, Verdict::Fire);
         let f = finding.unwrap();
         assert!((f.share() - 0.97).abs() < 1e-9 && f.usual < 0.001, "{f:?}");
+        // A frontend that denies 30% by design does not page on the
+        // first minutes, and then has learnt that it does.
+        let mut limited = FrontendState::new("fe");
+        let (mut req, mut den) = (0, 0);
+        limited.observe(&row(req, den), None, rules);
+        for _ in 0..100 {
+            req += 70;
+            den += 30;
+            let v = limited.observe(&row(req, den), Some(10.0), rules).0;
+            assert_eq!(v, Verdict::Clear);
+        }
     }
 }

@@ -32,7 +32,19 @@ impl Flaps {
     /// whether it is flapping and how many times it went down in the
     /// window, or `None` when it has not gone down in it and nothing is
     /// raised.
-    pub fn observe(&mut self, up: Option<bool>, ts: Timestamp) -> Option<(Verdict, usize)> {
+    /// `health` is `None` for a server not listed, `Some(None)` for a
+    /// health that cannot be trusted (right after a reload), which keeps the
+    /// last one.
+    pub fn observe(
+        &mut self,
+        health: Option<Option<bool>>,
+        ts: Timestamp,
+    ) -> Option<(Verdict, usize)> {
+        let up = match health {
+            None => None,
+            Some(None) => self.was_up,
+            Some(Some(up)) => Some(up),
+        };
         let went_down = self.was_up == Some(true) && up == Some(false);
         self.was_up = up;
         if went_down {
@@ -79,7 +91,7 @@ mod tests {
         let at = |s: i64| Timestamp::from_micros(s * 1_000_000);
         let mut f = Flaps::default();
         assert_eq!(
-            f.observe(Some(true), at(0)),
+            f.observe(Some(Some(true)), at(0)),
             None,
             "a healthy server has no track"
         );
@@ -88,13 +100,13 @@ mod tests {
         for _ in 0..4 {
             for up in [true, false] {
                 t += 30;
-                last = f.observe(Some(up), at(t));
+                last = f.observe(Some(Some(up)), at(t));
             }
         }
         assert_eq!(last, Some((Verdict::Fire, 4)));
         // Ten quiet minutes later, it is over, and forgotten once resolved.
         assert_eq!(
-            f.observe(Some(true), at(t + 700)),
+            f.observe(Some(Some(true)), at(t + 700)),
             Some((Verdict::Clear, 0))
         );
         f.track.as_mut().unwrap().life = Lifecycle::default();
@@ -102,8 +114,14 @@ mod tests {
         assert!(f.track.is_none());
         // Leaving the stats and coming back down is no flap.
         let mut g = Flaps::default();
-        g.observe(Some(true), at(0));
+        g.observe(Some(Some(true)), at(0));
         g.observe(None, at(10));
-        assert_eq!(g.observe(Some(false), at(20)), None);
+        assert_eq!(g.observe(Some(Some(false)), at(20)), None);
+        // An UP right after a reload is not trusted: the DOWN after it is
+        // no new down.
+        let mut h = Flaps::default();
+        h.observe(Some(Some(false)), at(0));
+        h.observe(Some(None), at(10));
+        assert_eq!(h.observe(Some(Some(false)), at(20)), None);
     }
 }

@@ -175,7 +175,7 @@ impl Detector {
 
 /// Bumped whenever the layout of the detector's state changes: a snapshot
 /// of another layout is refused rather than misread.
-const SNAPSHOT_VERSION: u32 = 2;
+const SNAPSHOT_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {

@@ -235,6 +235,7 @@ impl PoolState {
                 never,
             );
         }
+        self.end_signal_alerts(emit);
     }
 
     fn health(&mut self, ctx: &Context, emit: &mut Emit) {

@@ -29,6 +29,8 @@ const CLIENT_ERRORS: ErrorConfig = ErrorConfig {
 /// 404s at under a request per second are a fact of the internet, not a
 /// misrouted pool.
 const CLIENT_ERRORS_MIN_RATE: f64 = 1.0;
+/// Seconds after a reload during which an UP is not taken as a recovery.
+const RELOAD_SETTLE_S: f64 = 5.0;
 
 impl PoolState {
     /// Every check on the optional signals, after the core ones.
@@ -50,6 +52,63 @@ impl PoolState {
         }
     }
 
+    /// The pool left the stats: its signal alerts and its servers' resolve.
+    pub fn end_signal_alerts(&mut self, emit: &mut Emit) {
+        let pool = Some(&*self.name);
+        let never = || unreachable!("ending an alert only resolves it");
+        let t = self.client_errors.life.end();
+        emit.transition(
+            t,
+            AlertName::ClientErrorSpike,
+            Severity::Warning,
+            pool,
+            None,
+            never,
+        );
+        let t = self.latency.end();
+        emit.transition(
+            t,
+            AlertName::LatencySpike,
+            Severity::Critical,
+            pool,
+            None,
+            never,
+        );
+        for s in &mut self.servers {
+            let server = Some(&*s.name);
+            if let Some(track) = s.signals.flaps.track.as_deref_mut() {
+                let t = track.life.end();
+                emit.transition(
+                    t,
+                    AlertName::ServerFlapping,
+                    Severity::Warning,
+                    pool,
+                    server,
+                    never,
+                );
+            }
+            let Some(p) = s.signals.lb.as_deref_mut() else {
+                continue;
+            };
+            let t = p.latency.life.end();
+            emit.transition(
+                t,
+                AlertName::LatencySpike,
+                Severity::Warning,
+                pool,
+                server,
+                never,
+            );
+            let severity = if p.saturation.queued {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            let t = p.saturation.life.end();
+            emit.transition(t, AlertName::Saturation, severity, pool, server, never);
+        }
+    }
+
     fn flap_check(&mut self, ctx: &Context, emit: &mut Emit) {
         let p = Persistence {
             fire_after: 1,
@@ -57,9 +116,19 @@ impl PoolState {
             resolve_after_s: ctx.cfg.resolve_after.0,
             resolve_after_samples: 2,
         };
+        // A reloading HAProxy shows its servers UP until their checks fail
+        // again: an UP right after a reload is no recovery, and the DOWN
+        // after it no new flap.
+        let reloading = ctx
+            .reload_at
+            .is_some_and(|r| ctx.ts.secs_since(r) <= RELOAD_SETTLE_S);
         let name = &self.name;
         for s in &mut self.servers {
-            let health = s.listed.then_some(s.up);
+            let health = match (s.listed, s.up) {
+                (false, _) => None,
+                (true, true) if reloading => Some(None),
+                (true, up) => Some(Some(up)),
+            };
             let Some((verdict, downs)) = s.signals.flaps.observe(health, ctx.ts) else {
                 continue;
             };
@@ -96,7 +165,23 @@ impl PoolState {
             }
         }
         let dt = ctx.dt.unwrap_or(0.0);
-        if !published || dt <= 0.0 {
+        if !published {
+            // The LB stopped publishing 4xx: nothing holds the alert up.
+            let t = self
+                .client_errors
+                .life
+                .step(Verdict::Clear, ctx.ts, &ctx.statistical(1));
+            emit.transition(
+                t,
+                AlertName::ClientErrorSpike,
+                Severity::Warning,
+                Some(&self.name),
+                None,
+                || unreachable!("a clear only resolves"),
+            );
+            return;
+        }
+        if dt <= 0.0 {
             return;
         }
         let iv = ErrorInterval {
@@ -195,7 +280,16 @@ impl PoolState {
                 }
             }
         }
-        let verdict = if total <= 0.0 {
+        let verdict = if looks.iter().all(Option::is_none)
+            && !self.servers.iter().any(|s| {
+                s.signals
+                    .lb
+                    .as_ref()
+                    .is_some_and(|p| p.response_ms.is_some())
+            }) {
+            // No server publishes a response time any more.
+            Verdict::Clear
+        } else if total <= 0.0 {
             Verdict::Hold
         } else if slow_n >= 2 && slow_req >= 0.5 * total {
             Verdict::Fire
@@ -246,7 +340,10 @@ impl PoolState {
             };
             let peer = look.and_then(|l| median_without(&peers, l.ms));
             let apart = peer.is_none_or(|p| look.is_some_and(|l| slow(l.ms, p)));
-            let mut verdict = LatencyTrack::verdict(*look, apart);
+            let mut verdict = match p.response_ms {
+                None => Verdict::Clear,
+                Some(_) => LatencyTrack::verdict(*look, apart),
+            };
             if covered && !p.latency.life.active() {
                 verdict = Verdict::Hold;
             }
@@ -287,7 +384,9 @@ impl PoolState {
             };
             let (verdict, limit) = match (s.listed, sig.sessions, sig.session_limit) {
                 (true, Some(x), Some(l)) => (sig.saturation.verdict(x, l, dt), l),
-                _ => (Verdict::Hold, 0.0),
+                // No limit (or no sessions) published any more: nothing
+                // holds the alert up.
+                _ => (Verdict::Clear, 0.0),
             };
             let queue = sig.queue.unwrap_or(0.0);
             if verdict == Verdict::Fire && !sig.saturation.life.active() {

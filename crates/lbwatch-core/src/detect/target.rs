@@ -213,6 +213,8 @@ impl TargetState {
                 || p.errors.life.active()
                 || p.rate.life.active()
                 || p.membership.active()
+                || p.client_errors.life.active()
+                || p.latency.active()
         });
     }
 
@@ -242,7 +244,11 @@ impl TargetState {
             // since then, within the interval, so it is judged at once (an
             // ACL typo ships in a reload).
             let dt = if ctx.first { None } else { ctx.dt };
-            let (verdict, finding) = f.observe(row, dt);
+            let rules = (
+                ctx.cfg.warmup(dt.unwrap_or(1.0)),
+                ctx.frozen_too_long(&f.life),
+            );
+            let (verdict, finding) = f.observe(row, dt, rules);
             let t = f.life.step(verdict, ctx.ts, &ctx.statistical(1));
             let since = f.life.since();
             emit.transition(
