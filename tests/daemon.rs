@@ -908,11 +908,12 @@ mod real_haproxy {
             }
         };
         let mut lb = Haproxy::start(scratch("haproxy-signals"), &spec(false, false));
-        // Pools lat and sat three times over: their clients wait on the
-        // slow server (closed loop); lat's rate must stay up for the LB's
-        // average to move, and sat's demand must stay above its limit.
+        // Pools lat and sat three and four times over: their clients wait
+        // on the slow server (closed loop); lat's rate must stay up for the
+        // LB's average to move, and sat's demand well above its limit.
         let paths = [
-            "/lat", "/lat", "/lat", "/sat", "/sat", "/sat", "/shop/", "/api", "/ref", "/flap",
+            "/lat", "/lat", "/lat", "/sat", "/sat", "/sat", "/sat", "/shop/", "/api", "/ref",
+            "/flap",
         ];
         let _traffic = Traffic::start(
             lb.frontend_port,

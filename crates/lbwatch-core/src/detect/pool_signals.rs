@@ -383,7 +383,10 @@ impl PoolState {
                 continue;
             };
             let (verdict, limit) = match (s.listed, sig.sessions, sig.session_limit) {
-                (true, Some(x), Some(l)) => (sig.saturation.verdict(x, l, dt), l),
+                (true, Some(x), Some(l)) => {
+                    let queue = sig.queue.unwrap_or(0.0);
+                    (sig.saturation.verdict(x, l, queue, dt), l)
+                }
                 // No limit (or no sessions) published any more: nothing
                 // holds the alert up.
                 _ => (Verdict::Clear, 0.0),

@@ -53,7 +53,10 @@ impl SaturationTrack {
     /// a dip continues a streak while the recent fill stays near full; a
     /// busy peak at 85% of the limit touches it in single scrapes, and its
     /// fill says it is not full.
-    pub fn verdict(&mut self, sessions: f64, limit: f64, dt: f64) -> Verdict {
+    /// Requests queued for the server (`queue`) say it is full too: the LB
+    /// queues for a server only at its limit, and a scrape that lands as a
+    /// session ends sees one free slot and the queue that fills it.
+    pub fn verdict(&mut self, sessions: f64, limit: f64, queue: f64, dt: f64) -> Verdict {
         let r = (sessions / limit).min(1.0);
         self.fill = match self.filled {
             false => r,
@@ -63,7 +66,7 @@ impl SaturationTrack {
             }
         };
         self.filled = true;
-        if at_limit(sessions, limit) {
+        if at_limit(sessions, limit) || queue >= 1.0 {
             Verdict::Fire
         } else if self.life.active() && self.fill >= NEAR_LIMIT {
             Verdict::Building
@@ -90,19 +93,24 @@ mod tests {
     fn a_dip_continues_a_saturation_and_a_busy_peak_does_not_start_one() {
         let mut t = SaturationTrack::default();
         for _ in 0..20 {
-            t.verdict(2.0, 2.0, 1.0);
+            t.verdict(2.0, 2.0, 0.0, 1.0);
         }
         t.life.step(
             Verdict::Fire,
             crate::model::Timestamp::from_micros(0),
             &saturation_persistence(60.0),
         );
-        assert_eq!(t.verdict(1.0, 2.0, 1.0), Verdict::Building, "one dip");
+        assert_eq!(t.verdict(1.0, 2.0, 0.0, 1.0), Verdict::Building, "one dip");
+        assert_eq!(
+            t.verdict(1.0, 2.0, 3.0, 1.0),
+            Verdict::Fire,
+            "a free slot and a queue"
+        );
         let mut peak = SaturationTrack::default();
         let mut verdicts = Vec::new();
         for i in 0..40 {
             let sessions = if i % 7 == 0 { 100.0 } else { 82.0 };
-            verdicts.push(peak.verdict(sessions, 100.0, 1.0));
+            verdicts.push(peak.verdict(sessions, 100.0, 0.0, 1.0));
         }
         assert!(!verdicts.contains(&Verdict::Building), "{verdicts:?}");
     }
