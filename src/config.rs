@@ -206,9 +206,11 @@ pub enum NotifierConfig {
 }
 
 // The keys every kind shares (name, url, url_file, url_env, timeout,
-// queue_size, route) are written out in each kind: serde cannot flatten a
-// shared struct into one that denies unknown keys, and an unknown key must
-// stay an error. `NotifierConfig::common` reads them whatever the kind.
+// queue_size, route) are written out in each kind, and
+// `NotifierConfig::common` reads them whatever the kind. Targets do it the
+// other way round (`source::Format`): the shared keys in one struct, the
+// kind a tagged enum flattened into it that refuses the keys no one took.
+// Notifiers could follow; until then the two ways stand side by side.
 
 /// `kind = "webhook"`: the generic JSON payload, optional headers and HMAC
 /// signature.

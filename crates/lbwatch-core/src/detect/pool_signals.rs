@@ -280,13 +280,12 @@ impl PoolState {
                 }
             }
         }
-        let verdict = if looks.iter().all(Option::is_none)
-            && !self.servers.iter().any(|s| {
-                s.signals
-                    .lb
-                    .as_ref()
-                    .is_some_and(|p| p.response_ms.is_some())
-            }) {
+        let verdict = if !self.servers.iter().any(|s| {
+            s.signals
+                .lb
+                .as_ref()
+                .is_some_and(|p| p.response_ms.is_some())
+        }) {
             // No server publishes a response time any more.
             Verdict::Clear
         } else if total <= 0.0 {
