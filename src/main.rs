@@ -57,6 +57,27 @@ enum Command {
     /// Validates a config file without starting anything: exit 0 when valid,
     /// 2 with every error listed.
     CheckConfig { file: PathBuf },
+    /// Reads an HAProxy or NGINX config for what the stats cannot show (every
+    /// server at one address, a deny that matches everyone, a route to no
+    /// pool) and, with --against, for a risky change from the deployed one.
+    /// Exit 0 when nothing is at or above --fail-on, 1 otherwise, 2 when an
+    /// input cannot be read or parsed.
+    Lint {
+        /// The config: an HAProxy file or directory (several are read in
+        /// order, like `haproxy -f`), or an NGINX main file.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The deployed version of the same config, to lint the change.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = LintFormat::Text)]
+        format: LintFormat,
+        #[arg(long, value_enum, default_value_t = FailOn::Error)]
+        fail_on: FailOn,
+        /// The grammar, when detection from the content is not wanted.
+        #[arg(long, value_enum)]
+        kind: Option<lbwatch::lint::KindArg>,
+    },
     /// Runs the detector over recorded samples (JSON Lines, optionally
     /// gzip'd); prints alert events as JSON Lines on stdout.
     Replay {
@@ -68,6 +89,19 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LintFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FailOn {
+    Error,
+    Warning,
+}
+
 /// Exit statuses of the stable surface.
 const INVALID_INPUT: u8 = 2;
 const FAILURE: u8 = 1;
@@ -77,6 +111,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Replay { file, config } => replay(file, config),
         Command::CheckConfig { file } => check_config(file),
+        Command::Lint {
+            paths,
+            against,
+            format,
+            fail_on,
+            kind,
+        } => lint(&paths, against, format, fail_on, kind),
         Command::Run { config, log_format } => daemon(config, None, log_format),
         Command::Demo {
             fault_after,
@@ -101,6 +142,43 @@ fn load(path: &std::path::Path) -> Option<lbwatch::config::FileConfig> {
             }
             None
         }
+    }
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn lint(
+    paths: &[PathBuf],
+    against: Option<PathBuf>,
+    format: LintFormat,
+    fail_on: FailOn,
+    kind: Option<lbwatch::lint::KindArg>,
+) -> ExitCode {
+    use lbwatch::lint::{self, render, Severity};
+    let loaded = lint::load(paths, kind).and_then(|new| {
+        let old = against.map(|p| lint::load(&[p], kind)).transpose()?;
+        Ok((new, old))
+    });
+    let (new, old) = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lbwatch: {e}");
+            return ExitCode::from(INVALID_INPUT);
+        }
+    };
+    let findings = lint::lint(&new, old.as_ref());
+    match format {
+        LintFormat::Text => print!("{}", render::text(&findings)),
+        LintFormat::Json => println!("{}", render::json(&findings)),
+        LintFormat::Sarif => println!("{:#}", render::sarif(&findings)),
+    }
+    let bar = match fail_on {
+        FailOn::Error => Severity::Error,
+        FailOn::Warning => Severity::Warning,
+    };
+    if findings.iter().any(|f| f.severity() >= bar) {
+        ExitCode::from(FAILURE)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -33,7 +33,7 @@ mod saturation;
 mod server;
 mod signals;
 mod skew;
-mod stats;
+pub mod stats;
 mod target;
 mod text;
 mod view;
