@@ -35,13 +35,15 @@ fn dialect_name(d: Dialect) -> &'static str {
 
 /// Servers sharing an address: one machine takes the share of several.
 fn addresses(pool: &Pool, found: &mut Found) {
+    // A disabled server takes no traffic; orchestrators park empty slots as
+    // disabled servers at one placeholder address.
     let mut by_address: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, s) in pool.servers.iter().enumerate() {
+    let enabled = pool.servers.iter().filter(|s| !s.disabled).count();
+    for (i, s) in pool.servers.iter().enumerate().filter(|(_, s)| !s.disabled) {
         if let Some(a) = &s.address {
             by_address.entry(a).or_default().push(i);
         }
     }
-    let known = pool.servers.iter().filter(|s| s.address.is_some()).count();
     let mut groups: Vec<_> = by_address
         .into_iter()
         .filter(|(_, v)| v.len() > 1)
@@ -54,7 +56,7 @@ fn addresses(pool: &Pool, found: &mut Found) {
             .iter()
             .map(|&i| pool.servers[i].name.as_str())
             .collect();
-        if members.len() == known && known == pool.servers.len() {
+        if members.len() == enabled {
             found.push(
                 Check::PoolOneAddress,
                 &second.at,

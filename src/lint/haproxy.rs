@@ -16,6 +16,9 @@ use super::LintError;
 #[derive(Debug, Clone, Default)]
 struct Defaults {
     balance: Option<(String, Location)>,
+    /// `mode http` or `mode tcp`; HAProxy's default is tcp, where
+    /// `http-request` rules are ignored.
+    http: bool,
     server: ServerParams,
     default_backend: Option<(String, Location)>,
 }
@@ -47,6 +50,10 @@ struct Section {
     /// Per rule set (`http-request`, `tcp-request connection`...): whether a
     /// rule that lets some requests through came before.
     escapes: HashMap<String, bool>,
+    /// Rules that block every request, and whether they are HTTP rules
+    /// (those apply only if the section ends up in `mode http`, wherever
+    /// the `mode` line is).
+    blockers: Vec<(Blocker, bool)>,
     servers: Vec<Server>,
 }
 
@@ -228,6 +235,7 @@ impl Reader {
             defaults,
             acls: Acls::default(),
             escapes: HashMap::new(),
+            blockers: Vec::new(),
             servers: Vec::new(),
         });
         Ok(())
@@ -236,9 +244,17 @@ impl Reader {
     /// Ends the current section: a `defaults` becomes what follows inherits,
     /// a backend or listen becomes a pool.
     fn close(&mut self) {
-        let Some(section) = self.section.take() else {
+        let Some(mut section) = self.section.take() else {
             return;
         };
+        let http = section.defaults.http;
+        self.out.blockers.extend(
+            section
+                .blockers
+                .drain(..)
+                .filter(|(_, is_http)| http || !is_http)
+                .map(|(b, _)| b),
+        );
         match section.kind {
             Kind::Defaults => {
                 if !section.name.is_empty() {
@@ -328,6 +344,7 @@ fn directive(
             }
         }
         "acl" => section.acls.define(&words[1..]),
+        "mode" => section.defaults.http = words.get(1).is_some_and(|m| m == "http"),
         "http-request" | "tcp-request" | "http-response" => rule(section, out, words, at),
         _ => return Ok(false),
     }
@@ -442,12 +459,13 @@ fn rule(section: &mut Section, out: &mut LbConfig, words: &[String], at: &Locati
         section.escapes.insert(set.clone(), true);
     }
     if blocks && judged.truth == Truth::Always && !escaped && set != "http-response" {
-        out.blockers.push(Blocker {
+        let blocker = Blocker {
             at: at.clone(),
             pool: Some(section.name.clone()),
             why: judged.why,
             rule: words.join(" "),
-        });
+        };
+        section.blockers.push((blocker, !set.starts_with("tcp-")));
     }
 }
 
@@ -541,11 +559,23 @@ mod tests {
 
     #[test]
     fn a_deny_after_an_allow_is_a_whitelist_not_an_outage() {
-        let c = read_text("frontend f\n  bind :80\n  http-request allow if { src 10.0.0.0/8 }\n  http-request deny\n  default_backend b\nbackend b\n  server a 10.0.0.1:80\n");
+        let c = read_text("frontend f\n  mode http\n  http-request allow if { src 10.0.0.0/8 }\n  http-request deny\n  default_backend b\nbackend b\n  server a 10.0.0.1:80\n");
         assert!(c.blockers.is_empty(), "{:?}", c.blockers);
-        let c = read_text("frontend f\n  bind :80\n  http-request deny\n");
+        let c = read_text("frontend f\n  mode http\n  http-request deny\n");
         assert_eq!(c.blockers.len(), 1);
         assert_eq!(c.blockers[0].at.line, 3);
+    }
+
+    #[test]
+    fn http_rules_apply_in_http_mode_only() {
+        // HAProxy ignores them in tcp mode, its default (with a warning).
+        let c = read_text("frontend f\n  bind :80\n  http-request deny\n");
+        assert!(c.blockers.is_empty());
+        let c = read_text("defaults\n  mode http\nfrontend f\n  tcp-request connection reject\n  http-request deny\n");
+        assert_eq!(
+            c.blockers.iter().map(|b| b.at.line).collect::<Vec<_>>(),
+            [4, 5]
+        );
     }
 
     #[test]

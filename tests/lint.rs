@@ -1,0 +1,300 @@
+//! `lbwatch lint` through the real binary, on a corpus of real HAProxy and
+//! NGINX configs (tests/lint/corpus, with PROVENANCE.md): each is accepted
+//! by the real `haproxy -c` / `nginx -t` and gives no error; each is then
+//! mutated in every way the checks describe, and every mutant must be
+//! caught with the right check, pool and line, while still passing
+//! `haproxy -c` / `nginx -t` where the LB accepts such a config (that is
+//! the point: the LB's own check lets them through). Benign changes linted
+//! `--against` the original give no error.
+
+mod support;
+
+#[path = "lint/mutate.rs"]
+mod mutate;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use support::tools::binary;
+
+use mutate::{Dialect, Expect, Mutant};
+
+fn corpus(dir: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/lint/corpus")
+        .join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "cfg" || e == "conf"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 8,
+        "the {dir} corpus is too small: {}",
+        files.len()
+    );
+    files
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lbwatch-lint-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `lbwatch lint ARGS`: exit code and stdout, stderr.
+fn lint(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lbwatch"))
+        .arg("lint")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn findings(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["--format", "json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = lint(&all);
+    assert!(code == 0 || code == 1, "lint {args:?} exited {code}: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["version"], "1");
+    v["findings"].as_array().unwrap().clone()
+}
+
+fn errors(list: &[Value]) -> Vec<String> {
+    list.iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| format!("{}:{} {}", f["file"], f["line"], f["message"]))
+        .collect()
+}
+
+/// What the LB's own checker says of a config.
+fn accepted_by_lb(dialect: Dialect, main: &Path) -> Result<(), String> {
+    let out = match dialect {
+        Dialect::Haproxy => Command::new(binary("haproxy", "haproxy"))
+            .args(["-c", "-f"])
+            .arg(main)
+            .output()
+            .unwrap(),
+        Dialect::Nginx => {
+            let prefix = main.parent().unwrap().join("prefix");
+            std::fs::create_dir_all(&prefix).unwrap();
+            Command::new(binary("nginx", "nginx"))
+                .args(["-t", "-q", "-e", "stderr", "-p"])
+                .arg(format!("{}/", prefix.display()))
+                .arg("-c")
+                .arg(main)
+                .output()
+                .unwrap()
+        }
+    };
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The corpus config's directory copied to `dir`, so that includes follow.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+/// Errors the corpus holds as published, each checked by hand (see
+/// tests/lint/corpus/PROVENANCE.md): file, check, pool.
+const KNOWN: &[(&str, &str, &str)] = &[
+    // dataplaneapi's test data: server_02 and server_03 are both
+    // 10.1.1.2:8080, so that machine takes two shares of three.
+    (
+        "14-dataplaneapi-servers.cfg",
+        "duplicate-address",
+        "test_backend",
+    ),
+];
+
+fn corpus_is_clean(dialect: Dialect, dir: &str) {
+    let mut problems = Vec::new();
+    let mut known = 0;
+    for file in corpus(dir) {
+        if let Err(e) = accepted_by_lb(dialect, &file) {
+            problems.push(format!("{}: the LB refuses it: {e}", file.display()));
+        }
+        let name = file.file_name().unwrap().to_str().unwrap();
+        for f in findings(&[file.to_str().unwrap()])
+            .iter()
+            .filter(|f| f["severity"] == "error")
+        {
+            if KNOWN.contains(&(
+                name,
+                f["check"].as_str().unwrap(),
+                f["pool"].as_str().unwrap_or(""),
+            )) {
+                known += 1;
+            } else {
+                problems.push(format!("{name}:{} {}", f["line"], f["message"]));
+            }
+        }
+    }
+    let expected = KNOWN
+        .iter()
+        .filter(|(f, _, _)| corpus(dir).iter().any(|p| p.ends_with(f)))
+        .count();
+    assert_eq!(
+        known, expected,
+        "a known finding of the {dir} corpus is no longer found"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_haproxy_corpus_passes_haproxy_c_and_gives_no_error() {
+    corpus_is_clean(Dialect::Haproxy, "haproxy");
+}
+
+#[test]
+fn the_nginx_corpus_passes_nginx_t_and_gives_no_error() {
+    corpus_is_clean(Dialect::Nginx, "nginx");
+}
+
+/// Writes a mutant into a copy of its corpus directory and lints it
+/// (against the original for the `--against` kinds); the description of
+/// what went wrong, if anything did.
+fn check_mutant(dialect: Dialect, original: &Path, m: &Mutant, dir: &Path) -> Option<String> {
+    let root = original.parent().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    copy_tree(root, dir);
+    for (file, text) in &m.files {
+        let rel = Path::new(file).strip_prefix(root).unwrap();
+        std::fs::write(dir.join(rel), text).unwrap();
+    }
+    let main = dir.join(original.file_name().unwrap());
+    let what = format!(
+        "{} / {}",
+        original.file_name().unwrap().to_string_lossy(),
+        m.name
+    );
+    if m.lb_accepts {
+        // A config with `zero-warning` makes HAProxy's own warnings fatal:
+        // there HAProxy catches the mutant too, and lint must still.
+        match accepted_by_lb(dialect, &main) {
+            Err(e) if !e.contains("'zero-warning' is set") => {
+                return Some(format!(
+                    "{what}: the LB refuses the mutant, so it proves nothing: {e}"
+                ));
+            }
+            _ => {}
+        }
+    }
+    let mut args = vec![main.to_str().unwrap().to_string()];
+    if m.against {
+        args.extend([
+            "--against".to_string(),
+            original.to_str().unwrap().to_string(),
+        ]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let found = findings(&args);
+    match &m.expect {
+        Expect::Clean => {
+            // No error the original does not have (the corpus' known
+            // findings stay, on their pool and server).
+            let before = findings(&[original.to_str().unwrap()]);
+            let key = |f: &Value| (f["check"].clone(), f["pool"].clone());
+            let known: Vec<_> = before
+                .iter()
+                .filter(|f| f["severity"] == "error")
+                .map(key)
+                .collect();
+            let new: Vec<_> = found
+                .iter()
+                .filter(|f| f["severity"] == "error" && !known.contains(&key(f)))
+                .map(|f| format!("{}:{} {}", f["file"], f["line"], f["message"]))
+                .collect();
+            (!new.is_empty()).then(|| format!("{what}: a benign change gave errors: {new:?}"))
+        }
+        Expect::Finding {
+            check,
+            pool,
+            file,
+            line,
+        } => {
+            let hit = found.iter().any(|f| {
+                f["check"] == check.as_str()
+                    && f["line"] == *line
+                    && f["file"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with(file.as_str()))
+                    && pool.as_ref().is_none_or(|p| f["pool"] == p.as_str())
+            });
+            (!hit).then(|| {
+                format!(
+                    "{what}: expected {check} on pool {pool:?} at {file}:{line}, got {:?}",
+                    found
+                        .iter()
+                        .map(|f| format!(
+                            "{} {} {}:{}",
+                            f["check"], f["pool"], f["file"], f["line"]
+                        ))
+                        .collect::<Vec<_>>()
+                )
+            })
+        }
+    }
+}
+
+fn every_mutant_is_caught(dialect: Dialect, dir: &str) {
+    let scratch = scratch(dir);
+    let mut problems = Vec::new();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for file in corpus(dir) {
+        let config = lbwatch::lint::load(std::slice::from_ref(&file), None).unwrap();
+        for (i, m) in mutate::mutants(dialect, &config).iter().enumerate() {
+            *counts.entry(m.kind.to_string()).or_default() += 1;
+            if let Some(p) = check_mutant(dialect, &file, m, &scratch.join(format!("m{i}"))) {
+                problems.push(p);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    eprintln!("{dir} mutants by kind: {counts:?}");
+    // Every kind of mutation found configs to apply to.
+    for kind in mutate::kinds(dialect) {
+        assert!(
+            counts.get(*kind).copied().unwrap_or(0) > 0,
+            "no {dir} mutant of kind {kind}"
+        );
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn every_haproxy_mutant_is_caught_and_every_benign_change_passes() {
+    every_mutant_is_caught(Dialect::Haproxy, "haproxy");
+}
+
+#[test]
+fn every_nginx_mutant_is_caught_and_every_benign_change_passes() {
+    every_mutant_is_caught(Dialect::Nginx, "nginx");
+}
