@@ -69,13 +69,6 @@ fn findings(args: &[&str]) -> Vec<Value> {
     v["findings"].as_array().unwrap().clone()
 }
 
-fn errors(list: &[Value]) -> Vec<String> {
-    list.iter()
-        .filter(|f| f["severity"] == "error")
-        .map(|f| format!("{}:{} {}", f["file"], f["line"], f["message"]))
-        .collect()
-}
-
 /// What the LB's own checker says of a config.
 fn accepted_by_lb(dialect: Dialect, main: &Path) -> Result<(), String> {
     let out = match dialect {
@@ -273,7 +266,10 @@ fn every_mutant_is_caught(dialect: Dialect, dir: &str) {
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    eprintln!("{dir} mutants by kind: {counts:?}");
+    #[allow(clippy::print_stderr)] // the counts, for whoever runs with --nocapture
+    {
+        eprintln!("{dir} mutants by kind: {counts:?}");
+    }
     // Every kind of mutation found configs to apply to.
     for kind in mutate::kinds(dialect) {
         assert!(
@@ -297,4 +293,138 @@ fn every_haproxy_mutant_is_caught_and_every_benign_change_passes() {
 #[test]
 fn every_nginx_mutant_is_caught_and_every_benign_change_passes() {
     every_mutant_is_caught(Dialect::Nginx, "nginx");
+}
+
+const TYPO: &str = "defaults\n  mode http\n  timeout client 5s\n  timeout server 5s\n  timeout connect 5s\nfrontend fe\n  bind 127.0.0.1:8080\n  default_backend web\nbackend web\n  server web1 10.0.0.1:80 check\n  server web2 10.0.0.1:80 check\n";
+
+#[test]
+fn the_text_report_points_at_the_line_with_a_caret_and_the_fix() {
+    let dir = scratch("text");
+    let file = dir.join("haproxy.cfg");
+    std::fs::write(&file, TYPO).unwrap();
+    let (code, out, _) = lint(&[file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let expected = format!(
+        "error[pool-one-address]: all 2 servers of pool `web` are at 10.0.0.1:80 (web1, web2): every request lands on one machine, while the stats show 2 servers sharing the traffic\n  --> {}:11\n   |\n11 |   server web2 10.0.0.1:80 check\n   |   ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n   = in: pool `web`, server `web2`\n   = fix: give each server line its own address (a copy-paste left them equal)\n",
+        file.display()
+    );
+    assert!(out.starts_with(&expected), "{out}");
+    assert!(out.ends_with("1 error(s), 0 warning(s), 0 info\n"), "{out}");
+}
+
+#[test]
+fn exit_codes_follow_fail_on_and_unreadable_input_exits_2_naming_file_and_line() {
+    let dir = scratch("exit");
+    let warn = dir.join("warn.cfg");
+    // One server routed to: a warning, no error.
+    std::fs::write(
+        &warn,
+        "frontend fe\n  bind :80\n  default_backend one\nbackend one\n  server a 10.0.0.1:80\n",
+    )
+    .unwrap();
+    assert_eq!(lint(&[warn.to_str().unwrap()]).0, 0);
+    assert_eq!(lint(&["--fail-on", "warning", warn.to_str().unwrap()]).0, 1);
+
+    let bad = dir.join("bad.cfg");
+    std::fs::write(&bad, "  server a 10.0.0.1:80\nbackend b\n").unwrap();
+    let (code, out, err) = lint(&[bad.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "lbwatch: {}:1: `server` is outside any section",
+            bad.display()
+        )
+    );
+
+    let nginx = dir.join("nginx.conf");
+    std::fs::write(&nginx, "events {}\nhttp {\n  upstream u { server 127.0.0.1:1; }\n  server {\n    location / { proxy_pass http://u; }\n").unwrap();
+    let (code, _, err) = lint(&[nginx.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "{}:5: unexpected end of file, expecting `}}`",
+            nginx.display()
+        )),
+        "{err}"
+    );
+
+    let (code, _, err) = lint(&[dir.join("absent.cfg").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("absent.cfg: No such file"), "{err}");
+}
+
+#[test]
+fn a_directory_is_read_like_haproxy_f_and_unknown_directives_are_reported() {
+    let dir = scratch("dir");
+    std::fs::write(
+        dir.join("10-front.cfg"),
+        "frontend fe\n  bind :80\n  mode http\n  default_backend web\n  optoin forwardfor\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("20-back.cfg"),
+        "backend web\n  server a 10.0.0.1:80\n  server b 10.0.0.2:80\n",
+    )
+    .unwrap();
+    // Not a .cfg: haproxy -f DIR skips it, and so does lint.
+    std::fs::write(dir.join("README"), "backend web\n  server a 10.0.0.1:80\n").unwrap();
+    assert!(
+        accepted_by_lb(Dialect::Haproxy, &dir).is_err(),
+        "haproxy -c refuses the misspelt keyword"
+    );
+    let found = findings(&[dir.to_str().unwrap()]);
+    let ids: Vec<_> = found
+        .iter()
+        .map(|f| (f["check"].as_str().unwrap(), f["line"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(ids, [("unknown-directive", 5)], "{found:?}");
+    assert!(found[0]["file"].as_str().unwrap().ends_with("10-front.cfg"));
+
+    // --kind forces the grammar.
+    let (code, _, err) = lint(&["--kind", "nginx", dir.join("20-back.cfg").to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn sarif_output_is_sarif_2_1_0_with_every_check_a_rule() {
+    let dir = scratch("sarif");
+    let file = dir.join("haproxy.cfg");
+    std::fs::write(&file, TYPO).unwrap();
+    let (code, out, _) = lint(&["--format", "sarif", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    assert!(v["$schema"].as_str().unwrap().contains("sarif-2.1.0"));
+    let run = &v["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "lbwatch");
+    let rules: Vec<&str> = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "pool-one-address",
+        "denies-everything",
+        "missing-pool",
+        "pool-shrunk",
+        "weights-skewed",
+        "balance-changed",
+    ] {
+        assert!(rules.contains(&id), "{id} missing from {rules:?}");
+    }
+    let result = &run["results"][0];
+    assert_eq!(result["ruleId"], "pool-one-address");
+    assert_eq!(result["level"], "error");
+    assert_eq!(
+        rules[result["ruleIndex"].as_u64().unwrap() as usize],
+        "pool-one-address"
+    );
+    let loc = &result["locations"][0]["physicalLocation"];
+    assert_eq!(loc["region"]["startLine"], 11);
+    assert!(loc["artifactLocation"]["uri"]
+        .as_str()
+        .unwrap()
+        .ends_with("haproxy.cfg"));
 }

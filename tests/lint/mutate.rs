@@ -645,8 +645,7 @@ fn nginx_denies(ctx: &mut Ctx) {
             let end = block_end(&lines, i);
             let body = &lines[i + 1..end];
             if !body.iter().any(|l| {
-                l.trim_start()
-                    .split_whitespace()
+                l.split_whitespace()
                     .next()
                     .is_some_and(|d| d.ends_with("_pass"))
             }) {
