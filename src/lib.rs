@@ -25,4 +25,5 @@ pub mod source;
 pub mod state;
 pub mod status;
 pub mod systemd;
+pub mod verify;
 pub mod views;

@@ -78,6 +78,38 @@ enum Command {
         #[arg(long, value_enum)]
         kind: Option<lbwatch::lint::KindArg>,
     },
+    /// The staging gate: scrapes the targets for --for (or reads --after),
+    /// runs the detector, and compares each pool's spread, rate and 5xx,
+    /// and each frontend's denials, with before the change (--before, or
+    /// the run's start up to --change-at). Exit 0 when the LB does what it
+    /// did, 1 on a warning or critical alert or a significant and large
+    /// change not declared with --allow, 2 on bad input.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+        /// How long to scrape the targets (`2m`).
+        #[arg(long = "for", value_parser = parse_secs)]
+        duration: Option<f64>,
+        /// A recording of the run under test, instead of scraping.
+        #[arg(long)]
+        after: Option<PathBuf>,
+        /// A recording of the LB before the change.
+        #[arg(long)]
+        before: Option<PathBuf>,
+        /// When the change happens within the run: an RFC 3339 time, or a
+        /// duration from the run's first sample (`30s`).
+        #[arg(long)]
+        change_at: Option<String>,
+        /// An expected change: 'POOL/SERVER removed', 'POOL/SERVER added',
+        /// 'POOL weights' or 'POOL balance' (repeatable).
+        #[arg(long)]
+        allow: Vec<String>,
+        /// Also write the samples scraped to this file (replay format).
+        #[arg(long)]
+        record: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Runs the detector over recorded samples (JSON Lines, optionally
     /// gzip'd); prints alert events as JSON Lines on stdout.
     Replay {
@@ -94,6 +126,18 @@ enum LintFormat {
     Text,
     Json,
     Sarif,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+fn parse_secs(text: &str) -> Result<f64, String> {
+    lbwatch::detect::Secs::parse(text)
+        .map(|s| s.0)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -118,6 +162,20 @@ fn main() -> ExitCode {
             fail_on,
             kind,
         } => lint(&paths, against, format, fail_on, kind),
+        Command::Verify {
+            config,
+            duration,
+            after,
+            before,
+            change_at,
+            allow,
+            record,
+            format,
+        } => {
+            let options =
+                verify_options(config, duration, after, before, change_at, &allow, record);
+            verify(options, format)
+        }
         Command::Run { config, log_format } => daemon(config, None, log_format),
         Command::Demo {
             fault_after,
@@ -179,6 +237,64 @@ fn lint(
         ExitCode::from(FAILURE)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The options of `verify`, or why they are wrong.
+fn verify_options(
+    config: PathBuf,
+    duration: Option<f64>,
+    after: Option<PathBuf>,
+    before: Option<PathBuf>,
+    change_at: Option<String>,
+    allow: &[String],
+    record: Option<PathBuf>,
+) -> Result<lbwatch::verify::session::Options, String> {
+    use lbwatch::verify::{Allow, ChangeAt};
+    Ok(lbwatch::verify::session::Options {
+        config,
+        duration: duration.map(std::time::Duration::from_secs_f64),
+        after,
+        before,
+        change_at: change_at.as_deref().map(ChangeAt::parse).transpose()?,
+        allow: allow
+            .iter()
+            .map(|a| Allow::parse(a))
+            .collect::<Result<_, _>>()?,
+        record,
+    })
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn verify(
+    options: Result<lbwatch::verify::session::Options, String>,
+    format: ReportFormat,
+) -> ExitCode {
+    use lbwatch::verify::{render, session};
+    let report = options.map_err(session::VerifyError::Usage).and_then(|o| {
+        lbwatch::log::init(&lbwatch::log::LogConfig::default(), None);
+        session::run(&o)
+    });
+    match report {
+        Ok(r) => {
+            match format {
+                ReportFormat::Text => print!("{}", render::text(&r)),
+                ReportFormat::Json => println!("{}", render::json(&r)),
+            }
+            if r.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(FAILURE)
+            }
+        }
+        Err(e) => {
+            eprintln!("lbwatch: {e}");
+            ExitCode::from(if e.is_bad_input() {
+                INVALID_INPUT
+            } else {
+                FAILURE
+            })
+        }
     }
 }
 

@@ -86,8 +86,24 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// dropped.
 pub fn replay(
     path: &Path,
-    mut input: impl BufRead,
+    input: impl BufRead,
     pipeline: &mut Pipeline,
+) -> Result<ReplayStats, ReplayError> {
+    let stats = for_each_sample(
+        path,
+        input,
+        |sample| Ok(pipeline.step(sample)?.len() as u64),
+    )?;
+    pipeline.finish()?;
+    Ok(stats)
+}
+
+/// Reads `input` (named `path` in errors) sample by sample into `take`,
+/// which says how many events each gave. Stops at the first bad line.
+pub fn for_each_sample(
+    path: &Path,
+    mut input: impl BufRead,
+    mut take: impl FnMut(&Sample<'_>) -> Result<u64, SinkError>,
 ) -> Result<ReplayStats, ReplayError> {
     let mut stats = ReplayStats::default();
     let mut line = String::new();
@@ -119,8 +135,7 @@ pub fn replay(
         if let crate::model::SampleBody::Servers(v) = &sample.body {
             stats.server_samples += v.len() as u64;
         }
-        stats.events += pipeline.step(&sample)?.len() as u64;
+        stats.events += take(&sample)?;
     }
-    pipeline.finish()?;
     Ok(stats)
 }

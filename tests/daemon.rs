@@ -18,6 +18,8 @@ mod outputs;
 mod secrets;
 #[path = "daemon/tls.rs"]
 mod tls;
+#[path = "daemon/verify.rs"]
+mod verify;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -585,16 +587,7 @@ mod real_haproxy {
     use support::receiver::Sink;
 
     fn pool(name: &'static str, backends: &[Backend], weights: &[u32]) -> PoolSpec {
-        PoolSpec {
-            name,
-            servers: backends
-                .iter()
-                .zip(weights)
-                .enumerate()
-                .map(|(i, (b, w))| (format!("{name}{}", i + 1), b.port, *w))
-                .collect(),
-            ..PoolSpec::default()
-        }
+        PoolSpec::of(name, backends, weights)
     }
 
     /// Firing warning/critical events received so far: (alert, target, pool).

@@ -175,6 +175,23 @@ pub struct PoolSpec {
     pub server_words: Vec<(String, String)>,
 }
 
+impl PoolSpec {
+    /// Pool `name` of `backends`, its servers named `{name}1`, `{name}2`…
+    /// with these weights.
+    pub fn of(name: &'static str, backends: &[Backend], weights: &[u32]) -> PoolSpec {
+        PoolSpec {
+            name,
+            servers: backends
+                .iter()
+                .zip(weights)
+                .enumerate()
+                .map(|(i, (b, w))| (format!("{name}{}", i + 1), b.port, *w))
+                .collect(),
+            ..PoolSpec::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct LbSpec {
     pub pools: Vec<PoolSpec>,
