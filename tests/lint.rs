@@ -428,3 +428,162 @@ fn sarif_output_is_sarif_2_1_0_with_every_check_a_rule() {
         .unwrap()
         .ends_with("haproxy.cfg"));
 }
+
+/// docs/lint.md: each check's examples, linted as shown (a `before`
+/// block is the `--against` config), give the output shown.
+#[test]
+fn every_check_in_the_docs_gives_the_output_shown() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/lint.md"))
+        .unwrap();
+    let dir = scratch("docs");
+    let mut checked = std::collections::BTreeSet::new();
+    let (mut check, mut config, mut before) = (
+        String::new(),
+        None::<(String, String)>,
+        None::<(String, String)>,
+    );
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if let Some(h) = line.strip_prefix("### `") {
+            check = h.split('`').next().unwrap().to_string();
+            continue;
+        }
+        let Some(info) = line.strip_prefix("```") else {
+            continue;
+        };
+        let body: String = lines
+            .by_ref()
+            .take_while(|l| *l != "```")
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut words = info.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some(kind @ ("haproxy" | "nginx")), Some("before")) => {
+                before = Some((kind.to_string(), body))
+            }
+            (Some(kind @ ("haproxy" | "nginx")), None) => config = Some((kind.to_string(), body)),
+            (Some("text"), _) if !check.is_empty() => {
+                let (kind, text) = config.take().expect("a config before its output");
+                let ext = if kind == "nginx" { "conf" } else { "cfg" };
+                let name = format!("{kind}.{ext}");
+                std::fs::write(dir.join(&name), text).unwrap();
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_lbwatch"));
+                cmd.current_dir(&dir).args(["lint", "--kind", &kind, &name]);
+                if let Some((_, old)) = before.take() {
+                    std::fs::write(dir.join(format!("deployed.{ext}")), old).unwrap();
+                    cmd.args(["--against", &format!("deployed.{ext}")]);
+                }
+                let out = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+                assert!(
+                    out.contains(&body),
+                    "{check}: docs/lint.md shows\n{body}\nlint says\n{out}"
+                );
+                checked.insert(check.clone());
+            }
+            _ => {}
+        }
+    }
+    let all: std::collections::BTreeSet<String> = lbwatch::lint::Check::ALL
+        .iter()
+        .map(|c| c.id().to_string())
+        .collect();
+    assert_eq!(checked, all, "every check has an example in docs/lint.md");
+}
+
+/// deploy/ci/lbwatch-lint-change, which the GitHub Actions, GitLab CI and
+/// pre-commit examples call, in a git repository of its own: a change is
+/// linted against the deployed ref (the weight typo is only an error
+/// against it), a benign change passes, options pass through.
+#[test]
+fn the_ci_script_lints_the_working_tree_against_the_deployed_ref() {
+    let repo = scratch("ci-repo");
+    let git = |args: &[&str]| {
+        let out = Command::new(binary("git", "git"))
+            .current_dir(&repo)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let deployed = "frontend fe\n    bind :80\n    default_backend web\nbackend web\n    server web1 10.0.0.1:80 weight 1\n    server web2 10.0.0.2:80 weight 1\n    server web3 10.0.0.3:80 weight 1\n";
+    std::fs::create_dir_all(repo.join("haproxy")).unwrap();
+    std::fs::write(repo.join("haproxy/haproxy.cfg"), deployed).unwrap();
+    git(&["init", "-q"]);
+    git(&["add", "haproxy"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@localhost",
+        "commit",
+        "-qm",
+        "deployed",
+    ]);
+    git(&["branch", "deployed"]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ci/lbwatch-lint-change");
+    let run = |text: &str, extra: &[&str]| {
+        std::fs::write(repo.join("haproxy/haproxy.cfg"), text).unwrap();
+        let out = Command::new(&script)
+            .current_dir(&repo)
+            .env("LBWATCH", env!("CARGO_BIN_EXE_lbwatch"))
+            .args(["haproxy/haproxy.cfg", "deployed"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(
+        &deployed.replace("weight 1\n    server web2", "weight 100\n    server web2"),
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error[weights-skewed]") && out.contains("--> haproxy/haproxy.cfg:5"),
+        "{out}"
+    );
+    let (code, out) = run(
+        &deployed.replace("bind :80\n", "bind :80\n    timeout client 30s\n"),
+        &["--format", "json"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["findings"],
+        serde_json::json!([])
+    );
+    let (code, out) = run(
+        &deployed
+            .replace("10.0.0.2", "10.0.0.1")
+            .replace("10.0.0.3", "10.0.0.1"),
+        &["--format", "sarif"],
+    );
+    assert_eq!(code, 1);
+    let sarif: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], "pool-one-address");
+
+    // The pipeline examples call the script on the same config.
+    for file in [
+        "github-actions.yml",
+        "gitlab-ci.yml",
+        "pre-commit-config.yaml",
+    ] {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy/ci")
+                .join(file),
+        )
+        .unwrap();
+        let _: serde_yaml::Value =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            text.contains("deploy/ci/lbwatch-lint-change haproxy/haproxy.cfg"),
+            "{file}"
+        );
+    }
+}

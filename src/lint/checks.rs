@@ -151,7 +151,7 @@ fn routes(config: &LbConfig, found: &mut Found) {
             &r.at,
             (Some(&r.pool), None),
             format!(
-                "`{} {}` in `{}` names no {what} of this config{}",
+                "`{} {}` in {} names no {what} of this config{}",
                 r.directive,
                 r.written,
                 r.from,

@@ -269,7 +269,7 @@ impl Reader {
                     (kind, &section.defaults.default_backend)
                 {
                     self.out.routes.push(Route {
-                        from: section.name.clone(),
+                        from: format!("`{}`", section.name),
                         pool: pool.clone(),
                         written: pool.clone(),
                         at: at.clone(),
@@ -335,7 +335,7 @@ fn directive(
             // A name built from the request at run time cannot be checked.
             if !pool.contains("%[") {
                 out.routes.push(Route {
-                    from: section.name.clone(),
+                    from: format!("`{}`", section.name),
                     pool: pool.clone(),
                     written: pool.clone(),
                     at: at.clone(),

@@ -133,7 +133,8 @@ impl Server {
 /// A reference from a frontend (or server block) to a pool by name.
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// The section or block the reference is in.
+    /// The section or block the reference is in, for people (`` `fe` ``,
+    /// ``server `example.com` ``).
     pub from: String,
     pub pool: String,
     /// The reference as written (`http://app/api/`).

@@ -180,7 +180,8 @@ fn server_block(d: &Directive, inner: &[Directive], out: &mut LbConfig, parent: 
         .is_empty()
         .then(|| server_name(inner))
         .flatten()
-        .unwrap_or_else(|| format!("server at line {}", d.at.line));
+        .map(|n| format!("server `{n}`"))
+        .unwrap_or_else(|| format!("the server block at line {}", d.at.line));
     let access = Access::of(inner, parent);
     let mut routes = Vec::new();
     for x in inner {

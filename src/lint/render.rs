@@ -27,9 +27,15 @@ pub fn text(findings: &[Finding]) -> String {
             ));
             out.push_str(&format!("{gutter} | {}{caret}\n", &f.source[..indent]));
         }
+        // A rule's or a route's place is a section or block; the pool
+        // checks' is a pool.
+        let kind = match f.check {
+            Check::DeniesEverything | Check::UndefinedAcl | Check::MissingPool => "",
+            _ => "pool ",
+        };
         let place = match (&f.pool, &f.server) {
-            (Some(p), Some(s)) => format!("pool `{p}`, server `{s}`"),
-            (Some(p), None) => format!("pool `{p}`"),
+            (Some(p), Some(s)) => format!("{kind}`{p}`, server `{s}`"),
+            (Some(p), None) => format!("{kind}`{p}`"),
             _ => String::new(),
         };
         if !place.is_empty() {

@@ -134,6 +134,18 @@ fn verify_on_a_real_haproxy_fails_bad_changes_and_passes_benign_ones() {
         args.extend(allow);
         let (code, report) = verify(&cfg, &args);
         let got = failures(&report);
+        if name == "weights 100:1:1" {
+            // The text report, as the README shows it.
+            let out = lbwatch()
+                .args(["verify", "--config", cfg.to_str().unwrap()])
+                .args(&args)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1));
+            let path = artifact("verify-weights.txt");
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, &out.stdout).unwrap();
+        }
         match failure {
             None => assert_eq!((code, &got), (0, &vec![]), "{name}: {report:#}"),
             Some(text) => {
