@@ -158,3 +158,131 @@ fn verify_on_a_real_haproxy_fails_bad_changes_and_passes_benign_ones() {
         }
     }
 }
+
+/// A recording of target `lb`, pool `web`, one sample a second for `secs`
+/// seconds from `start`: each second, `step(t)` gives each server's
+/// (requests, 5xx) and weight.
+fn recording(
+    name: &str,
+    start: i64,
+    secs: i64,
+    step: impl Fn(i64) -> Vec<(&'static str, u64, u64, u32)>,
+) -> PathBuf {
+    let path = scratch(name);
+    let mut totals = std::collections::BTreeMap::<&str, (u64, u64)>::new();
+    let mut out = String::new();
+    for t in 0..secs {
+        let mut servers = Vec::new();
+        for (server, requests, errors, weight) in step(t) {
+            let c = totals.entry(server).or_default();
+            c.0 += requests;
+            c.1 += errors;
+            servers.push(
+                serde_json::json!({"pool": "web", "server": server, "requests_total": c.0,
+                "responses_5xx_total": c.1, "up": true, "weight": weight, "backup": false}),
+            );
+        }
+        let ts = lbwatch::model::Timestamp::from_micros((start + t) * 1_000_000);
+        out += &serde_json::json!({"ts": ts, "target": "lb", "servers": servers}).to_string();
+        out.push('\n');
+    }
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn verify_reads_recordings_splits_at_change_at_and_honours_allow() {
+    let cfg = write_config(
+        "verify-offline.toml",
+        &target("lb", "http://127.0.0.1:9/stats;csv", ""),
+    );
+    let even = |_| vec![("web1", 20, 0, 1), ("web2", 20, 0, 1), ("web3", 20, 0, 1)];
+    let before = recording("v-before.jsonl", 1_800_000_000, 30, even);
+    let b = before.to_str().unwrap();
+
+    // One run, the change 30 s in: web2's 5xx jump to 30%.
+    let run = recording("v-run.jsonl", 1_800_000_100, 60, |t| {
+        let e = if t >= 30 { 6 } else { 0 };
+        vec![("web1", 20, 0, 1), ("web2", 20, e, 1), ("web3", 20, 0, 1)]
+    });
+    let (code, report) = verify(
+        &cfg,
+        &["--after", run.to_str().unwrap(), "--change-at", "30s"],
+    );
+    assert_eq!(code, 1, "{report:#}");
+    let got = failures(&report);
+    assert!(
+        got.iter().any(
+            |f| f.contains("5xx went from 0.00% of requests before the change to 10.")
+                && f.contains("(web2: 30.0%)")
+        ),
+        "{got:?}"
+    );
+    // The same run split at an RFC 3339 time instead.
+    let at = lbwatch::model::Timestamp::from_micros((1_800_000_100 + 30) * 1_000_000);
+    let at = serde_json::to_value(at).unwrap();
+    let (code, _) = verify(
+        &cfg,
+        &[
+            "--after",
+            run.to_str().unwrap(),
+            "--change-at",
+            at.as_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1);
+
+    // New weights 10:1:1, followed by the traffic: a skew unless declared.
+    let reweighted = recording("v-weights.jsonl", 1_800_000_200, 30, |_| {
+        vec![("web1", 100, 0, 10), ("web2", 10, 0, 1), ("web3", 10, 0, 1)]
+    });
+    let r = reweighted.to_str().unwrap();
+    let (code, report) = verify(&cfg, &["--before", b, "--after", r]);
+    assert_eq!(code, 1, "{report:#}");
+    assert!(
+        failures(&report)[0]
+            .contains("web1 took 83.3% of the requests after the change, 33.3% before"),
+        "{report:#}"
+    );
+    // ... its spread then judged against the new weights: as they say.
+    let (code, report) = verify(
+        &cfg,
+        &["--before", b, "--after", r, "--allow", "web weights"],
+    );
+    assert_eq!((code, failures(&report)), (0, vec![]), "{report:#}");
+    // A server added that takes nothing fails; with its share it passes.
+    let starved = recording("v-added.jsonl", 1_800_000_300, 30, |_| {
+        vec![
+            ("web1", 20, 0, 1),
+            ("web2", 20, 0, 1),
+            ("web3", 20, 0, 1),
+            ("web4", 0, 0, 1),
+        ]
+    });
+    let (code, report) = verify(&cfg, &["--before", b, "--after", starved.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(failures(&report).iter().any(|f| f.contains("server web4 was added to pool web but took 0.0% of its requests, where its weight says 25.0%")), "{report:#}");
+
+    // Bad input: exit 2, naming what is wrong.
+    let usage = |args: &[&str]| {
+        let out = lbwatch()
+            .args(["verify", "--config", cfg.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = usage(&["--after", b, "--for", "5s"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("give either --for DURATION"), "{err}");
+    let (code, err) = usage(&["--after", b, "--allow", "web removed"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--allow 'web removed': expected"), "{err}");
+    std::fs::write(scratch("v-bad.jsonl"), "{\"ts\": 1}\n").unwrap();
+    let (code, err) = usage(&["--after", scratch("v-bad.jsonl").to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("v-bad.jsonl:1:"), "{err}");
+}
