@@ -146,6 +146,13 @@ enum FailOn {
     Warning,
 }
 
+/// Says why a command failed; exit 2 for bad input, 1 otherwise.
+#[allow(clippy::print_stderr)]
+fn failed(e: impl std::fmt::Display, bad_input: bool) -> ExitCode {
+    eprintln!("lbwatch: {e}");
+    ExitCode::from(if bad_input { INVALID_INPUT } else { FAILURE })
+}
+
 /// Exit statuses of the stable surface.
 const INVALID_INPUT: u8 = 2;
 const FAILURE: u8 = 1;
@@ -218,10 +225,7 @@ fn lint(
     });
     let (new, old) = match loaded {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("lbwatch: {e}");
-            return ExitCode::from(INVALID_INPUT);
-        }
+        Err(e) => return failed(e, true),
     };
     let findings = lint::lint(&new, old.as_ref());
     match format {
@@ -288,12 +292,8 @@ fn verify(
             }
         }
         Err(e) => {
-            eprintln!("lbwatch: {e}");
-            ExitCode::from(if e.is_bad_input() {
-                INVALID_INPUT
-            } else {
-                FAILURE
-            })
+            let bad_input = e.is_bad_input();
+            failed(e, bad_input)
         }
     }
 }
@@ -416,12 +416,8 @@ fn replay(file: PathBuf, config: Option<PathBuf>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("lbwatch: {e}");
-            ExitCode::from(if e.is_bad_input() {
-                INVALID_INPUT
-            } else {
-                FAILURE
-            })
+            let bad_input = e.is_bad_input();
+            failed(e, bad_input)
         }
     }
 }

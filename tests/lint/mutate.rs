@@ -153,6 +153,11 @@ impl Ctx<'_> {
         });
     }
 
+    /// `check` on `pool` at `at`.
+    fn at_pool(&self, check: &str, pool: &Pool, at: &lbwatch::lint::model::Location) -> Expect {
+        self.finding(check, Some(&pool.name), at.file, at.line)
+    }
+
     fn finding(&self, check: &str, pool: Option<&str>, file: usize, line: u32) -> Expect {
         let path = &self.c.files[file].path;
         let name = path.rsplit('/').next().unwrap_or(path).to_string();
@@ -296,12 +301,7 @@ fn addresses(ctx: &mut Ctx, pool: &Pool) {
             last.at.line,
             set_address(ctx, &last.at, &first),
         );
-        let expect = ctx.finding(
-            "duplicate-address",
-            Some(&pool.name),
-            last.at.file,
-            last.at.line,
-        );
+        let expect = ctx.at_pool("duplicate-address", pool, &last.at);
         ctx.push("duplicate", pool.name.clone(), e, true, false, expect);
     }
 }
@@ -319,12 +319,7 @@ fn disabled(ctx: &mut Ctx, pool: &Pool) {
     for s in pool.servers.iter().filter(|s| !s.disabled) {
         e.replace(s.at.file, s.at.line, add_word(ctx, &s.at, word));
     }
-    let expect = ctx.finding(
-        "all-servers-disabled",
-        Some(&pool.name),
-        pool.at.file,
-        pool.at.line,
-    );
+    let expect = ctx.at_pool("all-servers-disabled", pool, &pool.at);
     ctx.push("disabled", pool.name.clone(), e, true, false, expect);
 }
 
@@ -339,7 +334,7 @@ fn shrink(ctx: &mut Ctx, pool: &Pool) {
     for s in pool.servers.iter().filter(|s| s.at != keep.at) {
         e.delete(s.at.file, s.at.line);
     }
-    let expect = ctx.finding("pool-shrunk", Some(&pool.name), pool.at.file, pool.at.line);
+    let expect = ctx.at_pool("pool-shrunk", pool, &pool.at);
     ctx.push("shrink", pool.name.clone(), e, true, true, expect);
 }
 
@@ -385,12 +380,7 @@ fn weights(ctx: &mut Ctx, pool: &Pool) {
         light.at.line,
         set_weight(ctx, &light.at, heavy),
     );
-    let expect = ctx.finding(
-        "weights-skewed",
-        Some(&pool.name),
-        light.at.file,
-        light.at.line,
-    );
+    let expect = ctx.at_pool("weights-skewed", pool, &light.at);
     ctx.push("weights", pool.name.clone(), e, true, true, expect);
 }
 
