@@ -73,6 +73,8 @@ fn findings(args: &[&str]) -> Vec<Value> {
 fn accepted_by_lb(dialect: Dialect, main: &Path) -> Result<(), String> {
     let out = match dialect {
         Dialect::Haproxy => Command::new(binary("haproxy", "haproxy"))
+            // For the configs that name a backend by a variable.
+            .env("LBWATCH_BACKEND", "app")
             .args(["-c", "-f"])
             .arg(main)
             .output()
@@ -586,4 +588,83 @@ fn the_ci_script_lints_the_working_tree_against_the_deployed_ref() {
             "{file}"
         );
     }
+}
+
+const HTTP: &str =
+    "defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n";
+const APP: &str = "backend app\n  server a 10.0.0.1:80\n  server b 10.0.0.2:80\n";
+
+/// Styles of real configs, each with the errors lint must give (none for
+/// the healthy ones) and, for the healthy ones, the LB's own word that the
+/// config is valid.
+#[test]
+fn real_world_styles_give_the_right_errors() {
+    let nginx_app = "upstream app { server 127.0.0.1:8001; server 127.0.0.1:8002; }";
+    // (what, grammar, config, the errors as (check, line))
+    type Case = (&'static str, Dialect, String, Vec<(&'static str, u64)>);
+    let cases: Vec<Case> = vec![
+        ("a bot trap and a maintenance backend, reached on a condition", Dialect::Haproxy,
+         format!("{HTTP}frontend fe\n  bind :8080\n  acl bad_bot hdr_sub(user-agent) -i sqlmap\n  use_backend be_blocked if bad_bot\n  use_backend be_maint if {{ nbsrv(app) lt 1 }}\n  default_backend app\nbackend be_blocked\n  http-request deny deny_status 403\nbackend be_maint\n  http-request return status 503\n{APP}"), vec![]),
+        ("alternatives in .if/.else, and a maintenance switch", Dialect::Haproxy,
+         format!("{HTTP}frontend fe\n  bind :8080\n.if defined(MAINTENANCE)\n  http-request return status 503\n.endif\n  default_backend app\nbackend app\n.if defined(USE_TLS)\n  server a 10.0.0.1:443 ssl verify none\n  server b 10.0.0.2:443 ssl verify none\n.else\n  server a 10.0.0.1:80\n  server b 10.0.0.2:80\n.endif\n"), vec![]),
+        ("servers of one name resolved by resolvers, and the source-port workaround", Dialect::Haproxy,
+         format!("{HTTP}resolvers dns\n  nameserver ns1 127.0.0.1:53\nfrontend fe\n  bind :8080\n  default_backend app\nbackend app\n  default-server resolvers dns init-addr none\n  server web1 tasks.web:80\n  server web2 tasks.web:80\nbackend egress\n  server e1 10.0.0.9:80 source 10.1.0.1\n  server e2 10.0.0.9:80 source 10.1.0.2\n"), vec![]),
+        ("a backend named by an environment variable", Dialect::Haproxy,
+         format!("{HTTP}frontend fe\n  bind :8080\n  default_backend \"${{LBWATCH_BACKEND}}\"\n{APP}"), vec![]),
+        ("a disabled frontend", Dialect::Haproxy,
+         format!("{HTTP}frontend old\n  bind :8081\n  disabled\n  http-request deny\n  default_backend app\nfrontend fe\n  bind :8080\n  default_backend app\n{APP}"), vec![]),
+        ("a backslash inside single quotes", Dialect::Haproxy,
+         format!("{HTTP}frontend fe\n  bind :8080\n  http-request set-header X-Path 'C:\\'\n  default_backend app\n{APP}"), vec![]),
+        ("a deny after a redirect: every redirected request comes back and is denied", Dialect::Haproxy,
+         format!("{HTTP}frontend fe\n  bind :8080\n  http-request redirect scheme https unless {{ ssl_fc }}\n  http-request deny\n  default_backend app\n{APP}"), vec![("denies-everything", 9)]),
+        ("a deny after an allow: a whitelist", Dialect::Haproxy,
+         format!("{HTTP}frontend fe\n  bind :8080\n  http-request allow if {{ src 10.0.0.0/8 }}\n  http-request deny\n  default_backend app\n{APP}"), vec![]),
+        ("a backend with servers that denies everything", Dialect::Haproxy,
+         format!("{HTTP}frontend fe\n  bind :8080\n  default_backend app\nbackend app\n  http-request deny if {{ always_true }}\n  server a 10.0.0.1:80\n  server b 10.0.0.2:80\n"), vec![("denies-everything", 10)]),
+        ("IPv6 and socket addresses written two ways", Dialect::Haproxy,
+         format!("{HTTP}backend v6\n  server a [2001:db8::1]:80\n  server b ipv6@2001:db8::1:80\nbackend sock\n  server a /run/app.sock\n  server b unix@/run/app.sock\n"), vec![("pool-one-address", 8), ("pool-one-address", 11)]),
+        ("satisfy any: authenticated clients get through the deny", Dialect::Nginx,
+         format!("events {{}}\nhttp {{\n  {nginx_app}\n  server {{\n    listen 8080;\n    location / {{\n      satisfy any;\n      deny all;\n      auth_basic \"staff\";\n      auth_basic_user_file /dev/null;\n      proxy_pass http://app;\n    }}\n  }}\n}}\n"), vec![]),
+        ("a server-level deny with no catch-all location", Dialect::Nginx,
+         format!("events {{}}\nhttp {{\n  {nginx_app}\n  server {{\n    listen 8080;\n    deny all;\n    location /api/ {{ proxy_pass http://app; }}\n  }}\n}}\n"), vec![("denies-everything", 6)]),
+        ("the catch-all denies before try_files hands over to a named location", Dialect::Nginx,
+         format!("events {{}}\nhttp {{\n  {nginx_app}\n  server {{\n    listen 8080;\n    root /tmp;\n    location / {{\n      deny all;\n      try_files $uri @app;\n    }}\n    location @app {{ proxy_pass http://app; }}\n  }}\n}}\n"), vec![("denies-everything", 8)]),
+        ("only /api exposed, the rest refused", Dialect::Nginx,
+         format!("events {{}}\nhttp {{\n  {nginx_app}\n  server {{\n    listen 8080;\n    location / {{ return 403; }}\n    location /api/ {{ proxy_pass http://app; }}\n  }}\n}}\n"), vec![]),
+        ("the catch-all server that drops unknown hosts", Dialect::Nginx,
+         format!("events {{}}\nhttp {{\n  {nginx_app}\n  server {{ listen 8080 default_server; return 444; }}\n  server {{ listen 8080; server_name example.org; location / {{ proxy_pass http://app; }} }}\n}}\n"), vec![]),
+    ];
+    let dir = scratch("styles");
+    let mut problems = Vec::new();
+    for (i, (name, dialect, text, expected)) in cases.iter().enumerate() {
+        let file = dir.join(format!(
+            "{i}.{}",
+            if *dialect == Dialect::Nginx {
+                "conf"
+            } else {
+                "cfg"
+            }
+        ));
+        std::fs::write(&file, text).unwrap();
+        if expected.is_empty() {
+            if let Err(e) = accepted_by_lb(*dialect, &file) {
+                problems.push(format!("{name}: the LB refuses it: {e}"));
+            }
+        }
+        let got: Vec<(String, u64)> = findings(&[file.to_str().unwrap()])
+            .iter()
+            .filter(|f| f["severity"] == "error")
+            .map(|f| {
+                (
+                    f["check"].as_str().unwrap().to_string(),
+                    f["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, u64)> = expected.iter().map(|(c, l)| (c.to_string(), *l)).collect();
+        if got != want {
+            problems.push(format!("{name}: expected {want:?}, got {got:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

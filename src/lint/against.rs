@@ -261,11 +261,7 @@ mod tests {
     use crate::lint::model::SourceFile;
 
     fn cfg(text: &str) -> LbConfig {
-        haproxy::read(vec![SourceFile {
-            path: "h.cfg".into(),
-            text: text.into(),
-        }])
-        .unwrap()
+        haproxy::read(vec![SourceFile::new("h.cfg".into(), text.into())]).unwrap()
     }
 
     fn errors(old: &str, new: &str) -> Vec<(&'static str, u32)> {

@@ -221,11 +221,7 @@ mod tests {
     use crate::lint::model::SourceFile;
 
     fn lint(text: &str) -> Vec<Finding> {
-        let c = haproxy::read(vec![SourceFile {
-            path: "h.cfg".into(),
-            text: text.into(),
-        }])
-        .unwrap();
+        let c = haproxy::read(vec![SourceFile::new("h.cfg".into(), text.into())]).unwrap();
         run(&c)
     }
 

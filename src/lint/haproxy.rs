@@ -5,56 +5,21 @@
 
 use std::collections::HashMap;
 
-use super::acl::{Acls, Truth};
+use super::acl::Acls;
+use super::haproxy_rules::{condition, rule};
+use super::haproxy_section::{Defaults, Kind, Section};
+use super::haproxy_servers::{server, template};
 use super::keywords::HAPROXY;
-use super::model::{
-    Blocker, Dialect, LbConfig, Location, Pool, Route, Server, SourceFile, UndefinedAcl,
-};
+use super::model::{Dialect, LbConfig, Location, Pool, Route, SourceFile};
 use super::LintError;
 
-/// What a `defaults` section hands down to the proxies after it.
-#[derive(Debug, Clone, Default)]
-struct Defaults {
-    balance: Option<(String, Location)>,
-    /// `mode http` or `mode tcp`; HAProxy's default is tcp, where
-    /// `http-request` rules are ignored.
-    http: bool,
-    server: ServerParams,
-    default_backend: Option<(String, Location)>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct ServerParams {
-    weight: Option<f64>,
-    backup: Option<bool>,
-    disabled: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Frontend,
-    Backend,
-    Listen,
-    Defaults,
-    Other,
-}
-
-/// The proxy section being read.
-#[derive(Debug)]
-struct Section {
-    kind: Kind,
-    name: String,
-    at: Location,
-    defaults: Defaults,
-    acls: Acls,
-    /// Per rule set (`http-request`, `tcp-request connection`...): whether a
-    /// rule that lets some requests through came before.
-    escapes: HashMap<String, bool>,
-    /// Rules that block every request, and whether they are HTTP rules
-    /// (those apply only if the section ends up in `mode http`, wherever
-    /// the `mode` line is).
-    blockers: Vec<(Blocker, bool)>,
-    servers: Vec<Server>,
+/// A `.if` block: whether its lines are read now, whether a branch was
+/// taken, and whether lint knows the condition.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    taking: bool,
+    taken: bool,
+    known: bool,
 }
 
 #[derive(Debug)]
@@ -63,6 +28,7 @@ struct Reader {
     named_defaults: HashMap<String, Defaults>,
     last_defaults: Defaults,
     section: Option<Section>,
+    frames: Vec<Frame>,
 }
 
 /// Reads the files, in order, as one configuration.
@@ -80,6 +46,7 @@ pub fn read(files: Vec<SourceFile>) -> Result<LbConfig, LintError> {
         named_defaults: HashMap::new(),
         last_defaults: Defaults::default(),
         section: None,
+        frames: Vec::new(),
     };
     for (index, file) in files.iter().enumerate() {
         for (n, line) in file.text.lines().enumerate() {
@@ -108,8 +75,8 @@ fn parse_error(path: &str, at: &Location, reason: &str) -> LintError {
     }
 }
 
-/// Splits a line into words: quotes group, a backslash escapes, `#` starts a
-/// comment.
+/// Splits a line into words: quotes group, a backslash escapes (but not
+/// inside single quotes, as in HAProxy), `#` starts a comment.
 fn words(line: &str) -> Result<Vec<String>, &'static str> {
     let mut out = Vec::new();
     let mut word = String::new();
@@ -118,6 +85,7 @@ fn words(line: &str) -> Result<Vec<String>, &'static str> {
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match (quote, c) {
+            (Some('\''), c) if c != '\'' => word.push(c),
             (_, '\\') => {
                 word.extend(chars.next());
                 in_word = true;
@@ -174,27 +142,77 @@ const SECTIONS: &[&str] = &[
 impl Reader {
     fn line(&mut self, words: &[String], at: Location) -> Result<(), String> {
         let keyword = words[0].as_str();
+        if keyword.starts_with('.') {
+            return self.conditional(words);
+        }
+        if !self.frames.iter().all(|f| f.taking) {
+            return Ok(());
+        }
         if SECTIONS.contains(&keyword) {
             self.close();
             self.open(words, at)?;
             return Ok(());
         }
-        // Conditional blocks (`.if`, `.endif`) and diagnostics.
-        if keyword.starts_with('.') {
-            return Ok(());
-        }
+        let uncertain = self.frames.iter().any(|f| !f.known);
         let Some(section) = self.section.as_mut() else {
             return Err(format!("`{keyword}` is outside any section"));
         };
         if matches!(section.kind, Kind::Other) {
             return Ok(());
         }
+        section.uncertain = uncertain;
         let known = directive(section, &mut self.out, words, &at)?;
         if !known
             && !HAPROXY.contains(&keyword)
             && !self.out.unknown.iter().any(|(_, k)| k == keyword)
         {
             self.out.unknown.push((at, keyword.to_string()));
+        }
+        Ok(())
+    }
+
+    /// `.if`, `.elif`, `.else`, `.endif` (and diagnostics like `.notice`).
+    /// A condition lint cannot know (`defined(X)`, `feature(QUIC)`) takes
+    /// its first branch only, so that the alternatives do not read as
+    /// duplicate servers, and marks it uncertain.
+    fn conditional(&mut self, words: &[String]) -> Result<(), String> {
+        let outer = |frames: &[Frame]| frames.iter().all(|f| f.taking);
+        let known = |expr: &[String]| match expr {
+            [w] if w == "0" => Some(false),
+            [w] if w == "1" => Some(true),
+            _ => None,
+        };
+        match words[0].as_str() {
+            ".if" => {
+                let value = known(&words[1..]);
+                let taking = outer(&self.frames) && value.unwrap_or(true);
+                self.frames.push(Frame {
+                    taking,
+                    taken: taking,
+                    known: value.is_some(),
+                });
+            }
+            ".elif" | ".else" => {
+                let Some(frame) = self.frames.pop() else {
+                    return Err(format!("`{}` without `.if`", words[0]));
+                };
+                let value = if words[0] == ".else" {
+                    Some(true)
+                } else {
+                    known(&words[1..])
+                };
+                let taking = outer(&self.frames) && !frame.taken && value.unwrap_or(true);
+                let known = frame.known && value.is_some();
+                self.frames.push(Frame {
+                    taking,
+                    taken: frame.taken || taking,
+                    known,
+                });
+            }
+            ".endif" => {
+                self.frames.pop().ok_or("`.endif` without `.if`")?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -236,7 +254,10 @@ impl Reader {
             acls: Acls::default(),
             escapes: HashMap::new(),
             blockers: Vec::new(),
+            routes: Vec::new(),
             servers: Vec::new(),
+            disabled: false,
+            uncertain: false,
         });
         Ok(())
     }
@@ -247,42 +268,51 @@ impl Reader {
         let Some(mut section) = self.section.take() else {
             return;
         };
+        if section.kind == Kind::Defaults {
+            if !section.name.is_empty() {
+                self.named_defaults
+                    .insert(section.name.clone(), section.defaults.clone());
+            }
+            self.last_defaults = section.defaults;
+            return;
+        }
+        if matches!(section.kind, Kind::Frontend | Kind::Listen) {
+            if let Some((pool, at)) = &section.defaults.default_backend {
+                let route = route(&section, pool, at, "default_backend");
+                section.routes.extend(route);
+            }
+        }
+        // A disabled proxy serves nothing; a backend with no server that
+        // refuses (a bot trap, a maintenance page) is meant to.
+        let serverless_backend = section.kind == Kind::Backend && section.servers.is_empty();
+        let serves = !section.disabled && !serverless_backend;
         let http = section.defaults.http;
-        self.out.blockers.extend(
-            section
+        if serves {
+            let blockers = section
                 .blockers
                 .drain(..)
-                .filter(|(_, is_http)| http || !is_http)
-                .map(|(b, _)| b),
-        );
-        match section.kind {
-            Kind::Defaults => {
-                if !section.name.is_empty() {
-                    self.named_defaults
-                        .insert(section.name.clone(), section.defaults.clone());
-                }
-                self.last_defaults = section.defaults;
-            }
-            Kind::Frontend | Kind::Backend | Kind::Listen => {
-                let kind = section.kind;
-                if let (Kind::Frontend | Kind::Listen, Some((pool, at))) =
-                    (kind, &section.defaults.default_backend)
-                {
-                    self.out.routes.push(Route {
-                        from: format!("`{}`", section.name),
-                        pool: pool.clone(),
-                        written: pool.clone(),
-                        at: at.clone(),
-                        directive: "default_backend",
-                    });
-                }
-                if kind != Kind::Frontend {
-                    self.out.pools.push(pool_of(section));
-                }
-            }
-            Kind::Other => {}
+                .filter(|(_, is_http)| http || !is_http);
+            self.out.blockers.extend(blockers.map(|(b, _)| b));
+        }
+        if !section.disabled {
+            self.out.routes.append(&mut section.routes);
+        }
+        if matches!(section.kind, Kind::Backend | Kind::Listen) {
+            self.out.pools.push(pool_of(section));
         }
     }
+}
+
+/// A reference to a pool, unless its name is only known at run time (a
+/// `%[…]` sample expression, a `${…}` environment variable).
+fn route(section: &Section, pool: &str, at: &Location, directive: &'static str) -> Option<Route> {
+    (!pool.contains("%[") && !pool.contains("${")).then(|| Route {
+        from: format!("`{}`", section.name),
+        pool: pool.to_string(),
+        written: pool.to_string(),
+        at: at.clone(),
+        directive,
+    })
 }
 
 fn pool_of(section: Section) -> Pool {
@@ -314,7 +344,7 @@ fn directive(
             let algo = words.get(1).ok_or("`balance` needs an algorithm")?;
             section.defaults.balance = Some((algo.clone(), at.clone()));
         }
-        "default-server" => read_params(&mut section.defaults.server, &words[1..]),
+        "default-server" => section.defaults.server.read(&words[1..]),
         "server" if takes_servers => {
             let server = server(&section.defaults.server, words, at)?;
             section.servers.push(server);
@@ -332,17 +362,11 @@ fn directive(
         "use_backend" => {
             let pool = words.get(1).ok_or("`use_backend` needs a backend name")?;
             condition(section, out, &words[2..], at);
-            // A name built from the request at run time cannot be checked.
-            if !pool.contains("%[") {
-                out.routes.push(Route {
-                    from: format!("`{}`", section.name),
-                    pool: pool.clone(),
-                    written: pool.clone(),
-                    at: at.clone(),
-                    directive: "use_backend",
-                });
-            }
+            let route = route(section, pool, at, "use_backend");
+            section.routes.extend(route);
         }
+        "disabled" => section.disabled = true,
+        "enabled" => section.disabled = false,
         "acl" => section.acls.define(&words[1..]),
         "mode" => section.defaults.http = words.get(1).is_some_and(|m| m == "http"),
         "http-request" | "tcp-request" | "http-response" => rule(section, out, words, at),
@@ -351,175 +375,12 @@ fn directive(
     Ok(true)
 }
 
-/// Applies `weight`, `backup`, `disabled` and their opposites.
-fn read_params(params: &mut ServerParams, words: &[String]) {
-    let mut it = words.iter();
-    while let Some(w) = it.next() {
-        match w.as_str() {
-            "weight" => params.weight = it.next().and_then(|v| v.parse().ok()),
-            "backup" => params.backup = Some(true),
-            "no-backup" => params.backup = Some(false),
-            "disabled" => params.disabled = Some(true),
-            "enabled" => params.disabled = Some(false),
-            _ => {}
-        }
-    }
-}
-
-fn server(defaults: &ServerParams, words: &[String], at: &Location) -> Result<Server, String> {
-    let (Some(name), Some(address)) = (words.get(1), words.get(2)) else {
-        return Err("`server` needs a name and an address".to_string());
-    };
-    let mut params = defaults.clone();
-    read_params(&mut params, &words[3..]);
-    Ok(Server {
-        name: name.clone(),
-        at: at.clone(),
-        address: Some(normalise(address)),
-        weight: params.weight.unwrap_or(1.0),
-        backup: params.backup.unwrap_or(false),
-        disabled: params.disabled.unwrap_or(false),
-    })
-}
-
-/// `server-template PREFIX NUM|FIRST-LAST ADDRESS [params]`: slots filled at
-/// run time (DNS or the runtime API), so their addresses are unknown here.
-fn template(
-    defaults: &ServerParams,
-    words: &[String],
-    at: &Location,
-) -> Result<Vec<Server>, String> {
-    let (Some(prefix), Some(range)) = (words.get(1), words.get(2)) else {
-        return Err("`server-template` needs a prefix, a number and an address".to_string());
-    };
-    let bad =
-        || format!("`server-template {prefix}`: `{range}` is not a number or a range like 1-10");
-    let (first, last) = match range.split_once('-') {
-        Some((a, b)) => (
-            a.parse::<u32>().map_err(|_| bad())?,
-            b.parse::<u32>().map_err(|_| bad())?,
-        ),
-        None => (1, range.parse::<u32>().map_err(|_| bad())?),
-    };
-    let mut params = defaults.clone();
-    read_params(&mut params, words.get(4..).unwrap_or(&[]));
-    Ok((first..=last)
-        .map(|n| Server {
-            name: format!("{prefix}{n}"),
-            at: at.clone(),
-            address: None,
-            weight: params.weight.unwrap_or(1.0),
-            backup: params.backup.unwrap_or(false),
-            disabled: params.disabled.unwrap_or(false),
-        })
-        .collect())
-}
-
-/// `ipv4@10.0.0.1:80`, `10.0.0.1:80`, `[::1]:80` → a comparable form.
-fn normalise(address: &str) -> String {
-    let bare = address
-        .split_once('@')
-        .filter(|(family, _)| matches!(*family, "ipv4" | "ipv6" | "tcp" | "tcp4" | "tcp6"))
-        .map_or(address, |(_, rest)| rest);
-    bare.to_ascii_lowercase()
-}
-
-/// Actions that send a request on without reaching a later deny.
-const ESCAPES: &[&str] = &[
-    "allow",
-    "accept",
-    "redirect",
-    "return",
-    "use-service",
-    "auth",
-];
-/// Actions that turn a request away.
-const BLOCKS: &[&str] = &["deny", "reject", "tarpit", "silent-drop"];
-
-/// A request rule: records whether it lets requests escape the rest of its
-/// set, and whether it blocks every request that reaches it.
-fn rule(section: &mut Section, out: &mut LbConfig, words: &[String], at: &Location) {
-    // `tcp-request connection reject` names its set in the second word.
-    let (set, action_at) = if words[0] == "tcp-request" {
-        (
-            format!("{} {}", words[0], words.get(1).map_or("", |w| w)),
-            2,
-        )
-    } else {
-        (words[0].clone(), 1)
-    };
-    let Some(action) = words.get(action_at) else {
-        return;
-    };
-    let cond_at = words.iter().position(|w| w == "if" || w == "unless");
-    let judged = condition(section, out, cond_at.map_or(&[][..], |i| &words[i..]), at);
-    let blocks = BLOCKS.contains(&action.as_str()) || blocking_return(action, words);
-    let escaped = section.escapes.get(&set).copied().unwrap_or(false);
-    if ESCAPES.contains(&action.as_str()) && !blocks && judged.truth != Truth::Never {
-        section.escapes.insert(set.clone(), true);
-    }
-    if blocks && judged.truth == Truth::Always && !escaped && set != "http-response" {
-        let blocker = Blocker {
-            at: at.clone(),
-            pool: Some(section.name.clone()),
-            why: judged.why,
-            rule: words.join(" "),
-        };
-        section.blockers.push((blocker, !set.starts_with("tcp-")));
-    }
-}
-
-/// `http-request return status 403`: a return that answers with an error.
-fn blocking_return(action: &str, words: &[String]) -> bool {
-    if action != "return" {
-        return false;
-    }
-    let status = words
-        .iter()
-        .position(|w| w == "status")
-        .and_then(|i| words.get(i + 1))
-        .and_then(|s| s.parse::<u16>().ok());
-    status.is_some_and(|s| s == 403 || s >= 500)
-}
-
-/// Judges `if …`/`unless …` (or no condition: every request), recording the
-/// ACL names it uses that the section never defined.
-fn condition(
-    section: &Section,
-    out: &mut LbConfig,
-    words: &[String],
-    at: &Location,
-) -> super::acl::Judged {
-    let Some((keyword, rest)) = words.split_first() else {
-        return super::acl::Judged {
-            truth: Truth::Always,
-            why: "it has no condition".to_string(),
-        };
-    };
-    let mut undefined = Vec::new();
-    let judged = section
-        .acls
-        .condition(rest, keyword == "unless", &mut undefined);
-    for name in undefined {
-        out.undefined_acls.push(UndefinedAcl {
-            at: at.clone(),
-            section: section.name.clone(),
-            name,
-        });
-    }
-    judged
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn read_text(text: &str) -> LbConfig {
-        read(vec![SourceFile {
-            path: "haproxy.cfg".into(),
-            text: text.into(),
-        }])
-        .unwrap()
+        read(vec![SourceFile::new("haproxy.cfg".into(), text.into())]).unwrap()
     }
 
     #[test]
@@ -580,10 +441,10 @@ mod tests {
 
     #[test]
     fn a_line_outside_any_section_is_a_parse_error() {
-        let e = read(vec![SourceFile {
-            path: "x.cfg".into(),
-            text: "server a 10.0.0.1:80\n".into(),
-        }])
+        let e = read(vec![SourceFile::new(
+            "x.cfg".into(),
+            "server a 10.0.0.1:80\n".into(),
+        )])
         .unwrap_err();
         assert_eq!(e.to_string(), "x.cfg:1: `server` is outside any section");
     }

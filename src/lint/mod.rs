@@ -11,9 +11,13 @@ pub mod acl;
 pub mod against;
 pub mod checks;
 pub mod haproxy;
+pub mod haproxy_rules;
+pub mod haproxy_section;
+pub mod haproxy_servers;
 pub mod keywords;
 pub mod model;
 pub mod nginx;
+pub mod nginx_block;
 pub mod nginx_syntax;
 pub mod render;
 
@@ -249,10 +253,7 @@ fn haproxy_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, LintError> {
         };
         for p in list {
             let text = std::fs::read_to_string(&p).map_err(|source| read_error(&p, source))?;
-            out.push(SourceFile {
-                path: p.display().to_string(),
-                text,
-            });
+            out.push(SourceFile::new(p.display().to_string(), text));
         }
     }
     Ok(out)

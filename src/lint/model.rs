@@ -18,16 +18,81 @@ pub struct Location {
 pub struct SourceFile {
     pub path: String,
     pub text: String,
+    /// Where each line starts, so that an excerpt costs no scan.
+    starts: Vec<usize>,
 }
 
 impl SourceFile {
+    pub fn new(path: String, text: String) -> SourceFile {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        SourceFile { path, text, starts }
+    }
+
     /// The text of 1-based line `n`, without its end of line.
     pub fn line(&self, n: u32) -> &str {
-        self.text
-            .lines()
-            .nth((n as usize).saturating_sub(1))
-            .unwrap_or("")
+        let Some(&start) = self.starts.get((n as usize).saturating_sub(1)) else {
+            return "";
+        };
+        let rest = &self.text[start..];
+        let line = rest.split('\n').next().unwrap_or("");
+        line.strip_suffix('\r').unwrap_or(line)
     }
+}
+
+/// A server's address in one form, for comparison: the `ipv4@`-style
+/// prefixes dropped, IPs in their canonical text (IPv6 with or without
+/// brackets, as HAProxy takes the part after the last colon as the port),
+/// host names lowercased, sockets as `unix:PATH`. `default_port` fills a
+/// missing port (80 in NGINX; HAProxy then uses the client's).
+pub fn normalise_address(written: &str, default_port: Option<u16>) -> String {
+    let lower = written.to_ascii_lowercase();
+    let bare = match lower.split_once('@') {
+        Some((family, rest)) if family != "unix" && !family.contains([':', '/']) => rest,
+        _ => lower.as_str(),
+    };
+    if let Some(path) = bare
+        .strip_prefix("unix@")
+        .or_else(|| bare.strip_prefix("unix:"))
+    {
+        return format!("unix:{path}");
+    }
+    if bare.starts_with('/') {
+        return format!("unix:{bare}");
+    }
+    let (host, port) = if let Some(rest) = bare.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
+        (host, after.strip_prefix(':'))
+    } else if bare.matches(':').count() > 1 {
+        match bare.rsplit_once(':') {
+            Some((h, p)) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, Some(p)),
+            _ => (bare, None),
+        }
+    } else {
+        match bare.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (bare, None),
+        }
+    };
+    let host = host
+        .parse::<std::net::IpAddr>()
+        .map_or_else(|_| host.to_string(), |ip| ip.to_string());
+    let port = port
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .or_else(|| default_port.map(|p| p.to_string()));
+    match (port, host.contains(':')) {
+        (Some(p), true) => format!("[{host}]:{p}"),
+        (Some(p), false) => format!("{host}:{p}"),
+        (None, _) => host,
+    }
+}
+
+/// An HTTP status that serves nobody: 403 (and NGINX's 444, which closes
+/// the connection) or any 5xx.
+pub fn refuses(status: u16) -> bool {
+    status == 403 || status == 444 || status >= 500
 }
 
 /// Which grammar a config is written in.
@@ -117,7 +182,8 @@ pub struct Server {
     pub name: String,
     pub at: Location,
     /// Where the server is, normalised for comparison (`10.0.0.1:80`);
-    /// `None` when it is only known at run time (a `server-template` slot).
+    /// `None` when it is only known at run time (a `server-template` slot,
+    /// a host name resolved by `resolvers`).
     pub address: Option<String>,
     pub weight: f64,
     pub backup: bool,
@@ -125,8 +191,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// Can take requests at all: enabled, weight above zero.
+    pub fn can_serve(&self) -> bool {
+        !self.disabled && self.weight > 0.0
+    }
+
+    /// Takes requests in normal times: can serve, and is no backup.
     pub fn takes_traffic(&self) -> bool {
-        !self.backup && !self.disabled && self.weight > 0.0
+        !self.backup && self.can_serve()
     }
 }
 
@@ -148,7 +220,8 @@ pub struct Route {
 #[derive(Debug, Clone)]
 pub struct Blocker {
     pub at: Location,
-    /// The section, or for NGINX the pool the blocked location serves.
+    /// Where the rule is: the HAProxy section (frontend, listen or
+    /// backend), or the upstream the blocked NGINX location serves.
     pub pool: Option<String>,
     /// Why every request is caught: "no condition", "`src 0.0.0.0/0` covers
     /// every client address".
@@ -157,9 +230,42 @@ pub struct Blocker {
     pub rule: String,
 }
 
+/// An ACL a condition uses and its HAProxy section never defines.
 #[derive(Debug, Clone)]
 pub struct UndefinedAcl {
     pub at: Location,
     pub section: String,
     pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_compare_in_one_form() {
+        let same = |a: &str, b: &str| normalise_address(a, None) == normalise_address(b, None);
+        assert!(same("[2001:db8::1]:80", "2001:db8::1:80"));
+        assert!(same("ipv6@::1:80", "[::1]:80"));
+        assert!(same("ipv6@[0:0::1]:80", "[::1]:80"));
+        assert!(same("unix@/run/app.sock", "/run/app.sock"));
+        assert!(same("ipv4@10.0.0.1:80", "10.0.0.1:80"));
+        assert!(same("App.Example:8080", "app.example:8080"));
+        assert!(!same("10.0.0.1:80", "10.0.0.1:81"));
+        assert_eq!(normalise_address("10.0.0.1", Some(80)), "10.0.0.1:80");
+        assert_eq!(normalise_address("[::1]", Some(80)), "[::1]:80");
+        assert_eq!(
+            normalise_address("unix:/tmp/a.sock", Some(80)),
+            "unix:/tmp/a.sock"
+        );
+    }
+
+    #[test]
+    fn lines_are_found_by_number() {
+        let f = SourceFile::new("f".into(), "a\r\nb\n\nd".into());
+        assert_eq!(
+            [f.line(1), f.line(2), f.line(3), f.line(4), f.line(5)],
+            ["a", "b", "", "d", ""]
+        );
+    }
 }

@@ -48,10 +48,9 @@ fn read_file(files: &mut Files, path: &Path, depth: usize) -> Result<Vec<Directi
         source,
     })?;
     let index = files.files.len();
-    files.files.push(SourceFile {
-        path: path.display().to_string(),
-        text,
-    });
+    files
+        .files
+        .push(SourceFile::new(path.display().to_string(), text));
     let tokens = tokenize(&files.files[index].text)
         .map_err(|(line, reason)| parse_error(&files.files[index].path, line, reason))?;
     let mut it = tokens.into_iter().peekable();
@@ -178,44 +177,66 @@ fn include(
     Ok(out)
 }
 
-/// Files matching a path whose last component may hold `*` wildcards.
+/// Files matching a path whose components may hold `*`, `?` and `[…]`
+/// wildcards, as NGINX's glob lists them (in order).
 fn glob(path: &Path) -> Vec<PathBuf> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if !name.contains('*') {
-        return if path.is_file() {
-            vec![path.to_path_buf()]
-        } else {
-            Vec::new()
-        };
+    let mut found = vec![PathBuf::new()];
+    for part in path.components() {
+        let name = part.as_os_str().to_string_lossy();
+        if !name.contains(['*', '?', '[']) {
+            found.iter_mut().for_each(|p| p.push(part));
+            continue;
+        }
+        found = found
+            .iter()
+            .flat_map(|dir| {
+                let listed = std::fs::read_dir(if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                });
+                let mut matches: Vec<PathBuf> = listed
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::ok)
+                    .filter(|e| wildcard(&name, &e.file_name().to_string_lossy()))
+                    .map(|e| dir.join(e.file_name()))
+                    .collect();
+                matches.sort();
+                matches
+            })
+            .collect();
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| wildcard(name, n))
-        })
-        .collect();
-    found.sort();
+    found.retain(|p| p.is_file());
     found
 }
 
-/// `*` matches any run of characters.
+/// `*` matches any run of characters, `?` one, `[abc]`/`[a-z]` one of a set.
 fn wildcard(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, tail)) => {
-            name.starts_with(head)
-                && (0..=name.len() - head.len()).any(|i| {
-                    name.is_char_boundary(head.len() + i) && wildcard(tail, &name[head.len() + i..])
-                })
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    matches_at(&p, &n)
+}
+
+fn matches_at(p: &[char], n: &[char]) -> bool {
+    match p.first() {
+        None => n.is_empty(),
+        Some('*') => (0..=n.len()).any(|i| matches_at(&p[1..], &n[i..])),
+        Some('?') => !n.is_empty() && matches_at(&p[1..], &n[1..]),
+        Some('[') => {
+            let Some(end) = p.iter().position(|c| *c == ']') else {
+                return n.first() == Some(&'[') && matches_at(&p[1..], &n[1..]);
+            };
+            let set = &p[1..end];
+            let Some(c) = n.first() else {
+                return false;
+            };
+            let hit = set
+                .windows(3)
+                .any(|w| w[1] == '-' && (w[0]..=w[2]).contains(c))
+                || set.contains(c);
+            hit && matches_at(&p[end + 1..], &n[1..])
         }
+        Some(c) => n.first() == Some(c) && matches_at(&p[1..], &n[1..]),
     }
 }
 
@@ -309,15 +330,36 @@ fn is_lua_block(tokens: &[(u32, Token)]) -> bool {
         .any(|(_, t)| matches!(t, Token::Word(w) if w.ends_with("_by_lua_block")))
 }
 
-/// Skips a raw block body up to its closing brace; returns the line there.
+/// Skips a Lua block's body up to its closing brace, past braces in Lua
+/// strings and comments; returns the line there.
 fn skip_balanced(
     chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
     mut line: u32,
 ) -> Result<u32, (u32, &'static str)> {
     let mut depth = 1;
-    for c in chars.by_ref() {
+    while let Some(c) = chars.next() {
         match c {
             '\n' => line += 1,
+            '"' | '\'' => {
+                while let Some(s) = chars.next() {
+                    match s {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '\n' => line += 1,
+                        s if s == c => break,
+                        _ => {}
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for s in chars.by_ref() {
+                    if s == '\n' {
+                        line += 1;
+                        break;
+                    }
+                }
+            }
             '{' => depth += 1,
             '}' => {
                 depth -= 1;
@@ -355,10 +397,25 @@ mod tests {
 
     #[test]
     fn wildcards_match_like_a_shell() {
+        assert!(wildcard("up?.conf", "up1.conf"));
+        assert!(wildcard("up[0-9].conf", "up7.conf"));
+        assert!(!wildcard("up[0-9].conf", "upx.conf"));
         assert!(wildcard("*.conf", "a.conf"));
         assert!(!wildcard("*.conf", "a.conf.bak"));
         assert!(wildcard("*", "x"));
         assert!(wildcard("a*b*c", "aXbYc"));
+    }
+
+    #[test]
+    fn lua_blocks_are_skipped_past_braces_in_strings_and_comments() {
+        let t = tokenize("a_by_lua_block {\n  ngx.say(\"}\") -- }\n  x = '{'\n}\nnext;\n").unwrap();
+        let last: Vec<_> = t
+            .iter()
+            .rev()
+            .take(2)
+            .map(|(l, t)| (*l, matches!(t, Token::Word(w) if w == "next")))
+            .collect();
+        assert_eq!(last, [(5, false), (5, true)]);
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! `lbwatch verify` against a real HAProxy with the tests' loopback
 //! traffic: a baseline run recorded with `--record`, then each change
 //! applied by a reload and verified `--before` that baseline. The bad
-//! changes (a typo'd pool, an ACL that denies everything, weights 100:1:1,
-//! `balance source`) fail; the benign ones (a server added, a timeout
-//! changed) and a declared removal pass.
+//! changes (a typo'd pool that lost two of its three server lines, an ACL
+//! that denies everything, weights 100:1:1, `balance source`) fail; the
+//! benign ones (a server added, a timeout changed) and a declared removal
+//! pass. Each config HAProxy ran is also linted `--against` the baseline's,
+//! so the two gates are seen to agree. (Every server line at one address
+//! cannot show in the LB's stats: that typo is lint's alone.)
 
 use super::*;
 use support::haproxy::{Backend, Haproxy, LbSpec, PoolSpec, Traffic};
@@ -53,17 +56,17 @@ fn verify_on_a_real_haproxy_fails_bad_changes_and_passes_benign_ones() {
     let spec = |n: usize,
                 weights: &[u32],
                 balance: Option<&'static str>,
-                deny_all: bool,
+                frontend: &[&str],
                 lines: &[&str]| LbSpec {
         pools: vec![PoolSpec {
             balance,
             lines: lines.iter().map(|l| l.to_string()).collect(),
             ..PoolSpec::of("web", &web[..n], weights)
         }],
-        deny_all,
+        frontend_lines: frontend.iter().map(|l| l.to_string()).collect(),
         ..LbSpec::default()
     };
-    let base = spec(3, &[1, 1, 1], None, false, &[]);
+    let base = spec(3, &[1, 1, 1], None, &[], &[]);
     let mut lb = Haproxy::start(scratch("verify-haproxy"), &base);
     let _traffic = Traffic::start(lb.frontend_port, vec!["/web".into()], 60);
     let cfg = write_config("verify.toml", &target("lb", &lb.stats_url(), ""));
@@ -76,59 +79,83 @@ fn verify_on_a_real_haproxy_fails_bad_changes_and_passes_benign_ones() {
     assert_eq!((code, failures(&report)), (0, vec![]), "{report:#}");
     assert_eq!(report["compared"], false);
     let before = before.to_str().unwrap();
+    let deployed = scratch("verify-deployed.cfg");
+    std::fs::write(&deployed, lb.config(&base)).unwrap();
 
-    // (name, the LB after the change, --allow, what the failure says)
-    let cases: Vec<(&str, LbSpec, Vec<&str>, Option<&str>)> = vec![
+    // The ACL was meant for 10.66.0.0/16, a scanner's network.
+    let acl_typo = [
+        "acl scanners src 0.0.0.0/0",
+        "http-request deny if scanners",
+    ];
+    // (name, the LB after the change, --allow, what verify's failure says,
+    // the error lint gives against the baseline's config)
+    type Case<'a> = (
+        &'a str,
+        LbSpec,
+        Vec<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "a timeout changed",
-            spec(3, &[1, 1, 1], None, false, &["timeout server 6s"]),
+            spec(3, &[1, 1, 1], None, &[], &["timeout server 6s"]),
             vec![],
+            None,
             None,
         ),
         (
             "a server added",
-            spec(4, &[1, 1, 1, 1], None, false, &[]),
+            spec(4, &[1, 1, 1, 1], None, &[], &[]),
             vec![],
+            None,
             None,
         ),
         (
             "a declared removal",
-            spec(2, &[1, 1], None, false, &[]),
+            spec(2, &[1, 1], None, &[], &[]),
             vec!["--allow", "web/web3 removed"],
+            None,
             None,
         ),
         (
             "an undeclared removal",
-            spec(2, &[1, 1], None, false, &[]),
+            spec(2, &[1, 1], None, &[], &[]),
             vec![],
             Some("server web3 was removed from pool web"),
+            None,
         ),
         (
             "a typo'd pool",
-            spec(1, &[1], None, false, &[]),
+            spec(1, &[1], None, &[], &[]),
             vec![],
             Some("server web2 was removed from pool web"),
+            Some("pool-shrunk"),
         ),
         (
             "weights 100:1:1",
-            spec(3, &[100, 1, 1], None, false, &[]),
+            spec(3, &[100, 1, 1], None, &[], &[]),
             vec![],
             Some("pool web: web1 took"),
+            Some("weights-skewed"),
         ),
         (
             "balance source",
-            spec(3, &[1, 1, 1], Some("source"), false, &[]),
+            spec(3, &[1, 1, 1], Some("source"), &[], &[]),
             vec![],
             Some("of the requests after the change"),
+            None,
         ),
         (
-            "an ACL that denies everything",
-            spec(3, &[1, 1, 1], None, true, &[]),
+            "an ACL typo that denies everything",
+            spec(3, &[1, 1, 1], None, &acl_typo, &[]),
             vec![],
             Some("frontend fe denied"),
+            Some("denies-everything"),
         ),
     ];
-    for (name, after, allow, failure) in cases {
+    for (name, after, allow, failure, lint_error) in cases {
+        lint_agrees(name, &deployed, &lb.config(&after), lint_error);
         lb.reload_and_wait(&after);
         let mut args = vec!["--for", "6s", "--before", before];
         args.extend(allow);
@@ -157,6 +184,31 @@ fn verify_on_a_real_haproxy_fails_bad_changes_and_passes_benign_ones() {
             }
         }
     }
+}
+
+/// `lbwatch lint --against` the deployed config gives `error` (or none).
+fn lint_agrees(name: &str, deployed: &Path, config: &str, error: Option<&str>) {
+    let changed = scratch("verify-changed.cfg");
+    std::fs::write(&changed, config).unwrap();
+    let out = lbwatch()
+        .arg("lint")
+        .args(["--format", "json", "--against"])
+        .args([deployed, &changed])
+        .output()
+        .unwrap();
+    let lint: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors: Vec<&str> = lint["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        errors,
+        error.into_iter().collect::<Vec<_>>(),
+        "{name}: lint says {lint:#}"
+    );
 }
 
 /// A recording of target `lb`, pool `web`, one sample a second for `secs`

@@ -527,14 +527,52 @@ fn haproxy_denies(ctx: &mut Ctx) {
             if first == "defaults" {
                 defaults_http = mode_of(&body).unwrap_or(false);
             }
-            if first != "frontend" && first != "listen" {
-                continue;
-            }
             let name = line.split_whitespace().nth(1).unwrap_or("").to_string();
             let http = mode_of(&body).unwrap_or(defaults_http);
-            deny_variants(ctx, file, i as u32 + 1, &name, http);
+            let has = |prefix: &str| body.iter().any(|l| l.trim_start().starts_with(prefix));
+            if has("disabled") {
+                continue;
+            }
+            let header = i as u32 + 1;
+            match first {
+                "frontend" | "listen" => {
+                    deny_variants(ctx, file, header, &name, http);
+                    if http && !has("http-request allow") && !has(".if") {
+                        deny_last(ctx, file, header, &name, &body);
+                    }
+                }
+                // A backend with servers that denies: its servers are
+                // unreachable.
+                "backend" if http && has("server") && !has("http-request allow") => {
+                    let mut e = Edits::default();
+                    e.insert_after(ctx.c, file, header, "  http-request deny".into());
+                    let expect = ctx.finding("denies-everything", Some(&name), file, header + 1);
+                    ctx.push("deny", format!("backend {name}"), e, true, false, expect);
+                }
+                _ => {}
+            }
         }
     }
+}
+
+/// A deny after the section's own rules (a redirect, a header set…): still
+/// every request, as none of them lets a request on to a server.
+fn deny_last(ctx: &mut Ctx, file: usize, header: u32, section: &str, body: &[&str]) {
+    let after = body
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("http-request"))
+        .map_or(header, |i| header + 1 + i as u32);
+    let mut e = Edits::default();
+    e.insert_after(ctx.c, file, after, "  http-request deny".into());
+    let expect = ctx.finding("denies-everything", Some(section), file, after + 1);
+    ctx.push(
+        "deny",
+        format!("{section}: after its rules"),
+        e,
+        true,
+        false,
+        expect,
+    );
 }
 
 /// The lines of the section starting at `start`.
@@ -629,6 +667,10 @@ fn nginx_denies(ctx: &mut Ctx) {
         let lines: Vec<&str> = f.text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             let w: Vec<&str> = line.split_whitespace().collect();
+            if w == ["server", "{"] {
+                server_deny(ctx, file, &lines, i);
+                continue;
+            }
             if w != ["location", "/", "{"] {
                 continue;
             }
@@ -666,6 +708,42 @@ fn nginx_denies(ctx: &mut Ctx) {
             }
         }
     }
+}
+
+/// `deny all;` first in a server block whose locations have no access
+/// rules of their own and pass to one pool: every location inherits it.
+fn server_deny(ctx: &mut Ctx, file: usize, lines: &[&str], start: usize) {
+    let end = block_end(lines, start);
+    let body = &lines[start + 1..end];
+    let first_word = |l: &&str| l.split_whitespace().next().unwrap_or("").to_string();
+    if body
+        .iter()
+        .map(first_word)
+        .any(|d| matches!(d.as_str(), "allow" | "deny" | "satisfy" | "return"))
+    {
+        return;
+    }
+    let pools: std::collections::BTreeSet<&str> = ctx
+        .c
+        .routes
+        .iter()
+        .filter(|r| r.at.file == file && (start + 1..=end).contains(&(r.at.line as usize)))
+        .map(|r| r.pool.as_str())
+        .collect();
+    let [pool] = pools.into_iter().collect::<Vec<_>>()[..] else {
+        return;
+    };
+    let mut e = Edits::default();
+    e.insert_after(ctx.c, file, start as u32 + 1, "        deny all;".into());
+    let expect = ctx.finding("denies-everything", Some(pool), file, start as u32 + 2);
+    ctx.push(
+        "deny",
+        format!("server at line {}: deny all;", start + 1),
+        e,
+        true,
+        false,
+        expect,
+    );
 }
 
 /// The index of the line closing the block opened on line `start`.

@@ -200,6 +200,8 @@ pub struct LbSpec {
     /// `use_backend POOL if { path_beg PATH }`, before each pool's own
     /// route: a route sent to another pool.
     pub routes: Vec<(&'static str, &'static str)>,
+    /// More lines of the frontend (`acl …`, `http-request …`).
+    pub frontend_lines: Vec<String>,
 }
 
 /// A running HAProxy.
@@ -212,7 +214,8 @@ pub struct Haproxy {
 }
 
 impl Haproxy {
-    fn config(&self, spec: &LbSpec) -> String {
+    /// The config this HAProxy runs for `spec`.
+    pub fn config(&self, spec: &LbSpec) -> String {
         let mut c = format!(
             "global\n    stats socket {} mode 600 level admin\n\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\nfrontend stats\n    bind 127.0.0.1:{}\n    stats enable\n    stats uri /stats\n\nfrontend fe\n    bind 127.0.0.1:{}\n",
             self.socket.display(),
@@ -221,6 +224,9 @@ impl Haproxy {
         );
         if spec.deny_all {
             c.push_str("    http-request deny\n");
+        }
+        for line in &spec.frontend_lines {
+            c.push_str(&format!("    {line}\n"));
         }
         for (path, pool) in &spec.routes {
             c.push_str(&format!(
