@@ -154,16 +154,14 @@ impl Acls {
                 negated = !negated;
                 word = rest;
             }
-            let (term, used) = if word.is_empty() && i + 1 < words.len() {
-                // `! name` with a space: the negation stands alone.
-                (self.term(&words[i + 1..], undefined), 2)
-            } else if word == "{" {
-                let end = words[i..].iter().position(|w| w == "}").map(|p| i + p);
-                let inner = &words[i + 1..end.unwrap_or(words.len())];
-                (judge_acl(inner), end.map_or(words.len(), |e| e + 1) - i)
-            } else {
-                (self.named_term(word, undefined), 1)
-            };
+            // `! name` with a space: the negation stands alone.
+            let at = if word.is_empty() { i + 1 } else { i };
+            let rest: Vec<String> = std::iter::once(word.to_string())
+                .filter(|w| !w.is_empty())
+                .chain(words[i + 1..].iter().cloned())
+                .collect();
+            let (term, used) = self.term(&rest, undefined);
+            let used = used + at - i;
             let term = if negated { negate(term, word) } else { term };
             if term.truth != Truth::Always || all.why.is_empty() {
                 all.why = term.why;
@@ -174,13 +172,16 @@ impl Acls {
         all
     }
 
-    fn term(&self, words: &[String], undefined: &mut Vec<String>) -> Judged {
+    /// The term at the start of `words` (a name, or `{ … }` an anonymous
+    /// ACL) and how many words it took.
+    fn term(&self, words: &[String], undefined: &mut Vec<String>) -> (Judged, usize) {
         match words.first().map(String::as_str) {
             Some("{") => {
-                judge_acl(&words[1..words.iter().position(|w| w == "}").unwrap_or(words.len())])
+                let end = words.iter().position(|w| w == "}").unwrap_or(words.len());
+                (judge_acl(&words[1..end]), (end + 1).min(words.len()))
             }
-            Some(name) => self.named_term(name, undefined),
-            None => Judged::depends(),
+            Some(name) => (self.named_term(name, undefined), 1),
+            None => (Judged::depends(), 1),
         }
     }
 

@@ -97,8 +97,7 @@ fn capacity(config: &LbConfig, pool: &Pool, found: &mut Found) {
     }
     let active = pool.active().count();
     let routed = pool.self_routed || config.routes.iter().any(|r| r.pool == pool.name);
-    let off = |s: &super::model::Server| s.disabled || s.weight <= 0.0;
-    if pool.servers.iter().all(off) {
+    if !pool.servers.iter().any(|s| s.can_serve()) {
         let how = if config.dialect == Dialect::Nginx {
             "`down`"
         } else {
