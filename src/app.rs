@@ -222,6 +222,7 @@ fn nothing_to_watch(
 /// detector itself.
 struct Shared {
     fleet: tokio::sync::watch::Receiver<Fleet>,
+    incidents: crate::sinks::IncidentBook,
     metrics: Arc<Metrics>,
     notifiers: Notifiers,
     /// The targets configured.
@@ -281,6 +282,11 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
             let firing: Vec<&AlertEvent> = fleet.firing().collect();
             Reply::json(&serde_json::json!({ "alerts": firing }))
         }
+        "/api/v1/incidents" => incident_list(&shared, req),
+        path if path.starts_with("/api/v1/incidents/") => {
+            let id = &path["/api/v1/incidents/".len()..];
+            incident_one(&shared, id, req.param("format").as_deref())
+        }
         "/api/v1/pools" => {
             let target = req.param("target");
             let fleet = shared.fleet();
@@ -298,6 +304,48 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
             Reply::json(&serde_json::json!({ "targets": view, "notifiers": notifiers }))
         }
         _ => Reply::not_found(),
+    }
+}
+
+/// `/api/v1/incidents[?target=NAME]`: every incident, newest first,
+/// without their timelines.
+fn incident_list(shared: &Shared, req: &Request) -> Reply {
+    let target = req.param("target");
+    let book = shared.incidents.read().expect("incident book lock");
+    let mut list: Vec<serde_json::Value> = book
+        .values()
+        .filter(|i| target.as_ref().is_none_or(|t| &i.target == t))
+        .map(|i| {
+            let alerts: Vec<_> = i.alerts.iter().map(|a| a.alert.as_str()).collect();
+            serde_json::json!({"id": i.id, "target": i.target, "start": i.start, "detected": i.detected,
+                "end": i.end, "closed": i.closed, "alerts": alerts, "cause": i.cause})
+        })
+        .collect();
+    list.sort_by(|a, b| b["start"].as_str().cmp(&a["start"].as_str()));
+    Reply::json(&serde_json::json!({ "incidents": list }))
+}
+
+/// `/api/v1/incidents/ID[?format=markdown]`: one incident, or its report.
+fn incident_one(shared: &Shared, id: &str, format: Option<&str>) -> Reply {
+    let book = shared.incidents.read().expect("incident book lock");
+    let Some(i) = book.get(id) else {
+        return Reply::not_found();
+    };
+    match format {
+        Some("markdown") => {
+            let fleet = shared.fleet();
+            let latest = fleet
+                .targets
+                .values()
+                .filter_map(|t| t.view.last_sample)
+                .max();
+            let now = latest.unwrap_or(i.detected);
+            Reply::ok(
+                "text/markdown; charset=utf-8",
+                crate::incident::report::markdown(i, now),
+            )
+        }
+        _ => Reply::json(&crate::incident::report::json(i)),
     }
 }
 
@@ -672,8 +720,13 @@ pub async fn run(
     let gone = restore(&mut detector, &store, &configured, &metrics);
     let (publisher, fleet) = Publisher::new(Fleet::restored(&detector));
     let notifiers: Notifiers = Arc::new(RwLock::new(parts.1.clone()));
+    let history =
+        crate::incident::store::Store::open(&cfg.state.dir(), cfg.state.incident_limits())
+            .context("state.dir: the incident history")?;
+    let incidents = crate::sinks::Incidents::new(Some(history), None);
     let shared = Arc::new(Shared {
         fleet,
+        incidents: incidents.book.clone(),
         metrics: metrics.clone(),
         notifiers: notifiers.clone(),
         targets: RwLock::new(configured),
@@ -682,7 +735,13 @@ pub async fn run(
     for n in &parts.1 {
         n.push(&gone);
     }
-    let mut pipeline = pipeline(detector, &opts, &metrics, &publisher, &notifiers, &store)?;
+    let sinks = Sinks {
+        metrics: &metrics,
+        publisher: &publisher,
+        notifiers: &notifiers,
+        store: &store,
+    };
+    let mut pipeline = pipeline(detector, &opts, sinks, incidents)?;
     let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
     let workers = Workers::start(parts, &tx, &metrics, &client);
     let mut daemon = Daemon {
@@ -778,13 +837,24 @@ async fn detect_until(
 /// The live run's sinks, in order: the recording, lbwatch's accounting, the
 /// views, stdout, the outboxes, then the state that says the events were
 /// raised (see `sinks::StateSaver`).
+/// What the live run's sinks share with the rest of the daemon.
+struct Sinks<'a> {
+    metrics: &'a Arc<Metrics>,
+    publisher: &'a Publisher,
+    notifiers: &'a Notifiers,
+    store: &'a Arc<StateStore>,
+}
+
 fn pipeline(
     detector: Detector,
     opts: &RunOptions,
-    metrics: &Arc<Metrics>,
-    publisher: &Publisher,
-    notifiers: &Notifiers,
-    store: &Arc<StateStore>,
+    Sinks {
+        metrics,
+        publisher,
+        notifiers,
+        store,
+    }: Sinks,
+    incidents: crate::sinks::Incidents,
 ) -> anyhow::Result<Pipeline> {
     let mut p = Pipeline::new(detector);
     if let Some(path) = &opts.record {
@@ -801,6 +871,8 @@ fn pipeline(
         metrics: metrics.clone(),
     })
     .with(publisher.clone())
+    // Before any event leaves: an incident that is paged is on disk first.
+    .with(incidents)
     .with(EventWriter::new(std::io::stdout(), opts.output, true))
     .with(Outboxes {
         notifiers: notifiers.clone(),

@@ -45,16 +45,28 @@ struct FileText {
 }
 
 /// `[state]`: where lbwatch keeps what must survive a restart (the
-/// notification outboxes and the detector's state).
+/// notification outboxes, the detector's state, the incident history).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateConfig {
     /// Default: `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`),
     /// else `lbwatch-state` in the working directory.
     pub dir: Option<PathBuf>,
+    /// How long closed incidents are kept (default 90 days).
+    pub incident_retention: Option<crate::detect::Secs>,
+    /// How many incidents are kept at most, the oldest dropped first
+    /// (default 1000).
+    pub max_incidents: Option<usize>,
 }
 
 impl StateConfig {
+    pub fn incident_limits(&self) -> crate::incident::store::Limits {
+        crate::incident::store::Limits {
+            retention_s: self.incident_retention.map_or(90.0 * 86_400.0, |s| s.0),
+            max: self.max_incidents.unwrap_or(1000).max(1),
+        }
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| {
             std::env::var_os("STATE_DIRECTORY")

@@ -298,6 +298,7 @@ pub async fn demo(
         // demo.
         state: StateConfig {
             dir: Some(state_dir.clone()),
+            ..StateConfig::default()
         },
         log: Default::default(),
     };

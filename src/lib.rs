@@ -13,6 +13,7 @@ pub mod demo;
 pub mod endpoint;
 pub mod fetch;
 pub mod http;
+pub mod incident;
 pub mod lint;
 pub mod log;
 pub mod metrics;

@@ -118,6 +118,27 @@ enum Command {
         /// Take detection settings from this config file's [detection].
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Write each incident's postmortem draft here (ID.md, ID.json).
+        #[arg(long)]
+        incidents: Option<PathBuf>,
+    },
+    /// Lists the incidents of the history (the config's state directory).
+    Incidents {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only those that started this long ago or less (`24h`).
+        #[arg(long, value_parser = parse_secs)]
+        since: Option<f64>,
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Writes the postmortem draft of one incident of the history.
+    Report {
+        id: String,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = DraftFormat::Markdown)]
+        format: DraftFormat,
     },
 }
 
@@ -126,6 +147,12 @@ enum LintFormat {
     Text,
     Json,
     Sarif,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DraftFormat {
+    Markdown,
+    Json,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -160,7 +187,17 @@ const FAILURE: u8 = 1;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Replay { file, config } => replay(file, config),
+        Command::Replay {
+            file,
+            config,
+            incidents,
+        } => replay(file, config, incidents),
+        Command::Incidents {
+            config,
+            since,
+            target,
+        } => incidents(&config, since, target.as_deref()),
+        Command::Report { id, config, format } => report(&config, &id, format),
         Command::CheckConfig { file } => check_config(file),
         Command::Lint {
             paths,
@@ -376,8 +413,55 @@ async fn shutdown_signal() {
     }
 }
 
+/// The incident history of the config's state directory.
+fn history(
+    config: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, lbwatch::incident::Incident>, ExitCode> {
+    let cfg = load(config).ok_or(ExitCode::from(INVALID_INPUT))?;
+    lbwatch::incident::store::load(&cfg.state.dir()).map_err(|e| failed(e, true))
+}
+
+#[allow(clippy::print_stdout)]
+fn incidents(config: &std::path::Path, since: Option<f64>, target: Option<&str>) -> ExitCode {
+    let list = match history(config) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let now = lbwatch::clock::now();
+    let mut shown: Vec<_> = list
+        .values()
+        .filter(|i| target.is_none_or(|t| i.target == t))
+        .filter(|i| since.is_none_or(|s| now.secs_since(i.start) <= s))
+        .collect();
+    shown.sort_by_key(|i| std::cmp::Reverse(i.start));
+    print!("{}", lbwatch::incident::report::list(&shown, now));
+    ExitCode::SUCCESS
+}
+
+#[allow(clippy::print_stdout)]
+fn report(config: &std::path::Path, id: &str, format: DraftFormat) -> ExitCode {
+    let list = match history(config) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some(i) = list.get(id) else {
+        return failed(
+            format!("no incident {id} in the history (`lbwatch incidents` lists them)"),
+            true,
+        );
+    };
+    match format {
+        DraftFormat::Markdown => print!(
+            "{}",
+            lbwatch::incident::report::markdown(i, lbwatch::clock::now())
+        ),
+        DraftFormat::Json => println!("{:#}", lbwatch::incident::report::json(i)),
+    }
+    ExitCode::SUCCESS
+}
+
 #[allow(clippy::print_stderr)]
-fn replay(file: PathBuf, config: Option<PathBuf>) -> ExitCode {
+fn replay(file: PathBuf, config: Option<PathBuf>, incidents: Option<PathBuf>) -> ExitCode {
     let cfg = match config {
         None => DetectConfig::default(),
         Some(path) => match lbwatch::config::load(&path) {
@@ -395,6 +479,9 @@ fn replay(file: PathBuf, config: Option<PathBuf>) -> ExitCode {
     let stdout = BufWriter::with_capacity(1 << 16, io::stdout());
     let mut pipeline =
         Pipeline::new(Detector::new(cfg)).with(EventWriter::new(stdout, Output::Json, false));
+    if let Some(dir) = incidents {
+        pipeline = pipeline.with(lbwatch::sinks::Incidents::new(None, Some(dir)));
+    }
     let result = if file.as_os_str() == "-" {
         lbwatch::replay::replay(&file, io::stdin().lock(), &mut pipeline)
     } else {

@@ -129,3 +129,91 @@ impl Sink for StateSaver {
         Ok(())
     }
 }
+
+/// The incidents being built, for the HTTP listener (`/api/v1/incidents`).
+pub type IncidentBook = Arc<RwLock<BTreeMap<String, crate::incident::Incident>>>;
+
+/// Builds incidents from each step's sample and events; writes each change
+/// to the history (fsync'd, before the outboxes take the events) and, for
+/// a replay, the reports of every incident at the end.
+#[derive(Debug)]
+pub struct Incidents {
+    pub tracker: crate::incident::tracker::Tracker,
+    pub store: Option<crate::incident::store::Store>,
+    pub book: IncidentBook,
+    /// `replay --incidents DIR`: where each incident's report goes.
+    pub export: Option<std::path::PathBuf>,
+    /// The latest sample's time: "now" for the reports of open incidents.
+    pub now: Option<crate::model::Timestamp>,
+}
+
+impl Incidents {
+    pub fn new(
+        store: Option<crate::incident::store::Store>,
+        export: Option<std::path::PathBuf>,
+    ) -> Incidents {
+        let mut tracker = crate::incident::tracker::Tracker::default();
+        let known = store
+            .as_ref()
+            .map(|s| s.incidents().clone())
+            .unwrap_or_default();
+        tracker.restore(known.values().cloned());
+        Incidents {
+            tracker,
+            store,
+            book: Arc::new(RwLock::new(known)),
+            export,
+            now: None,
+        }
+    }
+}
+
+fn history_error(e: crate::incident::store::StoreError) -> SinkError {
+    SinkError::io("writing the incident history")(std::io::Error::other(e.to_string()))
+}
+
+impl Sink for Incidents {
+    fn take(
+        &mut self,
+        sample: &Sample<'_>,
+        events: &[AlertEvent],
+        _: &Detector,
+    ) -> Result<(), SinkError> {
+        use crate::incident::tracker::Change;
+        self.now = Some(sample.ts);
+        for change in self.tracker.observe(sample, events) {
+            let (Change::Updated(i) | Change::Closed(i)) = change;
+            if let Some(store) = &mut self.store {
+                store.put(&i).map_err(history_error)?;
+            }
+            self.book
+                .write()
+                .expect("incident book lock")
+                .insert(i.id.clone(), i);
+        }
+        if let Some(i) = self.tracker.open_for(&sample.target) {
+            self.book
+                .write()
+                .expect("incident book lock")
+                .insert(i.id.clone(), i.clone());
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        let (Some(dir), Some(now)) = (&self.export, self.now) else {
+            return Ok(());
+        };
+        let err = SinkError::io("writing the incident reports");
+        std::fs::create_dir_all(dir).map_err(err)?;
+        for i in self.book.read().expect("incident book lock").values() {
+            let md = crate::incident::report::markdown(i, now);
+            std::fs::write(dir.join(format!("{}.md", i.id)), md).map_err(err)?;
+            let json = serde_json::to_vec_pretty(&crate::incident::report::json(i))
+                .map_err(std::io::Error::from)
+                .map_err(err)?;
+            std::fs::write(dir.join(format!("{}.json", i.id)), json).map_err(err)?;
+        }
+        Ok(())
+    }
+}

@@ -12,6 +12,8 @@ mod support;
 
 #[path = "daemon/deploy.rs"]
 mod deploy;
+#[path = "daemon/incidents.rs"]
+mod incidents;
 #[path = "daemon/outputs.rs"]
 mod outputs;
 #[path = "daemon/secrets.rs"]

@@ -35,7 +35,7 @@ mod signals;
 mod skew;
 pub mod stats;
 mod target;
-mod text;
+pub mod text;
 mod view;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,567 @@
+//! Builds incidents from samples and alert events, target by target: pure
+//! (no I/O, no clock; time is the samples'), so a replay and a live run
+//! build the same incidents.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::lb_events::{Interval, Previous};
+use super::{cause, incident_id, AlertRecord, Incident, LbEvent, PoolImpact, ShareImpact};
+use crate::detect::stats::{binomial_at_least, chi2_sf, g_statistic, poisson_at_most};
+use crate::model::{AlertEvent, AlertState, Sample, SampleBody, Severity, Timestamp};
+
+/// Alerts of a target that follow the end of an incident within this many
+/// seconds belong to it (a reload, then a skew, then 5xx on what is left).
+pub const GRACE_S: f64 = 300.0;
+/// How far back the start and the LB events before it are looked for.
+const LOOKBACK_S: f64 = 600.0;
+/// Time constant of a pool's usual rate, 5xx ratio and shares.
+const BASELINE_TAU_S: f64 = 600.0;
+/// A pool under this fraction of its usual rate is blocked: its missing
+/// requests count.
+const BLOCKED_RATIO: f64 = 0.5;
+/// Intervals are learnt into a pool's baseline this late: the first
+/// seconds of a fault, before its alert, stay out of it.
+const LEARN_LAG_S: f64 = 30.0;
+/// How unlikely by chance an interval must be to count as abnormal.
+const SURE: f64 = 1e-3;
+
+/// What a pool usually does, learnt while no incident is open.
+#[derive(Debug, Clone, Default)]
+struct Usual {
+    rate: Option<f64>,
+    errors: Option<f64>,
+    shares: BTreeMap<String, f64>,
+}
+
+impl Usual {
+    fn learn(&mut self, i: &Interval) {
+        if i.seconds <= 0.0 || i.reload {
+            return;
+        }
+        let k = 1.0 - (-i.seconds / BASELINE_TAU_S).exp();
+        let mix = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o + k * (new - o)));
+        self.rate = mix(self.rate, i.requests / i.seconds);
+        if i.requests > 0.0 {
+            self.errors = mix(self.errors, i.errors / i.requests);
+            for (s, r) in &i.by_server {
+                let e = self.shares.entry(s.clone()).or_insert(r / i.requests);
+                *e += k * (r / i.requests - *e);
+            }
+        }
+    }
+
+    /// Does this interval look unlike the pool's usual self: far more 5xx,
+    /// far less traffic, or its spread moved; each beyond chance
+    /// (`SURE`), so that a noisy second at a low rate is no fault.
+    fn abnormal(&self, i: &Interval) -> bool {
+        let errors = self.errors.unwrap_or(0.0).max(1e-4);
+        let failing = i.errors / i.requests.max(1.0) >= (3.0 * errors).max(errors + 0.01)
+            && binomial_at_least(i.errors, i.requests, errors) < SURE;
+        let blocked = self.rate.is_some_and(|r| {
+            r >= 1.0
+                && i.seconds > 0.0
+                && !i.reload
+                && i.requests / i.seconds < BLOCKED_RATIO * r
+                && poisson_at_most(i.requests, r * i.seconds) < SURE
+        });
+        failing || blocked || self.moved(i)
+    }
+
+    fn moved(&self, i: &Interval) -> bool {
+        if i.requests < 10.0 || self.shares.is_empty() {
+            return false;
+        }
+        let names: Vec<&String> = self
+            .shares
+            .keys()
+            .chain(i.by_server.keys().filter(|k| !self.shares.contains_key(*k)))
+            .collect();
+        let got: Vec<f64> = names
+            .iter()
+            .map(|n| i.by_server.get(*n).copied().unwrap_or(0.0))
+            .collect();
+        // A server new to the pool is expected to take a little.
+        let expected: Vec<f64> = names
+            .iter()
+            .map(|n| self.shares.get(*n).copied().unwrap_or(0.0).max(1e-3))
+            .collect();
+        let total: f64 = expected.iter().sum();
+        let tv: f64 = got
+            .iter()
+            .zip(&expected)
+            .map(|(g, e)| (g / i.requests - e / total).abs())
+            .sum::<f64>()
+            / 2.0;
+        let (g, df) = g_statistic(&got, &expected);
+        tv >= 0.2 && chi2_sf(g, df) < SURE
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct PoolTrack {
+    usual: Usual,
+    recent: VecDeque<Interval>,
+    /// Intervals up to here are learnt (or skipped, being an incident's).
+    learned_until: Option<Timestamp>,
+}
+
+impl PoolTrack {
+    /// Learns the intervals older than `LEARN_LAG_S`, so that the start of
+    /// a fault is not in the baseline by the time its alert fires; while an
+    /// incident is open, skips them.
+    fn learn(&mut self, now: Timestamp, skip: bool) {
+        if skip {
+            self.learned_until = Some(now);
+            return;
+        }
+        for i in &self.recent {
+            let Some(ts) = i.ts else { continue };
+            if self.learned_until.is_some_and(|l| ts <= l) || now.secs_since(ts) < LEARN_LAG_S {
+                continue;
+            }
+            self.usual.learn(i);
+            self.learned_until = Some(ts);
+        }
+    }
+}
+
+/// One target's state.
+#[derive(Debug, Default)]
+struct TargetTrack {
+    previous: Previous,
+    pools: BTreeMap<String, PoolTrack>,
+    recent_events: VecDeque<LbEvent>,
+    /// The incident open (or ended within the grace period).
+    open: Option<Incident>,
+    /// Normal intervals since the incident's last abnormal one: counted in
+    /// its impact if the fault shows again, dropped when it ends.
+    pending: Vec<(String, Usual, Interval)>,
+}
+
+/// What a step did to the incidents.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Opened, or changed (an alert, a resolve, an end): the incident now.
+    Updated(Incident),
+    /// Over for good.
+    Closed(Incident),
+}
+
+/// Every target's incidents.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    targets: BTreeMap<String, TargetTrack>,
+}
+
+impl Tracker {
+    /// Takes back incidents still open when lbwatch stopped.
+    pub fn restore(&mut self, open: impl IntoIterator<Item = Incident>) {
+        for i in open.into_iter().filter(|i| !i.closed) {
+            let target = i.target.clone();
+            self.targets.entry(target).or_default().open = Some(i);
+        }
+    }
+
+    /// The incidents open now.
+    pub fn open(&self) -> impl Iterator<Item = &Incident> {
+        self.targets.values().filter_map(|t| t.open.as_ref())
+    }
+
+    /// `target`'s open incident, as it stands (its impact grows with every
+    /// sample; the history is written only when it changes otherwise).
+    pub fn open_for(&self, target: &str) -> Option<&Incident> {
+        self.targets.get(target)?.open.as_ref()
+    }
+
+    pub fn observe(&mut self, sample: &Sample<'_>, events: &[AlertEvent]) -> Vec<Change> {
+        let t = self.targets.entry(sample.target.to_string()).or_default();
+        let mut changes = Vec::new();
+        if let SampleBody::Servers(servers) = &sample.body {
+            t.scraped(sample.ts, servers);
+        }
+        let mut changed = false;
+        for e in events.iter().filter(|e| e.target == *sample.target) {
+            changed |= t.alert(e);
+        }
+        if let Some(open) = &t.open {
+            let expired = open
+                .end
+                .is_some_and(|end| sample.ts.secs_since(end) > GRACE_S);
+            if expired {
+                let mut done = t.open.take().expect("checked");
+                done.closed = true;
+                done.cause = cause::sentence(&done);
+                changes.push(Change::Closed(done));
+                return changes;
+            }
+            if changed {
+                changes.push(Change::Updated(open.clone()));
+            }
+        }
+        changes
+    }
+}
+
+impl TargetTrack {
+    fn scraped(&mut self, ts: Timestamp, servers: &[crate::model::ServerStat<'_>]) {
+        let (events, intervals) = self.previous.step(ts, servers);
+        for e in events {
+            if let Some(open) = &mut self.open {
+                open.events.push(e.clone());
+            }
+            self.recent_events.push_back(e);
+        }
+        while self
+            .recent_events
+            .front()
+            .is_some_and(|e| ts.secs_since(e.ts) > LOOKBACK_S)
+        {
+            self.recent_events.pop_front();
+        }
+        let open = self.open.is_some();
+        for (name, interval) in intervals {
+            let pool = self.pools.entry(name.clone()).or_default();
+            if let Some(open) = self
+                .open
+                .as_mut()
+                .filter(|o| o.end.is_none() && concerns(o, &name))
+            {
+                if interval.reload || pool.usual.abnormal(&interval) {
+                    for (p, usual, i) in self.pending.drain(..) {
+                        account(open, &p, &usual, &i);
+                    }
+                    account(open, &name, &pool.usual, &interval);
+                } else {
+                    self.pending
+                        .push((name.clone(), pool.usual.clone(), interval.clone()));
+                }
+            }
+            pool.recent.push_back(interval);
+            pool.learn(ts, open);
+            while pool
+                .recent
+                .front()
+                .is_some_and(|i| i.ts.is_some_and(|t| ts.secs_since(t) > LOOKBACK_S))
+            {
+                pool.recent.pop_front();
+            }
+        }
+    }
+
+    /// Takes an alert event; whether the incident changed.
+    fn alert(&mut self, e: &AlertEvent) -> bool {
+        match e.state {
+            AlertState::Firing if e.severity != Severity::Info => {
+                if self.open.is_none() {
+                    self.open = Some(self.start(e));
+                    self.pending.clear();
+                    for pool in self.pools.values_mut() {
+                        pool.learn(e.ts, true);
+                    }
+                }
+                let open = self.open.as_mut().expect("opened above");
+                open.end = None;
+                open.alerts.push(record(e));
+                open.cause = cause::sentence(open);
+                true
+            }
+            AlertState::Resolved => {
+                let Some(open) = &mut self.open else {
+                    return false;
+                };
+                let key = (e.alert, e.pool.as_deref(), e.server.as_deref());
+                let Some(r) = open
+                    .alerts
+                    .iter_mut()
+                    .rev()
+                    .find(|r| r.key() == key && r.resolved.is_none())
+                else {
+                    return false;
+                };
+                r.resolved = Some(e.ts);
+                r.last_value = e.value.or(r.last_value);
+                if open.alerts.iter().all(|r| r.resolved.is_some()) {
+                    let open = self.open.as_ref().expect("checked");
+                    let end = self.recovered(open).unwrap_or(e.ts).max(open.start);
+                    self.open.as_mut().expect("checked").end = Some(end);
+                    self.pending.clear();
+                }
+                true
+            }
+            AlertState::Firing => false,
+        }
+    }
+
+    /// When the incident's pools went back to their usual selves, as the
+    /// counters show it (the alerts resolve later, with hysteresis): the
+    /// beginning of the run of normal intervals that ends now.
+    fn recovered(&self, incident: &Incident) -> Option<Timestamp> {
+        let mut end = None;
+        for (_, track) in self.pools.iter().filter(|(n, _)| concerns(incident, n)) {
+            let normal = track
+                .recent
+                .iter()
+                .rev()
+                .take_while(|i| !i.reload && !track.usual.abnormal(i));
+            let began = normal
+                .filter_map(|i| {
+                    i.ts.map(|t| Timestamp::from_micros(t.micros() - (i.seconds * 1e6) as i64))
+                })
+                .last()?;
+            end = Some(end.map_or(began, |e: Timestamp| e.max(began)));
+        }
+        end
+    }
+
+    /// Opens an incident at its first alert: its start is the first of the
+    /// abnormal intervals leading to the alert (or the LB change right
+    /// before them), and its impact is counted from there.
+    fn start(&self, first: &AlertEvent) -> Incident {
+        let pools: Vec<&String> = match &first.pool {
+            Some(p) if self.pools.contains_key(p) => vec![p],
+            _ => self.pools.keys().collect(),
+        };
+        let mut start = first.ts;
+        for p in &pools {
+            let track = &self.pools[*p];
+            let run = track
+                .recent
+                .iter()
+                .rev()
+                .take_while(|i| track.usual.abnormal(i) || i.reload);
+            // The fault began within the first abnormal interval: its
+            // beginning is the previous scrape.
+            let began = |i: &Interval| {
+                i.ts.map(|t| Timestamp::from_micros(t.micros() - (i.seconds * 1e6) as i64))
+            };
+            if let Some(earliest) = run.filter_map(began).last() {
+                start = start.min(earliest);
+            }
+        }
+        // The LB change that opened the run (within one interval of it).
+        let slack = pools
+            .iter()
+            .filter_map(|p| self.pools[*p].recent.back())
+            .map(|i| i.seconds)
+            .fold(1.0, f64::max);
+        if let Some(change) = self
+            .recent_events
+            .iter()
+            .filter(|e| e.ts <= first.ts && start.secs_since(e.ts) <= slack)
+            .map(|e| e.ts)
+            .min()
+        {
+            start = start.min(change);
+        }
+        let mut incident = Incident {
+            id: incident_id(&first.target, start),
+            target: first.target.clone(),
+            start,
+            detected: first.ts,
+            end: None,
+            closed: false,
+            alerts: Vec::new(),
+            events: self
+                .recent_events
+                .iter()
+                .filter(|e| start.secs_since(e.ts) <= slack)
+                .cloned()
+                .collect(),
+            impact: Vec::new(),
+            cause: String::new(),
+        };
+        for (name, track) in self.pools.iter().filter(|(n, _)| pools.contains(n)) {
+            for i in track
+                .recent
+                .iter()
+                .filter(|i| i.ts.is_some_and(|t| t >= start))
+            {
+                account(&mut incident, name, &track.usual, i);
+            }
+        }
+        incident
+    }
+}
+
+/// The pools an incident is about: those its alerts name, or every pool
+/// when one of them is about the whole target.
+fn concerns(incident: &Incident, pool: &str) -> bool {
+    incident.impact.iter().any(|p| p.pool == pool)
+        || incident
+            .alerts
+            .iter()
+            .any(|a| a.pool.as_deref().is_none_or(|p| p == pool))
+}
+
+fn record(e: &AlertEvent) -> AlertRecord {
+    AlertRecord {
+        alert: e.alert,
+        severity: e.severity,
+        pool: e.pool.clone(),
+        server: e.server.clone(),
+        fired: e.ts,
+        resolved: None,
+        first_value: e.value,
+        last_value: e.value,
+        summary: e.summary.clone(),
+    }
+}
+
+/// Adds one interval of one pool to the incident's impact.
+fn account(incident: &mut Incident, pool: &str, usual: &Usual, i: &Interval) {
+    let impact = match incident.impact.iter_mut().position(|p| p.pool == pool) {
+        Some(at) => &mut incident.impact[at],
+        None => {
+            incident.impact.push(PoolImpact {
+                pool: pool.to_string(),
+                usual_rate: usual.rate,
+                usual_error_ratio: usual.errors,
+                ..PoolImpact::default()
+            });
+            incident.impact.last_mut().expect("pushed")
+        }
+    };
+    impact.requests += i.requests;
+    impact.failed += (i.errors - i.requests * usual.errors.unwrap_or(0.0)).max(0.0);
+    if let Some(rate) = usual.rate.filter(|_| i.seconds > 0.0 && !i.reload) {
+        if i.requests / i.seconds < BLOCKED_RATIO * rate {
+            impact.missing += (rate * i.seconds - i.requests).max(0.0);
+        }
+    }
+    for (server, r) in &i.by_server {
+        match impact.shares.iter_mut().find(|s| s.server == *server) {
+            Some(s) => s.requests += r,
+            None => impact.shares.push(ShareImpact {
+                server: server.clone(),
+                requests: *r,
+                share: 0.0,
+                usual_share: usual.shares.get(server).copied(),
+            }),
+        }
+    }
+    let total = impact.requests;
+    for s in &mut impact.shares {
+        s.share = if total > 0.0 { s.requests / total } else { 0.0 };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AlertName, ServerStat};
+
+    fn sample(t: i64, counts: &[(u64, u64)]) -> Sample<'static> {
+        let servers = counts
+            .iter()
+            .enumerate()
+            .map(|(i, (r, e))| ServerStat {
+                pool: "web".into(),
+                server: format!("web-{}", i + 1).into(),
+                requests_total: *r,
+                responses_5xx_total: *e,
+                up: true,
+                weight: 1.0,
+                ..ServerStat::default()
+            })
+            .collect();
+        Sample {
+            ts: Timestamp::from_micros(t * 1_000_000),
+            target: "lb".into(),
+            body: SampleBody::Servers(servers),
+            frontends: Vec::new(),
+        }
+    }
+
+    fn event(t: i64, state: AlertState, alert: AlertName) -> AlertEvent {
+        AlertEvent {
+            ts: Timestamp::from_micros(t * 1_000_000),
+            state,
+            alert,
+            severity: Severity::Critical,
+            target: "lb".into(),
+            pool: Some("web".into()),
+            server: None,
+            summary: None,
+            value: None,
+        }
+    }
+
+    /// Two servers at 100 req/s each for 20 minutes; `fault(t)` gives each
+    /// server's (requests, 5xx) per second while it lasts (300-360 s); the
+    /// alert fires at 303 s and resolves at 380 s.
+    fn run(fault: impl Fn(i64) -> [(u64, u64); 2]) -> Incident {
+        let mut tracker = Tracker::default();
+        let mut totals = [(0u64, 0u64); 2];
+        let mut closed = None;
+        for t in 0..1200 {
+            let step = if (300..360).contains(&t) {
+                fault(t)
+            } else {
+                [(100, 0), (100, 0)]
+            };
+            for (c, s) in totals.iter_mut().zip(step) {
+                c.0 += s.0;
+                c.1 += s.1;
+            }
+            let events = match t {
+                303 => vec![event(t, AlertState::Firing, AlertName::ErrorSpike)],
+                380 => vec![event(t, AlertState::Resolved, AlertName::ErrorSpike)],
+                _ => vec![],
+            };
+            for change in tracker.observe(&sample(t, &totals), &events) {
+                if let Change::Closed(i) = change {
+                    closed = Some(i);
+                }
+            }
+        }
+        closed.expect("closed after the grace period")
+    }
+
+    fn secs(ts: Timestamp) -> f64 {
+        ts.micros() as f64 / 1e6
+    }
+
+    #[test]
+    fn a_5xx_storm_is_counted_from_its_start_to_its_end() {
+        // web-2 answers 20% 5xx: 20 failed requests a second for 60 s.
+        let i = run(|_| [(100, 0), (100, 20)]);
+        assert!((secs(i.start) - 299.0).abs() <= 1.0, "start {}", i.start);
+        assert!(
+            (secs(i.end.unwrap()) - 359.0).abs() <= 1.0,
+            "end {:?}",
+            i.end
+        );
+        assert_eq!(secs(i.detected), 303.0);
+        let web = &i.impact[0];
+        assert!(
+            (web.failed - 1200.0).abs() <= 120.0,
+            "failed {}",
+            web.failed
+        );
+        assert_eq!(web.missing, 0.0);
+        assert!(
+            i.cause.contains(
+                "requests with 5xx beyond its usual ratio, 9.8% of its 12200 requests (usually 0%)"
+            ),
+            "{}",
+            i.cause
+        );
+    }
+
+    #[test]
+    fn a_blocked_pool_counts_the_requests_missing() {
+        let i = run(|_| [(0, 0), (0, 0)]);
+        let web = &i.impact[0];
+        assert!(
+            (web.missing - 12_000.0).abs() <= 1_200.0,
+            "missing {}",
+            web.missing
+        );
+        assert!((secs(i.start) - 299.0).abs() <= 1.0, "start {}", i.start);
+        assert!(
+            (secs(i.end.unwrap()) - 359.0).abs() <= 1.0,
+            "end {:?}",
+            i.end
+        );
+    }
+}
