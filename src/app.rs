@@ -723,7 +723,8 @@ pub async fn run(
     let history =
         crate::incident::store::Store::open(&cfg.state.dir(), cfg.state.incident_limits())
             .context("state.dir: the incident history")?;
-    let incidents = crate::sinks::Incidents::new(Some(history), None);
+    let mut incidents = crate::sinks::Incidents::new(Some(history), None);
+    incidents.metrics = Some(metrics.clone());
     let shared = Arc::new(Shared {
         fleet,
         incidents: incidents.book.clone(),

@@ -96,6 +96,9 @@ pub struct Metrics {
     pub stats_servers: Family<Labels, Gauge>,
     pub state_errors: Counter,
     pub config_reloads: Family<Labels, Counter>,
+    /// Each target's incidents.
+    pub incidents: Family<Labels, Counter>,
+    pub incidents_open: Family<Labels, Gauge>,
     pub scrape_duration: Mutex<Quantiles>,
     pub detection_latency: Mutex<Quantiles>,
     pub notification_latency: Mutex<Quantiles>,
@@ -117,6 +120,8 @@ impl Metrics {
             stats_servers: Family::default(),
             state_errors: Counter::default(),
             config_reloads: Family::default(),
+            incidents: Family::default(),
+            incidents_open: Family::default(),
             scrape_duration: Mutex::new(Quantiles::new(now)),
             detection_latency: Mutex::new(Quantiles::new(now)),
             notification_latency: Mutex::new(Quantiles::new(now)),
@@ -170,6 +175,16 @@ impl Metrics {
             "lbwatch_config_reloads",
             "Config reloads (SIGHUP) by result (ok, rejected)",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "lbwatch_incidents",
+            "Incidents opened, by target",
+            m.incidents.clone(),
+        );
+        registry.register(
+            "lbwatch_incidents_open",
+            "1 while the target has an incident open (its alerts firing, or resolved less than 5 minutes ago), else 0",
+            m.incidents_open.clone(),
         );
         registry.register(
             "lbwatch_build",
@@ -291,7 +306,7 @@ type GaugeRows = (&'static str, &'static str, Vec<(Labels, f64)>);
 #[derive(Debug, Default)]
 struct ViewRows {
     gauges: Vec<GaugeRows>,
-    counters: Vec<(&'static str, &'static str, u64)>,
+    counters: Vec<(&'static str, &'static str, Vec<(Labels, u64)>)>,
 }
 
 fn view_text(fleet: &crate::views::Fleet) -> ViewRows {
@@ -401,25 +416,30 @@ fn view_text(fleet: &crate::views::Fleet) -> ViewRows {
             })
             .collect(),
     );
-    let input = fleet
-        .targets
-        .values()
-        .fold(InputStats::default(), |a, t| a.plus(&t.input));
+    // Per target: what the detector set aside, and the LB's reloads (its
+    // counters went back to zero), which Grafana marks on the dashboard.
+    let per_target = |f: fn(&InputStats) -> u64| -> Vec<(Labels, u64)> {
+        fleet
+            .targets
+            .iter()
+            .map(|(name, t)| (vec![("target", name.clone())], f(&t.input)))
+            .collect()
+    };
     rows.counters = vec![
         (
             "lbwatch_out_of_order_samples",
             "Samples not newer than their target's previous one, set aside",
-            input.out_of_order,
+            per_target(|i| i.out_of_order),
         ),
         (
             "lbwatch_duplicate_rows",
             "Server rows listed twice in one sample, set aside",
-            input.duplicate_rows,
+            per_target(|i| i.duplicate_rows),
         ),
         (
             "lbwatch_lb_reloads",
-            "Reloads and restarts of the LBs seen (their counters went back to zero)",
-            input.resets,
+            "Reloads and restarts of the LB seen (its counters went back to zero), by target",
+            per_target(|i| i.resets),
         ),
     ];
     rows
@@ -433,11 +453,13 @@ impl Collector for View {
                 m.encode_family(labels)?.encode_gauge(v)?;
             }
         }
-        for (name, help, v) in &self.detector_text.counters {
-            let c: Counter = Counter::default();
-            c.inc_by(*v);
-            let m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            c.encode(m)?;
+        for (name, help, rows) in &self.detector_text.counters {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (labels, v) in rows {
+                let c: Counter = Counter::default();
+                c.inc_by(*v);
+                c.encode(m.encode_family(labels)?)?;
+            }
         }
         Ok(())
     }

@@ -145,6 +145,8 @@ pub struct Incidents {
     pub export: Option<std::path::PathBuf>,
     /// The latest sample's time: "now" for the reports of open incidents.
     pub now: Option<crate::model::Timestamp>,
+    /// The live run's metrics (reloads, incidents).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Incidents {
@@ -164,6 +166,7 @@ impl Incidents {
             book: Arc::new(RwLock::new(known)),
             export,
             now: None,
+            metrics: None,
         }
     }
 }
@@ -181,8 +184,17 @@ impl Sink for Incidents {
     ) -> Result<(), SinkError> {
         use crate::incident::tracker::Change;
         self.now = Some(sample.ts);
+        let target: &str = &sample.target;
         for change in self.tracker.observe(sample, events) {
-            let (Change::Updated(i) | Change::Closed(i)) = change;
+            let i = match change {
+                Change::Opened => {
+                    if let Some(m) = &self.metrics {
+                        m.count(&m.incidents, &[("target", target)]);
+                    }
+                    continue;
+                }
+                Change::Updated(i) | Change::Closed(i) => i,
+            };
             if let Some(store) = &mut self.store {
                 store.put(&i).map_err(history_error)?;
             }
@@ -191,11 +203,19 @@ impl Sink for Incidents {
                 .expect("incident book lock")
                 .insert(i.id.clone(), i);
         }
-        if let Some(i) = self.tracker.open_for(&sample.target) {
+        if let Some(i) = self.tracker.open_for(target) {
             self.book
                 .write()
                 .expect("incident book lock")
                 .insert(i.id.clone(), i.clone());
+        }
+        if let Some(m) = &self.metrics {
+            // The series exist from a target's first sample, so that its
+            // first incident shows as a change.
+            let labels = vec![("target", target.to_string())];
+            let _ = m.incidents.get_or_create(&labels);
+            let open = self.tracker.open_for(target).is_some();
+            m.incidents_open.get_or_create(&labels).set(i64::from(open));
         }
         Ok(())
     }

@@ -141,6 +141,8 @@ struct TargetTrack {
 /// What a step did to the incidents.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
+    /// An incident began (it is `Updated` too).
+    Opened,
     /// Opened, or changed (an alert, a resolve, an end): the incident now.
     Updated(Incident),
     /// Over for good.
@@ -179,9 +181,13 @@ impl Tracker {
         if let SampleBody::Servers(servers) = &sample.body {
             t.scraped(sample.ts, servers);
         }
+        let was_open = t.open.is_some();
         let mut changed = false;
         for e in events.iter().filter(|e| e.target == *sample.target) {
             changed |= t.alert(e);
+        }
+        if !was_open && t.open.is_some() {
+            changes.push(Change::Opened);
         }
         if let Some(open) = &t.open {
             let expired = open

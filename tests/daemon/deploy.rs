@@ -116,6 +116,11 @@ fn every_dashboard_query_returns_data_and_the_status_page_shows_the_alert() {
     let run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
     let prom = tools::prometheus(&scratch("dash-prom"), &[format!("127.0.0.1:{port}")]);
     lb.wait_scraped(4);
+    // A reload once Prometheus has seen the counters before it (the
+    // reloads annotation), then the fault (the incidents annotation).
+    std::thread::sleep(Duration::from_secs(3));
+    lb.reload();
+    lb.wait_scraped(8);
     lb.skew();
     assert!(hook.wait(Duration::from_secs(30), |_| !hook
         .webhook_events()
@@ -160,6 +165,14 @@ fn every_dashboard_query_returns_data_and_the_status_page_shows_the_alert() {
         .flat_map(|p| p["targets"].as_array().unwrap().clone())
         .map(|t| t["expr"].as_str().unwrap().to_string())
         .collect();
+    // The annotations' queries: the LB's reloads and its incidents.
+    let annotations = dashboard["annotations"]["list"].as_array().unwrap();
+    assert_eq!(annotations.len(), 2);
+    exprs.extend(
+        annotations
+            .iter()
+            .map(|a| a["expr"].as_str().unwrap().to_string()),
+    );
     // The variables' own queries: label_values(SELECTOR, LABEL).
     for v in dashboard["templating"]["list"].as_array().unwrap() {
         if let Some(def) = v["definition"].as_str() {
@@ -182,8 +195,16 @@ fn every_dashboard_query_returns_data_and_the_status_page_shows_the_alert() {
         &artifact("status-page.png"),
         &scratch("chromium-dash"),
     );
+    let metrics = http_get(port, "/metrics");
     run.stop();
-    assert!(missing.is_empty(), "no data for {missing:?}");
+    let ours: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains("reloads") || l.contains("incidents"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no data for {missing:?}; /metrics says {ours:#?}"
+    );
     assert!(page.contains("data-alert=\"TrafficSkew\""), "{page}");
     assert!(page.contains("web-1 takes 100%"), "{page}");
     for s in ["web-1", "web-2", "web-3", "web-4"] {

@@ -139,6 +139,12 @@ impl FakeLb {
         }
     }
 
+    /// A reload: every counter restarts from zero.
+    pub fn reload(&self) {
+        let mut p = self.pool.lock().unwrap();
+        p.counts.iter_mut().for_each(|c| *c = 0.0);
+    }
+
     /// Spreads the pool evenly again.
     pub fn heal(&self) {
         self.pool.lock().unwrap().skewed_since = None;
