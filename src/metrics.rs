@@ -302,11 +302,13 @@ struct View {
 
 /// A gauge family: name, help, labelled values.
 type GaugeRows = (&'static str, &'static str, Vec<(Labels, f64)>);
+/// A counter family: name, help, labelled values.
+type CounterRows = (&'static str, &'static str, Vec<(Labels, u64)>);
 
 #[derive(Debug, Default)]
 struct ViewRows {
     gauges: Vec<GaugeRows>,
-    counters: Vec<(&'static str, &'static str, Vec<(Labels, u64)>)>,
+    counters: Vec<CounterRows>,
 }
 
 fn view_text(fleet: &crate::views::Fleet) -> ViewRows {
