@@ -835,9 +835,6 @@ async fn detect_until(
     }
 }
 
-/// The live run's sinks, in order: the recording, lbwatch's accounting, the
-/// views, stdout, the outboxes, then the state that says the events were
-/// raised (see `sinks::StateSaver`).
 /// What the live run's sinks share with the rest of the daemon.
 struct Sinks<'a> {
     metrics: &'a Arc<Metrics>,
@@ -846,6 +843,10 @@ struct Sinks<'a> {
     store: &'a Arc<StateStore>,
 }
 
+/// The live run's sinks, in order: the recording, lbwatch's accounting, the
+/// views, the incidents (on disk before any event leaves), stdout, the
+/// outboxes, then the state that says the events were raised (see
+/// `sinks::StateSaver`).
 fn pipeline(
     detector: Detector,
     opts: &RunOptions,

@@ -28,7 +28,9 @@ pub struct Incident {
     pub start: Timestamp,
     /// The first alert.
     pub detected: Timestamp,
-    /// The last alert resolved (unset while one fires).
+    /// When the pools went back to their usual selves, as the counters show
+    /// it (or, when they never showed the fault, the last alert's resolve);
+    /// unset while an alert fires.
     #[serde(default)]
     pub end: Option<Timestamp>,
     /// No alert followed within the grace period: the incident is over.
@@ -105,8 +107,9 @@ pub struct PoolImpact {
     pub pool: String,
     /// Requests the pool received from the start on.
     pub requests: f64,
-    /// 5xx beyond the pool's usual ratio.
-    pub failed: f64,
+    /// 5xx beyond the pool's usual ratio, net (intervals below it count
+    /// against it); see [`PoolImpact::failed`] for the figure to show.
+    pub failed_net: f64,
     /// Requests missing against the usual rate while traffic was blocked
     /// (the pool below half its usual rate).
     pub missing: f64,
@@ -117,6 +120,13 @@ pub struct PoolImpact {
     /// Each server's share of the pool's requests during the incident,
     /// against its usual share.
     pub shares: Vec<ShareImpact>,
+}
+
+impl PoolImpact {
+    /// Requests that failed beyond the usual 5xx ratio (never below zero).
+    pub fn failed(&self) -> f64 {
+        self.failed_net.max(0.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,7 +16,8 @@ fn when(ts: Timestamp) -> String {
     format!("{date} {}", hms(ts))
 }
 
-fn count(x: f64) -> String {
+/// "1,234".
+pub fn count(x: f64) -> String {
     let n = x.round() as i64;
     let digits = n.abs().to_string();
     let mut out = String::new();
@@ -72,7 +73,7 @@ fn impact_table(out: &mut String, pools: &[PoolImpact]) {
             "| {} | {} | {} | {} | {} | {} |",
             p.pool,
             count(p.requests),
-            count(p.failed),
+            count(p.failed()),
             count(p.missing),
             p.usual_rate
                 .map_or("unknown".into(), |r| format!("{} req/s", rate(r))),
@@ -126,8 +127,13 @@ pub fn markdown(i: &Incident, now: Timestamp) -> String {
         if i.end.is_none() { " so far" } else { "" },
         i.alerts.len()
     );
-    out.push_str("## Impact\n\nEstimated from the load balancer's counters against each pool's own baseline before the incident.\n\n");
-    impact_table(&mut out, &i.impact);
+    out.push_str("## Impact\n\n");
+    if i.impact.is_empty() {
+        out.push_str("Unknown: lbwatch had no counters of the pools concerned during the incident (the load balancer could not be scraped, or the incident began as lbwatch started).\n");
+    } else {
+        out.push_str("Estimated from the load balancer's counters against each pool's usual traffic: its average over about the ten minutes before the incident (the alerts' own baselines are learnt differently and may differ a little). Requests below the usual rate are those the pools did not receive while under half of it: an estimate of the traffic turned away.\n\n");
+        impact_table(&mut out, &i.impact);
+    }
     out.push('\n');
     if let Some(a) = first {
         let _ = writeln!(
@@ -138,7 +144,7 @@ pub fn markdown(i: &Incident, now: Timestamp) -> String {
             duration(a.fired.secs_since(i.start))
         );
     }
-    out.push_str("## Timeline (UTC)\n\n| time | event |\n|---|---|\n");
+    out.push_str("## Timeline (UTC)\n\nThe load balancer's events are dated by lbwatch's scrapes: each happened within one scrape interval before its time.\n\n| time | event |\n|---|---|\n");
     for (t, text) in timeline(i) {
         let _ = writeln!(out, "| {} | {} |", hms(t), text.replace('|', "\\|"));
     }
@@ -169,7 +175,7 @@ fn summary(i: &Incident, now: Timestamp) -> String {
         hms(i.start),
         alerts.join(", ")
     );
-    let failed: f64 = i.impact.iter().map(|p| p.failed).sum();
+    let failed: f64 = i.impact.iter().map(|p| p.failed()).sum();
     let missing: f64 = i.impact.iter().map(|p| p.missing).sum();
     if failed >= 1.0 {
         text.push_str(&format!(
@@ -183,7 +189,7 @@ fn summary(i: &Incident, now: Timestamp) -> String {
             count(missing)
         ));
     }
-    format!("{text} The likely cause: {}.", i.cause)
+    format!("{text} Likely cause: {}.", i.cause)
 }
 
 fn capitalised(s: &str) -> String {

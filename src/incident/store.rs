@@ -125,6 +125,8 @@ impl Store {
     }
 
     /// Keeps what the limits allow (never an open incident), one line each.
+    /// Retention counts back from the newest incident's time: the store
+    /// reads no clock, so a history is never emptied by a wrong one.
     fn compact(&mut self) -> Result<(), StoreError> {
         let newest = self
             .incidents
@@ -156,6 +158,12 @@ impl Store {
         }
         out.sync_all().map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
+        // The rename itself must survive a power loss.
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
+        }
         self.file = OpenOptions::new()
             .append(true)
             .open(&self.path)

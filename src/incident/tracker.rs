@@ -136,6 +136,8 @@ struct TargetTrack {
     /// Normal intervals since the incident's last abnormal one: counted in
     /// its impact if the fault shows again, dropped when it ends.
     pending: Vec<(String, Usual, Interval)>,
+    /// Where the previous incident ended: the next starts after it.
+    last_end: Option<Timestamp>,
 }
 
 /// What a step did to the incidents.
@@ -178,6 +180,19 @@ impl Tracker {
     pub fn observe(&mut self, sample: &Sample<'_>, events: &[AlertEvent]) -> Vec<Change> {
         let t = self.targets.entry(sample.target.to_string()).or_default();
         let mut changes = Vec::new();
+        // An incident over for good is closed before this sample's alerts,
+        // which begin a new one (even after a pause in the samples).
+        if t.open
+            .as_ref()
+            .and_then(|o| o.end)
+            .is_some_and(|end| sample.ts.secs_since(end) > GRACE_S)
+        {
+            let mut done = t.open.take().expect("checked");
+            done.closed = true;
+            done.cause = cause::sentence(&done);
+            t.last_end = done.end;
+            changes.push(Change::Closed(done));
+        }
         if let SampleBody::Servers(servers) = &sample.body {
             t.scraped(sample.ts, servers);
         }
@@ -189,20 +204,8 @@ impl Tracker {
         if !was_open && t.open.is_some() {
             changes.push(Change::Opened);
         }
-        if let Some(open) = &t.open {
-            let expired = open
-                .end
-                .is_some_and(|end| sample.ts.secs_since(end) > GRACE_S);
-            if expired {
-                let mut done = t.open.take().expect("checked");
-                done.closed = true;
-                done.cause = cause::sentence(&done);
-                changes.push(Change::Closed(done));
-                return changes;
-            }
-            if changed {
-                changes.push(Change::Updated(open.clone()));
-            }
+        if let Some(open) = t.open.as_ref().filter(|_| changed) {
+            changes.push(Change::Updated(open.clone()));
         }
         changes
     }
@@ -266,6 +269,16 @@ impl TargetTrack {
                     }
                 }
                 let open = self.open.as_mut().expect("opened above");
+                // A firing raised again (after a crash, before the state was
+                // saved) is the same alert, not a second one.
+                let key = (e.alert, e.pool.as_deref(), e.server.as_deref());
+                if open
+                    .alerts
+                    .iter()
+                    .any(|r| r.key() == key && r.resolved.is_none())
+                {
+                    return false;
+                }
                 open.end = None;
                 open.alerts.push(record(e));
                 open.cause = cause::sentence(open);
@@ -287,9 +300,9 @@ impl TargetTrack {
                 r.resolved = Some(e.ts);
                 r.last_value = e.value.or(r.last_value);
                 if open.alerts.iter().all(|r| r.resolved.is_some()) {
-                    let open = self.open.as_ref().expect("checked");
-                    let end = self.recovered(open).unwrap_or(e.ts).max(open.start);
-                    self.open.as_mut().expect("checked").end = Some(end);
+                    let end = self.recovered().unwrap_or(e.ts);
+                    let open = self.open.as_mut().expect("checked");
+                    open.end = Some(end.max(open.start));
                     self.pending.clear();
                 }
                 true
@@ -300,20 +313,23 @@ impl TargetTrack {
 
     /// When the incident's pools went back to their usual selves, as the
     /// counters show it (the alerts resolve later, with hysteresis): the
-    /// beginning of the run of normal intervals that ends now.
-    fn recovered(&self, incident: &Incident) -> Option<Timestamp> {
+    /// beginning of the run of normal intervals that ends now. `None` when
+    /// the counters never showed the fault (a server down that the traffic
+    /// hid, an LB that could not be scraped): the alerts say when it ended.
+    fn recovered(&self) -> Option<Timestamp> {
+        let incident = self.open.as_ref()?;
         let mut end = None;
         for (_, track) in self.pools.iter().filter(|(n, _)| concerns(incident, n)) {
-            let normal = track
+            let normal: Vec<&Interval> = track
                 .recent
                 .iter()
                 .rev()
-                .take_while(|i| !i.reload && !track.usual.abnormal(i));
-            let began = normal
-                .filter_map(|i| {
-                    i.ts.map(|t| Timestamp::from_micros(t.micros() - (i.seconds * 1e6) as i64))
-                })
-                .last()?;
+                .take_while(|i| !i.reload && !track.usual.abnormal(i))
+                .collect();
+            if normal.len() == track.recent.len() {
+                return None;
+            }
+            let began = normal.last().and_then(|i| began(i))?;
             end = Some(end.map_or(began, |e: Timestamp| e.max(began)));
         }
         end
@@ -359,6 +375,12 @@ impl TargetTrack {
         {
             start = start.min(change);
         }
+        // Never before the previous incident's end: its intervals are its.
+        if let Some(last) = self.last_end {
+            start = start
+                .max(Timestamp::from_micros(last.micros() + 1_000_000))
+                .min(first.ts);
+        }
         let mut incident = Incident {
             id: incident_id(&first.target, start),
             target: first.target.clone(),
@@ -399,6 +421,11 @@ fn concerns(incident: &Incident, pool: &str) -> bool {
             .any(|a| a.pool.as_deref().is_none_or(|p| p == pool))
 }
 
+/// The beginning of an interval: the scrape before it.
+fn began(i: &Interval) -> Option<Timestamp> {
+    i.ts.map(|t| Timestamp::from_micros(t.micros() - (i.seconds * 1e6) as i64))
+}
+
 fn record(e: &AlertEvent) -> AlertRecord {
     AlertRecord {
         alert: e.alert,
@@ -428,7 +455,9 @@ fn account(incident: &mut Incident, pool: &str, usual: &Usual, i: &Interval) {
         }
     };
     impact.requests += i.requests;
-    impact.failed += (i.errors - i.requests * usual.errors.unwrap_or(0.0)).max(0.0);
+    // Net of the intervals below the usual ratio too: chance highs alone
+    // would add up to a count of nothing.
+    impact.failed_net += i.errors - i.requests * usual.errors.unwrap_or(0.0);
     if let Some(rate) = usual.rate.filter(|_| i.seconds > 0.0 && !i.reload) {
         if i.requests / i.seconds < BLOCKED_RATIO * rate {
             impact.missing += (rate * i.seconds - i.requests).max(0.0);
@@ -540,14 +569,14 @@ mod tests {
         assert_eq!(secs(i.detected), 303.0);
         let web = &i.impact[0];
         assert!(
-            (web.failed - 1200.0).abs() <= 120.0,
+            (web.failed() - 1200.0).abs() <= 120.0,
             "failed {}",
-            web.failed
+            web.failed()
         );
         assert_eq!(web.missing, 0.0);
         assert!(
-            i.cause.contains(
-                "requests with 5xx beyond its usual ratio, 9.8% of its 12200 requests (usually 0%)"
+            i.cause.starts_with(
+                "Pool web answered 1,200 requests with 5xx beyond its usual ratio, 9.8% of its 12,200 requests (usually 0%)"
             ),
             "{}",
             i.cause
@@ -568,6 +597,46 @@ mod tests {
             (secs(i.end.unwrap()) - 359.0).abs() <= 1.0,
             "end {:?}",
             i.end
+        );
+    }
+
+    #[test]
+    fn a_firing_raised_twice_still_ends_and_a_later_fault_is_another_incident() {
+        let mut tracker = Tracker::default();
+        let mut totals = [(0u64, 0u64); 2];
+        let mut closed = Vec::new();
+        for t in 0..1400 {
+            let failing = (300..360).contains(&t) || (900..960).contains(&t);
+            let step = if failing {
+                [(100, 0), (100, 20)]
+            } else {
+                [(100, 0), (100, 0)]
+            };
+            for (c, s) in totals.iter_mut().zip(step) {
+                c.0 += s.0;
+                c.1 += s.1;
+            }
+            let events = match t {
+                // The second firing is the first raised again (a restart
+                // before the state was saved).
+                303 | 310 | 903 => vec![event(t, AlertState::Firing, AlertName::ErrorSpike)],
+                380 | 980 => vec![event(t, AlertState::Resolved, AlertName::ErrorSpike)],
+                _ => vec![],
+            };
+            for change in tracker.observe(&sample(t, &totals), &events) {
+                if let Change::Closed(i) = change {
+                    closed.push(i);
+                }
+            }
+        }
+        assert_eq!(closed.len(), 2, "{closed:#?}");
+        assert_eq!(closed[0].alerts.len(), 1);
+        assert_ne!(closed[0].id, closed[1].id);
+        assert!(closed[1].start > closed[0].end.unwrap());
+        assert!(
+            (secs(closed[1].start) - 899.0).abs() <= 1.0,
+            "{}",
+            closed[1].start
         );
     }
 }
