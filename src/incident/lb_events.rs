@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{LbEvent, LbEventKind};
 use crate::detect::text::membership_change;
-use crate::model::{ServerStat, Timestamp};
+use crate::model::{counter_increase as delta, ServerStat, Timestamp};
 
 /// A server as last scraped.
 #[derive(Debug, Clone)]
@@ -37,15 +37,6 @@ pub struct Previous {
     ts: Option<Timestamp>,
     servers: BTreeMap<(String, String), Seen>,
     algos: BTreeMap<String, Option<String>>,
-}
-
-/// A counter's increase; after a restart it counts from zero.
-fn delta(now: u64, before: u64) -> f64 {
-    if now >= before {
-        (now - before) as f64
-    } else {
-        now as f64
-    }
 }
 
 impl Previous {

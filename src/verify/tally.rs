@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Sample, SampleBody, Timestamp};
+use crate::model::{counter_increase as delta, Sample, SampleBody, Timestamp};
 
 /// Counters summed over a part.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -59,16 +59,6 @@ pub struct Part {
     pub frontends: BTreeMap<(String, String), FrontendTally>,
     /// First and last sample time per target.
     pub span: BTreeMap<String, (Timestamp, Timestamp)>,
-}
-
-/// A counter's increase; after a restart (lower than before) it counts
-/// from zero, as the LB does.
-fn delta(now: u64, before: u64) -> f64 {
-    if now >= before {
-        (now - before) as f64
-    } else {
-        now as f64
-    }
 }
 
 impl Part {

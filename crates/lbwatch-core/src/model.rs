@@ -584,3 +584,13 @@ mod tests {
         );
     }
 }
+
+/// How much a counter grew between two readings; after a restart (lower
+/// than before) it counts from zero, as the LB's counters do.
+pub fn counter_increase(now: u64, before: u64) -> f64 {
+    if now >= before {
+        (now - before) as f64
+    } else {
+        now as f64
+    }
+}
