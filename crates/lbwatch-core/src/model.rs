@@ -470,6 +470,16 @@ impl AlertEvent {
     }
 }
 
+/// How much a counter grew between two readings; after a restart (lower
+/// than before) it counts from zero, as the LB's counters do.
+pub fn counter_increase(now: u64, before: u64) -> f64 {
+    if now >= before {
+        (now - before) as f64
+    } else {
+        now as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,15 +592,5 @@ mod tests {
             serde_json::to_string(&ev).unwrap(),
             r#"{"ts":"2024-06-05T14:31:02.000Z","state":"resolved","alert":"TrafficSkew","severity":"critical","target":"lb-eu-1","pool":"web"}"#
         );
-    }
-}
-
-/// How much a counter grew between two readings; after a restart (lower
-/// than before) it counts from zero, as the LB's counters do.
-pub fn counter_increase(now: u64, before: u64) -> f64 {
-    if now >= before {
-        (now - before) as f64
-    } else {
-        now as f64
     }
 }
