@@ -114,10 +114,20 @@ impl PoolTrack {
             self.learned_until = Some(now);
             return;
         }
-        for i in &self.recent {
+        // Only the intervals since the last learnt one: scanning back to it
+        // keeps a step's cost independent of the ring's length.
+        let learned = self.learned_until;
+        let fresh = self
+            .recent
+            .iter()
+            .rev()
+            .take_while(|i| i.ts.is_none_or(|t| learned.is_none_or(|l| t > l)))
+            .count();
+        let from = self.recent.len() - fresh;
+        for i in self.recent.range(from..) {
             let Some(ts) = i.ts else { continue };
-            if self.learned_until.is_some_and(|l| ts <= l) || now.secs_since(ts) < LEARN_LAG_S {
-                continue;
+            if now.secs_since(ts) < LEARN_LAG_S {
+                break;
             }
             self.usual.learn(i);
             self.learned_until = Some(ts);
