@@ -107,3 +107,45 @@ fn the_report_of_a_typod_pool_matches_its_snapshot() {
         "the report changed; read it, then LBWATCH_BLESS=1 to accept"
     );
 }
+
+#[test]
+fn a_typod_pool_keeps_the_servers_that_left_and_charts_the_pool_around_it() {
+    let (incidents, _) = replay("vanish_after_reload");
+    let i = &incidents[0];
+    let (start, end) = (ts(&i["start"]), ts(&i["end"]));
+    let departed = i["departed"].as_array().unwrap();
+    let names: Vec<&str> = departed
+        .iter()
+        .map(|d| d["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web-01", "web-02", "web-04", "web-05", "web-06"]);
+    for d in departed {
+        // Six servers at even weights: each usually took about a sixth.
+        let usual = d["usual_share"].as_f64().unwrap();
+        assert!((usual - 1.0 / 6.0).abs() < 0.03, "{d}");
+        assert!(ts(&d["left"]).secs_since(start).abs() <= 10.0, "{d}");
+    }
+    let series = &i["series"][0];
+    assert_eq!(series["pool"], "web");
+    let points = series["points"].as_array().unwrap();
+    let (first, last) = (ts(&points[0]["ts"]), ts(&points[points.len() - 1]["ts"]));
+    assert!((50.0..=70.0).contains(&start.secs_since(first)), "{first}");
+    assert!((50.0..=70.0).contains(&last.secs_since(end)), "{last}");
+    let web03 = series["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| s == "web-03")
+        .unwrap();
+    let share = |p: &Value| p["shares"][web03].as_f64().unwrap_or(0.0);
+    assert!(share(&points[0]) < 0.3, "before: {}", points[0]);
+    let during = points
+        .iter()
+        .filter(|p| ts(&p["ts"]) > start && ts(&p["ts"]) < end)
+        .collect::<Vec<_>>();
+    assert!(!during.is_empty());
+    assert!(
+        during.iter().all(|p| share(p) > 0.95),
+        "web-03 takes all while the pool is one server"
+    );
+}

@@ -167,7 +167,10 @@ impl Previous {
                 is.len(),
                 if is.len() == 1 { "" } else { "s" }
             );
-            out.push(event(ts, kind, Some(pool.to_string()), None, text));
+            let mut e = event(ts, kind, Some(pool.to_string()), None, text);
+            let moved = if left.is_empty() { &joined } else { &left };
+            e.servers = moved.iter().map(|s| s.to_string()).collect();
+            out.push(e);
         }
     }
 
@@ -225,6 +228,7 @@ fn event(
         kind,
         pool,
         server,
+        servers: Vec::new(),
         text,
     }
 }

@@ -8,7 +8,9 @@
 //! postmortem draft.
 
 pub mod cause;
+pub mod chart;
 pub mod lb_events;
+pub mod notice;
 pub mod report;
 pub mod store;
 pub mod tracker;
@@ -41,6 +43,13 @@ pub struct Incident {
     pub events: Vec<LbEvent>,
     pub impact: Vec<PoolImpact>,
     pub cause: String,
+    /// Servers that left a pool the incident is about, with the share they
+    /// usually took: the status page keeps them as greyed rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub departed: Vec<Departed>,
+    /// Each pool's figures around the incident, for its chart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<chart::PoolSeries>,
 }
 
 impl Incident {
@@ -85,8 +94,22 @@ pub struct LbEvent {
     pub pool: Option<String>,
     #[serde(default)]
     pub server: Option<String>,
+    /// The servers that left or joined, for a membership change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
     /// The event in a sentence, with its numbers.
     pub text: String,
+}
+
+/// A server that left a pool during (or right before) an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Departed {
+    pub pool: String,
+    pub server: String,
+    pub left: Timestamp,
+    /// Its share of the pool's requests before it left, once learnt.
+    #[serde(default)]
+    pub usual_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -175,19 +175,8 @@ fn summary(i: &Incident, now: Timestamp) -> String {
         hms(i.start),
         alerts.join(", ")
     );
-    let failed: f64 = i.impact.iter().map(|p| p.failed()).sum();
-    let missing: f64 = i.impact.iter().map(|p| p.missing).sum();
-    if failed >= 1.0 {
-        text.push_str(&format!(
-            " About {} requests failed beyond the usual 5xx.",
-            count(failed)
-        ));
-    }
-    if missing >= 1.0 {
-        text.push_str(&format!(
-            " About {} requests never reached a server.",
-            count(missing)
-        ));
+    for loss in super::notice::losses(i) {
+        let _ = write!(text, " {}.", capitalised(&loss));
     }
     format!("{text} Likely cause: {}.", i.cause)
 }

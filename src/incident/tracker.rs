@@ -5,7 +5,10 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::lb_events::{Interval, Previous};
-use super::{cause, incident_id, AlertRecord, Incident, LbEvent, PoolImpact, ShareImpact};
+use super::{
+    cause, chart, incident_id, AlertRecord, Departed, Incident, LbEvent, LbEventKind, PoolImpact,
+    ShareImpact,
+};
 use crate::detect::stats::{binomial_at_least, chi2_sf, g_statistic, poisson_at_most};
 use crate::model::{AlertEvent, AlertState, Sample, SampleBody, Severity, Timestamp};
 
@@ -226,6 +229,7 @@ impl TargetTrack {
         let (events, intervals) = self.previous.step(ts, servers);
         for e in events {
             if let Some(open) = &mut self.open {
+                departures(open, &self.pools, &e);
                 open.events.push(e.clone());
             }
             self.recent_events.push_back(e);
@@ -240,6 +244,9 @@ impl TargetTrack {
         let open = self.open.is_some();
         for (name, interval) in intervals {
             let pool = self.pools.entry(name.clone()).or_default();
+            if let Some(open) = self.open.as_mut().filter(|o| charting(o, &name, ts)) {
+                draw(open, &name, pool, &interval);
+            }
             if let Some(open) = self
                 .open
                 .as_mut()
@@ -291,6 +298,16 @@ impl TargetTrack {
                 }
                 open.end = None;
                 open.alerts.push(record(e));
+                if let (Some(p), Some(server)) = (&e.pool, &e.server) {
+                    let named = |s: &str| {
+                        open.alerts.iter().any(|a| {
+                            a.pool.as_deref() == Some(p.as_str()) && a.server.as_deref() == Some(s)
+                        })
+                    };
+                    let mut series = std::mem::take(&mut open.series);
+                    chart::of(&mut series, p).chart_server(server, &named);
+                    open.series = series;
+                }
                 open.cause = cause::sentence(open);
                 true
             }
@@ -407,8 +424,22 @@ impl TargetTrack {
                 .collect(),
             impact: Vec::new(),
             cause: String::new(),
+            departed: Vec::new(),
+            series: Vec::new(),
         };
+        for e in incident.events.clone() {
+            departures(&mut incident, &self.pools, &e);
+        }
         for (name, track) in self.pools.iter().filter(|(n, _)| pools.contains(n)) {
+            let from = Timestamp::from_micros(start.micros() - (chart::MARGIN_S * 1e6) as i64);
+            let series = chart::of(&mut incident.series, name);
+            for i in track
+                .recent
+                .iter()
+                .filter(|i| i.ts.is_some_and(|t| t >= from))
+            {
+                series.push(i);
+            }
             for i in track
                 .recent
                 .iter()
@@ -429,6 +460,50 @@ fn concerns(incident: &Incident, pool: &str) -> bool {
             .alerts
             .iter()
             .any(|a| a.pool.as_deref().is_none_or(|p| p == pool))
+}
+
+/// Whether an interval of `pool` at `ts` belongs on the incident's chart:
+/// a pool it is about, up to a minute after its end.
+fn charting(incident: &Incident, pool: &str, ts: Timestamp) -> bool {
+    concerns(incident, pool)
+        && incident
+            .end
+            .is_none_or(|end| ts.secs_since(end) <= chart::MARGIN_S)
+}
+
+/// Adds an interval to the pool's chart; a pool new to the incident gets
+/// its recent intervals first.
+fn draw(incident: &mut Incident, pool: &str, track: &PoolTrack, i: &Interval) {
+    let fresh = !incident.series.iter().any(|s| s.pool == pool);
+    let from = Timestamp::from_micros(incident.start.micros() - (chart::MARGIN_S * 1e6) as i64);
+    let series = chart::of(&mut incident.series, pool);
+    if fresh {
+        for r in track
+            .recent
+            .iter()
+            .filter(|r| r.ts.is_some_and(|t| t >= from))
+        {
+            series.push(r);
+        }
+    }
+    series.push(i);
+}
+
+/// The servers a membership change took out of a pool, with the share
+/// each usually took.
+fn departures(incident: &mut Incident, pools: &BTreeMap<String, PoolTrack>, e: &LbEvent) {
+    let (LbEventKind::ServersLeft, Some(pool)) = (e.kind, &e.pool) else {
+        return;
+    };
+    let usual = pools.get(pool).map(|t| &t.usual.shares);
+    for server in &e.servers {
+        incident.departed.push(Departed {
+            pool: pool.clone(),
+            server: server.clone(),
+            left: e.ts,
+            usual_share: usual.and_then(|u| u.get(server)).copied(),
+        });
+    }
 }
 
 /// The beginning of an interval: the scrape before it.

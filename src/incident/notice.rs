@@ -1,0 +1,176 @@
+//! What a page says of its incident: one headline that names every alert
+//! still firing, grouped ("8 of 20 servers of pool web down: web-3, web-4,
+//! …"), and, once nothing fires, how long it lasted and what it cost.
+//! The notifiers that group their pages (PagerDuty, webhooks) send one
+//! notification per incident with it, updated as the incident grows.
+
+use serde::{Deserialize, Serialize};
+
+use super::report::count;
+use super::{AlertRecord, Incident};
+use crate::detect::text::duration;
+use crate::model::{AlertName, Severity, Timestamp};
+
+/// Server names a headline lists before "and N more".
+const NAMES_SHOWN: usize = 10;
+
+/// An incident as one of its alert events left it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentNote {
+    pub id: String,
+    pub target: String,
+    /// Every alert still firing, grouped, with numbers; or, once none is,
+    /// that the incident is over, with its duration and impact.
+    pub headline: String,
+    /// Alerts of the incident still firing after this event.
+    pub firing: usize,
+    /// The highest severity among them (or among all its alerts, once
+    /// none fires).
+    pub severity: Severity,
+    pub start: Timestamp,
+    pub detected: Timestamp,
+    #[serde(default)]
+    pub end: Option<Timestamp>,
+    pub duration_seconds: f64,
+    /// The impact in a sentence ("about 1,200 requests failed beyond the
+    /// usual 5xx; …"), or that none was measured.
+    pub impact: String,
+    pub cause: String,
+}
+
+impl IncidentNote {
+    /// `listed(pool)`: how many servers the pool lists now, for "8 of 20".
+    pub fn of(i: &Incident, now: Timestamp, listed: &dyn Fn(&str) -> Option<usize>) -> Self {
+        let firing: Vec<&AlertRecord> = i.alerts.iter().filter(|a| a.resolved.is_none()).collect();
+        let ranked: Vec<&AlertRecord> = if firing.is_empty() {
+            i.alerts.iter().collect()
+        } else {
+            firing.clone()
+        };
+        let severity = ranked
+            .iter()
+            .map(|a| a.severity)
+            .min_by_key(|s| rank(*s))
+            .unwrap_or(Severity::Warning);
+        let duration_seconds = i.duration(now).max(0.0);
+        let impact = impact(i);
+        let headline = if firing.is_empty() {
+            format!("over after {}: {impact}", duration(duration_seconds))
+        } else {
+            headline(&firing, listed)
+        };
+        IncidentNote {
+            id: i.id.clone(),
+            target: i.target.clone(),
+            headline,
+            firing: firing.len(),
+            severity,
+            start: i.start,
+            detected: i.detected,
+            end: i.end,
+            duration_seconds,
+            impact,
+            cause: i.cause.clone(),
+        }
+    }
+}
+
+fn rank(s: Severity) -> u8 {
+    match s {
+        Severity::Critical => 0,
+        Severity::Warning => 1,
+        Severity::Info => 2,
+    }
+}
+
+/// The firing alerts, grouped by alert and pool, first fired first.
+fn headline(firing: &[&AlertRecord], listed: &dyn Fn(&str) -> Option<usize>) -> String {
+    let mut groups: Vec<(AlertName, Option<&str>, Vec<&AlertRecord>)> = Vec::new();
+    for a in firing {
+        let key = (a.alert, a.pool.as_deref());
+        match groups.iter_mut().find(|(n, p, _)| (*n, *p) == key) {
+            Some(g) => g.2.push(a),
+            None => groups.push((key.0, key.1, vec![a])),
+        }
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(alert, pool, records)| group(*alert, *pool, records, listed))
+        .collect();
+    parts.join("; ")
+}
+
+fn group(
+    alert: AlertName,
+    pool: Option<&str>,
+    records: &[&AlertRecord],
+    listed: &dyn Fn(&str) -> Option<usize>,
+) -> String {
+    let servers: Vec<&str> = records.iter().filter_map(|a| a.server.as_deref()).collect();
+    let (Some(pool), true) = (pool, servers.len() > 1) else {
+        // One alert: its own summary says it best.
+        let a = records[0];
+        return match &a.summary {
+            Some(s) => format!("{alert}: {s}"),
+            None => format!("{alert} on {}", pool.unwrap_or("the target")),
+        };
+    };
+    let of = listed(pool).map_or(String::new(), |n| format!(" of {n}"));
+    let mut names = servers.clone();
+    names.sort_unstable();
+    names.truncate(NAMES_SHOWN);
+    let more = match servers.len() - names.len() {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!(
+        "{alert}: {}{of} servers of pool {pool} {}: {}{more}",
+        servers.len(),
+        verb(alert),
+        names.join(", ")
+    )
+}
+
+fn verb(alert: AlertName) -> &'static str {
+    match alert {
+        AlertName::ServerDown => "down",
+        AlertName::ErrorSpike => "returning 5xx beyond their usual ratio",
+        AlertName::LatencySpike => "answering slowly",
+        AlertName::ServerFlapping => "flapping",
+        _ => "alerting",
+    }
+}
+
+/// The incident's impact in a sentence.
+pub fn impact(i: &Incident) -> String {
+    if i.impact.is_empty() {
+        return "no impact measured (no counters of its pools)".to_string();
+    }
+    let parts = losses(i);
+    if parts.is_empty() {
+        "no request failed or went missing beyond the usual".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The requests lost, each in a clause: failed beyond the usual 5xx, and
+/// missing while a pool was blocked (none below one request).
+pub fn losses(i: &Incident) -> Vec<String> {
+    let failed: f64 = i.impact.iter().map(|p| p.failed()).sum();
+    let missing: f64 = i.impact.iter().map(|p| p.missing).sum();
+    let mut parts = Vec::new();
+    if failed >= 1.0 {
+        parts.push(format!(
+            "about {} requests failed beyond the usual 5xx",
+            count(failed)
+        ));
+    }
+    if missing >= 1.0 {
+        parts.push(format!(
+            "about {} requests never reached a server",
+            count(missing)
+        ));
+    }
+    parts
+}
