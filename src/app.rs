@@ -284,8 +284,10 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
         }
         "/api/v1/incidents" => incident_list(&shared, req),
         path if path.starts_with("/api/v1/incidents/") => {
-            let id = &path["/api/v1/incidents/".len()..];
-            incident_one(&shared, id, req.param("format").as_deref())
+            // Ids hold target names, escaped in the links lbwatch sends.
+            let id = percent_encoding::percent_decode_str(&path["/api/v1/incidents/".len()..])
+                .decode_utf8_lossy();
+            incident_one(&shared, &id, req.param("format").as_deref())
         }
         "/api/v1/pools" => {
             let target = req.param("target");
@@ -630,6 +632,7 @@ impl Daemon {
         for name in gone {
             resolved.extend(forget_target(d, &self.store, &name));
         }
+        let resolved: Vec<crate::notify::Notice> = resolved.into_iter().map(Into::into).collect();
         for n in notifiers {
             n.push(&resolved);
         }
@@ -733,6 +736,7 @@ pub async fn run(
         targets: RwLock::new(configured),
     });
     let (http_stop, http) = listen(&cfg, bound, shared.clone()).await?;
+    let gone: Vec<crate::notify::Notice> = gone.into_iter().map(Into::into).collect();
     for n in &parts.1 {
         n.push(&gone);
     }
@@ -858,6 +862,7 @@ fn pipeline(
     }: Sinks,
     incidents: crate::sinks::Incidents,
 ) -> anyhow::Result<Pipeline> {
+    let book = incidents.book.clone();
     let mut p = Pipeline::new(detector);
     if let Some(path) = &opts.record {
         let file = std::fs::OpenOptions::new()
@@ -878,6 +883,7 @@ fn pipeline(
     .with(EventWriter::new(std::io::stdout(), opts.output, true))
     .with(Outboxes {
         notifiers: notifiers.clone(),
+        incidents: Some(book),
     })
     .with(StateSaver {
         store: store.clone(),

@@ -8,8 +8,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::detect::Detector;
+use crate::incident::notice::IncidentNote;
 use crate::metrics::Metrics;
-use crate::model::{AlertEvent, AlertState, Sample};
+use crate::model::{AlertEvent, AlertState, Sample, SampleBody};
+use crate::notify::Notice;
 use crate::notify::Notifier;
 use crate::pipeline::{Sink, SinkError};
 use crate::state::StateStore;
@@ -71,21 +73,64 @@ impl Sink for Accounting {
 pub type Notifiers = Arc<RwLock<Vec<Arc<Notifier>>>>;
 
 /// Hands events to every notifier's outbox: on disk when this returns.
+/// Each event goes with its incident as this step left it (`incidents`,
+/// which the `Incidents` sink updated just before), so that the notifiers
+/// that group pages can name every alert of the incident in one.
 #[derive(Debug)]
 pub struct Outboxes {
     pub notifiers: Notifiers,
+    pub incidents: Option<IncidentBook>,
+}
+
+impl Outboxes {
+    fn notices(&self, sample: &Sample<'_>, events: &[AlertEvent]) -> Vec<Notice> {
+        let book = self
+            .incidents
+            .as_ref()
+            .map(|b| b.read().expect("incident book lock"));
+        let listed = |pool: &str| match &sample.body {
+            SampleBody::Servers(servers) => Some(servers.iter().filter(|s| s.pool == pool).count()),
+            SampleBody::Error(_) => None,
+        };
+        events
+            .iter()
+            .map(|e| Notice {
+                event: e.clone(),
+                incident: book
+                    .as_ref()
+                    .and_then(|b| incident_of(b, e))
+                    .map(|i| IncidentNote::of(i, sample.ts, &listed)),
+            })
+            .collect()
+    }
+}
+
+/// The open incident of `e`'s target that holds `e`'s alert.
+fn incident_of<'a>(
+    book: &'a BTreeMap<String, crate::incident::Incident>,
+    e: &AlertEvent,
+) -> Option<&'a crate::incident::Incident> {
+    let prefix = format!("{}-", e.target);
+    let key = (e.alert, e.pool.as_deref(), e.server.as_deref());
+    book.range(prefix.clone()..)
+        .take_while(|(id, _)| id.starts_with(&prefix))
+        .map(|(_, i)| i)
+        .filter(|i| i.target == e.target && !i.closed)
+        .filter(|i| i.alerts.iter().any(|a| a.key() == key))
+        .last()
 }
 
 impl Sink for Outboxes {
     fn take(
         &mut self,
-        _: &Sample<'_>,
+        sample: &Sample<'_>,
         events: &[AlertEvent],
         _: &Detector,
     ) -> Result<(), SinkError> {
         if !events.is_empty() {
+            let notices = self.notices(sample, events);
             for n in self.notifiers.read().expect("notifiers lock").iter() {
-                n.push(events);
+                n.push(&notices);
             }
         }
         Ok(())

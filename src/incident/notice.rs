@@ -174,3 +174,81 @@ pub fn losses(i: &Incident) -> Vec<String> {
     }
     parts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::PoolImpact;
+
+    fn down(server: &str, at: i64, resolved: Option<i64>) -> AlertRecord {
+        AlertRecord {
+            alert: AlertName::ServerDown,
+            severity: Severity::Warning,
+            pool: Some("web".into()),
+            server: Some(server.into()),
+            fired: Timestamp::from_micros(at * 1_000_000),
+            resolved: resolved.map(|r| Timestamp::from_micros(r * 1_000_000)),
+            first_value: None,
+            last_value: None,
+            summary: Some(format!("server {server} of pool web is down")),
+        }
+    }
+
+    fn incident(alerts: Vec<AlertRecord>) -> Incident {
+        Incident {
+            id: "lb1-x".into(),
+            target: "lb1".into(),
+            start: Timestamp::from_micros(0),
+            detected: Timestamp::from_micros(1_000_000),
+            end: None,
+            closed: false,
+            alerts,
+            events: Vec::new(),
+            impact: vec![PoolImpact {
+                pool: "web".into(),
+                failed_net: 1234.4,
+                missing: 0.2,
+                ..PoolImpact::default()
+            }],
+            cause: String::new(),
+            departed: Vec::new(),
+            series: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn servers_down_together_are_one_headline_naming_them() {
+        let mut alerts: Vec<AlertRecord> = (0..12)
+            .map(|i| down(&format!("web{:02}", 3 + 10 * i), 1, None))
+            .collect();
+        alerts.push(down("web99", 1, Some(5)));
+        let i = incident(alerts);
+        let listed = |p: &str| (p == "web").then_some(200);
+        let note = IncidentNote::of(&i, Timestamp::from_micros(61_000_000), &listed);
+        assert_eq!(
+            note.headline,
+            "ServerDown: 12 of 200 servers of pool web down: web03, web103, web113, web13, \
+             web23, web33, web43, web53, web63, web73 and 2 more"
+        );
+        assert_eq!((note.firing, note.duration_seconds), (12, 61.0));
+        assert_eq!(
+            note.impact,
+            "about 1,234 requests failed beyond the usual 5xx"
+        );
+    }
+
+    #[test]
+    fn one_alert_says_its_summary_and_an_incident_over_says_what_it_cost() {
+        let i = incident(vec![down("web1", 1, None)]);
+        let note = IncidentNote::of(&i, Timestamp::from_micros(2_000_000), &|_| None);
+        assert_eq!(note.headline, "ServerDown: server web1 of pool web is down");
+        let mut over = incident(vec![down("web1", 1, Some(90))]);
+        over.end = Some(Timestamp::from_micros(90_000_000));
+        let note = IncidentNote::of(&over, Timestamp::from_micros(95_000_000), &|_| None);
+        assert_eq!(note.firing, 0);
+        assert_eq!(
+            note.headline,
+            "over after 90s: about 1,234 requests failed beyond the usual 5xx"
+        );
+    }
+}

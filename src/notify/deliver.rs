@@ -6,8 +6,8 @@ use super::{payload, Notifier, Receiver};
 use crate::model::{AlertState, Timestamp};
 use crate::secret::SecretUrl;
 
-/// Webhook events per request.
-const WEBHOOK_BATCH: usize = 100;
+/// Events per request at most.
+const BATCH_MAX: usize = 100;
 /// First retry delay, doubled per attempt up to `BACKOFF_MAX`.
 const BACKOFF_START: Duration = Duration::from_millis(250);
 /// Short enough that a receiver back from an outage gets its backlog within
@@ -119,28 +119,49 @@ fn retryable(status: u16) -> bool {
     matches!(status, 408 | 429 | 500..=599)
 }
 
-/// Webhook and PagerDuty: every event, in order, once each.
+/// How many of the `pending` notifications (oldest first) go in one
+/// request: those of one incident, so that the incident is one page
+/// (updated as it grows), not one per alert; of events without an
+/// incident, as many as fit for a webhook and one for PagerDuty
+/// (`single`), whose events are one alert each.
+fn batch_len(pending: &[super::outbox::Entry], single: bool) -> usize {
+    let id = |e: &super::outbox::Entry| e.incident.as_ref().map(|n| n.id.clone());
+    let Some(first) = pending.first() else {
+        return 0;
+    };
+    let first = id(first);
+    if first.is_none() && single {
+        return 1;
+    }
+    pending.iter().take_while(|e| id(e) == first).count()
+}
+
+/// Webhook and PagerDuty: every event, in order, once each; grouped by
+/// incident.
 pub(super) async fn stream_loop(n: &Notifier, client: &reqwest::Client) {
     let mut backoff = Backoff::new();
     let mut failing_since: Option<String> = None;
     loop {
-        let batch_size = match n.receiver {
-            Receiver::Webhook { .. } => WEBHOOK_BATCH,
-            _ => 1,
+        let batch = {
+            let pending = n.outbox.lock().expect("outbox lock").pending(BATCH_MAX);
+            let single = matches!(n.receiver, Receiver::PagerDuty { .. });
+            let take = batch_len(&pending, single);
+            pending.into_iter().take(take).collect::<Vec<_>>()
         };
-        let batch = n.outbox.lock().expect("outbox lock").pending(batch_size);
         let Some(last) = batch.last().map(|e| e.seq) else {
             n.wake.notified().await;
             continue;
         };
         let events: Vec<&crate::model::AlertEvent> = batch.iter().map(|e| &e.event).collect();
+        // The incident as the last of these events left it.
+        let note = batch.last().and_then(|e| e.incident.as_ref());
         let result = match &n.receiver {
             Receiver::Webhook {
                 url,
                 headers,
                 secret,
             } => {
-                let body = payload::webhook(&events);
+                let body = payload::webhook(&events, note, &n.external_url);
                 let signature = secret
                     .as_ref()
                     .map(|s| payload::signature(s.expose().as_bytes(), &body));
@@ -154,12 +175,22 @@ pub(super) async fn stream_loop(n: &Notifier, client: &reqwest::Client) {
                 n.post(client, url, body, &extra).await
             }
             Receiver::PagerDuty { url, routing_key } => {
-                let link = format!(
-                    "{}/api/v1/pools?target={}",
-                    n.external_url,
-                    payload::query_escape(&events[0].target)
-                );
-                let body = payload::pagerduty(events[0], routing_key.expose(), &link);
+                let body = match note {
+                    Some(note) => payload::pagerduty_incident(
+                        note,
+                        &events,
+                        routing_key.expose(),
+                        &n.external_url,
+                    ),
+                    None => {
+                        let link = format!(
+                            "{}/api/v1/pools?target={}",
+                            n.external_url,
+                            payload::query_escape(&events[0].target)
+                        );
+                        payload::pagerduty(events[0], routing_key.expose(), &link)
+                    }
+                };
                 n.post(client, url, body, &[]).await
             }
             Receiver::Alertmanager { .. } => unreachable!("alertmanager has its own loop"),
@@ -309,7 +340,9 @@ fn alert_set(
     let lease = Timestamp::from_micros(now.micros() + (resend.as_micros() as i64) * 4);
     let alerts: Vec<_> = outbox
         .latest()
-        .filter(|(e, _)| e.state == AlertState::Firing || now.secs_since(e.ts) <= RESOLVED_RESEND)
+        .filter(|t| {
+            t.event.state == AlertState::Firing || now.secs_since(t.event.ts) <= RESOLVED_RESEND
+        })
         .collect();
     let body = (!alerts.is_empty()).then(|| payload::alertmanager(&alerts, lease, external_url));
     (body, alerts.len() as u64)
@@ -318,7 +351,7 @@ fn alert_set(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::outbox::tests::event;
+    use crate::notify::outbox::tests::{event, notices};
 
     #[test]
     fn alertmanager_hears_of_firing_and_recent_resolves_with_a_lease_of_four_intervals() {
@@ -339,7 +372,7 @@ mod tests {
             event(AlertState::Firing, "web-3", t0),
             event(AlertState::Resolved, "web-3", t0 + 3600 - 1200),
         ];
-        outbox.push(&events, at).unwrap();
+        outbox.push(&notices(&events), at).unwrap();
         let (body, count) = alert_set(&outbox, now, Duration::from_secs(60), "http://h");
         let body: serde_json::Value = serde_json::from_slice(&body.unwrap()).unwrap();
         // web-3 resolved 20 minutes ago: past the 15 it is re-sent for.
@@ -360,6 +393,43 @@ mod tests {
             serde_json::json!(Timestamp::from_micros((t0 + 3000) * 1_000_000))
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_request_carries_the_events_of_one_incident() {
+        let entry = |seq: u64, incident: Option<&str>| super::super::outbox::Entry {
+            seq,
+            event: event(AlertState::Firing, &format!("web-{seq}"), 1),
+            incident: incident.map(|id| crate::incident::notice::IncidentNote {
+                id: id.into(),
+                target: "lb1".into(),
+                headline: String::new(),
+                firing: 1,
+                severity: crate::model::Severity::Warning,
+                start: Timestamp::from_micros(0),
+                detected: Timestamp::from_micros(0),
+                end: None,
+                duration_seconds: 0.0,
+                impact: String::new(),
+                cause: String::new(),
+            }),
+            accepted: None,
+        };
+        let pending = [
+            entry(1, Some("a")),
+            entry(2, Some("a")),
+            entry(3, Some("a")),
+            entry(4, None),
+            entry(5, None),
+            entry(6, Some("b")),
+        ];
+        for single in [true, false] {
+            assert_eq!(batch_len(&pending, single), 3, "one incident, one request");
+            assert_eq!(batch_len(&pending[5..], single), 1);
+            assert_eq!(batch_len(&[], single), 0);
+        }
+        assert_eq!(batch_len(&pending[3..], true), 1, "PagerDuty: one alert");
+        assert_eq!(batch_len(&pending[3..], false), 2, "a webhook: all of them");
     }
 
     #[test]

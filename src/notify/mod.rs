@@ -9,7 +9,9 @@
 //! on any other 4xx.
 //!
 //! Kinds: `webhook` (the generic payload, optional headers and HMAC
-//! signature), `pagerduty` (Events API v2, one event per request),
+//! signature), `pagerduty` (Events API v2, one event per request: one page
+//! per incident, re-triggered as it grows, resolved when none of its alerts
+//! fires; an alert outside any incident is a page of its own),
 //! `alertmanager` (API v2: the whole set of firing and recently resolved
 //! alerts, re-sent on a lease as Prometheus does).
 
@@ -27,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{HttpConfig, NotifierConfig};
 use crate::metrics::Metrics;
-use crate::model::AlertEvent;
 use crate::secret::{read_secret, Scrubber, Secret, SecretUrl};
+pub use outbox::Notice;
 use outbox::Outbox;
 use route::Route;
 
@@ -231,10 +233,10 @@ pub fn build(
 impl Notifier {
     /// Accepts the events this notifier's route takes: on disk when this
     /// returns. Never waits on the receiver.
-    pub fn push(&self, events: &[AlertEvent]) {
-        let mine: Vec<AlertEvent> = events
+    pub fn push(&self, notices: &[Notice]) {
+        let mine: Vec<Notice> = notices
             .iter()
-            .filter(|e| self.route.matches(e))
+            .filter(|n| self.route.matches(&n.event))
             .cloned()
             .collect();
         if mine.is_empty() {

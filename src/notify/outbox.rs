@@ -11,10 +11,12 @@
 //! renamed) once enough of it is acknowledged.
 //!
 //! Records, one JSON object per line:
-//! - `{"put":N,"event":{...}}`: notification N accepted;
+//! - `{"put":N,"event":{...},"incident":{...}}`: notification N accepted,
+//!   with its incident as the event left it (when it has one);
 //! - `{"ack":N}`: every notification up to N is done with;
-//! - `{"state":{...}}`: the latest event of an alert, written by a rewrite
-//!   so the alerts' states outlive the records that set them.
+//! - `{"state":{...},"incident":{...}}`: the latest event of an alert (and
+//!   its incident), written by a rewrite so the alerts' states outlive the
+//!   records that set them.
 //!
 //! The outbox also knows each alert's latest state, and refuses an event
 //! that would not change it (a second firing of an alert already firing, a
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::incident::notice::IncidentNote;
 use crate::model::{AlertEvent, AlertState};
 
 /// Acknowledged records that trigger a rewrite of the journal.
@@ -44,11 +47,28 @@ pub enum OutboxError {
     },
 }
 
+/// An alert event with the incident it belongs to, as it left it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub event: AlertEvent,
+    pub incident: Option<IncidentNote>,
+}
+
+impl From<AlertEvent> for Notice {
+    fn from(event: AlertEvent) -> Notice {
+        Notice {
+            event,
+            incident: None,
+        }
+    }
+}
+
 /// A notification waiting for its receiver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub seq: u64,
     pub event: AlertEvent,
+    pub incident: Option<IncidentNote>,
     /// When it was accepted by this process (`None` if recovered from the
     /// journal), for the delivery latency.
     pub accepted: Option<std::time::Instant>,
@@ -67,9 +87,29 @@ pub struct Pushed {
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum Record {
-    Put { put: u64, event: AlertEvent },
-    Ack { ack: u64 },
-    State { state: AlertEvent },
+    Put {
+        put: u64,
+        event: AlertEvent,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incident: Option<IncidentNote>,
+    },
+    Ack {
+        ack: u64,
+    },
+    State {
+        state: AlertEvent,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incident: Option<IncidentNote>,
+    },
+}
+
+/// What receivers were last told of one alert.
+#[derive(Debug, Clone)]
+pub struct Told {
+    pub event: AlertEvent,
+    /// The event it fired with, once resolved.
+    pub fired: Option<AlertEvent>,
+    pub incident: Option<IncidentNote>,
 }
 
 /// What one journal line holds: a notification put (its sequence number),
@@ -91,7 +131,7 @@ pub struct Outbox {
     pending: VecDeque<Entry>,
     /// Latest event of every alert firing now, and of recently resolved
     /// ones (with the event they fired with), by alert key.
-    latest: BTreeMap<String, (AlertEvent, Option<AlertEvent>)>,
+    latest: BTreeMap<String, Told>,
     /// Order in which alerts resolved, oldest first, to forget the oldest.
     resolved_order: VecDeque<String>,
     acked_records: usize,
@@ -137,12 +177,17 @@ impl Outbox {
             // A torn last line (killed mid-write) was never acknowledged to
             // anyone: skipping it loses nothing that was promised.
             match serde_json::from_str::<Record>(&line) {
-                Ok(Record::Put { put, event }) => {
+                Ok(Record::Put {
+                    put,
+                    event,
+                    incident,
+                }) => {
                     outbox.next_seq = outbox.next_seq.max(put + 1);
-                    outbox.remember(&event);
+                    outbox.remember(&event, &incident);
                     outbox.pending.push_back(Entry {
                         seq: put,
                         event,
+                        incident,
                         accepted: None,
                     });
                 }
@@ -152,7 +197,7 @@ impl Outbox {
                         outbox.pending.pop_front();
                     }
                 }
-                Ok(Record::State { state }) => outbox.remember(&state),
+                Ok(Record::State { state, incident }) => outbox.remember(&state, &incident),
                 Err(_) => outbox.unreadable_lines += 1,
             }
         }
@@ -165,7 +210,7 @@ impl Outbox {
         &self.path
     }
 
-    fn remember(&mut self, e: &AlertEvent) {
+    fn remember(&mut self, e: &AlertEvent, incident: &Option<IncidentNote>) {
         let key = e.key();
         if e.state == AlertState::Resolved {
             self.resolved_order.push_back(key.clone());
@@ -174,7 +219,7 @@ impl Outbox {
                     if self
                         .latest
                         .get(&old)
-                        .is_some_and(|(e, _)| e.state == AlertState::Resolved)
+                        .is_some_and(|t| t.event.state == AlertState::Resolved)
                     {
                         self.latest.remove(&old);
                     }
@@ -186,9 +231,14 @@ impl Outbox {
             AlertState::Resolved => self
                 .latest
                 .remove(&key)
-                .and_then(|(prev, _)| (prev.state == AlertState::Firing).then_some(prev)),
+                .and_then(|t| (t.event.state == AlertState::Firing).then_some(t.event)),
         };
-        self.latest.insert(key, (e.clone(), fired));
+        let told = Told {
+            event: e.clone(),
+            fired,
+            incident: incident.clone(),
+        };
+        self.latest.insert(key, told);
     }
 
     /// Whether `e` changes what receivers were told of its alert.
@@ -196,23 +246,23 @@ impl Outbox {
         let firing = self
             .latest
             .get(&e.key())
-            .is_some_and(|(l, _)| l.state == AlertState::Firing);
+            .is_some_and(|t| t.event.state == AlertState::Firing);
         match e.state {
             AlertState::Firing => !firing,
             AlertState::Resolved => firing,
         }
     }
 
-    /// Appends `events` to the journal (one fsync) and queues them.
+    /// Appends `notices` to the journal (one fsync) and queues them.
     pub fn push(
         &mut self,
-        events: &[AlertEvent],
+        notices: &[Notice],
         now: std::time::Instant,
     ) -> Result<Pushed, OutboxError> {
         let mut pushed = Pushed::default();
         let mut buf = Vec::new();
         let mut entries = Vec::new();
-        for e in events {
+        for Notice { event: e, incident } in notices {
             if !self.changes_state(e) {
                 pushed.unchanged += 1;
                 continue;
@@ -221,7 +271,7 @@ impl Outbox {
                 pushed.dropped += 1;
                 // Its state still counts: what follows it (its resolve)
                 // must not be refused as a change of nothing.
-                self.remember(e);
+                self.remember(e, incident);
                 continue;
             }
             let seq = self.next_seq;
@@ -231,14 +281,16 @@ impl Outbox {
                 &Record::Put {
                     put: seq,
                     event: e.clone(),
+                    incident: incident.clone(),
                 },
             )
             .expect("an alert event serialises");
             buf.push(b'\n');
-            self.remember(e);
+            self.remember(e, incident);
             entries.push(Entry {
                 seq,
                 event: e.clone(),
+                incident: incident.clone(),
                 accepted: Some(now),
             });
         }
@@ -290,8 +342,8 @@ impl Outbox {
 
     /// The latest event of each alert firing now, and of the recently
     /// resolved ones (for receivers that want the whole picture each time).
-    pub fn latest(&self) -> impl Iterator<Item = (&AlertEvent, Option<&AlertEvent>)> {
-        self.latest.values().map(|(e, fired)| (e, fired.as_ref()))
+    pub fn latest(&self) -> impl Iterator<Item = &Told> {
+        self.latest.values()
     }
 
     /// Replaces the journal with one holding only what is still needed.
@@ -300,12 +352,14 @@ impl Outbox {
         let mut out = Vec::new();
         let pending_keys: std::collections::BTreeSet<u64> =
             self.pending.iter().map(|e| e.seq).collect();
-        for (e, fired) in self.latest.values() {
-            for state in fired.iter().chain([e]) {
+        for t in self.latest.values() {
+            for state in t.fired.iter().chain([&t.event]) {
+                let incident = (state == &t.event).then(|| t.incident.clone()).flatten();
                 serde_json::to_writer(
                     &mut out,
                     &Record::State {
                         state: state.clone(),
+                        incident,
                     },
                 )
                 .expect("serialises");
@@ -329,6 +383,7 @@ impl Outbox {
                 &Record::Put {
                     put: e.seq,
                     event: e.event.clone(),
+                    incident: e.incident.clone(),
                 },
             )
             .expect("serialises");
@@ -375,6 +430,10 @@ pub(super) mod tests {
         }
     }
 
+    pub(in crate::notify) fn notices(events: &[AlertEvent]) -> Vec<Notice> {
+        events.iter().cloned().map(Notice::from).collect()
+    }
+
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("lbwatch-outbox-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -394,7 +453,7 @@ pub(super) mod tests {
             event(AlertState::Firing, "web2", 2),
             event(AlertState::Resolved, "web1", 3),
         ];
-        assert_eq!(o.push(&fired, now()).unwrap().accepted, 3);
+        assert_eq!(o.push(&notices(&fired), now()).unwrap().accepted, 3);
         let first = o.pending(1)[0].seq;
         o.ack(first).unwrap();
         drop(o);
@@ -412,7 +471,7 @@ pub(super) mod tests {
         let path = dir("dedup").join("hook.log");
         let mut o = Outbox::open(&path, 100).unwrap();
         let p = o
-            .push(&[event(AlertState::Firing, "web1", 1)], now())
+            .push(&notices(&[event(AlertState::Firing, "web1", 1)]), now())
             .unwrap();
         assert_eq!(p.accepted, 1);
         o.ack(o.pending(1)[0].seq).unwrap();
@@ -421,16 +480,16 @@ pub(super) mod tests {
         let mut o = Outbox::open(&path, 100).unwrap();
         let again = o
             .push(
-                &[
+                &notices(&[
                     event(AlertState::Firing, "web1", 5),
                     event(AlertState::Resolved, "web2", 5),
-                ],
+                ]),
                 now(),
             )
             .unwrap();
         assert_eq!((again.accepted, again.unchanged), (0, 2));
         let resolve = o
-            .push(&[event(AlertState::Resolved, "web1", 9)], now())
+            .push(&notices(&[event(AlertState::Resolved, "web1", 9)]), now())
             .unwrap();
         assert_eq!(resolve.accepted, 1);
     }
@@ -439,7 +498,7 @@ pub(super) mod tests {
     fn a_torn_last_line_is_skipped_and_counted() {
         let path = dir("torn").join("hook.log");
         let mut o = Outbox::open(&path, 100).unwrap();
-        o.push(&[event(AlertState::Firing, "web1", 1)], now())
+        o.push(&notices(&[event(AlertState::Firing, "web1", 1)]), now())
             .unwrap();
         drop(o);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -456,17 +515,17 @@ pub(super) mod tests {
         let mut o = Outbox::open(&path, 1).unwrap();
         let p = o
             .push(
-                &[
+                &notices(&[
                     event(AlertState::Firing, "web1", 1),
                     event(AlertState::Firing, "web2", 1),
-                ],
+                ]),
                 now(),
             )
             .unwrap();
         assert_eq!((p.accepted, p.dropped), (1, 1));
         o.ack(o.pending(1)[0].seq).unwrap();
         let p = o
-            .push(&[event(AlertState::Resolved, "web2", 2)], now())
+            .push(&notices(&[event(AlertState::Resolved, "web2", 2)]), now())
             .unwrap();
         assert_eq!(
             p.accepted, 1,
@@ -480,8 +539,9 @@ pub(super) mod tests {
         let mut o = Outbox::open(&path, 100_000).unwrap();
         for i in 0..3000 {
             let s = format!("web{i}");
-            o.push(&[event(AlertState::Firing, &s, i)], now()).unwrap();
-            o.push(&[event(AlertState::Resolved, &s, i + 1)], now())
+            o.push(&notices(&[event(AlertState::Firing, &s, i)]), now())
+                .unwrap();
+            o.push(&notices(&[event(AlertState::Resolved, &s, i + 1)]), now())
                 .unwrap();
             let last = o.pending(usize::MAX).last().unwrap().seq;
             o.ack(last).unwrap();

@@ -2,11 +2,32 @@
 
 use serde_json::{json, Value};
 
+use super::outbox::Told;
+use crate::incident::notice::IncidentNote;
 use crate::model::{AlertEvent, AlertState, Severity, Timestamp};
 
-/// The generic webhook body of `docs/interface.md`.
-pub fn webhook(events: &[&AlertEvent]) -> Vec<u8> {
-    serde_json::to_vec(&json!({"version": "1", "events": events})).expect("events serialise")
+/// Where a person reads an incident: the status page's view of it, and
+/// its postmortem draft.
+pub fn incident_links(external_url: &str, id: &str) -> [String; 2] {
+    let id = query_escape(id);
+    [
+        format!("{external_url}/#incident={id}"),
+        format!("{external_url}/api/v1/incidents/{id}?format=markdown"),
+    ]
+}
+
+/// The generic webhook body of `docs/interface.md`: the events, and, when
+/// they belong to an incident, that incident as they left it, with links.
+pub fn webhook(events: &[&AlertEvent], incident: Option<&IncidentNote>, external: &str) -> Vec<u8> {
+    let mut body = json!({"version": "1", "events": events});
+    if let Some(note) = incident {
+        let mut v = serde_json::to_value(note).expect("a note serialises");
+        let [page, report] = incident_links(external, &note.id);
+        v["url"] = json!(page);
+        v["report_url"] = json!(report);
+        body["incident"] = v;
+    }
+    serde_json::to_vec(&body).expect("events serialise")
 }
 
 /// `X-Lbwatch-Signature` for `body` under `secret`: `sha256=<hex>`.
@@ -31,7 +52,16 @@ const SUMMARY_MAX: usize = 1024;
 /// A stable `dedup_key` per alert: its key, or, when too long, a prefix
 /// and a hash of the whole so two long keys never collide.
 pub fn dedup_key(e: &AlertEvent) -> String {
-    let key = format!("lbwatch/{}", e.key());
+    bounded_key(format!("lbwatch/{}", e.key()))
+}
+
+/// The `dedup_key` of an incident's page: every alert of the incident
+/// updates the one page.
+pub fn incident_dedup_key(id: &str) -> String {
+    bounded_key(format!("lbwatch/incident/{id}"))
+}
+
+fn bounded_key(key: String) -> String {
     if key.len() <= DEDUP_KEY_MAX {
         return key;
     }
@@ -128,32 +158,50 @@ pub fn alertmanager_labels(e: &AlertEvent) -> Value {
 
 /// Alertmanager API v2 `postableAlerts`: each alert's latest event. A firing
 /// one is leased until `lease_until` (re-sent before it runs out); a resolved
-/// one ends when it resolved. `fired[i]` is the firing event of a resolved
-/// alert, for its summary and start.
-pub fn alertmanager(
-    alerts: &[(&AlertEvent, Option<&AlertEvent>)],
-    lease_until: Timestamp,
-    external_url: &str,
-) -> Vec<u8> {
+/// one ends when it resolved. Its `generatorURL` leads to its incident (or,
+/// without one, to its target's pools); a resolved alert's annotations say
+/// how long its incident lasted and what it cost, once it is over.
+pub fn alertmanager(alerts: &[&Told], lease_until: Timestamp, external_url: &str) -> Vec<u8> {
     let body: Vec<Value> = alerts
         .iter()
-        .map(|(latest, fired)| {
+        .map(|t| {
+            let latest = &t.event;
             let firing = latest.state == AlertState::Firing;
-            let start = if firing { Some(*latest) } else { *fired };
+            let start = if firing {
+                Some(latest)
+            } else {
+                t.fired.as_ref()
+            };
             let summary = start.and_then(|f| f.summary.clone()).unwrap_or_default();
             let mut annotations = serde_json::Map::new();
             annotations.insert("summary".into(), json!(summary));
             if let Some(v) = start.and_then(|f| f.value) {
                 annotations.insert("value".into(), json!(v.to_string()));
             }
+            let generator = match &t.incident {
+                Some(note) => {
+                    annotations.insert("incident".into(), json!(note.id));
+                    if note.firing == 0 {
+                        annotations.insert("incident_summary".into(), json!(note.headline));
+                        annotations.insert(
+                            "incident_duration_seconds".into(),
+                            json!(format!("{:.0}", note.duration_seconds)),
+                        );
+                        annotations.insert("incident_impact".into(), json!(note.impact));
+                    }
+                    let [page, _] = incident_links(external_url, &note.id);
+                    page
+                }
+                None => format!(
+                    "{external_url}/api/v1/pools?target={}",
+                    query_escape(&latest.target)
+                ),
+            };
             let mut alert = json!({
                 "labels": alertmanager_labels(latest),
                 "annotations": annotations,
                 "endsAt": if firing { lease_until } else { latest.ts },
-                "generatorURL": format!(
-                    "{external_url}/api/v1/pools?target={}",
-                    query_escape(&latest.target)
-                ),
+                "generatorURL": generator,
             });
             if let Some(s) = start {
                 alert["startsAt"] = json!(s.ts);
@@ -161,6 +209,63 @@ pub fn alertmanager(
             alert
         })
         .collect();
+    serde_json::to_vec(&body).expect("serialises")
+}
+
+/// One PagerDuty event for an incident: a `trigger` naming every alert it
+/// has firing (sent again, under the same `dedup_key`, as it grows), or its
+/// `resolve` once none fires. `events` are the alert events it carries.
+/// PagerDuty reads no payload on a resolve: the duration and impact reach
+/// it through the links, and reach the other receivers in their payloads.
+pub fn pagerduty_incident(
+    note: &IncidentNote,
+    events: &[&AlertEvent],
+    routing_key: &str,
+    external_url: &str,
+) -> Vec<u8> {
+    let dedup_key = incident_dedup_key(&note.id);
+    if note.firing == 0 {
+        let body = json!({
+            "routing_key": routing_key,
+            "event_action": "resolve",
+            "dedup_key": dedup_key,
+        });
+        return serde_json::to_vec(&body).expect("serialises");
+    }
+    let [page, report] = incident_links(external_url, &note.id);
+    let text = format!("{}: {}", note.target, note.headline);
+    let last = events.last().map_or(note.detected, |e| e.ts);
+    let body = json!({
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "client": "lbwatch",
+        "client_url": page,
+        "links": [
+            {"href": page, "text": format!("Incident {}: timeline and chart", note.id)},
+            {"href": report, "text": "Postmortem draft"},
+        ],
+        "payload": {
+            "summary": cut(&text, SUMMARY_MAX),
+            "source": note.target,
+            "severity": severity(note.severity),
+            "timestamp": last,
+            "group": note.target,
+            "class": "incident",
+            "custom_details": {
+                "incident": note.id,
+                "start": note.start,
+                "detected": note.detected,
+                "alerts_firing": note.firing,
+                "impact_so_far": note.impact,
+                "likely_cause": note.cause,
+                "events": events.iter().map(|e| json!({
+                    "alert": e.alert, "state": e.state, "pool": e.pool,
+                    "server": e.server, "summary": e.summary, "ts": e.ts,
+                })).collect::<Vec<_>>(),
+            },
+        },
+    });
     serde_json::to_vec(&body).expect("serialises")
 }
 
@@ -228,8 +333,14 @@ mod tests {
     fn alertmanager_alerts_carry_identity_labels_and_a_lease() {
         let fired = event(AlertState::Firing, "web");
         let lease = Timestamp::parse_rfc3339("2026-11-22T03:04:00Z").unwrap();
+        let told = |event: &AlertEvent, fired: Option<&AlertEvent>| Told {
+            event: event.clone(),
+            fired: fired.cloned(),
+            incident: None,
+        };
         let body: Value =
-            serde_json::from_slice(&alertmanager(&[(&fired, None)], lease, "http://h:1")).unwrap();
+            serde_json::from_slice(&alertmanager(&[&told(&fired, None)], lease, "http://h:1"))
+                .unwrap();
         assert_eq!(
             body[0]["labels"],
             json!({"alertname": "TrafficSkew", "target": "lb1", "pool": "web", "severity": "critical"})
@@ -242,12 +353,107 @@ mod tests {
         );
         let resolved = event(AlertState::Resolved, "web");
         let body: Value = serde_json::from_slice(&alertmanager(
-            &[(&resolved, Some(&fired))],
+            &[&told(&resolved, Some(&fired))],
             lease,
             "http://h:1",
         ))
         .unwrap();
         assert_eq!(body[0]["endsAt"], json!(resolved.ts));
         assert_eq!(body[0]["startsAt"], json!(fired.ts));
+    }
+
+    fn note(firing: usize) -> IncidentNote {
+        IncidentNote {
+            id: "lb 1-20261122T025950Z".into(),
+            target: "lb 1".into(),
+            headline: "ServerDown: 3 of 20 servers of pool web down: a, b, c".into(),
+            firing,
+            severity: Severity::Warning,
+            start: Timestamp::parse_rfc3339("2026-11-22T02:59:50Z").unwrap(),
+            detected: Timestamp::parse_rfc3339("2026-11-22T03:00:00Z").unwrap(),
+            end: None,
+            duration_seconds: 190.4,
+            impact: "about 1,200 requests failed beyond the usual 5xx".into(),
+            cause: "the reload at 02:59:50Z".into(),
+        }
+    }
+
+    #[test]
+    fn an_incident_is_one_page_with_links_and_its_resolve_says_what_it_cost() {
+        let e = event(AlertState::Firing, "web");
+        let body: Value = serde_json::from_slice(&pagerduty_incident(
+            &note(3),
+            &[&e, &e],
+            "KEY",
+            "https://lbw.example",
+        ))
+        .unwrap();
+        assert_eq!(body["event_action"], "trigger");
+        assert_eq!(body["dedup_key"], "lbwatch/incident/lb 1-20261122T025950Z");
+        assert_eq!(
+            body["payload"]["summary"],
+            "lb 1: ServerDown: 3 of 20 servers of pool web down: a, b, c"
+        );
+        assert_eq!(
+            body["links"][0]["href"],
+            "https://lbw.example/#incident=lb%201-20261122T025950Z"
+        );
+        assert_eq!(
+            body["links"][1]["href"],
+            "https://lbw.example/api/v1/incidents/lb%201-20261122T025950Z?format=markdown"
+        );
+        assert_eq!(
+            body["payload"]["custom_details"]["events"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        let over: Value = serde_json::from_slice(&pagerduty_incident(
+            &note(0),
+            &[&e],
+            "KEY",
+            "https://lbw.example",
+        ))
+        .unwrap();
+        assert_eq!(over["event_action"], "resolve");
+        assert_eq!(over["dedup_key"], body["dedup_key"]);
+
+        let hook: Value =
+            serde_json::from_slice(&webhook(&[&e], Some(&note(0)), "http://h")).unwrap();
+        assert_eq!(hook["incident"]["duration_seconds"], 190.4);
+        assert_eq!(hook["incident"]["firing"], 0);
+        assert!(hook["incident"]["impact"]
+            .as_str()
+            .unwrap()
+            .contains("1,200"));
+        assert!(hook["incident"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://h/#incident="));
+        let plain: Value = serde_json::from_slice(&webhook(&[&e], None, "http://h")).unwrap();
+        assert!(plain.get("incident").is_none());
+
+        let resolved = event(AlertState::Resolved, "web");
+        let told = Told {
+            event: resolved,
+            fired: Some(e.clone()),
+            incident: Some(note(0)),
+        };
+        let am: Value =
+            serde_json::from_slice(&alertmanager(&[&told], resolved_lease(), "http://h")).unwrap();
+        assert_eq!(
+            am[0]["generatorURL"],
+            "http://h/#incident=lb%201-20261122T025950Z"
+        );
+        assert_eq!(am[0]["annotations"]["incident_duration_seconds"], "190");
+        assert!(am[0]["annotations"]["incident_impact"]
+            .as_str()
+            .unwrap()
+            .contains("1,200"));
+    }
+
+    fn resolved_lease() -> Timestamp {
+        Timestamp::parse_rfc3339("2026-11-22T03:10:00Z").unwrap()
     }
 }
