@@ -130,7 +130,7 @@ async fn main() {
     let n = notifier(&url, &dir.join("burst")).await;
     let start = Instant::now();
     for i in 0..burst {
-        n.push(&[event(i)]);
+        n.push(&[event(i).into()]);
     }
     wait_for(&arrivals, burst).await;
     let secs = start.elapsed().as_secs_f64();
@@ -146,7 +146,7 @@ async fn main() {
     let mut pushed = Vec::with_capacity(singles);
     for i in 0..singles {
         let at = Instant::now();
-        n.push(&[event(i)]);
+        n.push(&[event(i).into()]);
         pushed.push(at);
         wait_for(&arrivals, i + 1).await;
         tokio::time::sleep(Duration::from_millis(2)).await;

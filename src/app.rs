@@ -319,8 +319,11 @@ fn incident_list(shared: &Shared, req: &Request) -> Reply {
         .filter(|i| target.as_ref().is_none_or(|t| &i.target == t))
         .map(|i| {
             let alerts: Vec<_> = i.alerts.iter().map(|a| a.alert.as_str()).collect();
+            // The servers that left stay on the status page while it is open.
+            let departed = if i.closed { &[][..] } else { &i.departed[..] };
             serde_json::json!({"id": i.id, "target": i.target, "start": i.start, "detected": i.detected,
-                "end": i.end, "closed": i.closed, "alerts": alerts, "cause": i.cause})
+                "end": i.end, "closed": i.closed, "alerts": alerts, "cause": i.cause,
+                "departed": departed})
         })
         .collect();
     list.sort_by(|a, b| b["start"].as_str().cmp(&a["start"].as_str()));

@@ -1,6 +1,6 @@
 //! What a page says of its incident: one headline that names every alert
-//! still firing, grouped ("8 of 20 servers of pool web down: web-3, web-4,
-//! …"), and, once nothing fires, how long it lasted and what it cost.
+//! still firing, grouped ("ServerDown on lb1: 8 of 20 servers of pool web
+//! down: web-3, web-4, …"), and, once nothing fires, how long it lasted and what it cost.
 //! The notifiers that group their pages (PagerDuty, webhooks) send one
 //! notification per incident with it, updated as the incident grows.
 
@@ -57,7 +57,7 @@ impl IncidentNote {
         let headline = if firing.is_empty() {
             format!("over after {}: {impact}", duration(duration_seconds))
         } else {
-            headline(&firing, listed)
+            headline(&i.target, &firing, listed)
         };
         IncidentNote {
             id: i.id.clone(),
@@ -84,7 +84,11 @@ fn rank(s: Severity) -> u8 {
 }
 
 /// The firing alerts, grouped by alert and pool, first fired first.
-fn headline(firing: &[&AlertRecord], listed: &dyn Fn(&str) -> Option<usize>) -> String {
+fn headline(
+    target: &str,
+    firing: &[&AlertRecord],
+    listed: &dyn Fn(&str) -> Option<usize>,
+) -> String {
     let mut groups: Vec<(AlertName, Option<&str>, Vec<&AlertRecord>)> = Vec::new();
     for a in firing {
         let key = (a.alert, a.pool.as_deref());
@@ -95,12 +99,13 @@ fn headline(firing: &[&AlertRecord], listed: &dyn Fn(&str) -> Option<usize>) -> 
     }
     let parts: Vec<String> = groups
         .iter()
-        .map(|(alert, pool, records)| group(*alert, *pool, records, listed))
+        .map(|(alert, pool, records)| group(target, *alert, *pool, records, listed))
         .collect();
     parts.join("; ")
 }
 
 fn group(
+    target: &str,
     alert: AlertName,
     pool: Option<&str>,
     records: &[&AlertRecord],
@@ -110,9 +115,14 @@ fn group(
     let (Some(pool), true) = (pool, servers.len() > 1) else {
         // One alert: its own summary says it best.
         let a = records[0];
+        let place: Vec<&str> = [Some(target), a.pool.as_deref(), a.server.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let place = place.join("/");
         return match &a.summary {
-            Some(s) => format!("{alert}: {s}"),
-            None => format!("{alert} on {}", pool.unwrap_or("the target")),
+            Some(s) => format!("{alert} on {place}: {s}"),
+            None => format!("{alert} on {place}"),
         };
     };
     let of = listed(pool).map_or(String::new(), |n| format!(" of {n}"));
@@ -124,7 +134,7 @@ fn group(
         n => format!(" and {n} more"),
     };
     format!(
-        "{alert}: {}{of} servers of pool {pool} {}: {}{more}",
+        "{alert} on {target}: {}{of} servers of pool {pool} {}: {}{more}",
         servers.len(),
         verb(alert),
         names.join(", ")
@@ -227,7 +237,7 @@ mod tests {
         let note = IncidentNote::of(&i, Timestamp::from_micros(61_000_000), &listed);
         assert_eq!(
             note.headline,
-            "ServerDown: 12 of 200 servers of pool web down: web03, web103, web113, web13, \
+            "ServerDown on lb1: 12 of 200 servers of pool web down: web03, web103, web113, web13, \
              web23, web33, web43, web53, web63, web73 and 2 more"
         );
         assert_eq!((note.firing, note.duration_seconds), (12, 61.0));
@@ -241,7 +251,10 @@ mod tests {
     fn one_alert_says_its_summary_and_an_incident_over_says_what_it_cost() {
         let i = incident(vec![down("web1", 1, None)]);
         let note = IncidentNote::of(&i, Timestamp::from_micros(2_000_000), &|_| None);
-        assert_eq!(note.headline, "ServerDown: server web1 of pool web is down");
+        assert_eq!(
+            note.headline,
+            "ServerDown on lb1/web/web1: server web1 of pool web is down"
+        );
         let mut over = incident(vec![down("web1", 1, Some(90))]);
         over.end = Some(Timestamp::from_micros(90_000_000));
         let note = IncidentNote::of(&over, Timestamp::from_micros(95_000_000), &|_| None);

@@ -233,7 +233,7 @@ pub fn pagerduty_incident(
         return serde_json::to_vec(&body).expect("serialises");
     }
     let [page, report] = incident_links(external_url, &note.id);
-    let text = format!("{}: {}", note.target, note.headline);
+    let text = &note.headline;
     let last = events.last().map_or(note.detected, |e| e.ts);
     let body = json!({
         "routing_key": routing_key,
@@ -246,7 +246,7 @@ pub fn pagerduty_incident(
             {"href": report, "text": "Postmortem draft"},
         ],
         "payload": {
-            "summary": cut(&text, SUMMARY_MAX),
+            "summary": cut(text, SUMMARY_MAX),
             "source": note.target,
             "severity": severity(note.severity),
             "timestamp": last,
@@ -366,7 +366,7 @@ mod tests {
         IncidentNote {
             id: "lb 1-20261122T025950Z".into(),
             target: "lb 1".into(),
-            headline: "ServerDown: 3 of 20 servers of pool web down: a, b, c".into(),
+            headline: "ServerDown on lb 1: 3 of 20 servers of pool web down: a, b, c".into(),
             firing,
             severity: Severity::Warning,
             start: Timestamp::parse_rfc3339("2026-11-22T02:59:50Z").unwrap(),
@@ -392,7 +392,7 @@ mod tests {
         assert_eq!(body["dedup_key"], "lbwatch/incident/lb 1-20261122T025950Z");
         assert_eq!(
             body["payload"]["summary"],
-            "lb 1: ServerDown: 3 of 20 servers of pool web down: a, b, c"
+            "ServerDown on lb 1: 3 of 20 servers of pool web down: a, b, c"
         );
         assert_eq!(
             body["links"][0]["href"],

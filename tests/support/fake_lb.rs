@@ -53,6 +53,10 @@ pub struct Pool {
     servers: usize,
     /// From this moment on, every request goes to server 1.
     skewed_since: Option<f64>,
+    /// Servers (0-based) the health check finds down: they take nothing.
+    down: Vec<usize>,
+    /// Servers listed (the first ones); the others left the pool.
+    listed: usize,
     counts: Vec<f64>,
     last: f64,
     /// Stats pages served so far.
@@ -64,7 +68,8 @@ impl Pool {
         let now = self.started.elapsed().as_secs_f64();
         let dt = now - self.last;
         self.last = now;
-        let n = self.servers as f64;
+        let serving = |i: usize| i < self.listed && !self.down.contains(&i);
+        let n = (0..self.servers).filter(|i| serving(*i)).count().max(1) as f64;
         for (i, c) in self.counts.iter_mut().enumerate() {
             let share = match self.skewed_since {
                 Some(t) if now >= t => {
@@ -74,6 +79,7 @@ impl Pool {
                         0.0
                     }
                 }
+                _ if !serving(i) => 0.0,
                 _ => 1.0 / n,
             };
             // Slightly uneven, deterministic "noise".
@@ -88,10 +94,11 @@ impl Pool {
         let mut out = String::from(
             "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,qtime,ctime,rtime,\n",
         );
-        for (i, c) in self.counts.iter().enumerate() {
+        for (i, c) in self.counts.iter().enumerate().take(self.listed) {
             let n = *c as u64;
+            let status = if self.down.contains(&i) { "DOWN" } else { "UP" };
             out.push_str(&format!(
-                "web,web-{},0,0,{},0,100,{n},0,0,,0,,0,0,0,0,UP,1,1,0,0,0,1,0,,1,2,{},,{n},,2,0,,0,L7OK,200,1,0,{n},0,0,0,0,,0,0,{n},0,1,{},\n",
+                "web,web-{},0,0,{},0,100,{n},0,0,,0,,0,0,0,0,{status},1,1,0,0,0,1,0,,1,2,{},,{n},,2,0,,0,L7OK,200,1,0,{n},0,0,0,0,,0,0,{n},0,1,{},\n",
                 i + 1,
                 3 + i,
                 i + 1,
@@ -149,6 +156,23 @@ impl FakeLb {
     pub fn heal(&self) {
         self.pool.lock().unwrap().skewed_since = None;
     }
+
+    /// The health check finds these servers (1-based, as named) down, and
+    /// the others up.
+    pub fn set_down(&self, servers: &[usize]) {
+        let mut p = self.pool.lock().unwrap();
+        p.advance();
+        p.down = servers.iter().map(|s| s - 1).collect();
+    }
+
+    /// A reload with a typo'd pool: counters restart and only the first
+    /// `n` servers are listed.
+    pub fn reload_listing(&self, n: usize) {
+        let mut p = self.pool.lock().unwrap();
+        p.advance();
+        p.counts.iter_mut().for_each(|c| *c = 0.0);
+        p.listed = n;
+    }
 }
 
 fn new_pool(servers: usize, rate: f64) -> Arc<Mutex<Pool>> {
@@ -157,6 +181,8 @@ fn new_pool(servers: usize, rate: f64) -> Arc<Mutex<Pool>> {
         rate,
         servers,
         skewed_since: None,
+        down: Vec::new(),
+        listed: servers,
         counts: vec![1000.0; servers],
         last: 0.0,
         served: 0,
@@ -245,10 +271,15 @@ fn answer(mut s: TcpStream, how: Behaviour, pool: &Arc<Mutex<Pool>>, stop: &Atom
 
 /// Starts an endpoint on 127.0.0.1 (a random free port).
 pub fn start(how: Behaviour) -> FakeLb {
+    start_pool(how, 4, 400.0)
+}
+
+/// The same with a pool of `servers` servers taking `rate` requests/s.
+pub fn start_pool(how: Behaviour, servers: usize, rate: f64) -> FakeLb {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
-    let pool = new_pool(4, 400.0);
+    let pool = new_pool(servers, rate);
     let stop = Arc::new(AtomicBool::new(false));
     let (p, st) = (pool.clone(), stop.clone());
     thread::spawn(move || {
