@@ -428,10 +428,16 @@ fn alerts_reach_a_real_alertmanager_resolve_and_return_after_it_restarts_empty()
             .contains("web-1 takes 100%"),
         "{alert}"
     );
-    assert!(alert["generatorURL"]
-        .as_str()
-        .unwrap()
-        .ends_with("/api/v1/pools?target=lb1"));
+    // It links to its incident's view on the status page.
+    let incident = alert["annotations"]["incident"].as_str().unwrap();
+    assert!(incident.starts_with("lb1-"), "{alert}");
+    assert!(
+        alert["generatorURL"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/#incident={incident}")),
+        "{alert}"
+    );
     // The second Alertmanager is unreachable: its errors name it, without
     // the password in its URL.
     let shown = everything_shown(&run, port);

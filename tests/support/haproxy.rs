@@ -319,6 +319,15 @@ impl Haproxy {
     }
 
     /// Requests HAProxy has counted over all servers (runtime API).
+    /// One command on the runtime API; its answer.
+    pub fn command(&self, cmd: &str) -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
     pub fn total_requests(&self) -> Option<u64> {
         let mut s = std::os::unix::net::UnixStream::connect(&self.socket).ok()?;
         s.write_all(b"show stat\n").ok()?;
@@ -372,6 +381,48 @@ fn get(port: u16, path: &str) {
 }
 
 /// Steady loopback traffic to every pool's path, round robin.
+/// The status line's code of one GET, if any answer came.
+fn status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).ok()?;
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What a traffic generator got back: its own count of the outcome, to
+/// hold lbwatch's estimates against.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub sent: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub denied: AtomicU64,
+    pub unanswered: AtomicU64,
+}
+
+impl Tally {
+    fn add(&self, status: Option<u16>) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let counter = match status {
+            Some(500..=599) => &self.server_errors,
+            Some(403) => &self.denied,
+            Some(_) => return,
+            None => &self.unanswered,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
 pub struct Traffic {
     stop: Arc<AtomicBool>,
 }
@@ -418,6 +469,31 @@ impl Traffic {
             }
         });
         Traffic { stop }
+    }
+}
+
+impl Traffic {
+    /// `per_second` GETs of `path` from `workers` threads, each answer
+    /// counted by its status.
+    pub fn counted(port: u16, path: &str, per_second: u32, workers: u32) -> (Traffic, Arc<Tally>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::default());
+        for _ in 0..workers {
+            let (st, path, tally) = (stop.clone(), path.to_string(), tally.clone());
+            thread::spawn(move || {
+                let gap = Duration::from_secs_f64(f64::from(workers) / f64::from(per_second));
+                let mut next = Instant::now();
+                while !st.load(Ordering::Relaxed) {
+                    tally.add(status(port, &path));
+                    next += gap;
+                    match next.checked_duration_since(Instant::now()) {
+                        Some(d) => thread::sleep(d),
+                        None => next = Instant::now(),
+                    }
+                }
+            });
+        }
+        (Traffic { stop }, tally)
     }
 }
 
