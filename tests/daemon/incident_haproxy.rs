@@ -112,12 +112,14 @@ fn a_real_haproxy_incident_is_timed_and_counted_against_the_traffic() {
     assert_eq!(impact["pool"], "web");
     let failed = impact["failed_net"].as_f64().unwrap();
     let missing = impact["missing"].as_f64().unwrap();
-    eprintln!(
+    // The figures, for a person to read (the test asserts them below).
+    let figures = format!(
         "start {:+.2}s, end {:+.2}s, detected {:.1}s after the start; failed {failed:.0} against {failed_sent} 5xx, missing {missing:.0} against {denied_sent} denied",
         start.secs_since(typo),
         end.secs_since(fixed),
         detected.secs_since(start)
     );
+    std::fs::write(artifact("incident-haproxy.txt"), figures).unwrap();
     let near = |got: f64, want: u64| (got - want as f64).abs() <= 0.1 * want as f64;
     assert!(
         failed_sent > 100 && denied_sent > 300,
