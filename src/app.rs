@@ -528,13 +528,13 @@ struct Daemon {
 impl Daemon {
     /// Re-reads the config file: validated first; a bad one is rejected with
     /// every error and the running one keeps going.
-    async fn reload(&mut self, detector: &mut Detector) {
+    async fn reload(&mut self, pipeline: &mut Pipeline) {
         let Some(path) = self.config_path.clone() else {
             return;
         };
         crate::systemd::notify("RELOADING=1");
         let result = match crate::config::load(&path) {
-            Ok(new) => self.apply(new, detector).await,
+            Ok(new) => self.apply(new, pipeline).await,
             Err(e) => Err(e.lines().join("; ")),
         };
         let outcome = match result {
@@ -557,7 +557,7 @@ impl Daemon {
         crate::systemd::notify("READY=1");
     }
 
-    async fn apply(&mut self, new: FileConfig, detector: &mut Detector) -> Result<(), String> {
+    async fn apply(&mut self, new: FileConfig, pipeline: &mut Pipeline) -> Result<(), String> {
         if new.state.dir() != self.cfg.state.dir() {
             return Err(format!(
                 "state.dir: {} -> {} needs a restart",
@@ -597,7 +597,7 @@ impl Daemon {
                     new.http.listen
                 );
             }
-            self.switch_detection(&new, &parts.1, detector);
+            self.switch_detection(&new, &parts.1, pipeline);
             self.cfg = new;
         }
         let workers = Workers::start(parts, &self.tx, &self.metrics, &self.client);
@@ -608,13 +608,15 @@ impl Daemon {
 
     /// New detection settings and targets: the detector keeps every
     /// target's state (through its snapshot), forgets removed targets and
-    /// resolves their alerts.
+    /// resolves their alerts (through the pipeline's sinks: their incidents
+    /// close, the new notifiers hear of it).
     fn switch_detection(
         &mut self,
         new: &FileConfig,
         notifiers: &[Arc<Notifier>],
-        d: &mut Detector,
+        pipeline: &mut Pipeline,
     ) {
+        let d = pipeline.detector_mut();
         let configured: BTreeSet<String> = new.targets.iter().map(|t| t.name.clone()).collect();
         if new.detection != self.cfg.detection {
             let mut fresh = Detector::new(new.detection.clone());
@@ -631,14 +633,16 @@ impl Daemon {
             .filter(|t| !configured.contains(*t))
             .map(str::to_string)
             .collect();
-        let mut resolved = Vec::new();
+        // The sinks push to the new notifiers, which open the outboxes the
+        // old ones wrote.
+        *self.shared.notifiers.write().expect("lock") = notifiers.to_vec();
         for name in gone {
-            resolved.extend(forget_target(d, &self.store, &name));
+            let resolved = forget_target(pipeline.detector_mut(), &self.store, &name);
+            if let Err(e) = pipeline.forget(&name, &resolved) {
+                tracing::error!("{name}: {e}");
+            }
         }
-        let resolved: Vec<crate::notify::Notice> = resolved.into_iter().map(Into::into).collect();
-        for n in notifiers {
-            n.push(&resolved);
-        }
+        let d = pipeline.detector_mut();
         self.publisher.refresh(d);
         *self.shared.targets.write().expect("lock") = configured;
     }
@@ -731,6 +735,17 @@ pub async fn run(
             .context("state.dir: the incident history")?;
     let mut incidents = crate::sinks::Incidents::new(Some(history), None);
     incidents.metrics = Some(metrics.clone());
+    // Targets no longer configured: their alerts resolve and their
+    // incidents close, once the pipeline is up.
+    let mut unwatched: BTreeMap<String, Vec<AlertEvent>> = BTreeMap::new();
+    for i in incidents.tracker.open() {
+        if !configured.contains(&i.target) {
+            unwatched.entry(i.target.clone()).or_default();
+        }
+    }
+    for e in gone {
+        unwatched.entry(e.target.clone()).or_default().push(e);
+    }
     let shared = Arc::new(Shared {
         fleet,
         incidents: incidents.book.clone(),
@@ -739,10 +754,6 @@ pub async fn run(
         targets: RwLock::new(configured),
     });
     let (http_stop, http) = listen(&cfg, bound, shared.clone()).await?;
-    let gone: Vec<crate::notify::Notice> = gone.into_iter().map(Into::into).collect();
-    for n in &parts.1 {
-        n.push(&gone);
-    }
     let sinks = Sinks {
         metrics: &metrics,
         publisher: &publisher,
@@ -750,6 +761,9 @@ pub async fn run(
         store: &store,
     };
     let mut pipeline = pipeline(detector, &opts, sinks, incidents)?;
+    for (target, resolved) in &unwatched {
+        pipeline.forget(target, resolved)?;
+    }
     let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
     let workers = Workers::start(parts, &tx, &metrics, &client);
     let mut daemon = Daemon {
@@ -823,7 +837,7 @@ async fn detect_until(
             s = rx.recv() => match s { Some(s) => s, None => return Ok(()) },
             () = &mut shutdown => return Ok(()),
             () = hangup(&mut hup) => {
-                daemon.reload(pipeline.detector_mut()).await;
+                daemon.reload(pipeline).await;
                 continue;
             }
             // Pinged from this loop: a detector that stopped taking

@@ -39,6 +39,13 @@ pub trait Sink {
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+
+    /// `target` is no longer watched; `resolved` ends its alerts. No sample
+    /// comes with them: only the sinks that keep per-target state or
+    /// deliver events take them.
+    fn forgotten(&mut self, _target: &str, _resolved: &[AlertEvent]) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// The detector and the sinks it feeds.
@@ -78,6 +85,15 @@ impl Pipeline {
             sink.take(sample, &self.events, &self.detector)?;
         }
         Ok(&self.events)
+    }
+
+    /// A target removed from the configuration: the detector forgets it
+    /// (the caller made `resolved` from what it had firing), and every sink
+    /// takes the resolves.
+    pub fn forget(&mut self, target: &str, resolved: &[AlertEvent]) -> Result<(), SinkError> {
+        self.sinks
+            .iter_mut()
+            .try_for_each(|s| s.forgotten(target, resolved))
     }
 
     /// Every sink writes out what it buffered.

@@ -83,15 +83,18 @@ pub struct Outboxes {
 }
 
 impl Outboxes {
-    fn notices(&self, sample: &Sample<'_>, events: &[AlertEvent]) -> Vec<Notice> {
+    /// Each event with its incident; `listed(pool)`: the servers the pool
+    /// lists now.
+    fn notices(
+        &self,
+        events: &[AlertEvent],
+        now: crate::model::Timestamp,
+        listed: &dyn Fn(&str) -> Option<usize>,
+    ) -> Vec<Notice> {
         let book = self
             .incidents
             .as_ref()
             .map(|b| b.read().expect("incident book lock"));
-        let listed = |pool: &str| match &sample.body {
-            SampleBody::Servers(servers) => Some(servers.iter().filter(|s| s.pool == pool).count()),
-            SampleBody::Error(_) => None,
-        };
         events
             .iter()
             .map(|e| Notice {
@@ -99,24 +102,38 @@ impl Outboxes {
                 incident: book
                     .as_ref()
                     .and_then(|b| incident_of(b, e))
-                    .map(|i| IncidentNote::of(i, sample.ts, &listed)),
+                    .map(|i| IncidentNote::of(i, now, listed)),
             })
             .collect()
     }
+
+    fn push(&self, notices: &[Notice]) {
+        for n in self.notifiers.read().expect("notifiers lock").iter() {
+            n.push(notices);
+        }
+    }
 }
 
-/// The open incident of `e`'s target that holds `e`'s alert.
+/// The incident of `e`'s target that holds `e`'s alert: the latest where
+/// it resolved at `e`'s time, or where it fired by then and had not
+/// resolved before.
 fn incident_of<'a>(
     book: &'a BTreeMap<String, crate::incident::Incident>,
     e: &AlertEvent,
 ) -> Option<&'a crate::incident::Incident> {
     let prefix = format!("{}-", e.target);
     let key = (e.alert, e.pool.as_deref(), e.server.as_deref());
+    let holds = |a: &crate::incident::AlertRecord| {
+        a.key() == key
+            && match e.state {
+                AlertState::Resolved => a.resolved == Some(e.ts),
+                AlertState::Firing => a.fired <= e.ts && a.resolved.is_none_or(|r| r >= e.ts),
+            }
+    };
     book.range(prefix.clone()..)
         .take_while(|(id, _)| id.starts_with(&prefix))
         .map(|(_, i)| i)
-        .filter(|i| i.target == e.target && !i.closed)
-        .filter(|i| i.alerts.iter().any(|a| a.key() == key))
+        .filter(|i| i.target == e.target && i.alerts.iter().any(holds))
         .last()
 }
 
@@ -128,10 +145,20 @@ impl Sink for Outboxes {
         _: &Detector,
     ) -> Result<(), SinkError> {
         if !events.is_empty() {
-            let notices = self.notices(sample, events);
-            for n in self.notifiers.read().expect("notifiers lock").iter() {
-                n.push(&notices);
-            }
+            let listed = |pool: &str| match &sample.body {
+                SampleBody::Servers(servers) => {
+                    Some(servers.iter().filter(|s| s.pool == pool).count())
+                }
+                SampleBody::Error(_) => None,
+            };
+            self.push(&self.notices(events, sample.ts, &listed));
+        }
+        Ok(())
+    }
+
+    fn forgotten(&mut self, _: &str, resolved: &[AlertEvent]) -> Result<(), SinkError> {
+        if let Some(now) = resolved.iter().map(|e| e.ts).max() {
+            self.push(&self.notices(resolved, now, &|_| None));
         }
         Ok(())
     }
@@ -261,6 +288,23 @@ impl Sink for Incidents {
             let _ = m.incidents.get_or_create(&labels);
             let open = self.tracker.open_for(target).is_some();
             m.incidents_open.get_or_create(&labels).set(i64::from(open));
+        }
+        Ok(())
+    }
+
+    fn forgotten(&mut self, target: &str, resolved: &[AlertEvent]) -> Result<(), SinkError> {
+        if let Some(i) = self.tracker.forget(target, resolved) {
+            if let Some(store) = &mut self.store {
+                store.put(&i).map_err(history_error)?;
+            }
+            self.book
+                .write()
+                .expect("incident book lock")
+                .insert(i.id.clone(), i);
+        }
+        if let Some(m) = &self.metrics {
+            let labels = vec![("target", target.to_string())];
+            m.incidents_open.get_or_create(&labels).set(0);
         }
         Ok(())
     }

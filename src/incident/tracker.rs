@@ -179,6 +179,24 @@ impl Tracker {
         }
     }
 
+    /// A target no longer watched (removed from the configuration): its
+    /// alerts resolve with `resolved`, and its incident, over, closes now
+    /// rather than stay open with nobody to end it.
+    pub fn forget(&mut self, target: &str, resolved: &[AlertEvent]) -> Option<Incident> {
+        let mut t = self.targets.remove(target)?;
+        for e in resolved.iter().filter(|e| e.target == target) {
+            t.alert(e);
+        }
+        let mut done = t.open.take()?;
+        if done.end.is_none() {
+            let last = resolved.iter().map(|e| e.ts).max().unwrap_or(done.detected);
+            done.end = Some(last.max(done.start));
+        }
+        done.closed = true;
+        done.cause = cause::sentence(&done);
+        Some(done)
+    }
+
     /// The incidents open now.
     pub fn open(&self) -> impl Iterator<Item = &Incident> {
         self.targets.values().filter_map(|t| t.open.as_ref())
@@ -683,6 +701,25 @@ mod tests {
             "end {:?}",
             i.end
         );
+    }
+
+    #[test]
+    fn a_forgotten_target_closes_its_incident_at_its_last_resolve() {
+        let mut t = Tracker::default();
+        for s in 0..60 {
+            t.observe(&sample(s, &[(100 * s as u64, 0), (100 * s as u64, 0)]), &[]);
+        }
+        let fired = event(60, AlertState::Firing, AlertName::TrafficSkew);
+        t.observe(&sample(60, &[(6000, 0), (5900, 0)]), &[fired]);
+        assert!(t.open_for("lb").is_some());
+        let resolved = event(61, AlertState::Resolved, AlertName::TrafficSkew);
+        let done = t.forget("lb", &[resolved.clone()]).expect("its incident");
+        assert!(done.closed && done.alerts[0].resolved == Some(resolved.ts));
+        assert!(done
+            .end
+            .is_some_and(|e| e <= resolved.ts && e >= done.start));
+        assert!(t.open_for("lb").is_none());
+        assert!(t.forget("lb", &[]).is_none(), "forgotten once");
     }
 
     #[test]

@@ -310,3 +310,51 @@ fn the_status_page_shows_an_incident_its_chart_and_the_servers_that_left() {
     let shot = std::fs::metadata(artifact("incident-page.png")).unwrap();
     assert!(shot.len() > 10_000, "an empty screenshot");
 }
+
+/// A target removed from the configuration in the middle of its incident:
+/// its alert resolves through the pipeline, so the incident closes (with
+/// an end) instead of staying open with nobody to end it, and the webhook
+/// hears that it is over.
+#[test]
+fn a_target_removed_mid_incident_closes_it_and_its_resolve_is_sent() {
+    use support::receiver::Sink;
+    let (lb1, lb2) = (
+        fake_lb::start(Behaviour::Csv),
+        fake_lb::start(Behaviour::Csv),
+    );
+    let hook = Sink::start(200);
+    let state = fresh_state();
+    let notifier = format!(
+        "[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/hook")
+    );
+    let both = format!(
+        "{}{}{notifier}",
+        target("lb1", &lb1.url, ""),
+        target("lb2", &lb2.url, "")
+    );
+    let cfg = write_config("removed.toml", &both);
+    let mut run = Running::start_in(&["run", "--config", cfg.to_str().unwrap()], &state);
+    lb1.wait_scraped(4);
+    lb1.skew();
+    let fired = run.wait_for(Duration::from_secs(20), |l| {
+        l.contains("\"TrafficSkew\"") && l.contains("firing")
+    });
+    assert!(fired, "no TrafficSkew: {:?}", run.seen);
+    std::fs::write(&cfg, format!("{}{notifier}", target("lb2", &lb2.url, ""))).unwrap();
+    hup(&run);
+    let closed = support::tools::eventually(Duration::from_secs(20), || {
+        let all = history(&state);
+        all.iter().any(|i| i.closed).then_some(all)
+    });
+    let over =
+        |r: &[support::receiver::Received]| r.iter().any(|r| r.json()["incident"]["firing"] == 0);
+    let heard = hook.wait(Duration::from_secs(20), over);
+    run.stop();
+    let all = closed.unwrap_or_else(|| panic!("still open: {:?}", history(&state)));
+    assert_eq!(all.len(), 1, "{all:?}");
+    let i = &all[0];
+    assert!(i.end.is_some_and(|e| e >= i.detected), "{i:?}");
+    assert!(i.alerts.iter().all(|a| a.resolved.is_some()), "{i:?}");
+    assert!(heard, "no resolve with its incident: {:?}", hook.received());
+}
