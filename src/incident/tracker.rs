@@ -713,7 +713,9 @@ mod tests {
         t.observe(&sample(60, &[(6000, 0), (5900, 0)]), &[fired]);
         assert!(t.open_for("lb").is_some());
         let resolved = event(61, AlertState::Resolved, AlertName::TrafficSkew);
-        let done = t.forget("lb", &[resolved.clone()]).expect("its incident");
+        let done = t
+            .forget("lb", std::slice::from_ref(&resolved))
+            .expect("its incident");
         assert!(done.closed && done.alerts[0].resolved == Some(resolved.ts));
         assert!(done
             .end
