@@ -285,8 +285,7 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
         "/api/v1/incidents" => incident_list(&shared, req),
         path if path.starts_with("/api/v1/incidents/") => {
             // Ids hold target names, escaped in the links lbwatch sends.
-            let id = percent_encoding::percent_decode_str(&path["/api/v1/incidents/".len()..])
-                .decode_utf8_lossy();
+            let id = crate::http::path_decode(&path["/api/v1/incidents/".len()..]);
             incident_one(&shared, &id, req.param("format").as_deref())
         }
         "/api/v1/pools" => {
@@ -616,9 +615,9 @@ impl Daemon {
         notifiers: &[Arc<Notifier>],
         pipeline: &mut Pipeline,
     ) {
-        let d = pipeline.detector_mut();
         let configured: BTreeSet<String> = new.targets.iter().map(|t| t.name.clone()).collect();
         if new.detection != self.cfg.detection {
+            let d = pipeline.detector_mut();
             let mut fresh = Detector::new(new.detection.clone());
             let names: Vec<String> = d.targets().map(str::to_string).collect();
             for name in names {
@@ -628,7 +627,8 @@ impl Daemon {
             }
             *d = fresh;
         }
-        let gone: Vec<String> = d
+        let gone: Vec<String> = pipeline
+            .detector()
             .targets()
             .filter(|t| !configured.contains(*t))
             .map(str::to_string)
@@ -638,12 +638,11 @@ impl Daemon {
         *self.shared.notifiers.write().expect("lock") = notifiers.to_vec();
         for name in gone {
             let resolved = forget_target(pipeline.detector_mut(), &self.store, &name);
-            if let Err(e) = pipeline.forget(&name, &resolved) {
+            if let Err(e) = pipeline.forget(&name, crate::clock::now(), &resolved) {
                 tracing::error!("{name}: {e}");
             }
         }
-        let d = pipeline.detector_mut();
-        self.publisher.refresh(d);
+        self.publisher.refresh(pipeline.detector());
         *self.shared.targets.write().expect("lock") = configured;
     }
 
@@ -762,7 +761,9 @@ pub async fn run(
     };
     let mut pipeline = pipeline(detector, &opts, sinks, incidents)?;
     for (target, resolved) in &unwatched {
-        pipeline.forget(target, resolved)?;
+        if let Err(e) = pipeline.forget(target, crate::clock::now(), resolved) {
+            tracing::error!("{target}: {e}");
+        }
     }
     let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
     let workers = Workers::start(parts, &tx, &metrics, &client);
@@ -900,7 +901,7 @@ fn pipeline(
     .with(EventWriter::new(std::io::stdout(), opts.output, true))
     .with(Outboxes {
         notifiers: notifiers.clone(),
-        incidents: Some(book),
+        incidents: book,
     })
     .with(StateSaver {
         store: store.clone(),

@@ -36,6 +36,13 @@ fn percent_decode(v: &str) -> String {
         .into_owned()
 }
 
+/// A path segment as written in a URL: `%XX` for a byte (a `+` is a plus).
+pub fn path_decode(v: &str) -> String {
+    percent_encoding::percent_decode_str(v)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// An answer: status, content type, body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {

@@ -40,10 +40,15 @@ pub trait Sink {
         Ok(())
     }
 
-    /// `target` is no longer watched; `resolved` ends its alerts. No sample
-    /// comes with them: only the sinks that keep per-target state or
-    /// deliver events take them.
-    fn forgotten(&mut self, _target: &str, _resolved: &[AlertEvent]) -> Result<(), SinkError> {
+    /// `target` is no longer watched (as of `now`); `resolved` ends its
+    /// alerts. No sample comes with them: only the sinks that keep
+    /// per-target state or deliver events take them.
+    fn forgotten(
+        &mut self,
+        _target: &str,
+        _now: crate::model::Timestamp,
+        _resolved: &[AlertEvent],
+    ) -> Result<(), SinkError> {
         Ok(())
     }
 }
@@ -90,10 +95,24 @@ impl Pipeline {
     /// A target removed from the configuration: the detector forgets it
     /// (the caller made `resolved` from what it had firing), and every sink
     /// takes the resolves.
-    pub fn forget(&mut self, target: &str, resolved: &[AlertEvent]) -> Result<(), SinkError> {
-        self.sinks
-            .iter_mut()
-            .try_for_each(|s| s.forgotten(target, resolved))
+    /// Every sink takes them even when one fails (its error is returned):
+    /// a history that cannot be written must not keep the resolves from
+    /// the notifiers.
+    pub fn forget(
+        &mut self,
+        target: &str,
+        now: crate::model::Timestamp,
+        resolved: &[AlertEvent],
+    ) -> Result<(), SinkError> {
+        let mut first = Ok(());
+        for s in &mut self.sinks {
+            if let Err(e) = s.forgotten(target, now, resolved) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
     }
 
     /// Every sink writes out what it buffered.

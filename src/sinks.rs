@@ -74,42 +74,38 @@ pub type Notifiers = Arc<RwLock<Vec<Arc<Notifier>>>>;
 
 /// Hands events to every notifier's outbox: on disk when this returns.
 /// Each event goes with its incident as this step left it (`incidents`,
-/// which the `Incidents` sink updated just before), so that the notifiers
-/// that group pages can name every alert of the incident in one.
+/// which the `Incidents` sink updated just before), counting only the
+/// alerts the notifier's route takes, so that the notifiers that group
+/// pages name every alert of the incident in one and resolve it when the
+/// last of theirs resolves.
 #[derive(Debug)]
 pub struct Outboxes {
     pub notifiers: Notifiers,
-    pub incidents: Option<IncidentBook>,
+    pub incidents: IncidentBook,
 }
 
 impl Outboxes {
-    /// Each event with its incident; `listed(pool)`: the servers the pool
-    /// lists now.
-    fn notices(
+    /// `events` to every notifier, with their incident; `listed(pool)`:
+    /// the servers the pool lists now.
+    fn push(
         &self,
         events: &[AlertEvent],
         now: crate::model::Timestamp,
         listed: &dyn Fn(&str) -> Option<usize>,
-    ) -> Vec<Notice> {
-        let book = self
-            .incidents
-            .as_ref()
-            .map(|b| b.read().expect("incident book lock"));
-        events
-            .iter()
-            .map(|e| Notice {
-                event: e.clone(),
-                incident: book
-                    .as_ref()
-                    .and_then(|b| incident_of(b, e))
-                    .map(|i| IncidentNote::of(i, now, listed)),
-            })
-            .collect()
-    }
-
-    fn push(&self, notices: &[Notice]) {
+    ) {
+        let book = self.incidents.read().expect("incident book lock");
+        let found: Vec<_> = events.iter().map(|e| incident_of(&book, e)).collect();
         for n in self.notifiers.read().expect("notifiers lock").iter() {
-            n.push(notices);
+            let notices: Vec<Notice> = events
+                .iter()
+                .zip(&found)
+                .map(|(e, i)| Notice {
+                    event: e.clone(),
+                    incident: i
+                        .map(|i| IncidentNote::of(i, now, listed, &|a| n.admits(&i.target, a))),
+                })
+                .collect();
+            n.push(&notices);
         }
     }
 }
@@ -151,14 +147,19 @@ impl Sink for Outboxes {
                 }
                 SampleBody::Error(_) => None,
             };
-            self.push(&self.notices(events, sample.ts, &listed));
+            self.push(events, sample.ts, &listed);
         }
         Ok(())
     }
 
-    fn forgotten(&mut self, _: &str, resolved: &[AlertEvent]) -> Result<(), SinkError> {
-        if let Some(now) = resolved.iter().map(|e| e.ts).max() {
-            self.push(&self.notices(resolved, now, &|_| None));
+    fn forgotten(
+        &mut self,
+        _: &str,
+        now: crate::model::Timestamp,
+        resolved: &[AlertEvent],
+    ) -> Result<(), SinkError> {
+        if !resolved.is_empty() {
+            self.push(resolved, now, &|_| None);
         }
         Ok(())
     }
@@ -292,8 +293,13 @@ impl Sink for Incidents {
         Ok(())
     }
 
-    fn forgotten(&mut self, target: &str, resolved: &[AlertEvent]) -> Result<(), SinkError> {
-        if let Some(i) = self.tracker.forget(target, resolved) {
+    fn forgotten(
+        &mut self,
+        target: &str,
+        now: crate::model::Timestamp,
+        resolved: &[AlertEvent],
+    ) -> Result<(), SinkError> {
+        if let Some(i) = self.tracker.forget(target, now, resolved) {
             if let Some(store) = &mut self.store {
                 store.put(&i).map_err(history_error)?;
             }

@@ -17,8 +17,11 @@ fn repo(path: &str) -> PathBuf {
 
 /// The incidents of a scenario's replay, as JSON, and the directory.
 fn replay(scenario: &str) -> (Vec<Value>, PathBuf) {
+    // One directory per call: tests replay the same scenario in parallel.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
-        "lbwatch-incidents-{}-{scenario}",
+        "lbwatch-incidents-{}-{call}-{scenario}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
@@ -137,7 +140,11 @@ fn a_typod_pool_keeps_the_servers_that_left_and_charts_the_pool_around_it() {
         .iter()
         .position(|s| s == "web-03")
         .unwrap();
-    let share = |p: &Value| p["shares"][web03].as_f64().unwrap_or(0.0);
+    let share = |p: &Value| {
+        p["shares"][web03]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no share of web-03: {p}"))
+    };
     assert!(share(&points[0]) < 0.3, "before: {}", points[0]);
     let during = points
         .iter()

@@ -2,7 +2,8 @@
 //! servers' shares, one point per scrape interval from a minute before the
 //! start to a minute after the end. Bounded, because the incident is
 //! written to the history whenever it changes: at most `MAX_POINTS` points
-//! (the resolution halves when a long incident reaches it) and
+//! (every other point goes when a long incident reaches it, and from then
+//! on one interval in two is kept, so the whole span keeps one resolution) and
 //! `MAX_SERVERS` servers per pool (those the alerts name first).
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,16 @@ pub struct PoolSeries {
     /// The servers charted, in the order of each point's `shares`.
     pub servers: Vec<String>,
     pub points: Vec<Point>,
+    /// Intervals per point (doubled at each halving).
+    #[serde(default = "one")]
+    pub stride: u32,
+    /// Intervals passed over since the last point.
+    #[serde(default)]
+    pub passed: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// One interval of one pool.
@@ -69,6 +80,11 @@ impl PoolSeries {
         if self.points.last().is_some_and(|p| p.ts >= ts) {
             return;
         }
+        self.passed += 1;
+        if !self.points.is_empty() && self.passed < self.stride.max(1) {
+            return;
+        }
+        self.passed = 0;
         for s in i.by_server.keys() {
             if self.servers.len() >= MAX_SERVERS {
                 break;
@@ -99,6 +115,7 @@ impl PoolSeries {
                 keep = !keep;
                 keep
             });
+            self.stride = self.stride.max(1) * 2;
         }
     }
 }
@@ -110,6 +127,7 @@ pub fn of<'a>(series: &'a mut Vec<PoolSeries>, pool: &str) -> &'a mut PoolSeries
         None => {
             series.push(PoolSeries {
                 pool: pool.to_string(),
+                stride: 1,
                 ..PoolSeries::default()
             });
             series.last_mut().expect("pushed")
@@ -147,6 +165,17 @@ mod tests {
         assert!(s.points.len() <= MAX_POINTS);
         assert!(s.points.len() > MAX_POINTS / 2);
         assert_eq!(s.points[0].ts, Timestamp::from_micros(1_000_000));
+        // One resolution over the whole span: the gaps differ by at most
+        // the latest stride (the newest points, not yet halved).
+        let gaps: Vec<f64> = s
+            .points
+            .windows(2)
+            .map(|w| w[1].ts.secs_since(w[0].ts))
+            .collect();
+        let (lo, hi) = gaps
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), g| (lo.min(*g), hi.max(*g)));
+        assert!(hi <= lo, "gaps from {lo} to {hi} s");
         // b left: its share is unknown, not zero.
         assert_eq!(s.points.last().unwrap().shares, [Some(1.0), None]);
     }

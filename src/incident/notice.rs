@@ -39,18 +39,27 @@ pub struct IncidentNote {
 }
 
 impl IncidentNote {
-    /// `listed(pool)`: how many servers the pool lists now, for "8 of 20".
-    pub fn of(i: &Incident, now: Timestamp, listed: &dyn Fn(&str) -> Option<usize>) -> Self {
-        let firing: Vec<&AlertRecord> = i.alerts.iter().filter(|a| a.resolved.is_none()).collect();
-        let ranked: Vec<&AlertRecord> = if firing.is_empty() {
-            i.alerts.iter().collect()
-        } else {
-            firing.clone()
-        };
+    /// `listed(pool)`: how many servers the pool lists now, for "8 of 20";
+    /// `kept(alert)`: the alerts the receiver takes (its route), the only
+    /// ones the note counts and names.
+    pub fn of(
+        i: &Incident,
+        now: Timestamp,
+        listed: &dyn Fn(&str) -> Option<usize>,
+        kept: &dyn Fn(&AlertRecord) -> bool,
+    ) -> Self {
+        let alerts: Vec<&AlertRecord> = i.alerts.iter().filter(|a| kept(a)).collect();
+        let firing: Vec<&AlertRecord> = alerts
+            .iter()
+            .copied()
+            .filter(|a| a.resolved.is_none())
+            .collect();
+        let ranked = if firing.is_empty() { &alerts } else { &firing };
+        // Critical sorts first.
         let severity = ranked
             .iter()
             .map(|a| a.severity)
-            .min_by_key(|s| rank(*s))
+            .min()
             .unwrap_or(Severity::Warning);
         let duration_seconds = i.duration(now).max(0.0);
         let impact = impact(i);
@@ -72,14 +81,6 @@ impl IncidentNote {
             impact,
             cause: i.cause.clone(),
         }
-    }
-}
-
-fn rank(s: Severity) -> u8 {
-    match s {
-        Severity::Critical => 0,
-        Severity::Warning => 1,
-        Severity::Info => 2,
     }
 }
 
@@ -234,7 +235,7 @@ mod tests {
         alerts.push(down("web99", 1, Some(5)));
         let i = incident(alerts);
         let listed = |p: &str| (p == "web").then_some(200);
-        let note = IncidentNote::of(&i, Timestamp::from_micros(61_000_000), &listed);
+        let note = IncidentNote::of(&i, Timestamp::from_micros(61_000_000), &listed, &|_| true);
         assert_eq!(
             note.headline,
             "ServerDown on lb1: 12 of 200 servers of pool web down: web03, web103, web113, web13, \
@@ -250,18 +251,37 @@ mod tests {
     #[test]
     fn one_alert_says_its_summary_and_an_incident_over_says_what_it_cost() {
         let i = incident(vec![down("web1", 1, None)]);
-        let note = IncidentNote::of(&i, Timestamp::from_micros(2_000_000), &|_| None);
+        let note = IncidentNote::of(&i, Timestamp::from_micros(2_000_000), &|_| None, &|_| true);
         assert_eq!(
             note.headline,
             "ServerDown on lb1/web/web1: server web1 of pool web is down"
         );
         let mut over = incident(vec![down("web1", 1, Some(90))]);
         over.end = Some(Timestamp::from_micros(90_000_000));
-        let note = IncidentNote::of(&over, Timestamp::from_micros(95_000_000), &|_| None);
+        let note = IncidentNote::of(
+            &over,
+            Timestamp::from_micros(95_000_000),
+            &|_| None,
+            &|_| true,
+        );
         assert_eq!(note.firing, 0);
         assert_eq!(
             note.headline,
             "over after 90s: about 1,234 requests failed beyond the usual 5xx"
         );
+    }
+
+    #[test]
+    fn a_receiver_is_told_only_of_the_alerts_its_route_takes() {
+        let mut skew = down("web1", 1, Some(30));
+        skew.alert = AlertName::TrafficSkew;
+        skew.severity = Severity::Critical;
+        let i = incident(vec![skew, down("web2", 2, None)]);
+        let critical = |a: &AlertRecord| a.severity == Severity::Critical;
+        let note = IncidentNote::of(&i, Timestamp::from_micros(40_000_000), &|_| None, &critical);
+        assert_eq!(note.firing, 0, "its only alert resolved: over for it");
+        assert_eq!(note.severity, Severity::Critical);
+        let all = IncidentNote::of(&i, Timestamp::from_micros(40_000_000), &|_| None, &|_| true);
+        assert_eq!((all.firing, all.severity), (1, Severity::Warning));
     }
 }

@@ -182,15 +182,24 @@ impl Tracker {
     /// A target no longer watched (removed from the configuration): its
     /// alerts resolve with `resolved`, and its incident, over, closes now
     /// rather than stay open with nobody to end it.
-    pub fn forget(&mut self, target: &str, resolved: &[AlertEvent]) -> Option<Incident> {
+    /// Alerts it had firing and `resolved` misses end `now` too.
+    pub fn forget(
+        &mut self,
+        target: &str,
+        now: Timestamp,
+        resolved: &[AlertEvent],
+    ) -> Option<Incident> {
         let mut t = self.targets.remove(target)?;
         for e in resolved.iter().filter(|e| e.target == target) {
             t.alert(e);
         }
         let mut done = t.open.take()?;
+        for a in done.alerts.iter_mut().filter(|a| a.resolved.is_none()) {
+            a.resolved = Some(now.max(a.fired));
+        }
         if done.end.is_none() {
-            let last = resolved.iter().map(|e| e.ts).max().unwrap_or(done.detected);
-            done.end = Some(last.max(done.start));
+            let last = done.alerts.iter().filter_map(|a| a.resolved).max();
+            done.end = Some(last.unwrap_or(now).max(done.start));
         }
         done.closed = true;
         done.cause = cause::sentence(&done);
@@ -247,7 +256,13 @@ impl TargetTrack {
         let (events, intervals) = self.previous.step(ts, servers);
         for e in events {
             if let Some(open) = &mut self.open {
-                departures(open, &self.pools, &e);
+                let pools: Vec<String> = self
+                    .pools
+                    .keys()
+                    .filter(|p| concerns(open, p))
+                    .cloned()
+                    .collect();
+                departures(open, &self.pools, &pools, &e);
                 open.events.push(e.clone());
             }
             self.recent_events.push_back(e);
@@ -398,9 +413,6 @@ impl TargetTrack {
                 .take_while(|i| track.usual.abnormal(i) || i.reload);
             // The fault began within the first abnormal interval: its
             // beginning is the previous scrape.
-            let began = |i: &Interval| {
-                i.ts.map(|t| Timestamp::from_micros(t.micros() - (i.seconds * 1e6) as i64))
-            };
             if let Some(earliest) = run.filter_map(began).last() {
                 start = start.min(earliest);
             }
@@ -445,19 +457,12 @@ impl TargetTrack {
             departed: Vec::new(),
             series: Vec::new(),
         };
+        let concerned: Vec<String> = pools.iter().map(|p| p.to_string()).collect();
         for e in incident.events.clone() {
-            departures(&mut incident, &self.pools, &e);
+            departures(&mut incident, &self.pools, &concerned, &e);
         }
         for (name, track) in self.pools.iter().filter(|(n, _)| pools.contains(n)) {
-            let from = Timestamp::from_micros(start.micros() - (chart::MARGIN_S * 1e6) as i64);
-            let series = chart::of(&mut incident.series, name);
-            for i in track
-                .recent
-                .iter()
-                .filter(|i| i.ts.is_some_and(|t| t >= from))
-            {
-                series.push(i);
-            }
+            backfill(chart::of(&mut incident.series, name), track, start);
             for i in track
                 .recent
                 .iter()
@@ -489,38 +494,58 @@ fn charting(incident: &Incident, pool: &str, ts: Timestamp) -> bool {
             .is_none_or(|end| ts.secs_since(end) <= chart::MARGIN_S)
 }
 
-/// Adds an interval to the pool's chart; a pool new to the incident gets
-/// its recent intervals first.
+/// Adds an interval to the pool's chart; a pool new to the chart gets its
+/// recent intervals first.
 fn draw(incident: &mut Incident, pool: &str, track: &PoolTrack, i: &Interval) {
-    let fresh = !incident.series.iter().any(|s| s.pool == pool);
-    let from = Timestamp::from_micros(incident.start.micros() - (chart::MARGIN_S * 1e6) as i64);
+    let start = incident.start;
     let series = chart::of(&mut incident.series, pool);
-    if fresh {
-        for r in track
-            .recent
-            .iter()
-            .filter(|r| r.ts.is_some_and(|t| t >= from))
-        {
-            series.push(r);
-        }
+    if series.points.is_empty() {
+        backfill(series, track, start);
     }
     series.push(i);
 }
 
-/// The servers a membership change took out of a pool, with the share
-/// each usually took.
-fn departures(incident: &mut Incident, pools: &BTreeMap<String, PoolTrack>, e: &LbEvent) {
+/// The pool's intervals from a minute before the incident's start.
+fn backfill(series: &mut chart::PoolSeries, track: &PoolTrack, start: Timestamp) {
+    let from = Timestamp::from_micros(start.micros() - (chart::MARGIN_S * 1e6) as i64);
+    for i in track
+        .recent
+        .iter()
+        .filter(|i| i.ts.is_some_and(|t| t >= from))
+    {
+        series.push(i);
+    }
+}
+
+/// The servers a membership change took out of one of the `concerned`
+/// pools, with the share each usually took (once per server: one that
+/// leaves again keeps its first departure).
+fn departures(
+    incident: &mut Incident,
+    pools: &BTreeMap<String, PoolTrack>,
+    concerned: &[String],
+    e: &LbEvent,
+) {
     let (LbEventKind::ServersLeft, Some(pool)) = (e.kind, &e.pool) else {
         return;
     };
+    if !concerned.contains(pool) {
+        return;
+    }
     let usual = pools.get(pool).map(|t| &t.usual.shares);
     for server in &e.servers {
-        incident.departed.push(Departed {
-            pool: pool.clone(),
-            server: server.clone(),
-            left: e.ts,
-            usual_share: usual.and_then(|u| u.get(server)).copied(),
-        });
+        let known = incident
+            .departed
+            .iter()
+            .any(|d| d.pool == *pool && d.server == *server);
+        if !known {
+            incident.departed.push(Departed {
+                pool: pool.clone(),
+                server: server.clone(),
+                left: e.ts,
+                usual_share: usual.and_then(|u| u.get(server)).copied(),
+            });
+        }
     }
 }
 
@@ -714,14 +739,13 @@ mod tests {
         assert!(t.open_for("lb").is_some());
         let resolved = event(61, AlertState::Resolved, AlertName::TrafficSkew);
         let done = t
-            .forget("lb", std::slice::from_ref(&resolved))
+            .forget("lb", resolved.ts, std::slice::from_ref(&resolved))
             .expect("its incident");
         assert!(done.closed && done.alerts[0].resolved == Some(resolved.ts));
-        assert!(done
-            .end
-            .is_some_and(|e| e <= resolved.ts && e >= done.start));
+        // The counters never showed the fault: it ended at its resolve.
+        assert_eq!(done.end, Some(resolved.ts));
         assert!(t.open_for("lb").is_none());
-        assert!(t.forget("lb", &[]).is_none(), "forgotten once");
+        assert!(t.forget("lb", resolved.ts, &[]).is_none(), "forgotten once");
     }
 
     #[test]

@@ -273,6 +273,13 @@ impl Notifier {
         self.wake.notify_one();
     }
 
+    /// Whether this notifier's route takes an alert of `target`'s incident:
+    /// what it is told of an incident counts only those.
+    pub fn admits(&self, target: &str, a: &crate::incident::AlertRecord) -> bool {
+        self.route
+            .admits(a.alert, a.severity, target, a.pool.as_deref())
+    }
+
     fn set_depth(&self, depth: usize) {
         self.metrics
             .queue_depth

@@ -263,6 +263,18 @@ impl Outbox {
         let mut buf = Vec::new();
         let mut entries = Vec::new();
         for Notice { event: e, incident } in notices {
+            // A resolve goes under the key its firing was paged with: an
+            // alert paged on its own (before it had an incident, or by an
+            // older lbwatch) resolves on its own.
+            let told_alone = self
+                .latest
+                .get(&e.key())
+                .is_some_and(|t| t.event.state == AlertState::Firing && t.incident.is_none());
+            let incident = &if e.state == AlertState::Resolved && told_alone {
+                None
+            } else {
+                incident.clone()
+            };
             if !self.changes_state(e) {
                 pushed.unchanged += 1;
                 continue;
@@ -492,6 +504,52 @@ pub(super) mod tests {
             .push(&notices(&[event(AlertState::Resolved, "web1", 9)]), now())
             .unwrap();
         assert_eq!(resolve.accepted, 1);
+    }
+
+    #[test]
+    fn an_alert_paged_alone_resolves_alone_and_incidents_survive_reopening() {
+        let path = dir("keyed").join("pd.log");
+        let mut o = Outbox::open(&path, 100).unwrap();
+        let note = |id: &str| crate::incident::notice::IncidentNote {
+            id: id.into(),
+            target: "lb1".into(),
+            headline: "h".into(),
+            firing: 0,
+            severity: crate::model::Severity::Warning,
+            start: Timestamp::from_micros(0),
+            detected: Timestamp::from_micros(0),
+            end: None,
+            duration_seconds: 0.0,
+            impact: String::new(),
+            cause: String::new(),
+        };
+        // web1 fired with no incident (an older lbwatch); web2 with one.
+        o.push(&notices(&[event(AlertState::Firing, "web1", 1)]), now())
+            .unwrap();
+        let with = |e: AlertEvent, id: &str| Notice {
+            event: e,
+            incident: Some(note(id)),
+        };
+        o.push(&[with(event(AlertState::Firing, "web2", 1), "i")], now())
+            .unwrap();
+        o.push(
+            &[
+                with(event(AlertState::Resolved, "web1", 2), "i"),
+                with(event(AlertState::Resolved, "web2", 2), "i"),
+            ],
+            now(),
+        )
+        .unwrap();
+        drop(o);
+        let o = Outbox::open(&path, 100).unwrap();
+        let ids: Vec<Option<String>> = o
+            .pending(10)
+            .iter()
+            .map(|e| e.incident.as_ref().map(|n| n.id.clone()))
+            .collect();
+        assert_eq!(ids, [None, Some("i".into()), None, Some("i".into())]);
+        let told: Vec<bool> = o.latest().map(|t| t.incident.is_some()).collect();
+        assert_eq!(told, [false, true]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Which alerts go to which notifier.
 
 use crate::config::RouteConfig;
-use crate::model::AlertEvent;
+use crate::model::{AlertEvent, AlertName, Severity};
 
 /// A notifier's filter: each list, when not empty, must contain the
 /// alert's value.
@@ -14,25 +14,37 @@ impl Route {
     }
 
     pub fn matches(&self, e: &AlertEvent) -> bool {
+        self.admits(e.alert, e.severity, &e.target, e.pool.as_deref())
+    }
+
+    /// Whether this route takes an alert of this name and severity, on this
+    /// target and pool (an incident's alerts are judged like events).
+    pub fn admits(
+        &self,
+        alert: AlertName,
+        severity: Severity,
+        target: &str,
+        pool: Option<&str>,
+    ) -> bool {
         fn any(list: &[String], v: Option<&str>) -> bool {
             list.is_empty() || v.is_some_and(|v| list.iter().any(|x| x == v))
         }
-        let severity = match e.severity {
-            crate::model::Severity::Critical => "critical",
-            crate::model::Severity::Warning => "warning",
-            crate::model::Severity::Info => "info",
+        let severity = match severity {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
         };
-        any(&self.0.alerts, Some(e.alert.as_str()))
+        any(&self.0.alerts, Some(alert.as_str()))
             && any(&self.0.severities, Some(severity))
-            && any(&self.0.targets, Some(&e.target))
-            && any(&self.0.pools, e.pool.as_deref())
+            && any(&self.0.targets, Some(target))
+            && any(&self.0.pools, pool)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AlertName, AlertState, Severity, Timestamp};
+    use crate::model::{AlertState, Timestamp};
 
     fn event(alert: AlertName, severity: Severity, pool: Option<&str>) -> AlertEvent {
         AlertEvent {
