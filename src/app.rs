@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub record: Option<PathBuf>,
     /// The file the config came from: SIGHUP re-reads it.
     pub config_path: Option<PathBuf>,
+    /// `--shard I/N`: over `[cluster]`.
+    pub shard: Option<crate::cluster::Shard>,
 }
 
 /// A target ready to scrape.
@@ -513,8 +515,16 @@ pub async fn scrape_for(
 
 /// Everything the detector loop keeps across reloads.
 struct Daemon {
+    /// The config as read, before discovery and sharding.
+    base: FileConfig,
+    /// What runs: `base` with the discovered targets, of this shard.
     cfg: FileConfig,
+    /// When `[[discovery]]` is read again, and what it found last.
+    next_discovery: Option<tokio::time::Instant>,
+    discovered: crate::discovery::Discovered,
     config_path: Option<PathBuf>,
+    /// `--shard`, applied to every config read.
+    shard: Option<crate::cluster::Shard>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
     store: Arc<StateStore>,
@@ -533,7 +543,20 @@ impl Daemon {
         };
         crate::systemd::notify("RELOADING=1");
         let result = match crate::config::load(&path) {
-            Ok(new) => self.apply(new, pipeline).await,
+            Ok(base) => {
+                match crate::fleet::watched(&base, &mut self.discovered, self.shard, &self.metrics)
+                {
+                    Ok(new) => {
+                        let applied = self.apply(new, pipeline).await;
+                        if applied.is_ok() {
+                            self.next_discovery = crate::fleet::next_discovery(&base);
+                            self.base = base;
+                        }
+                        applied
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
             Err(e) => Err(e.lines().join("; ")),
         };
         let outcome = match result {
@@ -554,6 +577,24 @@ impl Daemon {
         self.metrics
             .count(&self.metrics.config_reloads, &[("result", outcome)]);
         crate::systemd::notify("READY=1");
+    }
+
+    /// Reads `[[discovery]]` again; a change of targets applies as a
+    /// reload does (new targets start, removed ones resolve their alerts).
+    async fn rediscover(&mut self, pipeline: &mut Pipeline) {
+        self.next_discovery = crate::fleet::next_discovery(&self.base);
+        let found =
+            crate::fleet::watched(&self.base, &mut self.discovered, self.shard, &self.metrics);
+        let new = match found {
+            Ok(new) if new.targets != self.cfg.targets => new,
+            Ok(_) => return,
+            Err(e) => return tracing::error!("cluster: {e}"),
+        };
+        let (before, after) = (self.cfg.targets.len(), new.targets.len());
+        match self.apply(new, pipeline).await {
+            Ok(()) => tracing::info!("discovery: {before} -> {after} target(s)"),
+            Err(why) => tracing::error!("discovery: the new targets were not applied: {why}"),
+        }
     }
 
     async fn apply(&mut self, new: FileConfig, pipeline: &mut Pipeline) -> Result<(), String> {
@@ -597,6 +638,7 @@ impl Daemon {
                 );
             }
             self.switch_detection(&new, &parts.1, pipeline);
+            self.metrics.set_per_server(new.metrics.per_server);
             self.cfg = new;
         }
         let workers = Workers::start(parts, &self.tx, &self.metrics, &self.client);
@@ -721,6 +763,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    let base = cfg;
+    let mut discovered = crate::discovery::Discovered::default();
+    let cfg =
+        crate::fleet::watched(&base, &mut discovered, opts.shard, &metrics).context("cluster")?;
+    metrics.set_per_server(cfg.metrics.per_server);
     let client = Fetcher::shared_client()?;
     let parts = Workers::build(&cfg, &client, &metrics)?;
     let store = Arc::new(StateStore::open(&cfg.state.dir()).context("state.dir")?);
@@ -768,8 +815,12 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
     let workers = Workers::start(parts, &tx, &metrics, &client);
     let mut daemon = Daemon {
+        next_discovery: crate::fleet::next_discovery(&base),
+        discovered,
+        base,
         cfg,
         config_path: opts.config_path.clone(),
+        shard: opts.shard,
         client,
         metrics,
         store,
@@ -817,6 +868,14 @@ async fn listen(
     Ok((stop, tokio::spawn(task)))
 }
 
+/// Waits until `at`; never, without one.
+async fn due(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The detector loop: each sample through the pipeline, SIGHUP reloads,
 /// systemd's watchdog pinged, until `shutdown` (or every scraper is gone).
 async fn detect_until(
@@ -839,6 +898,10 @@ async fn detect_until(
             () = &mut shutdown => return Ok(()),
             () = hangup(&mut hup) => {
                 daemon.reload(pipeline).await;
+                continue;
+            }
+            () = due(daemon.next_discovery) => {
+                daemon.rediscover(pipeline).await;
                 continue;
             }
             // Pinged from this loop: a detector that stopped taking

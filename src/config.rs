@@ -22,6 +22,9 @@ pub struct FileConfig {
     pub detection: DetectConfig,
     pub state: StateConfig,
     pub log: crate::log::LogConfig,
+    pub metrics: crate::cardinality::MetricsConfig,
+    pub cluster: crate::cluster::ClusterConfig,
+    pub discovery: Vec<crate::discovery::DiscoveryConfig>,
 }
 
 /// The file as read: each `[[notifiers]]` entry is read into its kind
@@ -42,6 +45,12 @@ struct FileText {
     state: StateConfig,
     #[serde(default)]
     log: crate::log::LogConfig,
+    #[serde(default)]
+    metrics: crate::cardinality::MetricsConfig,
+    #[serde(default)]
+    cluster: crate::cluster::ClusterConfig,
+    #[serde(default)]
+    discovery: Vec<crate::discovery::DiscoveryConfig>,
 }
 
 /// `[state]`: where lbwatch keeps what must survive a restart (the
@@ -566,6 +575,9 @@ impl FileText {
             detection: self.detection,
             state: self.state,
             log: self.log,
+            metrics: self.metrics,
+            cluster: self.cluster,
+            discovery: self.discovery,
         };
         let at = Positions {
             targets: t_at,
@@ -637,6 +649,27 @@ impl FileConfig {
                         .into(),
                 );
             }
+        }
+        if let Some(text) = &self.cluster.shard {
+            if let Err(e) = text.parse::<crate::cluster::Shard>() {
+                errs.push(format!("cluster.shard: {e}"));
+            }
+        }
+        for (i, d) in self.discovery.iter().enumerate() {
+            if d.files.is_empty() {
+                errs.push(format!(
+                    "discovery[{i}].files: empty: list the file_sd files to read"
+                ));
+            }
+            if d.refresh.0 <= 0.0 {
+                errs.push(format!(
+                    "discovery[{i}].refresh: {}s is invalid: must be above 0",
+                    d.refresh.0
+                ));
+            }
+        }
+        if self.cluster.shards == Some(0) {
+            errs.push(crate::cluster::ShardError::NoShards.to_string());
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             errs.push(format!(

@@ -301,6 +301,9 @@ pub async fn demo(
             ..StateConfig::default()
         },
         log: Default::default(),
+        metrics: Default::default(),
+        cluster: Default::default(),
+        discovery: Vec::new(),
     };
     say(&format!(
         "a simulated HAProxy serves {url}: pool web (4 servers, ~400 req/s) and pool api (3 servers, ~120 req/s)"
@@ -330,6 +333,7 @@ pub async fn demo(
             output: Output::Human,
             record: None,
             config_path: None,
+            shard: None,
         },
         Some(bound_tx),
         until,

@@ -6,12 +6,17 @@
 //! `config` (the configuration file).
 
 pub mod app;
+pub mod cardinality;
 pub use lbwatch_core::{detect, model};
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod endpoint;
 pub mod fetch;
+pub mod fleet;
+pub mod glob;
 pub mod http;
 pub mod incident;
 pub mod lint;

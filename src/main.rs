@@ -43,6 +43,10 @@ enum Command {
         /// Log lines as text (default) or JSON (overrides `[log] format`).
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
+        /// Watch only shard I of N (from 0) of the configured targets, by a
+        /// hash of their names (overrides `[cluster]`).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<lbwatch::cluster::Shard>,
     },
     /// Scrapes like `run` and appends every sample to a file in the replay
     /// format, so a live situation can be replayed.
@@ -220,7 +224,11 @@ fn main() -> ExitCode {
                 verify_options(config, duration, after, before, change_at, &allow, record);
             verify(options, format)
         }
-        Command::Run { config, log_format } => daemon(config, None, log_format),
+        Command::Run {
+            config,
+            log_format,
+            shard,
+        } => daemon(config, None, log_format, shard),
         Command::Demo {
             fault_after,
             listen,
@@ -229,7 +237,7 @@ fn main() -> ExitCode {
             config,
             out,
             log_format,
-        } => daemon(config, Some(out), log_format),
+        } => daemon(config, Some(out), log_format, None),
     }
 }
 
@@ -352,7 +360,12 @@ fn check_config(file: PathBuf) -> ExitCode {
 }
 
 #[allow(clippy::print_stderr)]
-fn daemon(config: PathBuf, record: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
+fn daemon(
+    config: PathBuf,
+    record: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    shard: Option<lbwatch::cluster::Shard>,
+) -> ExitCode {
     let Some(cfg) = load(&config) else {
         return ExitCode::from(INVALID_INPUT);
     };
@@ -368,6 +381,7 @@ fn daemon(config: PathBuf, record: Option<PathBuf>, log_format: Option<LogFormat
         output: lbwatch::app::Output::Json,
         record,
         config_path: Some(config),
+        shard,
     };
     match runtime.block_on(lbwatch::app::run(cfg, opts, None, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,

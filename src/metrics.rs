@@ -21,6 +21,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::cardinality::PerServer;
 use crate::detect::InputStats;
 
 type Labels = Vec<(&'static str, String)>;
@@ -85,6 +86,8 @@ const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// `[metrics] per_server` of the running configuration.
+    per_server: std::sync::RwLock<PerServer>,
     pub scrapes: Family<Labels, Counter>,
     pub bad_rows: Family<Labels, Counter>,
     pub samples: Counter,
@@ -95,6 +98,10 @@ pub struct Metrics {
     pub stats_pools: Family<Labels, Gauge>,
     pub stats_servers: Family<Labels, Gauge>,
     pub state_errors: Counter,
+    /// file_sd files and entries `[[discovery]]` could not read.
+    pub discovery_errors: Counter,
+    /// Targets found by `[[discovery]]`.
+    pub discovered: Gauge,
     pub config_reloads: Family<Labels, Counter>,
     /// Each target's incidents.
     pub incidents: Family<Labels, Counter>,
@@ -110,6 +117,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             registry: Registry::default(),
+            per_server: std::sync::RwLock::new(PerServer::All),
             scrapes: Family::default(),
             bad_rows: Family::default(),
             samples: Counter::default(),
@@ -119,6 +127,8 @@ impl Metrics {
             stats_pools: Family::default(),
             stats_servers: Family::default(),
             state_errors: Counter::default(),
+            discovery_errors: Counter::default(),
+            discovered: Gauge::default(),
             config_reloads: Family::default(),
             incidents: Family::default(),
             incidents_open: Family::default(),
@@ -170,6 +180,16 @@ impl Metrics {
             "lbwatch_state_errors",
             "Failures to save or restore the detector's state",
             m.state_errors.clone(),
+        );
+        registry.register(
+            "lbwatch_discovery_errors",
+            "file_sd files and entries that could not be read (each logged with its place)",
+            m.discovery_errors.clone(),
+        );
+        registry.register(
+            "lbwatch_discovered_targets",
+            "Targets found by [[discovery]] (before sharding)",
+            m.discovered.clone(),
         );
         registry.register(
             "lbwatch_config_reloads",
@@ -233,11 +253,22 @@ impl Metrics {
 
     /// The exposition: OpenMetrics, or Prometheus text 0.0.4 (`openmetrics`
     /// false), with the detector's view of every LB.
+    /// Which servers' series the next renders export (set at start and on
+    /// every reload).
+    pub fn set_per_server(&self, per_server: PerServer) {
+        *self.per_server.write().expect("metrics lock") = per_server;
+    }
+
+    fn per_server(&self) -> PerServer {
+        *self.per_server.read().expect("metrics lock")
+    }
+
     pub fn render(&self, fleet: &crate::views::Fleet, openmetrics: bool) -> String {
         let mut out = String::new();
         let mut registry = Registry::default();
+        let per_server = self.per_server();
         registry.register_collector(Box::new(View {
-            detector_text: view_text(fleet),
+            detector_text: view_text(fleet, per_server),
         }));
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
@@ -311,10 +342,17 @@ struct ViewRows {
     counters: Vec<CounterRows>,
 }
 
-fn view_text(fleet: &crate::views::Fleet) -> ViewRows {
+fn view_text(fleet: &crate::views::Fleet, per_server: PerServer) -> ViewRows {
     let mut rows = ViewRows::default();
     let mut g = |name, help, v: Vec<(Labels, f64)>| rows.gauges.push((name, help, v));
     let view: Vec<&crate::detect::TargetView> = fleet.targets.values().map(|t| &t.view).collect();
+    // The pools whose servers are exported, by target.
+    let exported = |t: &crate::detect::TargetView, pool: &str| {
+        fleet
+            .targets
+            .get(&t.target)
+            .is_some_and(|s| s.alerting.exports(per_server, pool, t.last_sample))
+    };
     let server_labels = |t: &str, p: &str, s: &str| -> Labels {
         vec![
             ("target", t.into()),
@@ -344,11 +382,14 @@ fn view_text(fleet: &crate::views::Fleet) -> ViewRows {
         let v = view
             .iter()
             .flat_map(|t| {
-                t.pools.iter().flat_map(move |p| {
-                    p.servers.iter().filter_map(move |s| {
-                        f(s).map(|v| (server_labels(&t.target, &p.pool, &s.server), v))
+                t.pools
+                    .iter()
+                    .filter(|p| exported(t, &p.pool))
+                    .flat_map(move |p| {
+                        p.servers.iter().filter_map(move |s| {
+                            f(s).map(|v| (server_labels(&t.target, &p.pool, &s.server), v))
+                        })
                     })
-                })
             })
             .collect();
         g(name, help, v);

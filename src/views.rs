@@ -22,6 +22,8 @@ pub struct TargetSnapshot {
     pub scraped: bool,
     /// Its latest stats list no server: nothing to watch.
     pub empty: bool,
+    /// When each pool last had an alert firing (`[metrics] per_server`).
+    pub alerting: crate::cardinality::Alerting,
 }
 
 /// Every target, by name. Cheap to clone: each target is shared.
@@ -45,13 +47,20 @@ impl Fleet {
             self.targets.remove(target);
             return;
         };
-        let firing = detector.firing_of(target).map(|a| a.event()).collect();
+        let firing: Vec<AlertEvent> = detector.firing_of(target).map(|a| a.event()).collect();
+        let alerting = self
+            .targets
+            .get(target)
+            .map(|t| t.alerting.clone())
+            .unwrap_or_default()
+            .after(&firing, view.last_sample);
         let snap = TargetSnapshot {
             view,
             firing,
             input: detector.input_stats_of(target),
             scraped,
             empty,
+            alerting,
         };
         self.targets.insert(target.to_string(), Arc::new(snap));
     }

@@ -12,6 +12,8 @@ mod support;
 
 #[path = "daemon/deploy.rs"]
 mod deploy;
+#[path = "daemon/fleet.rs"]
+mod fleet;
 #[path = "daemon/incident_haproxy.rs"]
 mod incident_haproxy;
 #[path = "daemon/incidents.rs"]

@@ -121,8 +121,13 @@ fn the_alertmanager_route_is_valid_and_pages_by_severity() {
 
 /// Every document of every manifest.
 fn manifests() -> Vec<(String, serde_yaml::Value)> {
+    manifests_in("deploy/kubernetes")
+}
+
+/// Every document of every manifest in `dir`.
+fn manifests_in(dir: &str) -> Vec<(String, serde_yaml::Value)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(repo("deploy/kubernetes")).unwrap() {
+    for entry in std::fs::read_dir(repo(dir)).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -254,6 +259,82 @@ fn the_kubernetes_manifests_hold_together_and_their_configs_are_valid() {
         kind(&docs, "Service")["spec"]["ports"][1]["targetPort"],
         "lbwatch"
     );
+}
+
+/// The fleet: a StatefulSet of 2 x `[cluster] shards` pods, each taking its
+/// shard from its ordinal, so every shard has exactly two replicas; a
+/// PodDisruptionBudget that keeps one of them through a drain.
+#[test]
+fn the_fleet_statefulset_gives_every_shard_two_replicas() {
+    let docs = manifests_in("deploy/kubernetes-fleet");
+    let listed: Vec<&str> = kind(&docs, "Kustomization")["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    for (file, d) in &docs {
+        if d["kind"] != "Kustomization" {
+            assert!(listed.contains(&file.as_str()), "{file} not listed");
+        }
+    }
+    let toml = scratch("fleet.toml");
+    let text = kind(&docs, "ConfigMap")["data"]["lbwatch.toml"]
+        .as_str()
+        .unwrap();
+    std::fs::write(&toml, text).unwrap();
+    let (ok, out) = run_program(
+        Path::new(env!("CARGO_BIN_EXE_lbwatch")),
+        &["check-config", toml.to_str().unwrap()],
+        None,
+    );
+    assert!(ok, "lbwatch check-config: {out}");
+    let cfg = lbwatch::config::load_with_env(&toml, []).unwrap();
+    let shards = cfg.cluster.shards.expect("[cluster] shards");
+
+    let set = kind(&docs, "StatefulSet");
+    let replicas = set["spec"]["replicas"].as_u64().unwrap();
+    assert_eq!(replicas, 2 * u64::from(shards), "two replicas per shard");
+    let pod = &set["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    let ordinal = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "LBWATCH_SHARD_ORDINAL")
+        .expect("the ordinal in the environment");
+    assert_eq!(
+        ordinal["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    let mut per_shard = vec![0; shards as usize];
+    let mut watched = std::collections::BTreeSet::new();
+    for k in 0..replicas {
+        let env = |name: &str| (name == "LBWATCH_SHARD_ORDINAL").then(|| k.to_string());
+        let shard = lbwatch::cluster::Shard::of(&cfg.cluster, &env)
+            .unwrap()
+            .unwrap();
+        per_shard[shard.index as usize] += 1;
+        for t in cfg.targets.iter().filter(|t| shard.keeps(&t.name)) {
+            watched.insert(t.name.clone());
+        }
+    }
+    assert!(per_shard.iter().all(|n| *n == 2), "{per_shard:?}");
+    assert_eq!(watched.len(), cfg.targets.len(), "a target no pod watches");
+
+    let labels = &pod["metadata"]["labels"];
+    let pdb = kind(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], labels);
+    assert_eq!(&kind(&docs, "Service")["spec"]["selector"], labels);
+    assert_eq!(&set["spec"]["selector"]["matchLabels"], labels);
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let state = cfg.state.dir();
+    assert!(container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|m| state.starts_with(m["mountPath"].as_str().unwrap())));
 }
 
 #[test]

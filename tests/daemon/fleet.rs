@@ -1,0 +1,249 @@
+//! A fleet through the real binary: targets split by shard between
+//! processes (`--shard`, and a StatefulSet pod's ordinal), and
+//! `[metrics] per_server` bounding the series `/metrics` exports.
+
+use super::*;
+use serde_json::Value;
+
+/// `None` until lbwatch answers.
+fn api(port: u16, path: &str) -> Option<Value> {
+    let (_, body) = support::tools::get(&format!("http://127.0.0.1:{port}{path}"))?;
+    serde_json::from_str(&body).ok()
+}
+
+fn watched(port: u16) -> Vec<String> {
+    api(port, "/api/v1/pools").map_or_else(Vec::new, |v| {
+        let mut names: Vec<String> = v["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["target"].as_str().unwrap_or("").to_string())
+            .collect();
+        names.sort();
+        names
+    })
+}
+
+/// Six processes, three shards of two replicas, watch twelve targets: each
+/// target is watched by exactly the two replicas of the shard its name
+/// hashes to. The first replicas take `--shard`, the second their shard
+/// from the pod ordinal in `$HOSTNAME` (`lbwatch-3` is shard 0 of 3).
+#[test]
+fn three_shards_of_two_replicas_watch_every_target_exactly_twice() {
+    let lb = fake_lb::start(Behaviour::Csv);
+    let names: Vec<String> = (0..12).map(|i| format!("lb-{i:02}")).collect();
+    let targets: String = names.iter().map(|n| target(n, &lb.url, "")).collect();
+    let mut runs = Vec::new();
+    for replica in 0..2 {
+        for shard in 0..3u32 {
+            let port = free_port();
+            let cfg = write_config(
+                &format!("shard-{shard}-{replica}.toml"),
+                &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n[cluster]\nshards = 3\n{targets}"),
+            );
+            let cfg = cfg.to_str().unwrap().to_string();
+            let run = if replica == 0 {
+                let shard = format!("{shard}/3");
+                Running::start_in(
+                    &["run", "--config", &cfg, "--shard", &shard],
+                    &fresh_state(),
+                )
+            } else {
+                let host = format!("lbwatch-{}", shard + 3);
+                Running::start_with(
+                    &["run", "--config", &cfg],
+                    &fresh_state(),
+                    &[("HOSTNAME", &host), ("LBWATCH_SHARD_ORDINAL", "")],
+                )
+            };
+            runs.push((shard, port, run));
+        }
+    }
+    let mut watchers: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    for (shard, port, _) in &runs {
+        let mine = lbwatch::cluster::Shard {
+            index: *shard,
+            count: 3,
+        };
+        let expected: Vec<String> = names.iter().filter(|n| mine.keeps(n)).cloned().collect();
+        let got = support::tools::eventually(Duration::from_secs(20), || {
+            let w = watched(*port);
+            (w.len() >= expected.len()).then_some(w)
+        })
+        .unwrap_or_else(|| watched(*port));
+        assert_eq!(got, expected, "shard {shard}");
+        for n in got {
+            watchers.entry(n).or_default().push(*shard);
+        }
+    }
+    for (_, _, run) in runs {
+        run.stop();
+    }
+    assert_eq!(watchers.len(), names.len(), "{watchers:?}");
+    for (name, shards) in &watchers {
+        assert_eq!(shards.len(), 2, "{name} watched by {shards:?}");
+        assert_eq!(shards[0], shards[1], "{name}: two replicas of one shard");
+    }
+    let sizes: Vec<usize> = (0..3u32)
+        .map(|s| watchers.values().filter(|w| w[0] == s).count())
+        .collect();
+    assert!(
+        sizes.iter().all(|n| *n > 0),
+        "every shard has targets: {sizes:?}"
+    );
+}
+
+/// `per_server = "alerting"`: no server series while the pool is quiet,
+/// its servers' series once it alerts; a reload to `"none"` drops them
+/// even while it alerts. The pools' series are there throughout.
+#[test]
+fn per_server_alerting_exports_a_pools_servers_only_while_it_alerts() {
+    let lb = fake_lb::start(Behaviour::Csv);
+    let port = free_port();
+    let config = |per_server: &str| {
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nper_server = \"{per_server}\"\n{}",
+            target("lb1", &lb.url, "")
+        )
+    };
+    let cfg = write_config("per-server.toml", &config("alerting"));
+    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    lb.wait_scraped(4);
+    let series = |name: &str| {
+        http_get(port, "/metrics")
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .count()
+    };
+    assert_eq!(series("lbwatch_pool_requests_per_second"), 1);
+    assert_eq!(
+        series("lbwatch_server_share_ratio"),
+        0,
+        "a quiet pool's servers"
+    );
+    lb.skew();
+    let fired = run.wait_for(Duration::from_secs(20), |l| {
+        l.contains("\"TrafficSkew\"") && l.contains("firing")
+    });
+    assert!(fired, "no TrafficSkew: {:?}", run.seen);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        series("lbwatch_server_share_ratio"),
+        4,
+        "an alerting pool's servers"
+    );
+    assert_eq!(series("lbwatch_server_up"), 4);
+    std::fs::write(&cfg, config("none")).unwrap();
+    hup(&run);
+    let dropped = support::tools::eventually(Duration::from_secs(10), || {
+        (series("lbwatch_server_share_ratio") == 0).then_some(())
+    });
+    let pools = series("lbwatch_pool_requests_per_second");
+    run.stop();
+    assert!(dropped.is_some(), "per_server = none still exports servers");
+    assert_eq!(pools, 1);
+}
+
+/// `[[discovery]]` of kind `file`: a Prometheus file_sd file rewritten
+/// under a running lbwatch. A target added is watched within the refresh;
+/// a target removed in the middle of its alert has it resolved and is no
+/// longer watched; a file half-written keeps its targets and counts an
+/// error.
+#[test]
+fn file_sd_targets_come_and_go_with_the_file() {
+    let (lb1, lb2) = (
+        fake_lb::start(Behaviour::Csv),
+        fake_lb::start(Behaviour::Csv),
+    );
+    let address = |lb: &fake_lb::FakeLb| {
+        lb.url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let dir = scratch("file-sd");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sd = dir.join("lbs.json");
+    // Written whole, then renamed, as discovery tools do.
+    let write = |groups: &str| {
+        let tmp = dir.join("lbs.tmp");
+        std::fs::write(&tmp, groups).unwrap();
+        std::fs::rename(&tmp, &sd).unwrap();
+    };
+    let group = |lb: &fake_lb::FakeLb, name: &str| {
+        format!(
+            "{{\"targets\": [\"{}\"], \"labels\": {{\"lb\": \"{name}\"}}}}",
+            address(lb)
+        )
+    };
+    write(&format!("[{}]", group(&lb1, "eu-1")));
+    let hook = support::receiver::Sink::start(200);
+    let port = free_port();
+    let cfg = write_config(
+        "file-sd.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[discovery]]\nkind = \"file\"\nfiles = [\"{}\"]\nrefresh = \"1s\"\n\
+             path = \"/stats;csv\"\nname_label = \"lb\"\n\
+             [discovery.template]\nkind = \"haproxy\"\ninterval = \"1s\"\n\
+             [[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            dir.join("*.json").display(),
+            hook.url("/hook")
+        ),
+    );
+    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    let watching = |want: &[&str]| {
+        support::tools::eventually(Duration::from_secs(15), || {
+            (watched(port) == want).then_some(())
+        })
+        .is_some()
+    };
+    assert!(watching(&["eu-1"]), "{:?}", watched(port));
+    write(&format!(
+        "[{}, {}]",
+        group(&lb1, "eu-1"),
+        group(&lb2, "eu-2")
+    ));
+    assert!(watching(&["eu-1", "eu-2"]), "{:?}", watched(port));
+    lb1.wait_scraped(6);
+    lb1.skew();
+    let fired = run.wait_for(Duration::from_secs(20), |l| {
+        l.contains("\"TrafficSkew\"") && l.contains("firing") && l.contains("eu-1")
+    });
+    assert!(fired, "no TrafficSkew on eu-1: {:?}", run.seen);
+    write(&format!("[{}]", group(&lb2, "eu-2")));
+    assert!(watching(&["eu-2"]), "{:?}", watched(port));
+    let alerts = http_get(port, "/api/v1/alerts");
+    assert!(!alerts.contains("eu-1"), "eu-1 still alerting: {alerts}");
+    let resolved = |e: &Value| {
+        e["target"] == "eu-1" && e["alert"] == "TrafficSkew" && e["state"] == "resolved"
+    };
+    assert!(
+        hook.wait(Duration::from_secs(10), |_| hook
+            .webhook_events()
+            .iter()
+            .any(|(_, e)| resolved(e))),
+        "eu-1's alert not resolved at the receiver: {:?}",
+        hook.webhook_events()
+    );
+    std::fs::write(&sd, "[{\"targets\": [").unwrap();
+    let counted = support::tools::eventually(Duration::from_secs(10), || {
+        http_get(port, "/metrics")
+            .lines()
+            .find(|l| l.starts_with("lbwatch_discovery_errors_total "))
+            .filter(|l| !l.ends_with(" 0"))
+            .map(str::to_string)
+    });
+    let still = watched(port);
+    let stderr = run.stderr.lock().unwrap().clone();
+    run.stop();
+    assert!(counted.is_some(), "no discovery error counted");
+    assert_eq!(still, ["eu-2"], "a half-written file keeps its targets");
+    assert!(
+        stderr.contains("lbs.json") && stderr.contains("discovery[0]"),
+        "the error names the file: {stderr}"
+    );
+}
