@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use lbwatch::cardinality::PerServer;
 use lbwatch::detect::{DetectConfig, Detector};
 use lbwatch::model::{Sample, SampleBody, ServerStat, Timestamp};
 use lbwatch::pipeline::{EventWriter, Output, Pipeline};
@@ -189,6 +190,28 @@ fn metrics(c: &mut Criterion) {
     g.bench_function("render_100k_servers", |b| {
         b.iter(|| metrics.render(&fleet.borrow().clone(), false).len())
     });
+    // `[metrics] per_server`: no pool alerting here, so "alerting" renders
+    // what "none" does plus the check of each pool. The sizes of each
+    // render go to target/criterion/metrics-sizes.txt.
+    let mut sizes = String::new();
+    for per_server in [PerServer::Alerting, PerServer::None, PerServer::All] {
+        metrics.set_per_server(per_server);
+        let text = metrics.render(&fleet.borrow().clone(), false);
+        let series = text.lines().filter(|l| !l.starts_with('#')).count();
+        sizes.push_str(&format!(
+            "{per_server:?}: {} bytes, {series} series\n",
+            text.len()
+        ));
+        if per_server == PerServer::All {
+            break;
+        }
+        g.bench_function(
+            format!("render_100k_servers_per_server_{per_server:?}"),
+            |b| b.iter(|| metrics.render(&fleet.borrow().clone(), false).len()),
+        );
+    }
+    let _ = std::fs::create_dir_all("target/criterion");
+    let _ = std::fs::write("target/criterion/metrics-sizes.txt", sizes);
     // Detection of one target's sample (100 servers), published, while
     // nothing reads, then while another thread renders /metrics non-stop.
     g.throughput(Throughput::Elements(SERVERS as u64));
