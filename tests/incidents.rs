@@ -132,7 +132,7 @@ fn a_typod_pool_keeps_the_servers_that_left_and_charts_the_pool_around_it() {
     assert_eq!(series["pool"], "web");
     let points = series["points"].as_array().unwrap();
     let (first, last) = (ts(&points[0]["ts"]), ts(&points[points.len() - 1]["ts"]));
-    assert!((50.0..=70.0).contains(&start.secs_since(first)), "{first}");
+    assert!((25.0..=35.0).contains(&start.secs_since(first)), "{first}");
     assert!((50.0..=70.0).contains(&last.secs_since(end)), "{last}");
     let web03 = series["servers"]
         .as_array()

@@ -1,6 +1,6 @@
 //! The figures behind an incident's chart: each pool's rate, 5xx ratio and
-//! servers' shares, one point per scrape interval from a minute before the
-//! start to a minute after the end. Bounded, because the incident is
+//! servers' shares, one point per scrape interval from half a minute before
+//! the start to a minute after the end. Bounded, because the incident is
 //! written to the history whenever it changes: at most `MAX_POINTS` points
 //! (every other point goes when a long incident reaches it, and from then
 //! on one interval in two is kept, so the whole span keeps one resolution) and
@@ -15,8 +15,11 @@ use crate::model::Timestamp;
 pub const MAX_POINTS: usize = 240;
 /// Servers charted per pool.
 pub const MAX_SERVERS: usize = 16;
-/// How long before the start and after the end the chart reaches.
-pub const MARGIN_S: f64 = 60.0;
+/// How long before the start the chart reaches (the servers' requests are
+/// kept about twice that long, for an alert that comes late).
+pub const BEFORE_S: f64 = 30.0;
+/// How long after the end it goes on.
+pub const AFTER_S: f64 = 60.0;
 
 /// One pool's figures around an incident.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

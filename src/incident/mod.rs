@@ -12,6 +12,7 @@ pub mod chart;
 pub mod lb_events;
 pub mod notice;
 pub mod report;
+mod ring;
 pub mod store;
 pub mod tracker;
 

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::lb_events::{Interval, Previous};
+use super::ring::Ring;
 use super::{
     cause, chart, incident_id, AlertRecord, Departed, Incident, LbEvent, LbEventKind, PoolImpact,
     ShareImpact,
@@ -15,7 +16,7 @@ use crate::model::{AlertEvent, AlertState, Sample, SampleBody, Severity, Timesta
 /// Alerts of a target that follow the end of an incident within this many
 /// seconds belong to it (a reload, then a skew, then 5xx on what is left).
 pub const GRACE_S: f64 = 300.0;
-/// How far back the start and the LB events before it are looked for.
+/// How far back the LB events before an incident's start are looked for.
 const LOOKBACK_S: f64 = 600.0;
 /// Time constant of a pool's usual rate, 5xx ratio and shares.
 const BASELINE_TAU_S: f64 = 600.0;
@@ -24,7 +25,7 @@ const BASELINE_TAU_S: f64 = 600.0;
 const BLOCKED_RATIO: f64 = 0.5;
 /// Intervals are learnt into a pool's baseline this late: the first
 /// seconds of a fault, before its alert, stay out of it.
-const LEARN_LAG_S: f64 = 30.0;
+pub const LEARN_LAG_S: f64 = 30.0;
 /// How unlikely by chance an interval must be to count as abnormal.
 const SURE: f64 = 1e-3;
 
@@ -103,7 +104,7 @@ impl Usual {
 #[derive(Debug, Clone, Default)]
 struct PoolTrack {
     usual: Usual,
-    recent: VecDeque<Interval>,
+    recent: Ring,
     /// Intervals up to here are learnt (or skipped, being an incident's).
     learned_until: Option<Timestamp>,
 }
@@ -124,15 +125,15 @@ impl PoolTrack {
             .recent
             .iter()
             .rev()
-            .take_while(|i| i.ts.is_none_or(|t| learned.is_none_or(|l| t > l)))
+            .take_while(|k| k.ts().is_none_or(|t| learned.is_none_or(|l| t > l)))
             .count();
         let from = self.recent.len() - fresh;
-        for i in self.recent.range(from..) {
-            let Some(ts) = i.ts else { continue };
+        for k in self.recent.range(from) {
+            let Some(ts) = k.ts() else { continue };
             if now.secs_since(ts) < LEARN_LAG_S {
                 break;
             }
-            self.usual.learn(i);
+            self.usual.learn(&self.recent.expand(k));
             self.learned_until = Some(ts);
         }
     }
@@ -280,12 +281,13 @@ impl TargetTrack {
             if let Some(open) = self.open.as_mut().filter(|o| charting(o, &name, ts)) {
                 draw(open, &name, pool, &interval);
             }
+            let abnormal = interval.reload || pool.usual.abnormal(&interval);
             if let Some(open) = self
                 .open
                 .as_mut()
                 .filter(|o| o.end.is_none() && concerns(o, &name))
             {
-                if interval.reload || pool.usual.abnormal(&interval) {
+                if abnormal {
                     for (p, usual, i) in self.pending.drain(..) {
                         account(open, &p, &usual, &i);
                     }
@@ -295,15 +297,8 @@ impl TargetTrack {
                         .push((name.clone(), pool.usual.clone(), interval.clone()));
                 }
             }
-            pool.recent.push_back(interval);
+            pool.recent.push(interval, abnormal, ts);
             pool.learn(ts, open);
-            while pool
-                .recent
-                .front()
-                .is_some_and(|i| i.ts.is_some_and(|t| ts.secs_since(t) > LOOKBACK_S))
-            {
-                pool.recent.pop_front();
-            }
         }
     }
 
@@ -380,16 +375,12 @@ impl TargetTrack {
         let incident = self.open.as_ref()?;
         let mut end = None;
         for (_, track) in self.pools.iter().filter(|(n, _)| concerns(incident, n)) {
-            let normal: Vec<&Interval> = track
-                .recent
-                .iter()
-                .rev()
-                .take_while(|i| !i.reload && !track.usual.abnormal(i))
-                .collect();
+            let normal: Vec<&super::ring::Kept> =
+                track.recent.iter().rev().take_while(|k| !k.abnormal).collect();
             if normal.len() == track.recent.len() {
                 return None;
             }
-            let began = normal.last().and_then(|i| began(i))?;
+            let began = normal.last().and_then(|k| began(&k.totals))?;
             end = Some(end.map_or(began, |e: Timestamp| e.max(began)));
         }
         end
@@ -406,14 +397,10 @@ impl TargetTrack {
         let mut start = first.ts;
         for p in &pools {
             let track = &self.pools[*p];
-            let run = track
-                .recent
-                .iter()
-                .rev()
-                .take_while(|i| track.usual.abnormal(i) || i.reload);
+            let run = track.recent.iter().rev().take_while(|k| k.abnormal);
             // The fault began within the first abnormal interval: its
             // beginning is the previous scrape.
-            if let Some(earliest) = run.filter_map(began).last() {
+            if let Some(earliest) = run.filter_map(|k| began(&k.totals)).last() {
                 start = start.min(earliest);
             }
         }
@@ -421,7 +408,7 @@ impl TargetTrack {
         let slack = pools
             .iter()
             .filter_map(|p| self.pools[*p].recent.back())
-            .map(|i| i.seconds)
+            .map(|k| k.totals.seconds)
             .fold(1.0, f64::max);
         if let Some(change) = self
             .recent_events
@@ -463,12 +450,12 @@ impl TargetTrack {
         }
         for (name, track) in self.pools.iter().filter(|(n, _)| pools.contains(n)) {
             backfill(chart::of(&mut incident.series, name), track, start);
-            for i in track
+            for k in track
                 .recent
                 .iter()
-                .filter(|i| i.ts.is_some_and(|t| t >= start))
+                .filter(|k| k.ts().is_some_and(|t| t >= start))
             {
-                account(&mut incident, name, &track.usual, i);
+                account(&mut incident, name, &track.usual, &track.recent.expand(k));
             }
         }
         incident
@@ -491,7 +478,7 @@ fn charting(incident: &Incident, pool: &str, ts: Timestamp) -> bool {
     concerns(incident, pool)
         && incident
             .end
-            .is_none_or(|end| ts.secs_since(end) <= chart::MARGIN_S)
+            .is_none_or(|end| ts.secs_since(end) <= chart::AFTER_S)
 }
 
 /// Adds an interval to the pool's chart; a pool new to the chart gets its
@@ -505,15 +492,15 @@ fn draw(incident: &mut Incident, pool: &str, track: &PoolTrack, i: &Interval) {
     series.push(i);
 }
 
-/// The pool's intervals from a minute before the incident's start.
+/// The pool's intervals from half a minute before the incident's start.
 fn backfill(series: &mut chart::PoolSeries, track: &PoolTrack, start: Timestamp) {
-    let from = Timestamp::from_micros(start.micros() - (chart::MARGIN_S * 1e6) as i64);
-    for i in track
+    let from = Timestamp::from_micros(start.micros() - (chart::BEFORE_S * 1e6) as i64);
+    for k in track
         .recent
         .iter()
-        .filter(|i| i.ts.is_some_and(|t| t >= from))
+        .filter(|k| k.ts().is_some_and(|t| t >= from))
     {
-        series.push(i);
+        series.push(&track.recent.expand(k));
     }
 }
 

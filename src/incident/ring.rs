@@ -1,0 +1,157 @@
+//! A pool's recent intervals, kept small: a fleet of 100,000 servers
+//! scraped every second would otherwise hold a map of every server's
+//! requests for every second of the lookback (gigabytes). Each interval
+//! keeps its totals and whether it looked abnormal when it came, for
+//! `RING_S`; each server's requests are kept as numbers in the order of
+//! the pool's names, and only for `SHARES_KEPT_S` (long enough to be
+//! learnt `LEARN_LAG_S` late, and to chart and count an incident's first
+//! shares).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::lb_events::Interval;
+use crate::model::Timestamp;
+
+/// How long a pool's intervals are kept: a fault's start is looked for up
+/// to this long before its first alert, and the chart reaches this far
+/// back.
+pub const RING_S: f64 = 180.0;
+/// How long each server's requests are kept: to be learnt `LEARN_LAG_S`
+/// late, and for the chart's half minute before a start whose alert came
+/// up to half a minute later.
+pub const SHARES_KEPT_S: f64 = 2.0 * super::chart::BEFORE_S;
+const _: () = assert!(SHARES_KEPT_S > super::tracker::LEARN_LAG_S + 5.0);
+
+/// One interval as kept.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    /// The totals (its `by_server` left empty).
+    pub totals: Interval,
+    /// Abnormal against the pool's usual self when it came, or a reload.
+    pub abnormal: bool,
+    /// Requests per server, in the order of the ring's names (NaN: not
+    /// listed then); emptied after `SHARES_KEPT_S`.
+    requests: Vec<f64>,
+}
+
+impl Kept {
+    pub fn ts(&self) -> Option<Timestamp> {
+        self.totals.ts
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Ring {
+    names: Vec<String>,
+    index: BTreeMap<String, usize>,
+    kept: VecDeque<Kept>,
+    /// Leading entries whose requests per server are already dropped.
+    emptied: usize,
+}
+
+impl Ring {
+    /// Keeps `i` as of `now`, and forgets what is too old.
+    pub fn push(&mut self, mut i: Interval, abnormal: bool, now: Timestamp) {
+        let mut requests = vec![f64::NAN; self.names.len()];
+        for (server, r) in std::mem::take(&mut i.by_server) {
+            let at = match self.index.get(&server) {
+                Some(at) => *at,
+                None => {
+                    self.names.push(server.clone());
+                    self.index.insert(server, self.names.len() - 1);
+                    requests.push(f64::NAN);
+                    self.names.len() - 1
+                }
+            };
+            requests[at] = r;
+        }
+        self.kept.push_back(Kept {
+            totals: i,
+            abnormal,
+            requests,
+        });
+        let age = |k: &Kept| k.ts().map_or(0.0, |t| now.secs_since(t));
+        while self.kept.front().is_some_and(|k| age(k) > RING_S) {
+            self.kept.pop_front();
+            self.emptied = self.emptied.saturating_sub(1);
+        }
+        while let Some(k) = self.kept.get_mut(self.emptied) {
+            if age(k) <= SHARES_KEPT_S {
+                break;
+            }
+            k.requests = Vec::new();
+            self.emptied += 1;
+        }
+    }
+
+    /// The interval with its requests per server (none once dropped).
+    pub fn expand(&self, k: &Kept) -> Interval {
+        let mut i = k.totals.clone();
+        i.by_server = self
+            .names
+            .iter()
+            .zip(&k.requests)
+            .filter(|(_, r)| !r.is_nan())
+            .map(|(s, r)| (s.clone(), *r))
+            .collect();
+        i
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Kept> + ExactSizeIterator {
+        self.kept.iter()
+    }
+
+    pub fn back(&self) -> Option<&Kept> {
+        self.kept.back()
+    }
+
+    pub fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// The entries from position `from` on.
+    pub fn range(&self, from: usize) -> impl Iterator<Item = &Kept> {
+        self.kept.range(from..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(t: i64, counts: &[(&str, f64)]) -> Interval {
+        Interval {
+            ts: Some(Timestamp::from_micros(t * 1_000_000)),
+            seconds: 1.0,
+            requests: counts.iter().map(|(_, r)| r).sum(),
+            errors: 0.0,
+            by_server: counts.iter().map(|(s, r)| (s.to_string(), *r)).collect(),
+            reload: false,
+        }
+    }
+
+    #[test]
+    fn intervals_are_kept_for_their_span_and_servers_for_less() {
+        let mut ring = Ring::default();
+        for t in 0..400 {
+            let now = Timestamp::from_micros(t * 1_000_000);
+            let counts: &[(&str, f64)] = if t < 200 {
+                &[("a", 3.0), ("b", 1.0)]
+            } else {
+                &[("b", 2.0)]
+            };
+            ring.push(interval(t, counts), t % 7 == 0, now);
+        }
+        assert_eq!(ring.len(), RING_S as usize + 1);
+        let last = ring.back().unwrap();
+        let full = ring.expand(last);
+        assert_eq!(full.by_server.len(), 1, "a is not listed: {full:?}");
+        assert_eq!(full.by_server["b"], 2.0);
+        assert_eq!(full.requests, 2.0);
+        let oldest = ring.iter().next().unwrap();
+        assert!(ring.expand(oldest).by_server.is_empty(), "dropped");
+        let with = ring.iter().filter(|k| !ring.expand(k).by_server.is_empty()).count();
+        assert_eq!(with, SHARES_KEPT_S as usize + 1);
+        assert_eq!(ring.iter().filter(|k| k.abnormal).count(), 26);
+    }
+}
