@@ -521,7 +521,9 @@ struct Daemon {
     cfg: FileConfig,
     /// When `[[discovery]]` is read again, and what it found last.
     next_discovery: Option<tokio::time::Instant>,
-    discovered: crate::discovery::Discovered,
+    seen: crate::fleet::Seen,
+    /// Discovered targets that could not start (not tried again as such).
+    failed: Option<Vec<crate::config::TargetConfig>>,
     config_path: Option<PathBuf>,
     /// `--shard`, applied to every config read.
     shard: Option<crate::cluster::Shard>,
@@ -543,20 +545,7 @@ impl Daemon {
         };
         crate::systemd::notify("RELOADING=1");
         let result = match crate::config::load(&path) {
-            Ok(base) => {
-                match crate::fleet::watched(&base, &mut self.discovered, self.shard, &self.metrics)
-                {
-                    Ok(new) => {
-                        let applied = self.apply(new, pipeline).await;
-                        if applied.is_ok() {
-                            self.next_discovery = crate::fleet::next_discovery(&base);
-                            self.base = base;
-                        }
-                        applied
-                    }
-                    Err(e) => Err(e.to_string()),
-                }
-            }
+            Ok(base) => self.adopt(base, pipeline).await,
             Err(e) => Err(e.lines().join("; ")),
         };
         let outcome = match result {
@@ -579,21 +568,41 @@ impl Daemon {
         crate::systemd::notify("READY=1");
     }
 
+    /// Runs `base`, a config as read (with its discovered targets, of this
+    /// shard); what it found is kept only once it runs.
+    async fn adopt(&mut self, base: FileConfig, pipeline: &mut Pipeline) -> Result<(), String> {
+        let (new, seen) = crate::fleet::watched(&base, &self.seen, self.shard, &self.metrics)
+            .map_err(|e| e.to_string())?;
+        self.apply(new, pipeline).await?;
+        self.seen = seen;
+        self.failed = None;
+        self.next_discovery = crate::fleet::next_discovery(&base);
+        self.base = base;
+        Ok(())
+    }
+
     /// Reads `[[discovery]]` again; a change of targets applies as a
     /// reload does (new targets start, removed ones resolve their alerts).
+    /// A set of targets that could not start is not tried again until the
+    /// files change.
     async fn rediscover(&mut self, pipeline: &mut Pipeline) {
         self.next_discovery = crate::fleet::next_discovery(&self.base);
-        let found =
-            crate::fleet::watched(&self.base, &mut self.discovered, self.shard, &self.metrics);
-        let new = match found {
-            Ok(new) if new.targets != self.cfg.targets => new,
-            Ok(_) => return,
-            Err(e) => return tracing::error!("cluster: {e}"),
-        };
-        let (before, after) = (self.cfg.targets.len(), new.targets.len());
+        let (new, seen) =
+            match crate::fleet::watched(&self.base, &self.seen, self.shard, &self.metrics) {
+                Ok(found) => found,
+                Err(e) => return tracing::error!("cluster: {e}"),
+            };
+        self.seen = seen;
+        if new.targets == self.cfg.targets || self.failed.as_ref() == Some(&new.targets) {
+            return;
+        }
+        let (before, targets) = (self.cfg.targets.len(), new.targets.clone());
         match self.apply(new, pipeline).await {
-            Ok(()) => tracing::info!("discovery: {before} -> {after} target(s)"),
-            Err(why) => tracing::error!("discovery: the new targets were not applied: {why}"),
+            Ok(()) => tracing::info!("discovery: {before} -> {} target(s)", targets.len()),
+            Err(why) => {
+                tracing::error!("discovery: the new targets were not applied: {why}");
+                self.failed = Some(targets);
+            }
         }
     }
 
@@ -764,9 +773,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let base = cfg;
-    let mut discovered = crate::discovery::Discovered::default();
-    let cfg =
-        crate::fleet::watched(&base, &mut discovered, opts.shard, &metrics).context("cluster")?;
+    let (cfg, seen) =
+        crate::fleet::watched(&base, &crate::fleet::Seen::default(), opts.shard, &metrics)
+            .context("cluster")?;
     metrics.set_per_server(cfg.metrics.per_server);
     let client = Fetcher::shared_client()?;
     let parts = Workers::build(&cfg, &client, &metrics)?;
@@ -816,7 +825,8 @@ pub async fn run(
     let workers = Workers::start(parts, &tx, &metrics, &client);
     let mut daemon = Daemon {
         next_discovery: crate::fleet::next_discovery(&base),
-        discovered,
+        seen,
+        failed: None,
         base,
         cfg,
         config_path: opts.config_path.clone(),

@@ -21,7 +21,7 @@ pub enum PerServer {
     #[default]
     All,
     /// A server's series only while its pool has an alert firing, and for
-    /// `GRACE_S` after.
+    /// `GRACE_S` after (by the target's sample time).
     Alerting,
     /// No server series: pools only.
     None,
@@ -34,18 +34,20 @@ pub struct MetricsConfig {
     pub per_server: PerServer,
 }
 
-/// When each pool of a target last had an alert firing (`None` as the key:
-/// an alert about the whole target, which counts for every pool).
+/// When each pool of a target last had an alert firing. An alert about the
+/// whole target (ScrapeFailed above all) does not count: a network blip
+/// across a fleet would export every server at once, and a target that
+/// cannot be scraped has no fresh server figures to show.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Alerting(BTreeMap<Option<String>, Timestamp>);
+pub struct Alerting(BTreeMap<String, Timestamp>);
 
 impl Alerting {
     /// The previous record, updated with the alerts firing at `now`.
     pub fn after(&self, firing: &[AlertEvent], now: Option<Timestamp>) -> Alerting {
         let mut next = self.clone();
         if let Some(now) = now {
-            for a in firing {
-                next.0.insert(a.pool.clone(), now);
+            for pool in firing.iter().filter_map(|a| a.pool.as_ref()) {
+                next.0.insert(pool.clone(), now);
             }
             next.0.retain(|_, t| now.secs_since(*t) <= GRACE_S);
         }
@@ -59,9 +61,7 @@ impl Alerting {
             PerServer::None => false,
             PerServer::Alerting => {
                 let recent = |t: &Timestamp| now.is_none_or(|n| n.secs_since(*t) <= GRACE_S);
-                [Some(pool.to_string()), None]
-                    .iter()
-                    .any(|k| self.0.get(k).is_some_and(recent))
+                self.0.get(pool).is_some_and(recent)
             }
         }
     }
@@ -103,8 +103,8 @@ mod tests {
         assert!(after.exports(PerServer::Alerting, "web", at(10 + 299)));
         let later = after.after(&[], at(10 + 301));
         assert!(!later.exports(PerServer::Alerting, "web", at(10 + 301)));
-        // A target-wide alert shows every pool's servers.
+        // A target-wide alert (ScrapeFailed) shows no pool's servers.
         let wide = quiet.after(&[alert(None)], at(5));
-        assert!(wide.exports(PerServer::Alerting, "api", at(5)));
+        assert!(!wide.exports(PerServer::Alerting, "api", at(5)));
     }
 }

@@ -2,8 +2,9 @@
 //! each target's name, as Prometheus' `hashmod` relabelling splits scrape
 //! targets. Every process of shard `I` of `N` keeps the targets whose name
 //! hashes to `I`; two replicas of a shard watch the same targets and both
-//! notify (Alertmanager's clustering, PagerDuty's `dedup_key` and the
-//! webhook's event ids make that one page).
+//! notify (Alertmanager's clustering makes that one page; PagerDuty merges
+//! the triggers of one incident key, though two replicas may date an
+//! incident a scrape apart and so key it apart).
 
 use serde::Deserialize;
 
@@ -37,6 +38,8 @@ pub enum ShardError {
     NoOrdinal(u32),
     #[error("cluster.shards = 0: there must be at least one shard")]
     NoShards,
+    #[error("LBWATCH_SHARD_ORDINAL: {0:?} is not a pod ordinal (a whole number)")]
+    BadOrdinal(String),
 }
 
 impl std::str::FromStr for Shard {
@@ -63,7 +66,8 @@ impl std::fmt::Display for Shard {
 impl Shard {
     /// Whether this shard watches `target`.
     pub fn keeps(&self, target: &str) -> bool {
-        self.count <= 1 || fnv1a(target.as_bytes()) % u64::from(self.count) == u64::from(self.index)
+        self.count <= 1
+            || fmix64(fnv1a(target.as_bytes())) % u64::from(self.count) == u64::from(self.index)
     }
 
     /// The shard of `[cluster]`, where `ordinal` gives the environment's
@@ -82,11 +86,16 @@ impl Shard {
         if count == 0 {
             return Err(ShardError::NoShards);
         }
-        let ordinal = ["LBWATCH_SHARD_ORDINAL", "HOSTNAME"]
-            .iter()
-            .filter_map(|k| env(k))
-            .find_map(|v| trailing_number(&v))
-            .ok_or(ShardError::NoOrdinal(count))?;
+        let ordinal = match env("LBWATCH_SHARD_ORDINAL").filter(|v| !v.trim().is_empty()) {
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ShardError::BadOrdinal(v.clone()))?,
+            None => env("HOSTNAME")
+                .as_deref()
+                .and_then(pod_ordinal)
+                .ok_or(ShardError::NoOrdinal(count))?,
+        };
         Ok(Some(Shard {
             index: (ordinal % u64::from(count)) as u32,
             count,
@@ -94,10 +103,17 @@ impl Shard {
     }
 }
 
-/// `lbwatch-12` → 12.
-fn trailing_number(text: &str) -> Option<u64> {
-    let digits = text.len() - text.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    text[text.len() - digits..].parse().ok()
+/// A StatefulSet pod's ordinal: `lbwatch-12` → 12. Only a name ending in
+/// `-` and digits, with no digit before: a Deployment's
+/// `lbwatch-6d8f-xk2p9` or a host's `ip-10-0-0-12` have none worth
+/// trusting.
+fn pod_ordinal(host: &str) -> Option<u64> {
+    let (stem, digits) = host.trim().rsplit_once('-')?;
+    let plain = !stem.is_empty()
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !stem.bytes().any(|b| b.is_ascii_digit());
+    plain.then(|| digits.parse().ok()).flatten()
 }
 
 /// FNV-1a, 64 bits: stable across versions and platforms (a shard's
@@ -108,6 +124,18 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// MurmurHash3's 64-bit finaliser: FNV-1a's low bits depend only on the
+/// low bits of each byte (its multiplier is odd), so modulo an even number
+/// of shards names would split by the parity of their characters; mixing
+/// spreads every bit of the hash into every bit.
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 #[cfg(test)]
@@ -126,20 +154,41 @@ mod tests {
     #[test]
     fn every_target_is_in_exactly_one_shard_and_they_are_even() {
         let names: Vec<String> = (0..3000).map(|i| format!("lb-{i}.eu-west-1")).collect();
-        let shards: Vec<Shard> = (0..3).map(|i| Shard { index: i, count: 3 }).collect();
-        let mut sizes = [0usize; 3];
-        for n in &names {
-            let owners: Vec<u32> = shards
-                .iter()
-                .filter(|s| s.keeps(n))
-                .map(|s| s.index)
-                .collect();
-            assert_eq!(owners.len(), 1, "{n}: {owners:?}");
-            sizes[owners[0] as usize] += 1;
+        for count in [2, 3, 4] {
+            let shards: Vec<Shard> = (0..count).map(|index| Shard { index, count }).collect();
+            let mut sizes = vec![0usize; count as usize];
+            for n in &names {
+                let owners: Vec<u32> = shards
+                    .iter()
+                    .filter(|s| s.keeps(n))
+                    .map(|s| s.index)
+                    .collect();
+                assert_eq!(owners.len(), 1, "{n}: {owners:?}");
+                sizes[owners[0] as usize] += 1;
+            }
+            let even = 3000 / count as usize;
+            for s in &sizes {
+                assert!(s.abs_diff(even) * 10 < even, "{count} shards: {sizes:?}");
+            }
         }
-        for s in sizes {
-            assert!((900..=1100).contains(&s), "{sizes:?}");
-        }
+        // Names that differ in one odd digit do not all fall in shards of
+        // one parity (what FNV-1a alone does modulo an even count).
+        let parity: Vec<u32> = ["lb-eu-1", "lb-eu-3", "lb-eu-5", "lb-eu-7", "lb-eu-9"]
+            .iter()
+            .map(|n| {
+                (0..4)
+                    .find(|i| {
+                        Shard {
+                            index: *i,
+                            count: 4,
+                        }
+                        .keeps(n)
+                    })
+                    .unwrap()
+                    % 2
+            })
+            .collect();
+        assert!(parity.contains(&0) && parity.contains(&1), "{parity:?}");
         // Stable: FNV-1a's published value for "a", the same in every
         // version of lbwatch.
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
@@ -157,12 +206,23 @@ mod tests {
             1
         );
         assert_eq!(
-            Shard::of(&cfg, &host("lbwatch-1")).unwrap().unwrap().index,
+            Shard::of(&cfg, &host("lbwatch-fleet-1"))
+                .unwrap()
+                .unwrap()
+                .index,
             1
         );
+        for no in ["lbwatch", "lbwatch-6d8f-xk2p9", "ip-10-0-0-12", "lbwatch-"] {
+            assert_eq!(
+                Shard::of(&cfg, &host(no)),
+                Err(ShardError::NoOrdinal(3)),
+                "{no}"
+            );
+        }
+        let bad = |k: &str| (k == "LBWATCH_SHARD_ORDINAL").then(|| "abc".to_string());
         assert_eq!(
-            Shard::of(&cfg, &host("lbwatch")),
-            Err(ShardError::NoOrdinal(3))
+            Shard::of(&cfg, &bad),
+            Err(ShardError::BadOrdinal("abc".into()))
         );
         let ordinal = |k: &str| (k == "LBWATCH_SHARD_ORDINAL").then(|| "5".to_string());
         assert_eq!(Shard::of(&cfg, &ordinal).unwrap().unwrap().index, 2);

@@ -452,7 +452,7 @@ impl ConfigError {
 /// A TOML or type error without the text it quotes: the line it shows and
 /// any quoted value may be a password, a token in a URL or a header value.
 /// What stays says where (line, column, key) and what was expected.
-fn without_values(message: &str) -> String {
+pub(crate) fn without_values(message: &str) -> String {
     let kept: Vec<&str> = message
         .lines()
         .filter(|l| {
@@ -667,6 +667,9 @@ impl FileConfig {
                     d.refresh.0
                 ));
             }
+        }
+        if self.cluster.shard.is_some() && self.cluster.shards.is_some() {
+            errs.push("cluster.shards: set shard = \"I/N\" or shards = N (the index from the pod's ordinal), not both".into());
         }
         if self.cluster.shards == Some(0) {
             errs.push(crate::cluster::ShardError::NoShards.to_string());

@@ -68,12 +68,14 @@ pub enum DiscoveryError {
         path: PathBuf,
         why: String,
     },
-    #[error("discovery[{block}]: {path}: group {group}, {address}: {why}")]
+    /// The address itself is left out: a malformed one may hold
+    /// credentials (`user:password@host`).
+    #[error("discovery[{block}]: {path}: group {group}, target {index}: {why}")]
     Target {
         block: usize,
         path: PathBuf,
         group: usize,
-        address: String,
+        index: usize,
         why: String,
     },
 }
@@ -141,14 +143,14 @@ fn targets(
 ) -> Vec<TargetConfig> {
     let mut found = Vec::new();
     for (g, group) in groups.iter().enumerate() {
-        for address in &group.targets {
+        for (index, address) in group.targets.iter().enumerate() {
             match target(block, group, address) {
                 Ok(t) => found.push(t),
                 Err(why) => errors.push(DiscoveryError::Target {
                     block: b,
                     path: path.to_path_buf(),
                     group: g,
-                    address: address.clone(),
+                    index,
                     why,
                 }),
             }
@@ -160,6 +162,11 @@ fn targets(
 /// A file's groups: JSON, or YAML for `.yml`/`.yaml`.
 fn read_groups(path: &Path) -> Result<Vec<Group>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    // An empty file is one being written (or truncated by mistake): YAML
+    // would read it as no groups, and drop every target it had.
+    if text.trim().is_empty() {
+        return Err("empty".into());
+    }
     let yaml = path.extension().is_some_and(|e| e == "yml" || e == "yaml");
     if yaml {
         serde_yaml::from_str(&text).map_err(|e| e.to_string())
@@ -168,8 +175,14 @@ fn read_groups(path: &Path) -> Result<Vec<Group>, String> {
     }
 }
 
-/// The target of one address: the template, its name and URL.
+/// The target of one address (`host:port`): the template, its name and
+/// URL. Errors never quote the address or the template's values.
 fn target(block: &DiscoveryConfig, group: &Group, address: &str) -> Result<TargetConfig, String> {
+    let plain =
+        !address.is_empty() && !address.contains(|c: char| c.is_whitespace() || "@/?#".contains(c));
+    if !plain {
+        return Err("not a host:port address".into());
+    }
     let label = |k: &str| group.labels.get(k).and_then(Value::as_str);
     let name = block
         .name_label
@@ -184,7 +197,8 @@ fn target(block: &DiscoveryConfig, group: &Group, address: &str) -> Result<Targe
         "url".into(),
         Value::String(format!("{scheme}://{address}{path}")),
     );
-    serde_json::from_value(Value::Object(t)).map_err(|e| e.to_string())
+    serde_json::from_value(Value::Object(t))
+        .map_err(|e| crate::config::without_values(&e.to_string()))
 }
 
 #[cfg(test)]
@@ -223,6 +237,11 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("c.json"), "not json").unwrap();
+        std::fs::write(
+            dir.join("d.json"),
+            r#"[{"targets": ["admin:s3cret@10.0.0.5:8404"]}]"#,
+        )
+        .unwrap();
         let mut found = Discovered::default();
         let errors = found.refresh(&[block(&dir)]);
         let got = |found: &Discovered| -> Vec<(String, String, f64)> {
@@ -246,15 +265,25 @@ mod tests {
             ("us-1".into(), "http://10.0.1.1:80/stats;csv".into(), 2.0),
         ];
         assert_eq!(got(&found), all);
-        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors.len(), 2, "{errors:?}");
         let e = errors[0].to_string();
         assert!(
             e.starts_with("discovery[0]: ") && e.contains("c.json"),
             "{e}"
         );
-        // A file half-written keeps its targets; a file removed drops them.
+        let e = errors[1].to_string();
+        assert!(
+            e.contains("d.json: group 0, target 0: not a host:port"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
+        // A file half-written or empty keeps its targets; a file removed
+        // drops them.
         std::fs::write(dir.join("a.json"), "[{").unwrap();
-        assert_eq!(found.refresh(&[block(&dir)]).len(), 2);
+        assert_eq!(found.refresh(&[block(&dir)]).len(), 3);
+        assert_eq!(got(&found), all);
+        std::fs::write(dir.join("b.yml"), "\n").unwrap();
+        assert_eq!(found.refresh(&[block(&dir)]).len(), 4);
         assert_eq!(got(&found), all);
         std::fs::remove_file(dir.join("a.json")).unwrap();
         found.refresh(&[block(&dir)]);

@@ -1,55 +1,40 @@
 //! The targets this process watches: the configured ones and those
 //! `[[discovery]]` finds now, of its shard (`--shard`, else `[cluster]`).
 
+use std::collections::BTreeSet;
+
 use crate::cluster::{Shard, ShardError};
-use crate::config::FileConfig;
+use crate::config::{FileConfig, TargetConfig};
+use crate::discovery::Discovered;
 use crate::metrics::Metrics;
 
+/// What discovery last said was wrong, so each problem is logged once,
+/// when it appears, not at every refresh.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub discovered: Discovered,
+    problems: BTreeSet<String>,
+}
+
 /// `base` (the config as read) with the discovered targets added and the
-/// other shards' taken out. A discovered target that cannot be watched (a
-/// name already taken, an invalid key in the template) is left out, logged
-/// with its place and counted in `lbwatch_discovery_errors`; so is a file
-/// that cannot be read.
+/// other shards' taken out, and what discovery would keep if this config
+/// is applied (`seen` is left as it was: the caller keeps the new one only
+/// once the config runs).
 pub fn watched(
     base: &FileConfig,
-    discovered: &mut crate::discovery::Discovered,
+    seen: &Seen,
     cli: Option<Shard>,
     metrics: &Metrics,
-) -> Result<FileConfig, ShardError> {
+) -> Result<(FileConfig, Seen), ShardError> {
     let mut cfg = base.clone();
-    if !base.discovery.is_empty() {
-        let errors = discovered.refresh(&base.discovery);
-        let mut problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        let mut added = 0;
-        for t in discovered.targets().cloned() {
-            if cfg.targets.iter().any(|k| k.name == t.name) {
-                problems.push(format!(
-                    "discovery: target {:?} ({}) is already watched under that name; left out",
-                    t.name, t.url
-                ));
-                continue;
-            }
-            let alone = FileConfig {
-                targets: vec![t.clone()],
-                notifiers: Vec::new(),
-                discovery: Vec::new(),
-                ..base.clone()
-            };
-            let invalid = alone.validate();
-            if invalid.is_empty() {
-                cfg.targets.push(t);
-                added += 1;
-            } else {
-                let why = invalid.join("; ").replace("targets[0]", "its template");
-                problems.push(format!("discovery: target {:?}: {why}; left out", t.name));
-            }
-        }
-        for p in &problems {
-            tracing::warn!("{p}");
-        }
-        metrics.discovery_errors.inc_by(problems.len() as u64);
-        metrics.discovered.set(added);
+    let mut next = seen.clone();
+    let (added, problems) = discover(&mut cfg, &mut next.discovered);
+    for p in problems.difference(&seen.problems) {
+        tracing::warn!("{p}");
     }
+    metrics.discovery_errors.inc_by(problems.len() as u64);
+    metrics.discovered.set(added as i64);
+    next.problems = problems;
     let shard = match cli {
         Some(s) => Some(s),
         None => Shard::of(&cfg.cluster, &|k| std::env::var(k).ok())?,
@@ -57,15 +42,66 @@ pub fn watched(
     if let Some(s) = shard {
         let all = cfg.targets.len();
         cfg.targets.retain(|t| s.keeps(&t.name));
-        tracing::info!(
+        tracing::debug!(
             "shard {s}: watching {} of {all} target(s)",
             cfg.targets.len()
         );
     }
-    Ok(cfg)
+    // In name order: a discovery tool that writes its groups in another
+    // order changes nothing.
+    cfg.targets.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((cfg, next))
 }
 
-/// When `[[discovery]]` is next read: the shortest `refresh` from now.
+/// Adds what `[[discovery]]` finds to `cfg`: how many, and the problems. A
+/// target that cannot be watched (a name already taken, an invalid key in
+/// the template) is left out, as is a file that cannot be read.
+fn discover(cfg: &mut FileConfig, discovered: &mut Discovered) -> (usize, BTreeSet<String>) {
+    if cfg.discovery.is_empty() {
+        return (0, BTreeSet::new());
+    }
+    let mut problems: BTreeSet<String> = discovered
+        .refresh(&cfg.discovery)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut names: BTreeSet<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
+    let mut added = 0;
+    for t in discovered.targets() {
+        match admissible(t, &names) {
+            Ok(()) => {
+                names.insert(t.name.clone());
+                cfg.targets.push(t.clone());
+                added += 1;
+            }
+            Err(why) => {
+                problems.insert(format!("discovery: target {:?}: {why}; left out", t.name));
+            }
+        }
+    }
+    (added, problems)
+}
+
+/// Whether a discovered target can be watched: a name of its own, and
+/// keys that would pass in `[[targets]]`.
+fn admissible(t: &TargetConfig, taken: &BTreeSet<String>) -> Result<(), String> {
+    if taken.contains(&t.name) {
+        return Err(format!("{} is already watched under that name", t.url));
+    }
+    let alone = FileConfig {
+        targets: vec![t.clone()],
+        ..FileConfig::default()
+    };
+    let invalid = alone.validate();
+    if invalid.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid.join("; "))
+    }
+}
+
+/// When `[[discovery]]` is next read: every block at the shortest
+/// `refresh`, from now.
 pub fn next_discovery(base: &FileConfig) -> Option<tokio::time::Instant> {
     base.discovery
         .iter()

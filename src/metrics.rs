@@ -98,7 +98,7 @@ pub struct Metrics {
     pub stats_pools: Family<Labels, Gauge>,
     pub stats_servers: Family<Labels, Gauge>,
     pub state_errors: Counter,
-    /// file_sd files and entries `[[discovery]]` could not read.
+    /// Problems `[[discovery]]` met, at each refresh.
     pub discovery_errors: Counter,
     /// Targets found by `[[discovery]]`.
     pub discovered: Gauge,
@@ -183,7 +183,7 @@ impl Metrics {
         );
         registry.register(
             "lbwatch_discovery_errors",
-            "file_sd files and entries that could not be read (each logged with its place)",
+            "Problems [[discovery]] met at each refresh (unreadable files, bad entries, taken names, invalid templates), each logged once with its place",
             m.discovery_errors.clone(),
         );
         registry.register(

@@ -307,20 +307,48 @@ fn the_fleet_statefulset_gives_every_shard_two_replicas() {
         ordinal["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.labels['apps.kubernetes.io/pod-index']"
     );
+    // The targets come from the file_sd ConfigMap, mounted where the
+    // discovery block reads.
+    let sd = docs
+        .iter()
+        .find(|(_, d)| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "lbwatch-fleet-sd")
+        .expect("the file_sd ConfigMap");
+    let sd_dir = scratch("fleet-sd");
+    std::fs::create_dir_all(&sd_dir).unwrap();
+    std::fs::write(
+        sd_dir.join("lbs.json"),
+        sd.1["data"]["lbs.json"].as_str().unwrap(),
+    )
+    .unwrap();
+    let pattern = cfg.discovery[0].files[0].clone();
+    let mounted = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|m| pattern.parent() == Some(Path::new(m["mountPath"].as_str().unwrap())));
+    assert!(mounted, "{} not mounted", pattern.display());
+    let mut blocks = cfg.discovery.clone();
+    blocks[0].files = vec![sd_dir.join("*.json")];
+    let mut found = lbwatch::discovery::Discovered::default();
+    assert!(found.refresh(&blocks).is_empty());
+    let names: Vec<String> = found.targets().map(|t| t.name.clone()).collect();
+    assert!(names.len() >= 6, "{names:?}");
+
     let mut per_shard = vec![0; shards as usize];
-    let mut watched = std::collections::BTreeSet::new();
+    let mut watchers: std::collections::BTreeMap<&str, usize> = Default::default();
     for k in 0..replicas {
         let env = |name: &str| (name == "LBWATCH_SHARD_ORDINAL").then(|| k.to_string());
         let shard = lbwatch::cluster::Shard::of(&cfg.cluster, &env)
             .unwrap()
             .unwrap();
         per_shard[shard.index as usize] += 1;
-        for t in cfg.targets.iter().filter(|t| shard.keeps(&t.name)) {
-            watched.insert(t.name.clone());
+        for n in names.iter().filter(|n| shard.keeps(n)) {
+            *watchers.entry(n).or_default() += 1;
         }
     }
     assert!(per_shard.iter().all(|n| *n == 2), "{per_shard:?}");
-    assert_eq!(watched.len(), cfg.targets.len(), "a target no pod watches");
+    assert_eq!(watchers.len(), names.len(), "a target no pod watches");
+    assert!(watchers.values().all(|n| *n == 2), "{watchers:?}");
 
     let labels = &pod["metadata"]["labels"];
     let pdb = kind(&docs, "PodDisruptionBudget");

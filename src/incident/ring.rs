@@ -150,7 +150,10 @@ mod tests {
         assert_eq!(full.requests, 2.0);
         let oldest = ring.iter().next().unwrap();
         assert!(ring.expand(oldest).by_server.is_empty(), "dropped");
-        let with = ring.iter().filter(|k| !ring.expand(k).by_server.is_empty()).count();
+        let with = ring
+            .iter()
+            .filter(|k| !ring.expand(k).by_server.is_empty())
+            .count();
         assert_eq!(with, SHARES_KEPT_S as usize + 1);
         assert_eq!(ring.iter().filter(|k| k.abnormal).count(), 26);
     }

@@ -375,8 +375,12 @@ impl TargetTrack {
         let incident = self.open.as_ref()?;
         let mut end = None;
         for (_, track) in self.pools.iter().filter(|(n, _)| concerns(incident, n)) {
-            let normal: Vec<&super::ring::Kept> =
-                track.recent.iter().rev().take_while(|k| !k.abnormal).collect();
+            let normal: Vec<&super::ring::Kept> = track
+                .recent
+                .iter()
+                .rev()
+                .take_while(|k| !k.abnormal)
+                .collect();
             if normal.len() == track.recent.len() {
                 return None;
             }

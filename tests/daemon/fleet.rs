@@ -237,6 +237,8 @@ fn file_sd_targets_come_and_go_with_the_file() {
             .filter(|l| !l.ends_with(" 0"))
             .map(str::to_string)
     });
+    // Two refreshes later, the file still half-written: still watched.
+    std::thread::sleep(Duration::from_millis(2500));
     let still = watched(port);
     let stderr = run.stderr.lock().unwrap().clone();
     run.stop();
