@@ -16,6 +16,8 @@ struct Seen {
     errors: u64,
     up: bool,
     weight: f64,
+    /// The step that last listed it.
+    step: u64,
 }
 
 /// One pool over one interval.
@@ -31,12 +33,15 @@ pub struct Interval {
     pub reload: bool,
 }
 
-/// The previous scrape of one target.
+/// The previous scrape of one target. Pool by pool, server by server, so
+/// that a step looks names up without allocating them (a fleet steps a
+/// hundred thousand servers a second through here).
 #[derive(Debug, Clone, Default)]
 pub struct Previous {
     ts: Option<Timestamp>,
-    servers: BTreeMap<(String, String), Seen>,
+    servers: BTreeMap<String, BTreeMap<String, Seen>>,
     algos: BTreeMap<String, Option<String>>,
+    steps: u64,
 }
 
 impl Previous {
@@ -62,19 +67,22 @@ impl Previous {
         }
         let mut pools: BTreeMap<String, Interval> = BTreeMap::new();
         for s in servers {
-            let key = (s.pool.to_string(), s.server.to_string());
-            let pool = pools.entry(key.0.clone()).or_insert_with(|| Interval {
-                ts: Some(ts),
-                seconds,
-                reload,
-                ..Interval::default()
-            });
-            if let Some(prev) = self.servers.get(&key) {
+            if !pools.contains_key(&*s.pool) {
+                let fresh = Interval {
+                    ts: Some(ts),
+                    seconds,
+                    reload,
+                    ..Interval::default()
+                };
+                pools.insert(s.pool.to_string(), fresh);
+            }
+            let pool = pools.get_mut(&*s.pool).expect("inserted above");
+            if let Some(prev) = self.seen(&s.pool, &s.server) {
                 let r = delta(s.requests_total, prev.requests);
                 pool.requests += r;
                 pool.errors += delta(s.responses_5xx_total, prev.errors);
-                *pool.by_server.entry(key.1.clone()).or_default() += r;
-                self.changes(ts, &key, prev, s, &mut events);
+                *pool.by_server.entry(s.server.to_string()).or_default() += r;
+                Self::changes(ts, (&s.pool, &s.server), prev, s, &mut events);
             }
         }
         if !first {
@@ -85,14 +93,15 @@ impl Previous {
         (events, if first { BTreeMap::new() } else { pools })
     }
 
+    fn seen(&self, pool: &str, server: &str) -> Option<&Seen> {
+        self.servers.get(pool)?.get(server)
+    }
+
     /// Most counters lower than before: the LB restarted them.
     fn reloaded(&self, servers: &[ServerStat<'_>]) -> bool {
         let (mut lower, mut known) = (0, 0);
         for s in servers {
-            if let Some(p) = self
-                .servers
-                .get(&(s.pool.to_string(), s.server.to_string()))
-            {
+            if let Some(p) = self.seen(&s.pool, &s.server) {
                 known += 1;
                 lower += usize::from(s.requests_total < p.requests);
             }
@@ -101,14 +110,13 @@ impl Previous {
     }
 
     fn changes(
-        &self,
         ts: Timestamp,
-        (pool, server): &(String, String),
+        (pool, server): (&str, &str),
         prev: &Seen,
         s: &ServerStat<'_>,
         out: &mut Vec<LbEvent>,
     ) {
-        let (p, sv) = (Some(pool.clone()), Some(server.clone()));
+        let (p, sv) = (Some(pool.to_string()), Some(server.to_string()));
         if prev.up && !s.up {
             out.push(event(
                 ts,
@@ -139,8 +147,8 @@ impl Previous {
         let now: BTreeSet<(&str, &str)> = servers.iter().map(|s| (&*s.pool, &*s.server)).collect();
         let before: BTreeSet<(&str, &str)> = self
             .servers
-            .keys()
-            .map(|(p, s)| (p.as_str(), s.as_str()))
+            .iter()
+            .flat_map(|(p, ss)| ss.keys().map(move |s| (p.as_str(), s.as_str())))
             .collect();
         let pools: BTreeSet<&str> = now.iter().chain(&before).map(|(p, _)| *p).collect();
         for pool in pools {
@@ -195,24 +203,46 @@ impl Previous {
         }
     }
 
+    /// Updates the servers in place: nothing is allocated for a server or a
+    /// pool seen before.
     fn remember(&mut self, ts: Timestamp, servers: &[ServerStat<'_>]) {
         self.ts = Some(ts);
-        self.servers = servers
-            .iter()
-            .map(|s| {
-                let seen = Seen {
-                    requests: s.requests_total,
-                    errors: s.responses_5xx_total,
-                    up: s.up,
-                    weight: s.weight,
-                };
-                ((s.pool.to_string(), s.server.to_string()), seen)
-            })
-            .collect();
-        self.algos = servers
-            .iter()
-            .map(|s| (s.pool.to_string(), s.algo.as_ref().map(|a| a.to_string())))
-            .collect();
+        self.steps += 1;
+        let step = self.steps;
+        for s in servers {
+            let seen = Seen {
+                requests: s.requests_total,
+                errors: s.responses_5xx_total,
+                up: s.up,
+                weight: s.weight,
+                step,
+            };
+            if !self.servers.contains_key(&*s.pool) {
+                self.servers.insert(s.pool.to_string(), BTreeMap::new());
+            }
+            let pool = self.servers.get_mut(&*s.pool).expect("inserted above");
+            match pool.get_mut(&*s.server) {
+                Some(old) => *old = seen,
+                None => {
+                    pool.insert(s.server.to_string(), seen);
+                }
+            }
+            let algo = s.algo.as_deref();
+            if self
+                .algos
+                .get(&*s.pool)
+                .is_none_or(|a| a.as_deref() != algo)
+            {
+                self.algos
+                    .insert(s.pool.to_string(), algo.map(str::to_string));
+            }
+        }
+        for pool in self.servers.values_mut() {
+            pool.retain(|_, seen| seen.step == step);
+        }
+        self.servers.retain(|_, pool| !pool.is_empty());
+        let listed: BTreeSet<&str> = servers.iter().map(|s| &*s.pool).collect();
+        self.algos.retain(|p, _| listed.contains(p.as_str()));
     }
 }
 

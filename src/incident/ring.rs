@@ -15,7 +15,7 @@ use crate::model::Timestamp;
 /// How long a pool's intervals are kept: a fault's start is looked for up
 /// to this long before its first alert, and the chart reaches this far
 /// back.
-pub const RING_S: f64 = 180.0;
+pub const RING_S: f64 = 120.0;
 /// How long each server's requests are kept: to be learnt `LEARN_LAG_S`
 /// late, and for the chart's half minute before a start whose alert came
 /// up to half a minute later.
@@ -97,6 +97,16 @@ impl Ring {
         i
     }
 
+    /// Its requests per server, without building a map (none once
+    /// dropped).
+    pub fn by_server<'a>(&'a self, k: &'a Kept) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+        self.names
+            .iter()
+            .zip(&k.requests)
+            .filter(|(_, r)| !r.is_nan())
+            .map(|(s, r)| (s.as_str(), *r))
+    }
+
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Kept> + ExactSizeIterator {
         self.kept.iter()
     }
@@ -155,6 +165,8 @@ mod tests {
             .filter(|k| !ring.expand(k).by_server.is_empty())
             .count();
         assert_eq!(with, SHARES_KEPT_S as usize + 1);
-        assert_eq!(ring.iter().filter(|k| k.abnormal).count(), 26);
+        let first = 399 - RING_S as i64;
+        let flagged = (first..400).filter(|t| t % 7 == 0).count();
+        assert_eq!(ring.iter().filter(|k| k.abnormal).count(), flagged);
     }
 }

@@ -38,7 +38,9 @@ struct Usual {
 }
 
 impl Usual {
-    fn learn(&mut self, i: &Interval) {
+    /// Learns an interval: its totals (`i`) and its requests per server,
+    /// which a kept interval gives without building a map.
+    fn learn<'a>(&mut self, i: &Interval, by_server: impl Iterator<Item = (&'a str, f64)>) {
         if i.seconds <= 0.0 || i.reload {
             return;
         }
@@ -47,9 +49,14 @@ impl Usual {
         self.rate = mix(self.rate, i.requests / i.seconds);
         if i.requests > 0.0 {
             self.errors = mix(self.errors, i.errors / i.requests);
-            for (s, r) in &i.by_server {
-                let e = self.shares.entry(s.clone()).or_insert(r / i.requests);
-                *e += k * (r / i.requests - *e);
+            for (s, r) in by_server {
+                let share = r / i.requests;
+                match self.shares.get_mut(s) {
+                    Some(e) => *e += k * (share - *e),
+                    None => {
+                        self.shares.insert(s.to_string(), share);
+                    }
+                }
             }
         }
     }
@@ -133,7 +140,7 @@ impl PoolTrack {
             if now.secs_since(ts) < LEARN_LAG_S {
                 break;
             }
-            self.usual.learn(&self.recent.expand(k));
+            self.usual.learn(&k.totals, self.recent.by_server(k));
             self.learned_until = Some(ts);
         }
     }
