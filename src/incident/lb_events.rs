@@ -33,6 +33,18 @@ pub struct Interval {
     pub reload: bool,
 }
 
+impl Seen {
+    fn of(s: &ServerStat<'_>, step: u64) -> Seen {
+        Seen {
+            requests: s.requests_total,
+            errors: s.responses_5xx_total,
+            up: s.up,
+            weight: s.weight,
+            step,
+        }
+    }
+}
+
 /// The previous scrape of one target. Pool by pool, server by server, so
 /// that a step looks names up without allocating them (a fleet steps a
 /// hundred thousand servers a second through here).
@@ -54,59 +66,60 @@ impl Previous {
     ) -> (Vec<LbEvent>, BTreeMap<String, Interval>) {
         let first = self.ts.is_none();
         let seconds = self.ts.map_or(0.0, |p| ts.secs_since(p));
-        let reload = self.reloaded(servers);
+        self.steps += 1;
+        let step = self.steps;
         let mut events = Vec::new();
-        if reload {
-            events.push(event(
-                ts,
-                LbEventKind::Reload,
-                None,
-                None,
-                "the LB reloaded (its counters restarted)".to_string(),
-            ));
-        }
         let mut pools: BTreeMap<String, Interval> = BTreeMap::new();
+        let (mut known, mut lower) = (0, 0);
         for s in servers {
             if !pools.contains_key(&*s.pool) {
                 let fresh = Interval {
                     ts: Some(ts),
                     seconds,
-                    reload,
                     ..Interval::default()
                 };
                 pools.insert(s.pool.to_string(), fresh);
             }
             let pool = pools.get_mut(&*s.pool).expect("inserted above");
-            if let Some(prev) = self.seen(&s.pool, &s.server) {
-                let r = delta(s.requests_total, prev.requests);
-                pool.requests += r;
-                pool.errors += delta(s.responses_5xx_total, prev.errors);
-                *pool.by_server.entry(s.server.to_string()).or_default() += r;
-                Self::changes(ts, (&s.pool, &s.server), prev, s, &mut events);
-            }
+            // Looked up once, compared, then updated in place.
+            let Some(prev) = self
+                .servers
+                .get_mut(&*s.pool)
+                .and_then(|p| p.get_mut(&*s.server))
+            else {
+                continue;
+            };
+            known += 1;
+            lower += usize::from(s.requests_total < prev.requests);
+            let r = delta(s.requests_total, prev.requests);
+            pool.requests += r;
+            pool.errors += delta(s.responses_5xx_total, prev.errors);
+            *pool.by_server.entry(s.server.to_string()).or_default() += r;
+            Self::changes(ts, (&s.pool, &s.server), prev, s, &mut events);
+            *prev = Seen::of(s, step);
+        }
+        // Most counters lower than before: the LB restarted them.
+        if known > 0 && lower * 2 > known {
+            let text = "the LB reloaded (its counters restarted)".to_string();
+            events.insert(0, event(ts, LbEventKind::Reload, None, None, text));
+            pools.values_mut().for_each(|p| p.reload = true);
+        }
+        // Every server listed before is listed now, and no other: the
+        // usual case, which needs no comparison of the two lists.
+        let same = known == servers.len() && known == self.listed();
+        if !first && !same {
+            self.membership(ts, servers, &mut events);
         }
         if !first {
-            self.membership(ts, servers, &mut events);
             self.algorithms(ts, servers, &mut events);
         }
-        self.remember(ts, servers);
+        self.remember(ts, servers, step);
         (events, if first { BTreeMap::new() } else { pools })
     }
 
-    fn seen(&self, pool: &str, server: &str) -> Option<&Seen> {
-        self.servers.get(pool)?.get(server)
-    }
-
-    /// Most counters lower than before: the LB restarted them.
-    fn reloaded(&self, servers: &[ServerStat<'_>]) -> bool {
-        let (mut lower, mut known) = (0, 0);
-        for s in servers {
-            if let Some(p) = self.seen(&s.pool, &s.server) {
-                known += 1;
-                lower += usize::from(s.requests_total < p.requests);
-            }
-        }
-        known > 0 && lower * 2 > known
+    /// Servers in the previous scrape.
+    fn listed(&self) -> usize {
+        self.servers.values().map(BTreeMap::len).sum()
     }
 
     fn changes(
@@ -203,29 +216,17 @@ impl Previous {
         }
     }
 
-    /// Updates the servers in place: nothing is allocated for a server or a
-    /// pool seen before.
-    fn remember(&mut self, ts: Timestamp, servers: &[ServerStat<'_>]) {
+    /// Adds the servers new to this step (`step` updated the others in
+    /// place) and forgets those no longer listed.
+    fn remember(&mut self, ts: Timestamp, servers: &[ServerStat<'_>], step: u64) {
         self.ts = Some(ts);
-        self.steps += 1;
-        let step = self.steps;
         for s in servers {
-            let seen = Seen {
-                requests: s.requests_total,
-                errors: s.responses_5xx_total,
-                up: s.up,
-                weight: s.weight,
-                step,
-            };
             if !self.servers.contains_key(&*s.pool) {
                 self.servers.insert(s.pool.to_string(), BTreeMap::new());
             }
             let pool = self.servers.get_mut(&*s.pool).expect("inserted above");
-            match pool.get_mut(&*s.server) {
-                Some(old) => *old = seen,
-                None => {
-                    pool.insert(s.server.to_string(), seen);
-                }
+            if !pool.contains_key(&*s.server) {
+                pool.insert(s.server.to_string(), Seen::of(s, step));
             }
             let algo = s.algo.as_deref();
             if self
