@@ -593,7 +593,11 @@ impl Daemon {
                 Err(e) => return tracing::error!("cluster: {e}"),
             };
         self.seen = seen;
-        if new.targets == self.cfg.targets || self.failed.as_ref() == Some(&new.targets) {
+        let failed = self
+            .failed
+            .as_ref()
+            .is_some_and(|f| crate::fleet::same_targets(f, &new.targets));
+        if failed || crate::fleet::same_targets(&new.targets, &self.cfg.targets) {
             return;
         }
         let (before, targets) = (self.cfg.targets.len(), new.targets.clone());

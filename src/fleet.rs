@@ -47,10 +47,19 @@ pub fn watched(
             cfg.targets.len()
         );
     }
-    // In name order: a discovery tool that writes its groups in another
-    // order changes nothing.
-    cfg.targets.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((cfg, next))
+}
+
+/// Whether two lists hold the same targets, in any order: a discovery tool
+/// that writes its groups in another order changes nothing. (The lists keep
+/// the file's order: errors and warnings name `targets[i]` by it.)
+pub fn same_targets(a: &[TargetConfig], b: &[TargetConfig]) -> bool {
+    fn sorted(l: &[TargetConfig]) -> Vec<&TargetConfig> {
+        let mut v: Vec<&TargetConfig> = l.iter().collect();
+        v.sort_by(|x, y| x.name.cmp(&y.name));
+        v
+    }
+    a.len() == b.len() && sorted(a) == sorted(b)
 }
 
 /// Adds what `[[discovery]]` finds to `cfg`: how many, and the problems. A
@@ -108,4 +117,29 @@ pub fn next_discovery(base: &FileConfig) -> Option<tokio::time::Instant> {
         .map(|d| d.refresh.0)
         .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))))
         .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &str, url: &str) -> TargetConfig {
+        serde_json::from_value(serde_json::json!({"name": name, "kind": "haproxy", "url": url}))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_same_targets_in_another_order_are_the_same() {
+        let (a, b) = (target("a", "http://h:1/"), target("b", "http://h:2/"));
+        assert!(same_targets(
+            &[a.clone(), b.clone()],
+            &[b.clone(), a.clone()]
+        ));
+        assert!(!same_targets(
+            std::slice::from_ref(&a),
+            &[a.clone(), b.clone()]
+        ));
+        let moved = target("b", "http://h:3/");
+        assert!(!same_targets(&[a.clone(), b], &[moved, a]));
+    }
 }

@@ -244,6 +244,20 @@ impl Incidents {
     }
 }
 
+impl Incidents {
+    /// A change of an incident: to the history (fsync'd), then the book.
+    fn record(&mut self, i: crate::incident::Incident) -> Result<(), SinkError> {
+        if let Some(store) = &mut self.store {
+            store.put(&i).map_err(history_error)?;
+        }
+        self.book
+            .write()
+            .expect("incident book lock")
+            .insert(i.id.clone(), i);
+        Ok(())
+    }
+}
+
 fn history_error(e: crate::incident::store::StoreError) -> SinkError {
     SinkError::io("writing the incident history")(std::io::Error::other(e.to_string()))
 }
@@ -268,13 +282,7 @@ impl Sink for Incidents {
                 }
                 Change::Updated(i) | Change::Closed(i) => i,
             };
-            if let Some(store) = &mut self.store {
-                store.put(&i).map_err(history_error)?;
-            }
-            self.book
-                .write()
-                .expect("incident book lock")
-                .insert(i.id.clone(), i);
+            self.record(i)?;
         }
         if let Some(i) = self.tracker.open_for(target) {
             self.book
@@ -300,13 +308,7 @@ impl Sink for Incidents {
         resolved: &[AlertEvent],
     ) -> Result<(), SinkError> {
         if let Some(i) = self.tracker.forget(target, now, resolved) {
-            if let Some(store) = &mut self.store {
-                store.put(&i).map_err(history_error)?;
-            }
-            self.book
-                .write()
-                .expect("incident book lock")
-                .insert(i.id.clone(), i);
+            self.record(i)?;
         }
         if let Some(m) = &self.metrics {
             let labels = vec![("target", target.to_string())];

@@ -150,6 +150,24 @@ fn kind<'a>(docs: &'a [(String, serde_yaml::Value)], kind: &str) -> &'a serde_ya
         .1
 }
 
+/// The kustomization lists every manifest of its directory.
+fn all_listed_in_the_kustomization(docs: &[(String, serde_yaml::Value)]) {
+    let listed: Vec<&str> = kind(docs, "Kustomization")["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    for (file, d) in docs {
+        if d["kind"] != "Kustomization" {
+            assert!(
+                listed.contains(&file.as_str()),
+                "{file} not in kustomization"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_kubernetes_manifests_hold_together_and_their_configs_are_valid() {
     let docs = manifests();
@@ -164,21 +182,7 @@ fn the_kubernetes_manifests_hold_together_and_their_configs_are_valid() {
             );
         }
     }
-    // The kustomization lists every manifest.
-    let listed: Vec<&str> = kind(&docs, "Kustomization")["resources"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
-    for (file, d) in &docs {
-        if d["kind"] != "Kustomization" {
-            assert!(
-                listed.contains(&file.as_str()),
-                "{file} not in kustomization"
-            );
-        }
-    }
+    all_listed_in_the_kustomization(&docs);
 
     let cm = &kind(&docs, "ConfigMap")["data"];
     let haproxy_cfg = scratch("haproxy.cfg");
@@ -267,17 +271,7 @@ fn the_kubernetes_manifests_hold_together_and_their_configs_are_valid() {
 #[test]
 fn the_fleet_statefulset_gives_every_shard_two_replicas() {
     let docs = manifests_in("deploy/kubernetes-fleet");
-    let listed: Vec<&str> = kind(&docs, "Kustomization")["resources"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
-    for (file, d) in &docs {
-        if d["kind"] != "Kustomization" {
-            assert!(listed.contains(&file.as_str()), "{file} not listed");
-        }
-    }
+    all_listed_in_the_kustomization(&docs);
     let toml = scratch("fleet.toml");
     let text = kind(&docs, "ConfigMap")["data"]["lbwatch.toml"]
         .as_str()

@@ -45,6 +45,22 @@ impl Seen {
     }
 }
 
+#[cfg(test)]
+impl Interval {
+    /// A one-second interval ending at `t` s with these requests per server
+    /// and `errors` 5xx, for tests.
+    pub fn of(t: i64, counts: &[(&str, f64)], errors: f64) -> Interval {
+        Interval {
+            ts: Some(Timestamp::from_micros(t * 1_000_000)),
+            seconds: 1.0,
+            requests: counts.iter().map(|(_, r)| r).sum(),
+            errors,
+            by_server: counts.iter().map(|(s, r)| (s.to_string(), *r)).collect(),
+            reload: false,
+        }
+    }
+}
+
 /// The previous scrape of one target. Pool by pool, server by server, so
 /// that a step looks names up without allocating them (a fleet steps a
 /// hundred thousand servers a second through here).

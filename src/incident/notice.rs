@@ -142,6 +142,26 @@ fn group(
     )
 }
 
+#[cfg(test)]
+impl IncidentNote {
+    /// A note of incident `id` on lb1 with `firing` alerts, for tests.
+    pub fn sample(id: &str, firing: usize) -> IncidentNote {
+        IncidentNote {
+            id: id.into(),
+            target: "lb1".into(),
+            headline: String::new(),
+            firing,
+            severity: Severity::Warning,
+            start: Timestamp::from_micros(0),
+            detected: Timestamp::from_micros(0),
+            end: None,
+            duration_seconds: 0.0,
+            impact: String::new(),
+            cause: String::new(),
+        }
+    }
+}
+
 fn verb(alert: AlertName) -> &'static str {
     match alert {
         AlertName::ServerDown => "down",

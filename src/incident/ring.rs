@@ -130,14 +130,7 @@ mod tests {
     use super::*;
 
     fn interval(t: i64, counts: &[(&str, f64)]) -> Interval {
-        Interval {
-            ts: Some(Timestamp::from_micros(t * 1_000_000)),
-            seconds: 1.0,
-            requests: counts.iter().map(|(_, r)| r).sum(),
-            errors: 0.0,
-            by_server: counts.iter().map(|(s, r)| (s.to_string(), *r)).collect(),
-            reload: false,
-        }
+        Interval::of(t, counts, 0.0)
     }
 
     #[test]

@@ -400,19 +400,7 @@ mod tests {
         let entry = |seq: u64, incident: Option<&str>| super::super::outbox::Entry {
             seq,
             event: event(AlertState::Firing, &format!("web-{seq}"), 1),
-            incident: incident.map(|id| crate::incident::notice::IncidentNote {
-                id: id.into(),
-                target: "lb1".into(),
-                headline: String::new(),
-                firing: 1,
-                severity: crate::model::Severity::Warning,
-                start: Timestamp::from_micros(0),
-                detected: Timestamp::from_micros(0),
-                end: None,
-                duration_seconds: 0.0,
-                impact: String::new(),
-                cause: String::new(),
-            }),
+            incident: incident.map(|id| crate::incident::notice::IncidentNote::sample(id, 1)),
             accepted: None,
         };
         let pending = [

@@ -510,19 +510,7 @@ pub(super) mod tests {
     fn an_alert_paged_alone_resolves_alone_and_incidents_survive_reopening() {
         let path = dir("keyed").join("pd.log");
         let mut o = Outbox::open(&path, 100).unwrap();
-        let note = |id: &str| crate::incident::notice::IncidentNote {
-            id: id.into(),
-            target: "lb1".into(),
-            headline: "h".into(),
-            firing: 0,
-            severity: crate::model::Severity::Warning,
-            start: Timestamp::from_micros(0),
-            detected: Timestamp::from_micros(0),
-            end: None,
-            duration_seconds: 0.0,
-            impact: String::new(),
-            cause: String::new(),
-        };
+        let note = |id: &str| crate::incident::notice::IncidentNote::sample(id, 0);
         // web1 fired with no incident (an older lbwatch); web2 with one.
         o.push(&notices(&[event(AlertState::Firing, "web1", 1)]), now())
             .unwrap();

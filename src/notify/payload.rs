@@ -364,17 +364,11 @@ mod tests {
 
     fn note(firing: usize) -> IncidentNote {
         IncidentNote {
-            id: "lb 1-20261122T025950Z".into(),
             target: "lb 1".into(),
             headline: "ServerDown on lb 1: 3 of 20 servers of pool web down: a, b, c".into(),
-            firing,
-            severity: Severity::Warning,
-            start: Timestamp::parse_rfc3339("2026-11-22T02:59:50Z").unwrap(),
-            detected: Timestamp::parse_rfc3339("2026-11-22T03:00:00Z").unwrap(),
-            end: None,
             duration_seconds: 190.4,
             impact: "about 1,200 requests failed beyond the usual 5xx".into(),
-            cause: "the reload at 02:59:50Z".into(),
+            ..IncidentNote::sample("lb 1-20261122T025950Z", firing)
         }
     }
 
