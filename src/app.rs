@@ -521,6 +521,8 @@ struct Daemon {
     cfg: FileConfig,
     /// When `[[discovery]]` is read again, and what it found last.
     next_discovery: Option<tokio::time::Instant>,
+    /// A reading of `[[discovery]]` under way, off the detector loop.
+    reading: Option<tokio::task::JoinHandle<crate::discovery::Found>>,
     seen: crate::fleet::Seen,
     /// Discovered targets that could not start (not tried again as such).
     failed: Option<Vec<crate::config::TargetConfig>>,
@@ -571,8 +573,14 @@ impl Daemon {
     /// Runs `base`, a config as read (with its discovered targets, of this
     /// shard); what it found is kept only once it runs.
     async fn adopt(&mut self, base: FileConfig, pipeline: &mut Pipeline) -> Result<(), String> {
-        let (new, seen) = crate::fleet::watched(&base, &self.seen, self.shard, &self.metrics)
-            .map_err(|e| e.to_string())?;
+        // A reading under way is of the old blocks.
+        if let Some(r) = self.reading.take() {
+            r.abort();
+        }
+        let found = crate::discovery::read(&base.discovery).await;
+        let (new, seen) =
+            crate::fleet::watched(&base, &self.seen, found, self.shard, &self.metrics)
+                .map_err(|e| e.to_string())?;
         self.apply(new, pipeline).await?;
         self.seen = seen;
         self.failed = None;
@@ -581,14 +589,32 @@ impl Daemon {
         Ok(())
     }
 
-    /// Reads `[[discovery]]` again; a change of targets applies as a
-    /// reload does (new targets start, removed ones resolve their alerts).
-    /// A set of targets that could not start is not tried again until the
-    /// files change.
-    async fn rediscover(&mut self, pipeline: &mut Pipeline) {
+    /// Starts reading `[[discovery]]` again, on a task of its own: files
+    /// on a hung network filesystem, or a DNS server that does not answer,
+    /// must not hold the detector loop.
+    fn start_reading(&mut self) {
+        self.next_discovery = None;
+        let blocks = self.base.discovery.clone();
+        self.reading = Some(tokio::spawn(async move {
+            crate::discovery::read(&blocks).await
+        }));
+    }
+
+    /// Takes what discovery read; a change of targets applies as a reload
+    /// does (new targets start, removed ones resolve their alerts). A set
+    /// of targets that could not start is not tried again until discovery
+    /// finds another.
+    async fn rediscover(
+        &mut self,
+        found: Option<crate::discovery::Found>,
+        pipeline: &mut Pipeline,
+    ) {
         self.next_discovery = crate::fleet::next_discovery(&self.base);
+        let Some(found) = found else {
+            return tracing::error!("discovery: the reading stopped before it ended");
+        };
         let (new, seen) =
-            match crate::fleet::watched(&self.base, &self.seen, self.shard, &self.metrics) {
+            match crate::fleet::watched(&self.base, &self.seen, found, self.shard, &self.metrics) {
                 Ok(found) => found,
                 Err(e) => return tracing::error!("cluster: {e}"),
             };
@@ -777,9 +803,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let base = cfg;
-    let (cfg, seen) =
-        crate::fleet::watched(&base, &crate::fleet::Seen::default(), opts.shard, &metrics)
-            .context("cluster")?;
+    let found = crate::discovery::read(&base.discovery).await;
+    let (cfg, seen) = crate::fleet::watched(
+        &base,
+        &crate::fleet::Seen::default(),
+        found,
+        opts.shard,
+        &metrics,
+    )
+    .context("cluster")?;
     metrics.set_per_server(cfg.metrics.per_server);
     let client = Fetcher::shared_client()?;
     let parts = Workers::build(&cfg, &client, &metrics)?;
@@ -829,6 +861,7 @@ pub async fn run(
     let workers = Workers::start(parts, &tx, &metrics, &client);
     let mut daemon = Daemon {
         next_discovery: crate::fleet::next_discovery(&base),
+        reading: None,
         seen,
         failed: None,
         base,
@@ -890,6 +923,17 @@ async fn due(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// What a discovery reading found once it ends; never, with none under
+/// way. `None` for a reading that panicked or was stopped.
+async fn read(
+    reading: &mut Option<tokio::task::JoinHandle<crate::discovery::Found>>,
+) -> Option<crate::discovery::Found> {
+    match reading {
+        Some(r) => r.await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
 /// The detector loop: each sample through the pipeline, SIGHUP reloads,
 /// systemd's watchdog pinged, until `shutdown` (or every scraper is gone).
 async fn detect_until(
@@ -915,7 +959,12 @@ async fn detect_until(
                 continue;
             }
             () = due(daemon.next_discovery) => {
-                daemon.rediscover(pipeline).await;
+                daemon.start_reading();
+                continue;
+            }
+            found = read(&mut daemon.reading) => {
+                daemon.reading = None;
+                daemon.rediscover(found, pipeline).await;
                 continue;
             }
             // Pinged from this loop: a detector that stopped taking

@@ -656,17 +656,7 @@ impl FileConfig {
             }
         }
         for (i, d) in self.discovery.iter().enumerate() {
-            if d.files.is_empty() {
-                errs.push(format!(
-                    "discovery[{i}].files: empty: list the file_sd files to read"
-                ));
-            }
-            if d.refresh.0 <= 0.0 {
-                errs.push(format!(
-                    "discovery[{i}].refresh: {}s is invalid: must be above 0",
-                    d.refresh.0
-                ));
-            }
+            errs.extend(d.problems(i));
         }
         if self.cluster.shard.is_some() && self.cluster.shards.is_some() {
             errs.push("cluster.shards: set shard = \"I/N\" or shards = N (the index from the pod's ordinal), not both".into());

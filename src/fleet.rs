@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::cluster::{Shard, ShardError};
 use crate::config::{FileConfig, TargetConfig};
-use crate::discovery::Discovered;
+use crate::discovery::{Discovered, Found};
 use crate::metrics::Metrics;
 
 /// What discovery last said was wrong, so each problem is logged once,
@@ -16,19 +16,20 @@ pub struct Seen {
     problems: BTreeSet<String>,
 }
 
-/// `base` (the config as read) with the discovered targets added and the
-/// other shards' taken out, and what discovery would keep if this config
-/// is applied (`seen` is left as it was: the caller keeps the new one only
-/// once the config runs).
+/// `base` (the config as read) with the targets discovery `found` added
+/// and the other shards' taken out, and what discovery would keep if this
+/// config is applied (`seen` is left as it was: the caller keeps the new
+/// one only once the config runs). No I/O: `found` was read before.
 pub fn watched(
     base: &FileConfig,
     seen: &Seen,
+    found: Found,
     cli: Option<Shard>,
     metrics: &Metrics,
 ) -> Result<(FileConfig, Seen), ShardError> {
     let mut cfg = base.clone();
     let mut next = seen.clone();
-    let (added, problems) = discover(&mut cfg, &mut next.discovered);
+    let (added, problems) = discover(&mut cfg, &mut next.discovered, found);
     for p in problems.difference(&seen.problems) {
         tracing::warn!("{p}");
     }
@@ -65,12 +66,16 @@ pub fn same_targets(a: &[TargetConfig], b: &[TargetConfig]) -> bool {
 /// Adds what `[[discovery]]` finds to `cfg`: how many, and the problems. A
 /// target that cannot be watched (a name already taken, an invalid key in
 /// the template) is left out, as is a file that cannot be read.
-fn discover(cfg: &mut FileConfig, discovered: &mut Discovered) -> (usize, BTreeSet<String>) {
+fn discover(
+    cfg: &mut FileConfig,
+    discovered: &mut Discovered,
+    found: Found,
+) -> (usize, BTreeSet<String>) {
     if cfg.discovery.is_empty() {
         return (0, BTreeSet::new());
     }
     let mut problems: BTreeSet<String> = discovered
-        .refresh(&cfg.discovery)
+        .update(found)
         .iter()
         .map(ToString::to_string)
         .collect();

@@ -324,7 +324,9 @@ fn the_fleet_statefulset_gives_every_shard_two_replicas() {
     let mut blocks = cfg.discovery.clone();
     blocks[0].files = vec![sd_dir.join("*.json")];
     let mut found = lbwatch::discovery::Discovered::default();
-    assert!(found.refresh(&blocks).is_empty());
+    assert!(found
+        .update(lbwatch::discovery::read_files(&blocks))
+        .is_empty());
     let names: Vec<String> = found.targets().map(|t| t.name.clone()).collect();
     assert!(names.len() >= 6, "{names:?}");
 

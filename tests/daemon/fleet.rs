@@ -249,3 +249,118 @@ fn file_sd_targets_come_and_go_with_the_file() {
         "the error names the file: {stderr}"
     );
 }
+
+/// `[[discovery]]` of kind `dns`, asking a real DNS server (dnsmasq) on
+/// loopback: SRV records (host and port) and A records (with the block's
+/// port). Records added are watched; a record removed in the middle of its
+/// target's alert has the alert resolved and the target no longer watched;
+/// a name without records drops its targets; a server that does not
+/// answer keeps them, and the error is counted and names the name.
+#[test]
+fn dns_sd_targets_follow_srv_and_a_records() {
+    use support::dns::{Dnsmasq, DOMAIN};
+    let lbs: Vec<fake_lb::FakeLb> = (0..3).map(|_| fake_lb::start(Behaviour::Csv)).collect();
+    let port_of = |lb: &fake_lb::FakeLb| -> u16 {
+        let rest = lb.url.trim_start_matches("http://127.0.0.1:");
+        rest.split('/').next().unwrap().parse().unwrap()
+    };
+    let (p1, p2, p3) = (port_of(&lbs[0]), port_of(&lbs[1]), port_of(&lbs[2]));
+    let srv = format!("_stats._tcp.{DOMAIN}");
+    let a = format!("lbs.{DOMAIN}");
+    let srv_to = |port: u16| format!("--srv-host={srv},localhost,{port}");
+    let a_to = || format!("--host-record={a},127.0.0.1");
+    let mut dns = Dnsmasq::start(&scratch("dnsmasq"), free_port(), &[srv_to(p1), a_to()]);
+    let hook = support::receiver::Sink::start(200);
+    let port = free_port();
+    let block = |name: &str, extra: &str| {
+        format!(
+            "[[discovery]]\nkind = \"dns\"\nnames = [\"{name}\"]\n{extra}refresh = \"1s\"\n\
+             nameservers = [\"127.0.0.1:{}\"]\npath = \"/stats;csv\"\n\
+             [discovery.template]\nkind = \"haproxy\"\ninterval = \"1s\"\n",
+            dns.port
+        )
+    };
+    let cfg = write_config(
+        "dns-sd.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n{}{}\
+             [[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            block(&srv, ""),
+            block(&a, &format!("type = \"A\"\nport = {p3}\n")),
+            hook.url("/hook")
+        ),
+    );
+    let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    let (t1, t2, t3) = (
+        format!("localhost:{p1}"),
+        format!("localhost:{p2}"),
+        format!("127.0.0.1:{p3}"),
+    );
+    let watching = |want: &[&String]| {
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        support::tools::eventually(Duration::from_secs(15), || {
+            (watched(port) == want).then_some(())
+        })
+        .is_some()
+    };
+    assert!(watching(&[&t1, &t3]), "{:?}", watched(port));
+    dns.restart(&[srv_to(p1), srv_to(p2), a_to()]);
+    assert!(watching(&[&t1, &t2, &t3]), "{:?}", watched(port));
+    lbs[0].wait_scraped(6);
+    lbs[0].skew();
+    let fired = run.wait_for(Duration::from_secs(20), |l| {
+        l.contains("\"TrafficSkew\"") && l.contains("firing") && l.contains(&t1)
+    });
+    assert!(fired, "no TrafficSkew on {t1}: {:?}", run.seen);
+    // The first SRV record and the A record go.
+    dns.restart(&[srv_to(p2)]);
+    assert!(watching(&[&t2]), "{:?}", watched(port));
+    let resolved = |e: &Value| {
+        e["target"] == t1.as_str() && e["alert"] == "TrafficSkew" && e["state"] == "resolved"
+    };
+    assert!(
+        hook.wait(Duration::from_secs(10), |_| hook
+            .webhook_events()
+            .iter()
+            .any(|(_, e)| resolved(e))),
+        "{t1}'s alert not resolved at the receiver: {:?}",
+        hook.webhook_events()
+    );
+    // No answer at all: the targets stay.
+    let before = run.stderr.lock().unwrap().len();
+    dns.stop();
+    let counted = support::tools::eventually(Duration::from_secs(30), || {
+        let stderr = run.stderr.lock().unwrap().clone();
+        stderr[before..]
+            .lines()
+            .any(|l| l.contains(&format!("discovery[0]: {srv}: ")))
+            .then_some(())
+    });
+    // Two refreshes more, to see the targets kept.
+    std::thread::sleep(Duration::from_millis(2500));
+    let still = watched(port);
+    let errors = http_get(port, "/metrics")
+        .lines()
+        .find(|l| l.starts_with("lbwatch_discovery_errors_total "))
+        .map(str::to_string);
+    let stderr = run.stderr.lock().unwrap().clone();
+    run.stop();
+    assert_eq!(
+        still,
+        std::slice::from_ref(&t2),
+        "a server that does not answer keeps its targets"
+    );
+    assert!(
+        counted.is_some(),
+        "the lookup's failure is not logged: {stderr}"
+    );
+    assert!(
+        errors.is_some_and(|l| !l.ends_with(" 0")),
+        "no discovery error counted"
+    );
+    assert!(
+        stderr.contains(&format!("discovery[1]: {a}: no records")),
+        "{stderr}"
+    );
+}

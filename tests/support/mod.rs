@@ -1,5 +1,6 @@
 //! Test helpers, one per layer.
 
+pub mod dns;
 pub mod fake_lb;
 pub mod haproxy;
 pub mod receiver;
