@@ -14,6 +14,8 @@ mod support;
 mod deploy;
 #[path = "daemon/fleet.rs"]
 mod fleet;
+#[path = "daemon/fleet_ha.rs"]
+mod fleet_ha;
 #[path = "daemon/incident_haproxy.rs"]
 mod incident_haproxy;
 #[path = "daemon/incidents.rs"]

@@ -18,16 +18,35 @@ pub fn incident_links(external_url: &str, id: &str) -> [String; 2] {
 
 /// The generic webhook body of `docs/interface.md`: the events, and, when
 /// they belong to an incident, that incident as they left it, with links.
+/// Each event carries its alert's `dedup_key` and an `id` of the
+/// transition, the same from every replica watching the LB.
 pub fn webhook(events: &[&AlertEvent], incident: Option<&IncidentNote>, external: &str) -> Vec<u8> {
+    let events: Vec<Value> = events.iter().map(|e| keyed(e)).collect();
     let mut body = json!({"version": "1", "events": events});
     if let Some(note) = incident {
         let mut v = serde_json::to_value(note).expect("a note serialises");
         let [page, report] = incident_links(external, &note.id);
         v["url"] = json!(page);
         v["report_url"] = json!(report);
+        v["dedup_key"] = json!(incident_dedup_key(&note.target));
         body["incident"] = v;
     }
     serde_json::to_vec(&body).expect("events serialise")
+}
+
+/// An event as the webhook sends it: its fields, its alert's `dedup_key`,
+/// and `id`, a hash of the key and the new state. Replicas date an event a
+/// scrape apart, so nothing of its time goes into the id: a receiver that
+/// keeps the last id per `dedup_key` knows a repeat by it.
+fn keyed(e: &AlertEvent) -> Value {
+    let mut v = serde_json::to_value(e).expect("an event serialises");
+    let key = dedup_key(e);
+    let state = serde_json::to_value(e.state).expect("a state serialises");
+    let state = state.as_str().unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{key}\n{state}").as_bytes());
+    v["id"] = json!(hex(&digest.as_ref()[..8]));
+    v["dedup_key"] = json!(key);
+    v
 }
 
 /// `X-Lbwatch-Signature` for `body` under `secret`: `sha256=<hex>`.
@@ -56,9 +75,12 @@ pub fn dedup_key(e: &AlertEvent) -> String {
 }
 
 /// The `dedup_key` of an incident's page: every alert of the incident
-/// updates the one page.
-pub fn incident_dedup_key(id: &str) -> String {
-    bounded_key(format!("lbwatch/incident/{id}"))
+/// updates the one page. A target has one incident open at a time, and
+/// replicas watching it date its start a scrape apart, so the key is the
+/// target's: the same from every replica. (PagerDuty opens a new alert for
+/// a key whose last one resolved.)
+pub fn incident_dedup_key(target: &str) -> String {
+    bounded_key(format!("lbwatch/incident/{target}"))
 }
 
 fn bounded_key(key: String) -> String {
@@ -223,7 +245,7 @@ pub fn pagerduty_incident(
     routing_key: &str,
     external_url: &str,
 ) -> Vec<u8> {
-    let dedup_key = incident_dedup_key(&note.id);
+    let dedup_key = incident_dedup_key(&note.target);
     if note.firing == 0 {
         let body = json!({
             "routing_key": routing_key,
@@ -383,7 +405,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(body["event_action"], "trigger");
-        assert_eq!(body["dedup_key"], "lbwatch/incident/lb 1-20261122T025950Z");
+        assert_eq!(body["dedup_key"], "lbwatch/incident/lb 1");
         assert_eq!(
             body["payload"]["summary"],
             "ServerDown on lb 1: 3 of 20 servers of pool web down: a, b, c"
@@ -425,6 +447,7 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("http://h/#incident="));
+        assert_eq!(hook["incident"]["dedup_key"], body["dedup_key"]);
         let plain: Value = serde_json::from_slice(&webhook(&[&e], None, "http://h")).unwrap();
         assert!(plain.get("incident").is_none());
 
@@ -449,5 +472,37 @@ mod tests {
 
     fn resolved_lease() -> Timestamp {
         Timestamp::parse_rfc3339("2026-11-22T03:10:00Z").unwrap()
+    }
+
+    /// Two replicas date the same transition a scrape apart: the webhook's
+    /// event id is the same for both, and differs between firing and
+    /// resolved, and between alerts.
+    #[test]
+    fn a_webhook_event_id_names_the_transition_not_its_time() {
+        let ids = |events: &[&AlertEvent]| -> Vec<String> {
+            let v: Value = serde_json::from_slice(&webhook(events, None, "")).unwrap();
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let a = event(AlertState::Firing, "web");
+        let later = AlertEvent {
+            ts: Timestamp::from_micros(a.ts.micros() + 1_000_000),
+            value: Some(0.5),
+            ..a.clone()
+        };
+        let resolved = event(AlertState::Resolved, "web");
+        let other = event(AlertState::Firing, "api");
+        let got = ids(&[&a, &later, &resolved, &other]);
+        assert_eq!(got[0], got[1]);
+        assert_eq!(got[0].len(), 16);
+        assert_ne!(got[0], got[2]);
+        assert_ne!(got[0], got[3]);
+        let v: Value = serde_json::from_slice(&webhook(&[&a], None, "")).unwrap();
+        assert_eq!(v["events"][0]["dedup_key"], "lbwatch/TrafficSkew/lb1/web/");
+        assert_eq!(v["events"][0]["alert"], "TrafficSkew");
     }
 }

@@ -11,7 +11,7 @@ fn api(port: u16, path: &str) -> Option<Value> {
     serde_json::from_str(&body).ok()
 }
 
-fn watched(port: u16) -> Vec<String> {
+pub(super) fn watched(port: u16) -> Vec<String> {
     api(port, "/api/v1/pools").map_or_else(Vec::new, |v| {
         let mut names: Vec<String> = v["targets"]
             .as_array()

@@ -489,15 +489,7 @@ fn two_replicas_and_two_clustered_alertmanagers_notify_once() {
         })
         .collect();
     // The cluster formed: each instance sees two ready peers.
-    for am in [&am1, &am2] {
-        let status = eventually(Duration::from_secs(20), || {
-            let (_, body) = get(&format!("{}/api/v2/status", am.url()))?;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            let peers = v["cluster"]["peers"].as_array().map_or(0, Vec::len);
-            (v["cluster"]["status"] == "ready" && peers == 2).then_some(v)
-        });
-        assert!(status.is_some(), "the Alertmanager cluster did not form");
-    }
+    tools::wait_cluster(&[&am1, &am2], 2);
     lb.wait_scraped(3);
     lb.skew();
     let notified = |status: &str| {

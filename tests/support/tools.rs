@@ -172,6 +172,19 @@ pub fn alertmanager(dir: &Path, config: &str, port: u16, cluster: Option<(u16, &
     s
 }
 
+/// Waits until each Alertmanager of a cluster sees all `peers` ready.
+pub fn wait_cluster(ams: &[&Server], peers: usize) {
+    for am in ams {
+        let status = eventually(Duration::from_secs(20), || {
+            let (_, body) = get(&format!("{}/api/v2/status", am.url()))?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let seen = v["cluster"]["peers"].as_array().map_or(0, Vec::len);
+            (v["cluster"]["status"] == "ready" && seen == peers).then_some(v)
+        });
+        assert!(status.is_some(), "the Alertmanager cluster did not form");
+    }
+}
+
 /// A Prometheus scraping `targets` (host:port) every second.
 pub fn prometheus(dir: &Path, targets: &[String]) -> Server {
     let list = targets
