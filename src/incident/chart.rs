@@ -92,8 +92,8 @@ impl PoolSeries {
             if self.servers.len() >= MAX_SERVERS {
                 break;
             }
-            if !self.servers.contains(s) {
-                self.servers.push(s.clone());
+            if !self.servers.iter().any(|k| **k == **s) {
+                self.servers.push(s.to_string());
             }
         }
         let total = i.requests;
@@ -101,7 +101,7 @@ impl PoolSeries {
             .servers
             .iter()
             .map(|s| {
-                let r = i.by_server.get(s)?;
+                let r = i.by_server.get(s.as_str())?;
                 (total > 0.0).then(|| r / total)
             })
             .collect();

@@ -3,7 +3,8 @@
 //! weights and algorithms changing, servers going down or coming back; and
 //! each pool's traffic over the interval.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::{LbEvent, LbEventKind};
 use crate::detect::text::membership_change;
@@ -16,8 +17,6 @@ struct Seen {
     errors: u64,
     up: bool,
     weight: f64,
-    /// The step that last listed it.
-    step: u64,
 }
 
 /// One pool over one interval.
@@ -28,19 +27,29 @@ pub struct Interval {
     pub seconds: f64,
     pub requests: f64,
     pub errors: f64,
-    pub by_server: BTreeMap<String, f64>,
+    pub by_server: BTreeMap<Name, f64>,
     /// The interval holds a reload: its rate is unreliable.
     pub reload: bool,
 }
 
 impl Seen {
-    fn of(s: &ServerStat<'_>, step: u64) -> Seen {
+    fn of(s: &ServerStat<'_>) -> Seen {
         Seen {
             requests: s.requests_total,
             errors: s.responses_5xx_total,
             up: s.up,
             weight: s.weight,
-            step,
+        }
+    }
+}
+
+impl Interval {
+    /// An empty interval of `seconds` ending at `ts`.
+    fn over(ts: Timestamp, seconds: f64) -> Interval {
+        Interval {
+            ts: Some(ts),
+            seconds,
+            ..Interval::default()
         }
     }
 }
@@ -55,21 +64,34 @@ impl Interval {
             seconds: 1.0,
             requests: counts.iter().map(|(_, r)| r).sum(),
             errors,
-            by_server: counts.iter().map(|(s, r)| (s.to_string(), *r)).collect(),
+            by_server: counts.iter().map(|(s, r)| (Name::from(*s), *r)).collect(),
             reload: false,
         }
     }
 }
 
-/// The previous scrape of one target. Pool by pool, server by server, so
-/// that a step looks names up without allocating them (a fleet steps a
-/// hundred thousand servers a second through here).
+/// A server's name as kept: shared by the previous scrape and each
+/// interval, so that a step allocates no name for a server it knew.
+pub type Name = Arc<str>;
+
+/// A server of the previous scrape.
+#[derive(Debug, Clone)]
+struct Entry {
+    pool: Name,
+    server: Name,
+    seen: Seen,
+}
+
+/// The previous scrape of one target, in the order it listed its servers.
+/// An LB lists them in the same order scrape after scrape, so a step finds
+/// each server at its place with one comparison, and looks names up only
+/// when the list changed (a fleet steps a hundred thousand servers a
+/// second through here).
 #[derive(Debug, Clone, Default)]
 pub struct Previous {
     ts: Option<Timestamp>,
-    servers: BTreeMap<String, BTreeMap<String, Seen>>,
+    list: Vec<Entry>,
     algos: BTreeMap<String, Option<String>>,
-    steps: u64,
 }
 
 impl Previous {
@@ -82,60 +104,78 @@ impl Previous {
     ) -> (Vec<LbEvent>, BTreeMap<String, Interval>) {
         let first = self.ts.is_none();
         let seconds = self.ts.map_or(0.0, |p| ts.secs_since(p));
-        self.steps += 1;
-        let step = self.steps;
         let mut events = Vec::new();
-        let mut pools: BTreeMap<String, Interval> = BTreeMap::new();
+        let in_place =
+            self.list.len() == servers.len() && self.list.iter().zip(servers).all(|(e, s)| e.is(s));
+        let found: Vec<Option<usize>> = if in_place {
+            (0..servers.len()).map(Some).collect()
+        } else {
+            self.places(servers)
+        };
+        let layout = Layout::of(servers);
+        let mut pools: Vec<(Interval, Vec<(Name, f64)>)> = layout
+            .first
+            .iter()
+            .map(|_| (Interval::over(ts, seconds), Vec::new()))
+            .collect();
         let (mut known, mut lower) = (0, 0);
-        for s in servers {
-            if !pools.contains_key(&*s.pool) {
-                let fresh = Interval {
-                    ts: Some(ts),
-                    seconds,
-                    ..Interval::default()
-                };
-                pools.insert(s.pool.to_string(), fresh);
-            }
-            let pool = pools.get_mut(&*s.pool).expect("inserted above");
-            // Looked up once, compared, then updated in place.
-            let Some(prev) = self
-                .servers
-                .get_mut(&*s.pool)
-                .and_then(|p| p.get_mut(&*s.server))
-            else {
+        for ((s, at), slot) in servers.iter().zip(&found).zip(&layout.slots) {
+            let Some(prev) = at.map(|i| &self.list[i]) else {
                 continue;
             };
+            let (pool, by_server) = &mut pools[*slot];
             known += 1;
-            lower += usize::from(s.requests_total < prev.requests);
-            let r = delta(s.requests_total, prev.requests);
+            lower += usize::from(s.requests_total < prev.seen.requests);
+            let r = delta(s.requests_total, prev.seen.requests);
             pool.requests += r;
-            pool.errors += delta(s.responses_5xx_total, prev.errors);
-            *pool.by_server.entry(s.server.to_string()).or_default() += r;
-            Self::changes(ts, (&s.pool, &s.server), prev, s, &mut events);
-            *prev = Seen::of(s, step);
+            pool.errors += delta(s.responses_5xx_total, prev.seen.errors);
+            by_server.push((prev.server.clone(), r));
+            Self::changes(ts, (&s.pool, &s.server), &prev.seen, s, &mut events);
         }
         // Most counters lower than before: the LB restarted them.
-        if known > 0 && lower * 2 > known {
+        let reload = known > 0 && lower * 2 > known;
+        if reload {
             let text = "the LB reloaded (its counters restarted)".to_string();
             events.insert(0, event(ts, LbEventKind::Reload, None, None, text));
-            pools.values_mut().for_each(|p| p.reload = true);
         }
         // Every server listed before is listed now, and no other: the
         // usual case, which needs no comparison of the two lists.
-        let same = known == servers.len() && known == self.listed();
+        let same = known == servers.len() && known == self.list.len();
         if !first && !same {
             self.membership(ts, servers, &mut events);
         }
         if !first {
-            self.algorithms(ts, servers, &mut events);
+            self.algorithms(ts, servers, &layout, &mut events);
         }
-        self.remember(ts, servers, step);
-        (events, if first { BTreeMap::new() } else { pools })
+        self.remember(ts, servers, &found, in_place, &layout);
+        if first {
+            return (events, BTreeMap::new());
+        }
+        let intervals = pools
+            .into_iter()
+            .zip(&layout.first)
+            .map(|((mut i, by_server), first)| {
+                i.reload = reload;
+                i.by_server = summed(by_server);
+                (servers[*first].pool.to_string(), i)
+            })
+            .collect();
+        (events, intervals)
     }
 
-    /// Servers in the previous scrape.
-    fn listed(&self) -> usize {
-        self.servers.values().map(BTreeMap::len).sum()
+    /// Where each of `servers` was in the previous list, by name: for a
+    /// list whose order or members changed.
+    fn places(&self, servers: &[ServerStat<'_>]) -> Vec<Option<usize>> {
+        let index: HashMap<(&str, &str), usize> = self
+            .list
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((&*e.pool, &*e.server), i))
+            .collect();
+        servers
+            .iter()
+            .map(|s| index.get(&(&*s.pool, &*s.server)).copied())
+            .collect()
     }
 
     fn changes(
@@ -174,11 +214,8 @@ impl Previous {
 
     fn membership(&self, ts: Timestamp, servers: &[ServerStat<'_>], out: &mut Vec<LbEvent>) {
         let now: BTreeSet<(&str, &str)> = servers.iter().map(|s| (&*s.pool, &*s.server)).collect();
-        let before: BTreeSet<(&str, &str)> = self
-            .servers
-            .iter()
-            .flat_map(|(p, ss)| ss.keys().map(move |s| (p.as_str(), s.as_str())))
-            .collect();
+        let before: BTreeSet<(&str, &str)> =
+            self.list.iter().map(|e| (&*e.pool, &*e.server)).collect();
         let pools: BTreeSet<&str> = now.iter().chain(&before).map(|(p, _)| *p).collect();
         for pool in pools {
             fn of<'a>(set: &BTreeSet<(&'a str, &'a str)>, pool: &str) -> Vec<&'a str> {
@@ -211,12 +248,14 @@ impl Previous {
         }
     }
 
-    fn algorithms(&self, ts: Timestamp, servers: &[ServerStat<'_>], out: &mut Vec<LbEvent>) {
-        let mut seen = BTreeSet::new();
-        for s in servers {
-            if !seen.insert(&*s.pool) {
-                continue;
-            }
+    fn algorithms(
+        &self,
+        ts: Timestamp,
+        servers: &[ServerStat<'_>],
+        layout: &Layout,
+        out: &mut Vec<LbEvent>,
+    ) {
+        for s in layout.first.iter().map(|i| &servers[*i]) {
             let now = s.algo.as_ref().map(|a| a.to_string());
             if let Some(before) = self.algos.get(&*s.pool).filter(|b| **b != now) {
                 let name = |a: &Option<String>| a.clone().unwrap_or_else(|| "unknown".into());
@@ -232,18 +271,45 @@ impl Previous {
         }
     }
 
-    /// Adds the servers new to this step (`step` updated the others in
-    /// place) and forgets those no longer listed.
-    fn remember(&mut self, ts: Timestamp, servers: &[ServerStat<'_>], step: u64) {
+    /// Keeps this scrape for the next step: in place when the list is the
+    /// same, else rebuilt in its new order (names shared with the old one).
+    fn remember(
+        &mut self,
+        ts: Timestamp,
+        servers: &[ServerStat<'_>],
+        found: &[Option<usize>],
+        in_place: bool,
+        layout: &Layout,
+    ) {
         self.ts = Some(ts);
-        for s in servers {
-            if !self.servers.contains_key(&*s.pool) {
-                self.servers.insert(s.pool.to_string(), BTreeMap::new());
+        if in_place {
+            for (e, s) in self.list.iter_mut().zip(servers) {
+                e.seen = Seen::of(s);
             }
-            let pool = self.servers.get_mut(&*s.pool).expect("inserted above");
-            if !pool.contains_key(&*s.server) {
-                pool.insert(s.server.to_string(), Seen::of(s, step));
-            }
+        } else {
+            let mut pools: BTreeMap<&str, Name> = BTreeMap::new();
+            let list = servers
+                .iter()
+                .zip(found)
+                .map(|(s, at)| {
+                    let old = at.map(|i| &self.list[i]);
+                    let pool = pools
+                        .entry(&*s.pool)
+                        .or_insert_with(|| {
+                            old.map_or_else(|| Name::from(&*s.pool), |e| e.pool.clone())
+                        })
+                        .clone();
+                    Entry {
+                        pool,
+                        server: old.map_or_else(|| Name::from(&*s.server), |e| e.server.clone()),
+                        seen: Seen::of(s),
+                    }
+                })
+                .collect();
+            self.list = list;
+        }
+        let listed: BTreeSet<&str> = layout.first.iter().map(|i| &*servers[*i].pool).collect();
+        for s in layout.first.iter().map(|i| &servers[*i]) {
             let algo = s.algo.as_deref();
             if self
                 .algos
@@ -254,13 +320,58 @@ impl Previous {
                     .insert(s.pool.to_string(), algo.map(str::to_string));
             }
         }
-        for pool in self.servers.values_mut() {
-            pool.retain(|_, seen| seen.step == step);
-        }
-        self.servers.retain(|_, pool| !pool.is_empty());
-        let listed: BTreeSet<&str> = servers.iter().map(|s| &*s.pool).collect();
         self.algos.retain(|p, _| listed.contains(p.as_str()));
     }
+}
+
+impl Entry {
+    fn is(&self, s: &ServerStat<'_>) -> bool {
+        *self.server == *s.server && *self.pool == *s.pool
+    }
+}
+
+/// Which pool each server of a scrape is in, as slots in the order the
+/// pools first appear: found by comparing with the server before (an LB
+/// lists a pool's servers together), else by name.
+struct Layout {
+    /// Each server's pool slot.
+    slots: Vec<usize>,
+    /// Each slot's first server.
+    first: Vec<usize>,
+}
+
+impl Layout {
+    fn of(servers: &[ServerStat<'_>]) -> Layout {
+        let mut slots = Vec::with_capacity(servers.len());
+        let mut first: Vec<usize> = Vec::new();
+        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        for (i, s) in servers.iter().enumerate() {
+            let last = i.checked_sub(1).filter(|p| servers[*p].pool == s.pool);
+            let slot = match last {
+                Some(p) => slots[p],
+                None => *by_name.entry(&*s.pool).or_insert_with(|| {
+                    first.push(i);
+                    first.len() - 1
+                }),
+            };
+            slots.push(slot);
+        }
+        Layout { slots, first }
+    }
+}
+
+/// Requests per server as a map: a server listed twice counts once, with
+/// both its intervals' requests.
+fn summed(mut by_server: Vec<(Name, f64)>) -> BTreeMap<Name, f64> {
+    by_server.sort_by(|a, b| a.0.cmp(&b.0));
+    by_server.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
+    by_server.into_iter().collect()
 }
 
 fn event(

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::lb_events::Interval;
+use super::lb_events::{Interval, Name};
 use crate::model::Timestamp;
 
 /// How long a pool's intervals are kept: a fault's start is looked for up
@@ -42,8 +42,8 @@ impl Kept {
 
 #[derive(Debug, Clone, Default)]
 pub struct Ring {
-    names: Vec<String>,
-    index: BTreeMap<String, usize>,
+    names: Vec<Name>,
+    index: BTreeMap<Name, usize>,
     kept: VecDeque<Kept>,
     /// Leading entries whose requests per server are already dropped.
     emptied: usize,
@@ -53,15 +53,12 @@ impl Ring {
     /// Keeps `i` as of `now`, and forgets what is too old.
     pub fn push(&mut self, mut i: Interval, abnormal: bool, now: Timestamp) {
         let mut requests = vec![f64::NAN; self.names.len()];
-        for (server, r) in std::mem::take(&mut i.by_server) {
-            let at = match self.index.get(&server) {
-                Some(at) => *at,
-                None => {
-                    self.names.push(server.clone());
-                    self.index.insert(server, self.names.len() - 1);
-                    requests.push(f64::NAN);
-                    self.names.len() - 1
-                }
+        for (k, (server, r)) in std::mem::take(&mut i.by_server).into_iter().enumerate() {
+            // A pool lists the same servers, in name order, interval after
+            // interval: each is found at its place before it is looked up.
+            let at = match self.names.get(k).filter(|n| **n == server) {
+                Some(_) => k,
+                None => self.place(server, &mut requests),
             };
             requests[at] = r;
         }
@@ -84,6 +81,17 @@ impl Ring {
         }
     }
 
+    /// Where `server` is in `names`, added if new.
+    fn place(&mut self, server: Name, requests: &mut Vec<f64>) -> usize {
+        if let Some(at) = self.index.get(&server) {
+            return *at;
+        }
+        self.names.push(server.clone());
+        self.index.insert(server, self.names.len() - 1);
+        requests.push(f64::NAN);
+        self.names.len() - 1
+    }
+
     /// The interval with its requests per server (none once dropped).
     pub fn expand(&self, k: &Kept) -> Interval {
         let mut i = k.totals.clone();
@@ -104,7 +112,7 @@ impl Ring {
             .iter()
             .zip(&k.requests)
             .filter(|(_, r)| !r.is_nan())
-            .map(|(s, r)| (s.as_str(), *r))
+            .map(|(s, r)| (&**s, *r))
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Kept> + ExactSizeIterator {
