@@ -4,7 +4,9 @@
 //! over 60 s of steady state.
 //!
 //! `cargo bench --bench fleet`; `cargo test --bench fleet` runs a short
-//! version (50 targets, 5 s) that only shows it works.
+//! version (50 targets, 5 s) that only shows it works. To see where the
+//! bytes go, `LBWATCH_FLEET_WRAP="heaptrack -o /tmp/fleet"` runs lbwatch
+//! under that command, and `LBWATCH_FLEET_TARGETS=N` watches N targets.
 
 #![allow(clippy::print_stdout, clippy::disallowed_methods)] // a benchmark reports, and reads the clock
 
@@ -60,6 +62,10 @@ fn proc_stat(pid: u32) -> (f64, u64) {
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let (targets, servers, measure) = if quick { (50, 100, 5) } else { (1000, 100, 60) };
+    let targets = std::env::var("LBWATCH_FLEET_TARGETS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(targets);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -105,7 +111,11 @@ fn main() {
     }
     let path = std::env::temp_dir().join(format!("lbwatch-fleet-{}.toml", std::process::id()));
     std::fs::write(&path, cfg).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lbwatch"))
+    let wrap = std::env::var("LBWATCH_FLEET_WRAP").unwrap_or_default();
+    let mut command: Vec<&str> = wrap.split_whitespace().collect();
+    command.push(env!("CARGO_BIN_EXE_lbwatch"));
+    let mut child = Command::new(command[0])
+        .args(&command[1..])
         .args(["run", "--config"])
         .arg(&path)
         .stdout(Stdio::null())

@@ -22,21 +22,38 @@ pub const RING_S: f64 = 120.0;
 pub const SHARES_KEPT_S: f64 = 2.0 * super::chart::BEFORE_S;
 const _: () = assert!(SHARES_KEPT_S > super::tracker::LEARN_LAG_S + 5.0);
 
-/// One interval as kept.
+/// One interval as kept: its totals, and each server's requests as
+/// `f32` (exact to 16 million a second), for a fleet's hundred thousand
+/// servers times a minute of seconds.
 #[derive(Debug, Clone)]
 pub struct Kept {
-    /// The totals (its `by_server` left empty).
-    pub totals: Interval,
+    ts: Option<Timestamp>,
+    seconds: f64,
+    requests_total: f64,
+    errors: f64,
+    reload: bool,
     /// Abnormal against the pool's usual self when it came, or a reload.
     pub abnormal: bool,
     /// Requests per server, in the order of the ring's names (NaN: not
     /// listed then); emptied after `SHARES_KEPT_S`.
-    requests: Vec<f64>,
+    requests: Box<[f32]>,
 }
 
 impl Kept {
     pub fn ts(&self) -> Option<Timestamp> {
-        self.totals.ts
+        self.ts
+    }
+
+    /// The interval's totals (its `by_server` left empty).
+    pub fn totals(&self) -> Interval {
+        Interval {
+            ts: self.ts,
+            seconds: self.seconds,
+            requests: self.requests_total,
+            errors: self.errors,
+            by_server: Default::default(),
+            reload: self.reload,
+        }
     }
 }
 
@@ -51,21 +68,25 @@ pub struct Ring {
 
 impl Ring {
     /// Keeps `i` as of `now`, and forgets what is too old.
-    pub fn push(&mut self, mut i: Interval, abnormal: bool, now: Timestamp) {
-        let mut requests = vec![f64::NAN; self.names.len()];
-        for (k, (server, r)) in std::mem::take(&mut i.by_server).into_iter().enumerate() {
+    pub fn push(&mut self, i: Interval, abnormal: bool, now: Timestamp) {
+        let mut requests = vec![f32::NAN; self.names.len()];
+        for (k, (server, r)) in i.by_server.into_iter().enumerate() {
             // A pool lists the same servers, in name order, interval after
             // interval: each is found at its place before it is looked up.
             let at = match self.names.get(k).filter(|n| **n == server) {
                 Some(_) => k,
                 None => self.place(server, &mut requests),
             };
-            requests[at] = r;
+            requests[at] = r as f32;
         }
         self.kept.push_back(Kept {
-            totals: i,
+            ts: i.ts,
+            seconds: i.seconds,
+            requests_total: i.requests,
+            errors: i.errors,
+            reload: i.reload,
             abnormal,
-            requests,
+            requests: requests.into_boxed_slice(),
         });
         let age = |k: &Kept| k.ts().map_or(0.0, |t| now.secs_since(t));
         while self.kept.front().is_some_and(|k| age(k) > RING_S) {
@@ -76,31 +97,31 @@ impl Ring {
             if age(k) <= SHARES_KEPT_S {
                 break;
             }
-            k.requests = Vec::new();
+            k.requests = Box::default();
             self.emptied += 1;
         }
     }
 
     /// Where `server` is in `names`, added if new.
-    fn place(&mut self, server: Name, requests: &mut Vec<f64>) -> usize {
+    fn place(&mut self, server: Name, requests: &mut Vec<f32>) -> usize {
         if let Some(at) = self.index.get(&server) {
             return *at;
         }
         self.names.push(server.clone());
         self.index.insert(server, self.names.len() - 1);
-        requests.push(f64::NAN);
+        requests.push(f32::NAN);
         self.names.len() - 1
     }
 
     /// The interval with its requests per server (none once dropped).
     pub fn expand(&self, k: &Kept) -> Interval {
-        let mut i = k.totals.clone();
+        let mut i = k.totals();
         i.by_server = self
             .names
             .iter()
             .zip(&k.requests)
             .filter(|(_, r)| !r.is_nan())
-            .map(|(s, r)| (s.clone(), *r))
+            .map(|(s, r)| (s.clone(), f64::from(*r)))
             .collect();
         i
     }
@@ -112,7 +133,7 @@ impl Ring {
             .iter()
             .zip(&k.requests)
             .filter(|(_, r)| !r.is_nan())
-            .map(|(s, r)| (&**s, *r))
+            .map(|(s, r)| (&**s, f64::from(*r)))
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Kept> + ExactSizeIterator {

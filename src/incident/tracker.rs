@@ -161,7 +161,7 @@ impl PoolTrack {
             if now.secs_since(ts) < LEARN_LAG_S {
                 break;
             }
-            self.usual.learn(&k.totals, self.recent.by_server(k));
+            self.usual.learn(&k.totals(), self.recent.by_server(k));
             self.learned_until = Some(ts);
         }
     }
@@ -412,7 +412,7 @@ impl TargetTrack {
             if normal.len() == track.recent.len() {
                 return None;
             }
-            let began = normal.last().and_then(|k| began(&k.totals))?;
+            let began = normal.last().and_then(|k| began(&k.totals()))?;
             end = Some(end.map_or(began, |e: Timestamp| e.max(began)));
         }
         end
@@ -432,7 +432,7 @@ impl TargetTrack {
             let run = track.recent.iter().rev().take_while(|k| k.abnormal);
             // The fault began within the first abnormal interval: its
             // beginning is the previous scrape.
-            if let Some(earliest) = run.filter_map(|k| began(&k.totals)).last() {
+            if let Some(earliest) = run.filter_map(|k| began(&k.totals())).last() {
                 start = start.min(earliest);
             }
         }
@@ -440,7 +440,7 @@ impl TargetTrack {
         let slack = pools
             .iter()
             .filter_map(|p| self.pools[*p].recent.back())
-            .map(|k| k.totals.seconds)
+            .map(|k| k.totals().seconds)
             .fold(1.0, f64::max);
         if let Some(change) = self
             .recent_events
