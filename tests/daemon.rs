@@ -10,6 +10,8 @@
 
 mod support;
 
+#[path = "daemon/cost.rs"]
+mod cost;
 #[path = "daemon/deploy.rs"]
 mod deploy;
 #[path = "daemon/fleet.rs"]
