@@ -239,33 +239,57 @@ fn status(text: &str) -> Option<Status> {
 /// Splits one CSV line into its first `keep` fields and returns how many
 /// fields it has; fields may be double-quoted (with `""` escapes).
 fn split_first<'a>(line: &'a str, keep: usize, out: &mut Vec<Cow<'a, str>>) -> usize {
+    if line.contains('"') {
+        split(line, out);
+        let n = out.len();
+        out.truncate(keep);
+        return n;
+    }
     out.clear();
-    // One pass over the bytes: fields are two or three bytes on average,
-    // too short for a search per field to pay.
-    let mut start = 0;
-    let mut count = 1;
-    for (i, &b) in line.as_bytes().iter().enumerate() {
-        match b {
-            b',' => {
+    // Eight bytes at a time: a field is two or three bytes on average, too
+    // short for a search per field to pay, and a row is mostly fields.
+    let bytes = line.as_bytes();
+    let (mut start, mut count, mut i) = (0, 1, 0);
+    while i + 8 <= bytes.len() {
+        let word = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("eight bytes"));
+        let mut commas = commas(word);
+        if out.len() >= keep {
+            // Past the fields read: only counted.
+            count += commas.count_ones() as usize;
+        } else {
+            while commas != 0 {
+                let at = i + (commas.trailing_zeros() / 8) as usize;
                 if out.len() < keep {
-                    out.push(Cow::Borrowed(&line[start..i]));
+                    out.push(Cow::Borrowed(&line[start..at]));
                 }
-                start = i + 1;
+                start = at + 1;
                 count += 1;
+                commas &= commas - 1;
             }
-            b'"' => {
-                split(line, out);
-                let n = out.len();
-                out.truncate(keep);
-                return n;
+        }
+        i += 8;
+    }
+    for (at, &b) in bytes.iter().enumerate().skip(i) {
+        if b == b',' {
+            if out.len() < keep {
+                out.push(Cow::Borrowed(&line[start..at]));
             }
-            _ => {}
+            start = at + 1;
+            count += 1;
         }
     }
     if out.len() < keep {
         out.push(Cow::Borrowed(&line[start..]));
     }
     count
+}
+
+/// The high bit of each byte of `word` that is a comma (exact: no byte
+/// other than a comma sets it).
+fn commas(word: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = word ^ 0x2c2c_2c2c_2c2c_2c2c;
+    !((x & LOW7).wrapping_add(LOW7) | x | LOW7)
 }
 
 /// Splits one CSV line; fields may be double-quoted (with `""` escapes).
@@ -624,6 +648,29 @@ fn frontend(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The word-at-a-time split gives what a plain split by commas gives,
+    /// for every cut of every width (fields empty, of several bytes, of
+    /// multi-byte characters, across the eight-byte words).
+    #[test]
+    fn the_fast_split_is_the_plain_split() {
+        let pieces = ["", "a", "web-01", "é", "12345678901", ",", "UP 1/3", "ß€"];
+        let mut line = String::new();
+        for n in 0..200usize {
+            if n > 0 {
+                line.push(',');
+            }
+            line.push_str(pieces[(n * 7 + n / 3) % pieces.len()]);
+            let plain: Vec<&str> = line.split(',').collect();
+            for keep in [0, 1, 3, 9, 64, plain.len(), plain.len() + 2] {
+                let mut out = Vec::new();
+                let width = split_first(&line, keep, &mut out);
+                assert_eq!(width, plain.len(), "{line:?}");
+                let got: Vec<&str> = out.iter().map(|f| f.as_ref()).collect();
+                assert_eq!(got, plain[..keep.min(plain.len())], "{line:?} keep {keep}");
+            }
+        }
+    }
 
     #[test]
     fn an_unreadable_optional_signal_is_said_and_the_server_still_counts() {
