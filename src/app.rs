@@ -10,25 +10,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-use tracing::Instrument as _;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::config::{FileConfig, TargetConfig};
+use crate::config::FileConfig;
 use crate::detect::Detector;
-use crate::fetch::{Endpoint, Fetcher};
+use crate::fetch::Fetcher;
 use crate::http::{Reply, Request};
 use crate::metrics::Metrics;
-use crate::model::{AlertEvent, AlertState, Sample, SampleBody};
+use crate::model::{AlertEvent, AlertState, Sample};
 use crate::notify::Notifier;
 use crate::pipeline::{EventWriter, Pipeline};
 use crate::sinks::{Accounting, Notifiers, Outboxes, Recorder, StateSaver};
 use crate::state::StateStore;
 use crate::views::{Fleet, Publisher};
+use crate::workers::Workers;
 
 pub use crate::pipeline::{human_line, Output};
 
@@ -41,183 +39,6 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// `--shard I/N`: over `[cluster]`.
     pub shard: Option<crate::cluster::Shard>,
-}
-
-/// A target ready to scrape.
-struct Scraper {
-    name: String,
-    parse: crate::source::BoxedParser,
-    fetcher: Fetcher,
-    interval: Duration,
-    /// Cuts the URL's and password's secrets out of errors: a login page
-    /// or a proxy's error page may echo them.
-    scrubber: crate::secret::Scrubber,
-}
-
-fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Result<Scraper> {
-    let password = crate::secret::read_secret(
-        t.password_file.as_ref(),
-        t.password_env.as_ref(),
-        &format!("targets[{i}].password"),
-    )?;
-    let endpoint = target_endpoint(i, t)?;
-    let mut scrubber = crate::secret::Scrubber::default();
-    if let Endpoint::Http(url) = &endpoint {
-        scrubber = scrubber.url(url);
-    }
-    if let Some(p) = &password {
-        scrubber = scrubber.secret(p.expose());
-        if let Some(user) = &t.username {
-            scrubber = scrubber.basic_auth(user, p.expose());
-        }
-    }
-    let auth = t.username.clone().map(|u| (u, password));
-    let client = match &t.tls {
-        None => client.clone(),
-        Some(tls) => {
-            if tls.insecure_skip_verify {
-                tracing::warn!(
-                    target = %t.name,
-                    "targets[{i}].tls.insecure_skip_verify: the stats endpoint's certificate is NOT checked; anyone in between can feed lbwatch its stats"
-                );
-            }
-            Fetcher::tls_client(tls, &format!("targets[{i}].tls"))?
-        }
-    };
-    let fetcher = Fetcher::new(
-        endpoint,
-        client,
-        Duration::from_secs_f64(t.timeout().0),
-        t.max_response_bytes,
-        auth,
-    );
-    let parse = t.format.parser();
-    Ok(Scraper {
-        name: t.name.clone(),
-        parse,
-        fetcher,
-        interval: Duration::from_secs_f64(t.interval.0),
-        scrubber,
-    })
-}
-
-/// Where target `i` is: its `url`, or the secret one of `url_file` or
-/// `url_env` (errors name the key, never the URL).
-fn target_endpoint(i: usize, t: &TargetConfig) -> anyhow::Result<Endpoint> {
-    let which = if t.url_file.is_some() {
-        "url_file"
-    } else {
-        "url_env"
-    };
-    let key = format!("targets[{i}].{which}");
-    match crate::secret::read_secret(t.url_file.as_ref(), t.url_env.as_ref(), &key)? {
-        None => {
-            Endpoint::parse(t.url.expose()).map_err(|e| anyhow::anyhow!("targets[{i}].url: {e}"))
-        }
-        Some(url) => Endpoint::parse(url.expose().trim()).map_err(|e| {
-            anyhow::anyhow!(
-                "{key}: holds an invalid URL ({}): {e}",
-                crate::secret::redact(url.expose())
-            )
-        }),
-    }
-}
-
-/// Scrapes `s` every interval until `stop`, handing each sample to the
-/// detector loop.
-async fn scrape_loop(
-    s: Scraper,
-    tx: mpsc::Sender<Sample<'static>>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    let mut ticker = tokio::time::interval(s.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Scheduling only (the detector never sees it): seeded by the clock so
-    // replicas and targets spread out.
-    let mut rng = fastrand::Rng::new();
-    let mut said_empty = false;
-    loop {
-        let sample = tokio::select! {
-            () = stop.cancelled() => return,
-            sample = async {
-                ticker.tick().await;
-                // Up to 5% of the interval of jitter, so targets spread out.
-                tokio::time::sleep(s.interval.mul_f64(0.05 * rng.f64())).await;
-                // Never more than one scrape in flight: the next tick waits.
-                scrape(&s, &metrics, &mut said_empty).await
-            } => sample,
-        };
-        // A full channel (the detector behind) must not keep this task
-        // from stopping: a reload or shutdown waits for it.
-        tokio::select! {
-            () = stop.cancelled() => return,
-            sent = tx.send(sample) => if sent.is_err() { return },
-        }
-    }
-}
-
-/// One scrape of `s`: its servers, or why not.
-async fn scrape(s: &Scraper, metrics: &Metrics, said_empty: &mut bool) -> Sample<'static> {
-    let ts = crate::clock::now();
-    let started = crate::clock::monotonic();
-    let count =
-        |result| metrics.count(&metrics.scrapes, &[("target", &s.name), ("result", result)]);
-    let (body, frontends) = match s.fetcher.fetch().await {
-        Ok(bytes) => match (s.parse)(&bytes) {
-            Ok(parsed) => {
-                count("ok");
-                nothing_to_watch(&s.name, &parsed, metrics, said_empty);
-                if !parsed.bad_rows.is_empty() {
-                    metrics.count_n(
-                        &metrics.bad_rows,
-                        &[("target", &s.name)],
-                        parsed.bad_rows.len() as u64,
-                    );
-                }
-                (SampleBody::Servers(parsed.servers), parsed.frontends)
-            }
-            Err(e) => {
-                count("parse_error");
-                let why = s.scrubber.scrub(&format!("parsing the stats: {e}"));
-                (SampleBody::Error(why.into()), Vec::new())
-            }
-        },
-        Err(e) => {
-            count("fetch_error");
-            (
-                SampleBody::Error(s.scrubber.scrub(&e.to_string()).into()),
-                Vec::new(),
-            )
-        }
-    };
-    Metrics::time(&metrics.scrape_duration, started.elapsed());
-    Sample {
-        ts,
-        target: s.name.clone().into(),
-        body,
-        frontends,
-    }
-}
-
-/// Counts what a page holds; a page with no pool at all (a valid page of an
-/// LB with no backends, or the wrong URL) is said once, not every scrape.
-fn nothing_to_watch(
-    target: &str,
-    parsed: &crate::source::Parsed,
-    metrics: &Metrics,
-    said: &mut bool,
-) {
-    let mut pools: Vec<&str> = parsed.servers.iter().map(|s| s.pool.as_ref()).collect();
-    pools.sort_unstable();
-    pools.dedup();
-    metrics.stats_size(target, pools.len(), parsed.servers.len());
-    if parsed.servers.is_empty() && !*said {
-        tracing::warn!(
-            "its stats list no pool with a server: nothing to watch (check the url and kind, and that the load balancer has backends)"
-        );
-    }
-    *said = parsed.servers.is_empty();
 }
 
 /// What the HTTP handlers read: the fleet as last published, never the
@@ -405,114 +226,6 @@ fn restore(
     resolved
 }
 
-/// What one configuration runs: a scrape task per target, a delivery task
-/// per notifier. Replaced as a whole on reload.
-struct Workers {
-    stop: CancellationToken,
-    tasks: TaskTracker,
-    notifiers: Vec<Arc<Notifier>>,
-}
-
-impl Workers {
-    /// Builds everything of `cfg` that can fail before anything starts.
-    fn build(
-        cfg: &FileConfig,
-        client: &reqwest::Client,
-        metrics: &Arc<Metrics>,
-    ) -> anyhow::Result<(Vec<Scraper>, Vec<Arc<Notifier>>)> {
-        let scrapers = cfg
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| scraper(i, t, client))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut notifiers = Vec::new();
-        for (i, n) in cfg.notifiers.iter().enumerate() {
-            notifiers.extend(crate::notify::build(
-                i,
-                n,
-                &cfg.http,
-                &cfg.state.dir(),
-                metrics,
-            )?);
-        }
-        Ok((scrapers, notifiers))
-    }
-
-    fn start(
-        (scrapers, notifiers): (Vec<Scraper>, Vec<Arc<Notifier>>),
-        tx: &mpsc::Sender<Sample<'static>>,
-        metrics: &Arc<Metrics>,
-        // The scrapers' client: same settings (no redirects, lbwatch's
-        // user agent), one connection pool and TLS setup for everything.
-        client: &reqwest::Client,
-    ) -> Workers {
-        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-        for s in scrapers {
-            let span = tracing::info_span!("scrape", target = %s.name);
-            let task = scrape_loop(s, tx.clone(), metrics.clone(), stop.clone());
-            tasks.spawn(task.instrument(span));
-        }
-        for n in &notifiers {
-            tasks.spawn(n.clone().run(client.clone(), stop.clone()));
-        }
-        Workers {
-            stop,
-            tasks,
-            notifiers,
-        }
-    }
-
-    /// Stops every scrape and delivery, and waits until they have: a scrape
-    /// in flight is dropped, a delivery in flight is sent again by the next
-    /// run (its outbox still holds it).
-    async fn stop(self) {
-        self.stop.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
-    }
-}
-
-/// Scrapes every target of `cfg` for `duration`, handing each sample to
-/// `take` as it comes (`verify`'s staging run: nothing is detected,
-/// notified or served here).
-pub async fn scrape_for(
-    cfg: &FileConfig,
-    duration: Duration,
-    mut take: impl FnMut(Sample<'static>),
-) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
-    let client = Fetcher::shared_client()?;
-    let scrapers = cfg
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| scraper(i, t, &client))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
-    let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-    for s in scrapers {
-        let span = tracing::info_span!("scrape", target = %s.name);
-        tasks.spawn(scrape_loop(s, tx.clone(), metrics.clone(), stop.clone()).instrument(span));
-    }
-    drop(tx);
-    let deadline = tokio::time::sleep(duration);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            () = &mut deadline => break,
-            sample = rx.recv() => match sample {
-                Some(s) => take(s),
-                None => break,
-            },
-        }
-    }
-    stop.cancel();
-    tasks.close();
-    tasks.wait().await;
-    Ok(())
-}
-
 /// Everything the detector loop keeps across reloads.
 struct Daemon {
     /// The config as read, before discovery and sharding.
@@ -600,8 +313,8 @@ impl Daemon {
         }));
     }
 
-    /// Takes what discovery read; a change of targets applies as a reload
-    /// does (new targets start, removed ones resolve their alerts). A set
+    /// Takes what discovery read; a change of targets starts and stops only
+    /// the targets that changed (removed ones resolve their alerts). A set
     /// of targets that could not start is not tried again until discovery
     /// finds another.
     async fn rediscover(
@@ -627,12 +340,44 @@ impl Daemon {
             return;
         }
         let (before, targets) = (self.cfg.targets.len(), new.targets.clone());
-        match self.apply(new, pipeline).await {
-            Ok(()) => tracing::info!("discovery: {before} -> {} target(s)", targets.len()),
+        match self.retarget(new, pipeline).await {
+            Ok(c) => tracing::info!(
+                "discovery: {before} -> {} target(s): {} started, {} stopped, {} unchanged",
+                targets.len(),
+                c.started,
+                c.stopped,
+                c.kept
+            ),
             Err(why) => {
                 tracing::error!("discovery: the new targets were not applied: {why}");
                 self.failed = Some(targets);
             }
+        }
+    }
+
+    /// `new` differs from what runs in its targets alone (discovery never
+    /// changes the rest): only the targets added, removed or altered stop
+    /// or start; the notifiers and every other scrape go on.
+    async fn retarget(
+        &mut self,
+        new: FileConfig,
+        pipeline: &mut Pipeline,
+    ) -> Result<crate::workers::Change, String> {
+        let Some(workers) = self.workers.as_mut() else {
+            return Err("nothing runs".into());
+        };
+        let change = (workers.retarget(&new.targets).await).map_err(|e| format!("{e:#}"))?;
+        let notifiers = workers.notifiers.clone();
+        self.switch_detection(&new, &notifiers, pipeline);
+        self.cfg = new;
+        Ok(change)
+    }
+
+    fn env(&self) -> crate::workers::Env {
+        crate::workers::Env {
+            tx: self.tx.clone(),
+            metrics: self.metrics.clone(),
+            client: self.client.clone(),
         }
     }
 
@@ -676,11 +421,11 @@ impl Daemon {
                     new.http.listen
                 );
             }
-            self.switch_detection(&new, &parts.1, pipeline);
+            self.switch_detection(&new, &parts.notifiers, pipeline);
             self.metrics.set_per_server(new.metrics.per_server);
             self.cfg = new;
         }
-        let workers = Workers::start(parts, &self.tx, &self.metrics, &self.client);
+        let workers = Workers::start(parts, self.env());
         *self.shared.notifiers.write().expect("lock") = workers.notifiers.clone();
         self.workers = Some(workers);
         result
@@ -820,7 +565,7 @@ pub async fn run(
     let mut detector = Detector::new(cfg.detection.clone());
     let gone = restore(&mut detector, &store, &configured, &metrics);
     let (publisher, fleet) = Publisher::new(Fleet::restored(&detector));
-    let notifiers: Notifiers = Arc::new(RwLock::new(parts.1.clone()));
+    let notifiers: Notifiers = Arc::new(RwLock::new(parts.notifiers.clone()));
     let history =
         crate::incident::store::Store::open(&cfg.state.dir(), cfg.state.incident_limits())
             .context("state.dir: the incident history")?;
@@ -858,7 +603,12 @@ pub async fn run(
         }
     }
     let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
-    let workers = Workers::start(parts, &tx, &metrics, &client);
+    let env = crate::workers::Env {
+        tx: tx.clone(),
+        metrics: metrics.clone(),
+        client: client.clone(),
+    };
+    let workers = Workers::start(parts, env);
     let mut daemon = Daemon {
         next_discovery: crate::fleet::next_discovery(&base),
         reading: None,

@@ -102,6 +102,9 @@ pub struct Metrics {
     pub discovery_errors: Counter,
     /// Targets found by `[[discovery]]`.
     pub discovered: Gauge,
+    /// Scrape tasks started: at start, then for each target a reload or
+    /// discovery adds or alters (a reload restarts them all).
+    pub scrape_tasks_started: Counter,
     pub config_reloads: Family<Labels, Counter>,
     /// Each target's incidents.
     pub incidents: Family<Labels, Counter>,
@@ -129,6 +132,7 @@ impl Metrics {
             state_errors: Counter::default(),
             discovery_errors: Counter::default(),
             discovered: Gauge::default(),
+            scrape_tasks_started: Counter::default(),
             config_reloads: Family::default(),
             incidents: Family::default(),
             incidents_open: Family::default(),
@@ -190,6 +194,11 @@ impl Metrics {
             "lbwatch_discovered_targets",
             "Targets found by [[discovery]] (before sharding)",
             m.discovered.clone(),
+        );
+        registry.register(
+            "lbwatch_scrape_tasks_started",
+            "Scrape tasks started: one per target at start, one per target a discovery change adds or alters, all of them again at each reload",
+            m.scrape_tasks_started.clone(),
         );
         registry.register(
             "lbwatch_config_reloads",

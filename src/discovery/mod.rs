@@ -16,8 +16,8 @@
 //! `name_label` (else the address), at `scheme://address path` (the labels
 //! `__scheme__` and `__metrics_path__` win, as in Prometheus). The daemon
 //! reads every block again every `refresh`, off its detector loop, and
-//! applies a change as a reload does: new targets start, removed ones have
-//! their alerts resolved.
+//! starts and stops only the targets that changed: removed ones have their
+//! alerts resolved, as on reload.
 
 mod dns;
 mod file;

@@ -208,6 +208,8 @@ fn file_sd_targets_come_and_go_with_the_file() {
         group(&lb2, "eu-2")
     ));
     assert!(watching(&["eu-1", "eu-2"]), "{:?}", watched(port));
+    // eu-1's scrape went on: one task started for it, one for eu-2.
+    assert_eq!(started(port), Some(2.0));
     lb1.wait_scraped(6);
     lb1.skew();
     let fired = run.wait_for(Duration::from_secs(20), |l| {
@@ -216,6 +218,7 @@ fn file_sd_targets_come_and_go_with_the_file() {
     assert!(fired, "no TrafficSkew on eu-1: {:?}", run.seen);
     write(&format!("[{}]", group(&lb2, "eu-2")));
     assert!(watching(&["eu-2"]), "{:?}", watched(port));
+    assert_eq!(started(port), Some(2.0), "eu-2's scrape restarted");
     let alerts = http_get(port, "/api/v1/alerts");
     assert!(!alerts.contains("eu-1"), "eu-1 still alerting: {alerts}");
     let resolved = |e: &Value| {
@@ -248,6 +251,20 @@ fn file_sd_targets_come_and_go_with_the_file() {
         stderr.contains("lbs.json") && stderr.contains("discovery[0]"),
         "the error names the file: {stderr}"
     );
+    for change in [
+        "1 -> 2 target(s): 1 started, 0 stopped, 1 unchanged",
+        "2 -> 1 target(s): 0 started, 1 stopped, 1 unchanged",
+    ] {
+        assert!(stderr.contains(change), "no {change:?} in {stderr}");
+    }
+}
+
+/// `lbwatch_scrape_tasks_started_total`, as `/metrics` says now.
+fn started(port: u16) -> Option<f64> {
+    http_get(port, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("lbwatch_scrape_tasks_started_total "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// `[[discovery]]` of kind `dns`, asking a real DNS server (dnsmasq) on

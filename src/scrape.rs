@@ -1,0 +1,233 @@
+//! Scraping one target: its endpoint and credentials read once, then a
+//! fetch and a parse every interval, each sample handed to the detector
+//! loop (or to `verify`'s staging run) over a bounded channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::config::{FileConfig, TargetConfig};
+use crate::fetch::{Endpoint, Fetcher};
+use crate::metrics::Metrics;
+use crate::model::{Sample, SampleBody};
+
+/// A target ready to scrape.
+pub struct Scraper {
+    pub name: String,
+    parse: crate::source::BoxedParser,
+    fetcher: Fetcher,
+    interval: Duration,
+    /// Cuts the URL's and password's secrets out of errors: a login page
+    /// or a proxy's error page may echo them.
+    scrubber: crate::secret::Scrubber,
+}
+
+pub fn scraper(i: usize, t: &TargetConfig, client: &reqwest::Client) -> anyhow::Result<Scraper> {
+    let password = crate::secret::read_secret(
+        t.password_file.as_ref(),
+        t.password_env.as_ref(),
+        &format!("targets[{i}].password"),
+    )?;
+    let endpoint = target_endpoint(i, t)?;
+    let mut scrubber = crate::secret::Scrubber::default();
+    if let Endpoint::Http(url) = &endpoint {
+        scrubber = scrubber.url(url);
+    }
+    if let Some(p) = &password {
+        scrubber = scrubber.secret(p.expose());
+        if let Some(user) = &t.username {
+            scrubber = scrubber.basic_auth(user, p.expose());
+        }
+    }
+    let auth = t.username.clone().map(|u| (u, password));
+    let client = match &t.tls {
+        None => client.clone(),
+        Some(tls) => {
+            if tls.insecure_skip_verify {
+                tracing::warn!(
+                    target = %t.name,
+                    "targets[{i}].tls.insecure_skip_verify: the stats endpoint's certificate is NOT checked; anyone in between can feed lbwatch its stats"
+                );
+            }
+            Fetcher::tls_client(tls, &format!("targets[{i}].tls"))?
+        }
+    };
+    let fetcher = Fetcher::new(
+        endpoint,
+        client,
+        Duration::from_secs_f64(t.timeout().0),
+        t.max_response_bytes,
+        auth,
+    );
+    let parse = t.format.parser();
+    Ok(Scraper {
+        name: t.name.clone(),
+        parse,
+        fetcher,
+        interval: Duration::from_secs_f64(t.interval.0),
+        scrubber,
+    })
+}
+
+/// Where target `i` is: its `url`, or the secret one of `url_file` or
+/// `url_env` (errors name the key, never the URL).
+fn target_endpoint(i: usize, t: &TargetConfig) -> anyhow::Result<Endpoint> {
+    let which = if t.url_file.is_some() {
+        "url_file"
+    } else {
+        "url_env"
+    };
+    let key = format!("targets[{i}].{which}");
+    match crate::secret::read_secret(t.url_file.as_ref(), t.url_env.as_ref(), &key)? {
+        None => {
+            Endpoint::parse(t.url.expose()).map_err(|e| anyhow::anyhow!("targets[{i}].url: {e}"))
+        }
+        Some(url) => Endpoint::parse(url.expose().trim()).map_err(|e| {
+            anyhow::anyhow!(
+                "{key}: holds an invalid URL ({}): {e}",
+                crate::secret::redact(url.expose())
+            )
+        }),
+    }
+}
+
+/// Scrapes `s` every interval until `stop`, handing each sample to the
+/// detector loop.
+pub async fn scrape_loop(
+    s: Scraper,
+    tx: mpsc::Sender<Sample<'static>>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(s.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Scheduling only (the detector never sees it): seeded by the clock so
+    // replicas and targets spread out.
+    let mut rng = fastrand::Rng::new();
+    let mut said_empty = false;
+    loop {
+        let sample = tokio::select! {
+            () = stop.cancelled() => return,
+            sample = async {
+                ticker.tick().await;
+                // Up to 5% of the interval of jitter, so targets spread out.
+                tokio::time::sleep(s.interval.mul_f64(0.05 * rng.f64())).await;
+                // Never more than one scrape in flight: the next tick waits.
+                scrape(&s, &metrics, &mut said_empty).await
+            } => sample,
+        };
+        // A full channel (the detector behind) must not keep this task
+        // from stopping: a reload or shutdown waits for it.
+        tokio::select! {
+            () = stop.cancelled() => return,
+            sent = tx.send(sample) => if sent.is_err() { return },
+        }
+    }
+}
+
+/// One scrape of `s`: its servers, or why not.
+async fn scrape(s: &Scraper, metrics: &Metrics, said_empty: &mut bool) -> Sample<'static> {
+    let ts = crate::clock::now();
+    let started = crate::clock::monotonic();
+    let count =
+        |result| metrics.count(&metrics.scrapes, &[("target", &s.name), ("result", result)]);
+    let (body, frontends) = match s.fetcher.fetch().await {
+        Ok(bytes) => match (s.parse)(&bytes) {
+            Ok(parsed) => {
+                count("ok");
+                nothing_to_watch(&s.name, &parsed, metrics, said_empty);
+                if !parsed.bad_rows.is_empty() {
+                    metrics.count_n(
+                        &metrics.bad_rows,
+                        &[("target", &s.name)],
+                        parsed.bad_rows.len() as u64,
+                    );
+                }
+                (SampleBody::Servers(parsed.servers), parsed.frontends)
+            }
+            Err(e) => {
+                count("parse_error");
+                let why = s.scrubber.scrub(&format!("parsing the stats: {e}"));
+                (SampleBody::Error(why.into()), Vec::new())
+            }
+        },
+        Err(e) => {
+            count("fetch_error");
+            (
+                SampleBody::Error(s.scrubber.scrub(&e.to_string()).into()),
+                Vec::new(),
+            )
+        }
+    };
+    Metrics::time(&metrics.scrape_duration, started.elapsed());
+    Sample {
+        ts,
+        target: s.name.clone().into(),
+        body,
+        frontends,
+    }
+}
+
+/// Counts what a page holds; a page with no pool at all (a valid page of an
+/// LB with no backends, or the wrong URL) is said once, not every scrape.
+fn nothing_to_watch(
+    target: &str,
+    parsed: &crate::source::Parsed,
+    metrics: &Metrics,
+    said: &mut bool,
+) {
+    let mut pools: Vec<&str> = parsed.servers.iter().map(|s| s.pool.as_ref()).collect();
+    pools.sort_unstable();
+    pools.dedup();
+    metrics.stats_size(target, pools.len(), parsed.servers.len());
+    if parsed.servers.is_empty() && !*said {
+        tracing::warn!(
+            "its stats list no pool with a server: nothing to watch (check the url and kind, and that the load balancer has backends)"
+        );
+    }
+    *said = parsed.servers.is_empty();
+}
+
+/// Scrapes every target of `cfg` for `duration`, handing each sample to
+/// `take` as it comes (`verify`'s staging run: nothing is detected,
+/// notified or served here).
+pub async fn scrape_for(
+    cfg: &FileConfig,
+    duration: Duration,
+    mut take: impl FnMut(Sample<'static>),
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let client = Fetcher::shared_client()?;
+    let scrapers = cfg
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| scraper(i, t, &client))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
+    let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+    for s in scrapers {
+        let span = tracing::info_span!("scrape", target = %s.name);
+        tasks.spawn(scrape_loop(s, tx.clone(), metrics.clone(), stop.clone()).instrument(span));
+    }
+    drop(tx);
+    let deadline = tokio::time::sleep(duration);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            sample = rx.recv() => match sample {
+                Some(s) => take(s),
+                None => break,
+            },
+        }
+    }
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}

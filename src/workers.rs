@@ -1,0 +1,172 @@
+//! What one configuration runs: a scrape task per target and a delivery
+//! task per notifier. A reload replaces them all; a change discovery
+//! finds starts and stops only the targets it adds, removes or alters, so
+//! a fleet whose registry churns keeps its other scrapes and deliveries.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::config::{FileConfig, TargetConfig};
+use crate::metrics::Metrics;
+use crate::model::Sample;
+use crate::notify::Notifier;
+use crate::scrape::{scrape_loop, scraper, Scraper};
+
+/// Everything that can fail before a configuration starts, done: its
+/// targets' endpoints and secrets read, its notifiers opened.
+pub struct Built {
+    scrapers: Vec<(TargetConfig, Scraper)>,
+    pub notifiers: Vec<Arc<Notifier>>,
+}
+
+/// Where the tasks send their samples, what they count, and the client
+/// they share (same settings, one connection pool and TLS setup).
+#[derive(Clone)]
+pub struct Env {
+    pub tx: mpsc::Sender<Sample<'static>>,
+    pub metrics: Arc<Metrics>,
+    pub client: reqwest::Client,
+}
+
+/// One target's scrape task and the settings it runs with.
+struct Scraping {
+    target: TargetConfig,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// What `retarget` did, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    pub started: usize,
+    pub stopped: usize,
+    pub kept: usize,
+}
+
+pub struct Workers {
+    env: Env,
+    scrapes: BTreeMap<String, Scraping>,
+    /// Stops the deliveries; each scrape has its own token.
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    pub notifiers: Vec<Arc<Notifier>>,
+}
+
+/// Reads every target's endpoint and secrets (errors name `targets[i]`).
+fn scrapers(
+    targets: &[TargetConfig],
+    client: &reqwest::Client,
+) -> anyhow::Result<Vec<(TargetConfig, Scraper)>> {
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Ok((t.clone(), scraper(i, t, client)?)))
+        .collect()
+}
+
+impl Workers {
+    /// Builds everything of `cfg` that can fail before anything starts.
+    pub fn build(
+        cfg: &FileConfig,
+        client: &reqwest::Client,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<Built> {
+        let scrapers = scrapers(&cfg.targets, client)?;
+        let mut notifiers = Vec::new();
+        for (i, n) in cfg.notifiers.iter().enumerate() {
+            notifiers.extend(crate::notify::build(
+                i,
+                n,
+                &cfg.http,
+                &cfg.state.dir(),
+                metrics,
+            )?);
+        }
+        Ok(Built {
+            scrapers,
+            notifiers,
+        })
+    }
+
+    pub fn start(built: Built, env: Env) -> Workers {
+        let mut w = Workers {
+            env,
+            scrapes: BTreeMap::new(),
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            notifiers: built.notifiers,
+        };
+        for n in &w.notifiers {
+            let task = n.clone().run(w.env.client.clone(), w.stop.clone());
+            w.tasks.spawn(task);
+        }
+        for (target, s) in built.scrapers {
+            w.spawn(target, s);
+        }
+        w
+    }
+
+    fn spawn(&mut self, target: TargetConfig, s: Scraper) {
+        let stop = CancellationToken::new();
+        let span = tracing::info_span!("scrape", target = %s.name);
+        let env = &self.env;
+        let task = scrape_loop(s, env.tx.clone(), env.metrics.clone(), stop.clone());
+        let task = self.tasks.spawn(task.instrument(span));
+        env.metrics.scrape_tasks_started.inc();
+        self.scrapes
+            .insert(target.name.clone(), Scraping { target, stop, task });
+    }
+
+    /// Runs `targets` from now on: those new or changed are built first
+    /// (if one cannot be, nothing changes), then those gone or changed
+    /// stop, and the built ones start. A target whose settings are the
+    /// same keeps its task, its schedule and its scrape in flight.
+    pub async fn retarget(&mut self, targets: &[TargetConfig]) -> anyhow::Result<Change> {
+        let fresh: Vec<TargetConfig> = targets
+            .iter()
+            .filter(|t| self.scrapes.get(&t.name).is_none_or(|s| s.target != **t))
+            .cloned()
+            .collect();
+        let built = scrapers(&fresh, &self.env.client)?;
+        let wanted: BTreeMap<&str, &TargetConfig> =
+            targets.iter().map(|t| (t.name.as_str(), t)).collect();
+        let gone: Vec<String> = (self.scrapes.iter())
+            .filter(|(name, s)| wanted.get(name.as_str()) != Some(&&s.target))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &gone {
+            if let Some(s) = self.scrapes.remove(name) {
+                s.stop.cancel();
+                // A task that panicked is gone already; nothing to wait on.
+                let _ = s.task.await;
+            }
+        }
+        let change = Change {
+            started: built.len(),
+            stopped: gone.len(),
+            kept: self.scrapes.len(),
+        };
+        for (target, s) in built {
+            self.spawn(target, s);
+        }
+        Ok(change)
+    }
+
+    /// Stops every scrape and delivery, and waits until they have: a scrape
+    /// in flight is dropped, a delivery in flight is sent again by the next
+    /// run (its outbox still holds it).
+    pub async fn stop(self) {
+        for s in self.scrapes.values() {
+            s.stop.cancel();
+        }
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
