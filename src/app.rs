@@ -340,14 +340,22 @@ impl Daemon {
             return;
         }
         let (before, targets) = (self.cfg.targets.len(), new.targets.clone());
-        match self.retarget(new, pipeline).await {
-            Ok(c) => tracing::info!(
-                "discovery: {before} -> {} target(s): {} started, {} stopped, {} unchanged",
-                targets.len(),
-                c.started,
-                c.stopped,
-                c.kept
-            ),
+        // With nothing running (a reload and its fallback both failed),
+        // everything starts as on reload.
+        let result = match self.workers {
+            Some(_) => self.retarget(new, pipeline).await.map(|c| {
+                format!(
+                    ": {} started, {} stopped, {} unchanged",
+                    c.started, c.stopped, c.kept
+                )
+            }),
+            None => self.apply(new, pipeline).await.map(|()| String::new()),
+        };
+        match result {
+            Ok(how) => {
+                self.failed = None;
+                tracing::info!("discovery: {before} -> {} target(s){how}", targets.len());
+            }
             Err(why) => {
                 tracing::error!("discovery: the new targets were not applied: {why}");
                 self.failed = Some(targets);
@@ -637,7 +645,9 @@ pub async fn run(
     }
     rx.close();
     while let Some(sample) = rx.recv().await {
-        pipeline.step(&sample)?;
+        if daemon.configured(&sample.target) {
+            pipeline.step(&sample)?;
+        }
     }
     pipeline.finish()?;
     // Keep everything learned; the listener answers until here.

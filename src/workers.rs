@@ -58,14 +58,13 @@ pub struct Workers {
     pub notifiers: Vec<Arc<Notifier>>,
 }
 
-/// Reads every target's endpoint and secrets (errors name `targets[i]`).
-fn scrapers(
-    targets: &[TargetConfig],
+/// Reads each target's endpoint and secrets; `i` is its place in the
+/// config's list, which errors name (`targets[i]`).
+fn scrapers<'a>(
+    targets: impl Iterator<Item = (usize, &'a TargetConfig)>,
     client: &reqwest::Client,
 ) -> anyhow::Result<Vec<(TargetConfig, Scraper)>> {
     targets
-        .iter()
-        .enumerate()
         .map(|(i, t)| Ok((t.clone(), scraper(i, t, client)?)))
         .collect()
 }
@@ -77,7 +76,7 @@ impl Workers {
         client: &reqwest::Client,
         metrics: &Arc<Metrics>,
     ) -> anyhow::Result<Built> {
-        let scrapers = scrapers(&cfg.targets, client)?;
+        let scrapers = scrapers(cfg.targets.iter().enumerate(), client)?;
         let mut notifiers = Vec::new();
         for (i, n) in cfg.notifiers.iter().enumerate() {
             notifiers.extend(crate::notify::build(
@@ -128,20 +127,19 @@ impl Workers {
     /// stop, and the built ones start. A target whose settings are the
     /// same keeps its task, its schedule and its scrape in flight.
     pub async fn retarget(&mut self, targets: &[TargetConfig]) -> anyhow::Result<Change> {
-        let fresh: Vec<TargetConfig> = targets
-            .iter()
-            .filter(|t| self.scrapes.get(&t.name).is_none_or(|s| s.target != **t))
-            .cloned()
-            .collect();
-        let built = scrapers(&fresh, &self.env.client)?;
+        let fresh = targets.iter().enumerate().filter(|(_, t)| !self.runs(t));
+        let built = scrapers(fresh, &self.env.client)?;
         let wanted: BTreeMap<&str, &TargetConfig> =
             targets.iter().map(|t| (t.name.as_str(), t)).collect();
-        let gone: Vec<String> = (self.scrapes.iter())
-            .filter(|(name, s)| wanted.get(name.as_str()) != Some(&&s.target))
-            .map(|(name, _)| name.clone())
+        let gone: Vec<String> = (self.scrapes.keys())
+            .filter(|name| !wanted.get(name.as_str()).is_some_and(|t| self.runs(t)))
+            .cloned()
             .collect();
         for name in &gone {
             if let Some(s) = self.scrapes.remove(name) {
+                if s.task.is_finished() {
+                    tracing::warn!(target = %name, "its scrape task had ended; started again");
+                }
                 s.stop.cancel();
                 // A task that panicked is gone already; nothing to wait on.
                 let _ = s.task.await;
@@ -156,6 +154,12 @@ impl Workers {
             self.spawn(target, s);
         }
         Ok(change)
+    }
+
+    /// Whether `t`'s scrape runs, with these settings. A task that ended
+    /// without being stopped (a panic) does not: it is started again.
+    fn runs(&self, t: &TargetConfig) -> bool {
+        (self.scrapes.get(&t.name)).is_some_and(|s| s.target == *t && !s.task.is_finished())
     }
 
     /// Stops every scrape and delivery, and waits until they have: a scrape

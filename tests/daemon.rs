@@ -191,10 +191,12 @@ fn events(lines: &[String]) -> Vec<AlertEvent> {
 }
 
 /// Where tests leave what a person may want to look at (screenshots).
+/// Where a test keeps what a person may want to look at afterwards (the
+/// directory made if it is not there yet: a test may run alone).
 fn artifact(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/test-artifacts")
-        .join(name)
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
 }
 
 fn write_config(name: &str, text: &str) -> PathBuf {

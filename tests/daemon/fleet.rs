@@ -151,7 +151,8 @@ fn per_server_alerting_exports_a_pools_servers_only_while_it_alerts() {
 /// error.
 #[test]
 fn file_sd_targets_come_and_go_with_the_file() {
-    let (lb1, lb2) = (
+    let (lb1, lb2, lb3) = (
+        fake_lb::start(Behaviour::Csv),
         fake_lb::start(Behaviour::Csv),
         fake_lb::start(Behaviour::Csv),
     );
@@ -232,6 +233,10 @@ fn file_sd_targets_come_and_go_with_the_file() {
         "eu-1's alert not resolved at the receiver: {:?}",
         hook.webhook_events()
     );
+    // eu-2 moves: its scrape restarts at the new address.
+    write(&format!("[{}]", group(&lb3, "eu-2")));
+    lb3.wait_scraped(2);
+    assert_eq!(started(port), Some(3.0), "eu-2 not restarted once");
     std::fs::write(&sd, "[{\"targets\": [").unwrap();
     let counted = support::tools::eventually(Duration::from_secs(10), || {
         http_get(port, "/metrics")
@@ -254,6 +259,7 @@ fn file_sd_targets_come_and_go_with_the_file() {
     for change in [
         "1 -> 2 target(s): 1 started, 0 stopped, 1 unchanged",
         "2 -> 1 target(s): 0 started, 1 stopped, 1 unchanged",
+        "1 -> 1 target(s): 1 started, 1 stopped, 0 unchanged",
     ] {
         assert!(stderr.contains(change), "no {change:?} in {stderr}");
     }
