@@ -132,7 +132,7 @@ fn main() {
     let _ = child.wait();
     let _ = std::fs::remove_file(&path);
     println!(
-        "fleet: {targets} targets x {servers} servers every 1 s for {measure} s: lbwatch used {:.1}% of one core, peak RSS {:.1} MB",
+        "fleet: {targets} targets x {servers} servers every 1 s for {measure} s: lbwatch used {:.1}% of one core, peak RSS {:.1} MiB",
         100.0 * (cpu1 - cpu0) / wall,
         hwm as f64 / 1024.0
     );

@@ -3,8 +3,8 @@
 //! targets. Every process of shard `I` of `N` keeps the targets whose name
 //! hashes to `I`; two replicas of a shard watch the same targets and both
 //! notify (Alertmanager's clustering makes that one page; PagerDuty merges
-//! the triggers of one incident key, though two replicas may date an
-//! incident a scrape apart and so key it apart).
+//! the triggers of one incident key, which names the target alone, and
+//! webhook events carry an id both replicas compute alike).
 
 use serde::Deserialize;
 
