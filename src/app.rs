@@ -340,18 +340,7 @@ impl Daemon {
             return;
         }
         let (before, targets) = (self.cfg.targets.len(), new.targets.clone());
-        // With nothing running (a reload and its fallback both failed),
-        // everything starts as on reload.
-        let result = match self.workers {
-            Some(_) => self.retarget(new, pipeline).await.map(|c| {
-                format!(
-                    ": {} started, {} stopped, {} unchanged",
-                    c.started, c.stopped, c.kept
-                )
-            }),
-            None => self.apply(new, pipeline).await.map(|()| String::new()),
-        };
-        match result {
+        match self.retarget(new, pipeline).await {
             Ok(how) => {
                 self.failed = None;
                 tracing::info!("discovery: {before} -> {} target(s){how}", targets.len());
@@ -365,20 +354,25 @@ impl Daemon {
 
     /// `new` differs from what runs in its targets alone (discovery never
     /// changes the rest): only the targets added, removed or altered stop
-    /// or start; the notifiers and every other scrape go on.
+    /// or start; the notifiers and every other scrape go on. With nothing
+    /// running (a reload and its fallback both failed), everything starts
+    /// as on reload. Says what changed, for the log.
     async fn retarget(
         &mut self,
         new: FileConfig,
         pipeline: &mut Pipeline,
-    ) -> Result<crate::workers::Change, String> {
+    ) -> Result<String, String> {
         let Some(workers) = self.workers.as_mut() else {
-            return Err("nothing runs".into());
+            return self.apply(new, pipeline).await.map(|()| String::new());
         };
-        let change = (workers.retarget(&new.targets).await).map_err(|e| format!("{e:#}"))?;
+        let c = (workers.retarget(&new.targets).await).map_err(|e| format!("{e:#}"))?;
         let notifiers = workers.notifiers.clone();
         self.switch_detection(&new, &notifiers, pipeline);
         self.cfg = new;
-        Ok(change)
+        Ok(format!(
+            ": {} started, {} stopped, {} unchanged",
+            c.started, c.stopped, c.kept
+        ))
     }
 
     fn env(&self) -> crate::workers::Env {
@@ -611,12 +605,6 @@ pub async fn run(
         }
     }
     let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
-    let env = crate::workers::Env {
-        tx: tx.clone(),
-        metrics: metrics.clone(),
-        client: client.clone(),
-    };
-    let workers = Workers::start(parts, env);
     let mut daemon = Daemon {
         next_discovery: crate::fleet::next_discovery(&base),
         reading: None,
@@ -631,9 +619,10 @@ pub async fn run(
         store,
         shared,
         publisher,
-        workers: Some(workers),
+        workers: None,
         tx,
     };
+    daemon.workers = Some(Workers::start(parts, daemon.env()));
     // The config is loaded and the listener is up.
     crate::systemd::notify("READY=1");
     detect_until(shutdown, &mut rx, &mut pipeline, &mut daemon).await?;

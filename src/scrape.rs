@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::Instrument as _;
 
-use crate::config::{FileConfig, TargetConfig};
+use crate::config::TargetConfig;
 use crate::fetch::{Endpoint, Fetcher};
 use crate::metrics::Metrics;
 use crate::model::{Sample, SampleBody};
@@ -190,44 +188,4 @@ fn nothing_to_watch(
         );
     }
     *said = parsed.servers.is_empty();
-}
-
-/// Scrapes every target of `cfg` for `duration`, handing each sample to
-/// `take` as it comes (`verify`'s staging run: nothing is detected,
-/// notified or served here).
-pub async fn scrape_for(
-    cfg: &FileConfig,
-    duration: Duration,
-    mut take: impl FnMut(Sample<'static>),
-) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
-    let client = Fetcher::shared_client()?;
-    let scrapers = cfg
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| scraper(i, t, &client))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
-    let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-    for s in scrapers {
-        let span = tracing::info_span!("scrape", target = %s.name);
-        tasks.spawn(scrape_loop(s, tx.clone(), metrics.clone(), stop.clone()).instrument(span));
-    }
-    drop(tx);
-    let deadline = tokio::time::sleep(duration);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            () = &mut deadline => break,
-            sample = rx.recv() => match sample {
-                Some(s) => take(s),
-                None => break,
-            },
-        }
-    }
-    stop.cancel();
-    tasks.close();
-    tasks.wait().await;
-    Ok(())
 }

@@ -137,7 +137,7 @@ impl Workers {
             .collect();
         for name in &gone {
             if let Some(s) = self.scrapes.remove(name) {
-                if s.task.is_finished() {
+                if s.task.is_finished() && wanted.contains_key(name.as_str()) {
                     tracing::warn!(target = %name, "its scrape task had ended; started again");
                 }
                 s.stop.cancel();
@@ -173,4 +173,44 @@ impl Workers {
         self.tasks.close();
         self.tasks.wait().await;
     }
+}
+
+/// Scrapes every target of `cfg` for `duration`, handing each sample to
+/// `take` as it comes (`verify`'s staging run: nothing is detected,
+/// notified or served here).
+pub async fn scrape_for(
+    cfg: &FileConfig,
+    duration: std::time::Duration,
+    mut take: impl FnMut(Sample<'static>),
+) -> anyhow::Result<()> {
+    let client = crate::fetch::Fetcher::shared_client()?;
+    let built = Built {
+        scrapers: scrapers(cfg.targets.iter().enumerate(), &client)?,
+        notifiers: Vec::new(),
+    };
+    if built.scrapers.is_empty() {
+        return Ok(());
+    }
+    let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
+    let env = Env {
+        tx,
+        metrics: Metrics::new(),
+        client,
+    };
+    let workers = Workers::start(built, env);
+    let deadline = tokio::time::sleep(duration);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            sample = rx.recv() => match sample {
+                Some(s) => take(s),
+                None => break,
+            },
+        }
+    }
+    // The channel stays open while the tasks stop: one blocked on a full
+    // channel is stopped by its token, not by a reader.
+    workers.stop().await;
+    Ok(())
 }

@@ -88,7 +88,7 @@ fn scrape(
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| run_err("cannot start the runtime", &e))?;
     runtime
-        .block_on(crate::scrape::scrape_for(cfg, duration, |sample| {
+        .block_on(crate::workers::scrape_for(cfg, duration, |sample| {
             v.after(&sample);
             if let Some(w) = out.as_mut() {
                 let line = serde_json::to_writer(&mut *w, &sample)
