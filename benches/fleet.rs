@@ -59,6 +59,22 @@ fn proc_stat(pid: u32) -> (f64, u64) {
     (ticks / 100.0, hwm)
 }
 
+/// The PIDs of `pid`'s children, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let (targets, servers, measure) = if quick { (50, 100, 5) } else { (1000, 100, 60) };
@@ -105,7 +121,13 @@ fn main() {
             });
         }
     });
-    let mut cfg = String::from("[http]\nlisten = \"127.0.0.1:0\"\n");
+    // A state directory of its own: one left by an earlier run would be
+    // restored, with its incidents, and measured along.
+    let state = std::env::temp_dir().join(format!("lbwatch-fleet-state-{}", std::process::id()));
+    let mut cfg = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n",
+        state.display()
+    );
     for t in 0..targets {
         let _ = write!(cfg, "[[targets]]\nname = \"lb{t}\"\nkind = \"haproxy\"\nurl = \"http://{addr}/t/{t}/stats;csv\"\ninterval = \"1s\"\n");
     }
@@ -128,9 +150,15 @@ fn main() {
     std::thread::sleep(Duration::from_secs(measure));
     let (cpu1, hwm) = proc_stat(pid);
     let wall = t0.elapsed().as_secs_f64();
+    // A wrapper (heaptrack) runs lbwatch as its own child: stop that one
+    // first, by PID, or it outlives the benchmark scraping a server gone.
+    for grandchild in children(pid) {
+        let _ = Command::new("kill").arg(grandchild.to_string()).status();
+    }
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir_all(&state);
     println!(
         "fleet: {targets} targets x {servers} servers every 1 s for {measure} s: lbwatch used {:.1}% of one core, peak RSS {:.1} MiB",
         100.0 * (cpu1 - cpu0) / wall,
