@@ -185,30 +185,29 @@ impl Previous {
         s: &ServerStat<'_>,
         out: &mut Vec<LbEvent>,
     ) {
-        let (p, sv) = (Some(pool.to_string()), Some(server.to_string()));
+        // Named only when something changed: this runs for every server of
+        // every scrape, and nearly always finds nothing.
+        let mut said = |kind, text| {
+            let (p, sv) = (Some(pool.to_string()), Some(server.to_string()));
+            out.push(event(ts, kind, p, sv, text));
+        };
         if prev.up && !s.up {
-            out.push(event(
-                ts,
+            said(
                 LbEventKind::ServerDown,
-                p.clone(),
-                sv.clone(),
                 format!("{server} of pool {pool} went down"),
-            ));
+            );
         } else if !prev.up && s.up {
-            out.push(event(
-                ts,
+            said(
                 LbEventKind::ServerUp,
-                p.clone(),
-                sv.clone(),
                 format!("{server} of pool {pool} came back up"),
-            ));
+            );
         }
         if prev.weight != s.weight {
             let text = format!(
                 "{server} of pool {pool}: weight {} → {}",
                 prev.weight, s.weight
             );
-            out.push(event(ts, LbEventKind::WeightChanged, p, sv, text));
+            said(LbEventKind::WeightChanged, text);
         }
     }
 

@@ -2,6 +2,8 @@
 //! checks that run on every interval (health, membership, skew, errors,
 //! drop).
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 
 use super::config::SkewConfig;
@@ -59,13 +61,13 @@ pub struct PoolState {
     pub servers: Vec<ServerState>,
     /// Name -> position in `servers` (rebuilt after a restore).
     #[serde(skip)]
-    index: FxHashMap<Box<str>, usize>,
+    index: FxHashMap<Arc<str>, usize>,
     pub algo: Option<Box<str>>,
     pub listed: bool,
     pub seen: u64,
     /// Servers that joined / left in the latest scrape.
-    pub joined: Vec<Box<str>>,
-    pub left: Vec<Box<str>>,
+    pub joined: Vec<Arc<str>>,
+    pub left: Vec<Arc<str>>,
     /// Weight or backup changes in the latest scrape, as "web1 weight 1 -> 100".
     pub reweighted: Vec<String>,
     pub win_age: f64,
@@ -74,7 +76,7 @@ pub struct PoolState {
     pub skew: Lifecycle,
     pub skew_finding: Option<SkewFinding>,
     /// The server the pending skew streak is about.
-    skew_candidate: Option<Box<str>>,
+    skew_candidate: Option<Arc<str>>,
     pub unavailable: Lifecycle,
     pub membership: Lifecycle,
     pub errors: ErrorTrack,
@@ -865,8 +867,8 @@ mod tests {
             (30.0, 2.0, true)
         );
         assert_eq!(p.reweighted, ["a weight 1 -> 3"]);
-        assert_eq!(p.joined, [Box::from("c")]);
-        assert_eq!(p.left, [Box::from("b")]);
+        assert_eq!(p.joined, [Arc::from("c")]);
+        assert_eq!(p.left, [Arc::from("b")]);
         assert!(!server(&p, "b").listed && !server(&p, "b").counts.has_delta);
     }
 

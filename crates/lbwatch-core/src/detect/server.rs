@@ -49,7 +49,7 @@ pub enum Taken {
 /// A server as last listed, with what its counters did in the last interval.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ServerState {
-    pub name: Box<str>,
+    pub name: std::sync::Arc<str>,
     /// Listed in the latest successful scrape.
     pub listed: bool,
     /// Generation of the scrape that last listed it (duplicate rows).

@@ -49,7 +49,7 @@ pub struct PoolView {
 /// One server of a pool.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerView {
-    pub server: String,
+    pub server: std::sync::Arc<str>,
     pub up: bool,
     pub weight: f64,
     pub backup: bool,
@@ -144,7 +144,7 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
         .map(|&(i, s)| {
             let expected = p.expected.get(i).copied().unwrap_or(0.0);
             ServerView {
-                server: s.name.to_string(),
+                server: s.name.clone(),
                 up: s.up,
                 weight: s.weight,
                 backup: s.backup,
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(p.requests_per_second, Some(80.0));
         assert_eq!(p.error_ratio, Some(6.0 / 400.0));
         let a = &p.servers[0];
-        assert_eq!((a.server.as_str(), a.share), ("a", Some(0.75)));
+        assert_eq!((&*a.server, a.share), ("a", Some(0.75)));
         assert_eq!(a.expected_share, Some(0.75));
         assert_eq!(a.error_ratio, Some(0.02));
         assert_eq!(p.servers[1].expected_share, Some(0.25));
