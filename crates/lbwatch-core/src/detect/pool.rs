@@ -426,6 +426,13 @@ impl PoolState {
                 s.counts.d_err = s.counts.d_req;
             }
         }
+        // Servers join one at a time and the vector doubles as it grows:
+        // at about 460 bytes a server, a fleet's slack would be a tenth of
+        // its memory. Trimmed once the scrape is in, so only after a join.
+        if self.servers.capacity() > self.servers.len() + self.servers.len() / 8 + 1 {
+            self.servers.shrink_to_fit();
+            self.index.shrink_to_fit();
+        }
     }
 
     fn skew_check(&mut self, ctx: &Context, emit: &mut Emit) {
@@ -825,6 +832,25 @@ mod tests {
 
     fn server<'a>(p: &'a PoolState, name: &str) -> &'a ServerState {
         p.servers.iter().find(|s| &*s.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_pool_keeps_no_slack_once_its_servers_joined() {
+        let mut p = PoolState::new("web");
+        let rows: Vec<ServerStat> = (0..25)
+            .map(|i| row(&format!("s{i:02}"), 1, 0, 1.0))
+            .collect();
+        scrape(&mut p, 1, &rows, false);
+        assert_eq!(p.servers.len(), 25);
+        assert!(
+            p.servers.capacity() <= 25 + 25 / 8 + 1,
+            "{}",
+            p.servers.capacity()
+        );
+        scrape(&mut p, 2, &rows[..24], false);
+        assert!(!server(&p, "s24").listed, "left, still remembered");
+        scrape(&mut p, 3, &rows, false);
+        assert!(p.servers.capacity() <= 25 + 25 / 8 + 1);
     }
 
     #[test]
