@@ -8,7 +8,7 @@
 //! bytes go, `LBWATCH_FLEET_WRAP="heaptrack -o /tmp/fleet"` runs lbwatch
 //! under that command, and `LBWATCH_FLEET_TARGETS=N` watches N targets.
 
-#![allow(clippy::print_stdout, clippy::disallowed_methods)] // a benchmark reports, and reads the clock
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)] // a benchmark reports, and reads the clock
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -75,6 +75,63 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Whether `pid` runs the lbwatch binary (not yet, between fork and exec).
+fn is_lbwatch(pid: u32) -> bool {
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_lbwatch")).ok();
+    exe.is_some() && std::fs::read_link(format!("/proc/{pid}/exe")).ok() == exe
+}
+
+/// lbwatch's PID: the child itself, or under a wrapper (heaptrack, whose
+/// other children are its own recorder) the wrapper's child that runs it.
+fn find_lbwatch(child: u32) -> Option<u32> {
+    for _ in 0..100 {
+        if is_lbwatch(child) {
+            return Some(child);
+        }
+        if let Some(pid) = children(child).into_iter().find(|&c| is_lbwatch(c)) {
+            return Some(pid);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Running, as opposed to gone or a zombie waiting to be reaped.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Stops lbwatch by its PID as a service manager would (SIGTERM, then
+/// SIGKILL after 30 s), so that it saves its state and exits before its
+/// state directory is removed; a wrapper is then left to finish its own
+/// work (heaptrack writes out its recording) for up to 30 s.
+fn stop(lbwatch: Option<u32>, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    if let Some(pid) = lbwatch {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if alive(pid) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let (targets, servers, measure) = if quick { (50, 100, 5) } else { (1000, 100, 60) };
@@ -125,7 +182,7 @@ fn main() {
     // restored, with its incidents, and measured along.
     let state = std::env::temp_dir().join(format!("lbwatch-fleet-state-{}", std::process::id()));
     let mut cfg = format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = '{}'\n",
         state.display()
     );
     for t in 0..targets {
@@ -143,20 +200,19 @@ fn main() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id();
     std::thread::sleep(Duration::from_secs(if quick { 2 } else { 10 }));
+    // Measured on lbwatch itself, not on a wrapper around it.
+    let lbwatch = find_lbwatch(child.id());
+    let pid = lbwatch.unwrap_or_else(|| {
+        eprintln!("fleet: no lbwatch process found under the wrapper; measuring the wrapper");
+        child.id()
+    });
     let (cpu0, _) = proc_stat(pid);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(measure));
     let (cpu1, hwm) = proc_stat(pid);
     let wall = t0.elapsed().as_secs_f64();
-    // A wrapper (heaptrack) runs lbwatch as its own child: stop that one
-    // first, by PID, or it outlives the benchmark scraping a server gone.
-    for grandchild in children(pid) {
-        let _ = Command::new("kill").arg(grandchild.to_string()).status();
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    stop(lbwatch, &mut child);
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_dir_all(&state);
     println!(

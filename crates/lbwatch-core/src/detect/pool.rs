@@ -427,8 +427,9 @@ impl PoolState {
             }
         }
         // Servers join one at a time and the vector doubles as it grows:
-        // at about 460 bytes a server, a fleet's slack would be a tenth of
-        // its memory. Trimmed once the scrape is in, so only after a join.
+        // at about 460 bytes a server, the spare room can be up to a tenth
+        // of a fleet's memory. Trimmed once the scrape is in: after joins,
+        // and after `learn` forgot servers gone for good.
         if self.servers.capacity() > self.servers.len() + self.servers.len() / 8 + 1 {
             self.servers.shrink_to_fit();
             self.index.shrink_to_fit();
@@ -849,8 +850,20 @@ mod tests {
         );
         scrape(&mut p, 2, &rows[..24], false);
         assert!(!server(&p, "s24").listed, "left, still remembered");
-        scrape(&mut p, 3, &rows, false);
-        assert!(p.servers.capacity() <= 25 + 25 / 8 + 1);
+        let mut more = rows.clone();
+        more.push(row("s25", 1, 0, 1.0));
+        let taken = scrape(&mut p, 3, &more, false);
+        assert_eq!(taken[25], Taken::Joined);
+        assert_eq!(p.servers.len(), 26);
+        assert!(
+            p.servers.capacity() <= 26 + 26 / 8 + 1,
+            "{}",
+            p.servers.capacity()
+        );
+        // The index still finds every server where it is.
+        for (i, s) in p.servers.iter().enumerate() {
+            assert_eq!(p.index.get(&*s.name), Some(&i));
+        }
     }
 
     #[test]
