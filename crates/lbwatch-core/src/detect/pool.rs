@@ -62,6 +62,17 @@ pub struct PoolState {
     /// Name -> position in `servers` (rebuilt after a restore).
     #[serde(skip)]
     index: FxHashMap<Arc<str>, usize>,
+    /// Where each row of the latest scrape found its server, and the rows
+    /// taken so far in this one: a pool lists its servers in the same order
+    /// scrape after scrape, so a row is checked at its place before any
+    /// lookup by name.
+    #[serde(skip)]
+    row_at: Vec<u32>,
+    #[serde(skip)]
+    rows: usize,
+    /// Servers joined in this scrape, not yet sorted into place.
+    #[serde(skip)]
+    unsorted: bool,
     pub algo: Option<Box<str>>,
     pub listed: bool,
     pub seen: u64,
@@ -100,6 +111,9 @@ impl PoolState {
             name: name.into(),
             servers: Vec::new(),
             index: FxHashMap::default(),
+            row_at: Vec::new(),
+            rows: 0,
+            unsorted: false,
             algo: None,
             listed: false,
             seen: 0,
@@ -123,16 +137,32 @@ impl PoolState {
         }
     }
 
-    pub fn server_index(&mut self, name: &str) -> usize {
-        if let Some(&i) = self.index.get(name) {
+    /// The position of the server of the scrape's next row, `name`.
+    fn server_index(&mut self, name: &str) -> usize {
+        let k = self.rows;
+        self.rows += 1;
+        let hinted = self.row_at.get(k).map(|&i| i as usize);
+        if let Some(i) = hinted.filter(|&i| self.servers.get(i).is_some_and(|s| *s.name == *name)) {
             return i;
         }
-        let i = self
-            .servers
-            .binary_search_by(|s| (*s.name).cmp(name))
-            .unwrap_or_else(|i| i);
-        self.servers.insert(i, ServerState::new(name));
-        self.reindex();
+        let i = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                // Appended, and sorted into place once the scrape is in:
+                // inserting each joining server in order would move the
+                // vector and rebuild the index for each, quadratic in a
+                // large pool's first scrape.
+                let s = ServerState::new(name);
+                self.index.insert(s.name.clone(), self.servers.len());
+                self.servers.push(s);
+                self.unsorted = true;
+                self.servers.len() - 1
+            }
+        };
+        match self.row_at.get_mut(k) {
+            Some(at) => *at = i as u32,
+            None => self.row_at.push(i as u32),
+        }
         i
     }
 
@@ -140,6 +170,7 @@ impl PoolState {
     /// the pool was restored from a snapshot.
     pub fn reindex(&mut self) {
         self.index.clear();
+        self.row_at.clear();
         for (i, s) in self.servers.iter().enumerate() {
             self.index.insert(s.name.clone(), i);
         }
@@ -368,6 +399,7 @@ impl PoolState {
 
     /// A new scrape: nothing joined, left or changed yet.
     pub fn begin_scrape(&mut self) {
+        self.rows = 0;
         self.joined.clear();
         self.left.clear();
         self.reweighted.clear();
@@ -425,6 +457,11 @@ impl PoolState {
             if s.counts.d_err > s.counts.d_req && s.counts.has_delta {
                 s.counts.d_err = s.counts.d_req;
             }
+        }
+        if self.unsorted {
+            self.servers.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            self.reindex();
+            self.unsorted = false;
         }
         // Servers join one at a time and the vector doubles as it grows:
         // at about 460 bytes a server, the spare room can be up to a tenth
@@ -861,6 +898,37 @@ mod tests {
             p.servers.capacity()
         );
         // The index still finds every server where it is.
+        for (i, s) in p.servers.iter().enumerate() {
+            assert_eq!(p.index.get(&*s.name), Some(&i));
+        }
+    }
+
+    /// Rows are matched to servers by their place in the last scrape
+    /// first: rows in another order, a server joining in the middle, and a
+    /// row listed twice still reach their own server.
+    #[test]
+    fn rows_find_their_server_whatever_their_order() {
+        let mut p = PoolState::new("web");
+        let names = ["c", "a", "d", "b"];
+        let rows = |n: u64, names: &[&str]| -> Vec<ServerStat> {
+            names
+                .iter()
+                .map(|s| row(s, n * (s.as_bytes()[0] as u64), 0, 1.0))
+                .collect()
+        };
+        scrape(&mut p, 1, &rows(1, &names), false);
+        scrape(&mut p, 2, &rows(2, &["b", "d", "a", "c"]), false);
+        let taken = scrape(&mut p, 3, &rows(3, &["d", "bb", "c", "a", "d", "b"]), false);
+        assert_eq!(taken[1], Taken::Joined);
+        assert_eq!(taken[4], Taken::Duplicate);
+        assert_eq!(
+            p.servers.iter().map(|s| &*s.name).collect::<Vec<_>>(),
+            ["a", "b", "bb", "c", "d"]
+        );
+        for s in p.servers.iter().filter(|s| &*s.name != "bb") {
+            // Each counter grew by its own name's byte.
+            assert_eq!(s.counts.d_req, s.name.as_bytes()[0] as f64, "{}", s.name);
+        }
         for (i, s) in p.servers.iter().enumerate() {
             assert_eq!(p.index.get(&*s.name), Some(&i));
         }
