@@ -158,7 +158,10 @@ impl Fetcher {
                         endpoint: shown,
                     });
                 }
-                let mut body = Vec::new();
+                // Sized once where the length is said (never past the
+                // limit: a header may lie), not grown chunk by chunk.
+                let said = resp.content_length().unwrap_or(0).min(self.max_bytes);
+                let mut body = Vec::with_capacity(said as usize);
                 while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Read {
                     endpoint: shown.clone(),
                     reason: error_chain(&e.without_url()),

@@ -114,9 +114,9 @@ impl Previous {
         };
         let layout = Layout::of(servers);
         let mut pools: Vec<(Interval, Vec<(Name, f64)>)> = layout
-            .first
+            .sizes
             .iter()
-            .map(|_| (Interval::over(ts, seconds), Vec::new()))
+            .map(|n| (Interval::over(ts, seconds), Vec::with_capacity(*n)))
             .collect();
         let (mut known, mut lower) = (0, 0);
         for ((s, at), slot) in servers.iter().zip(&found).zip(&layout.slots) {
@@ -335,14 +335,15 @@ impl Entry {
 struct Layout {
     /// Each server's pool slot.
     slots: Vec<usize>,
-    /// Each slot's first server.
+    /// Each slot's first server, and its number of servers.
     first: Vec<usize>,
+    sizes: Vec<usize>,
 }
 
 impl Layout {
     fn of(servers: &[ServerStat<'_>]) -> Layout {
         let mut slots = Vec::with_capacity(servers.len());
-        let mut first: Vec<usize> = Vec::new();
+        let (mut first, mut sizes): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
         let mut by_name: HashMap<&str, usize> = HashMap::new();
         for (i, s) in servers.iter().enumerate() {
             let last = i.checked_sub(1).filter(|p| servers[*p].pool == s.pool);
@@ -350,12 +351,18 @@ impl Layout {
                 Some(p) => slots[p],
                 None => *by_name.entry(&*s.pool).or_insert_with(|| {
                     first.push(i);
+                    sizes.push(0);
                     first.len() - 1
                 }),
             };
+            sizes[slot] += 1;
             slots.push(slot);
         }
-        Layout { slots, first }
+        Layout {
+            slots,
+            first,
+            sizes,
+        }
     }
 }
 

@@ -305,7 +305,11 @@ impl TargetTrack {
         }
         let open = self.open.is_some();
         for (name, interval) in intervals {
-            let pool = self.pools.entry(name.clone()).or_default();
+            // Found before inserting: `entry` would copy the name every time.
+            if !self.pools.contains_key(&name) {
+                self.pools.insert(name.clone(), PoolTrack::default());
+            }
+            let pool = self.pools.get_mut(&name).expect("inserted above");
             if let Some(open) = self.open.as_mut().filter(|o| charting(o, &name, ts)) {
                 draw(open, &name, pool, &interval);
             }
