@@ -20,9 +20,10 @@ use crate::detect::Detector;
 use crate::fetch::Fetcher;
 use crate::http::{Reply, Request};
 use crate::metrics::Metrics;
-use crate::model::{AlertEvent, AlertState, Sample};
+use crate::model::{AlertEvent, AlertState};
 use crate::notify::Notifier;
 use crate::pipeline::{EventWriter, Pipeline};
+use crate::scrape::Scraped;
 use crate::sinks::{Accounting, Notifiers, Outboxes, Recorder, StateSaver};
 use crate::state::StateStore;
 use crate::views::{Fleet, Publisher};
@@ -248,7 +249,7 @@ struct Daemon {
     shared: Arc<Shared>,
     publisher: Publisher,
     workers: Option<Workers>,
-    tx: mpsc::Sender<Sample<'static>>,
+    tx: mpsc::Sender<Scraped>,
 }
 
 impl Daemon {
@@ -604,7 +605,7 @@ pub async fn run(
             tracing::error!("{target}: {e}");
         }
     }
-    let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
+    let (tx, mut rx) = mpsc::channel::<Scraped>(1024);
     let mut daemon = Daemon {
         next_discovery: crate::fleet::next_discovery(&base),
         reading: None,
@@ -633,9 +634,10 @@ pub async fn run(
         w.stop().await;
     }
     rx.close();
-    while let Some(sample) = rx.recv().await {
+    while let Some(scraped) = rx.recv().await {
+        let sample = scraped.sample();
         if daemon.configured(&sample.target) {
-            pipeline.step(&sample)?;
+            pipeline.step(sample)?;
         }
     }
     pipeline.finish()?;
@@ -687,7 +689,7 @@ async fn read(
 /// systemd's watchdog pinged, until `shutdown` (or every scraper is gone).
 async fn detect_until(
     shutdown: impl std::future::Future<Output = ()>,
-    rx: &mut mpsc::Receiver<Sample<'static>>,
+    rx: &mut mpsc::Receiver<Scraped>,
     pipeline: &mut Pipeline,
     daemon: &mut Daemon,
 ) -> anyhow::Result<()> {
@@ -700,7 +702,7 @@ async fn detect_until(
     let mut watchdog = crate::systemd::watchdog_interval().map(tokio::time::interval);
     tokio::pin!(shutdown);
     loop {
-        let sample = tokio::select! {
+        let scraped = tokio::select! {
             s = rx.recv() => match s { Some(s) => s, None => return Ok(()) },
             () = &mut shutdown => return Ok(()),
             () = hangup(&mut hup) => {
@@ -725,10 +727,11 @@ async fn detect_until(
         };
         // A sample of a target a reload removed, scraped before it: the
         // detector would take it for a new target.
+        let sample = scraped.sample();
         if !daemon.configured(&sample.target) {
             continue;
         }
-        pipeline.step(&sample)?;
+        pipeline.step(sample)?;
     }
 }
 

@@ -16,7 +16,7 @@ use crate::config::{FileConfig, TargetConfig};
 use crate::metrics::Metrics;
 use crate::model::Sample;
 use crate::notify::Notifier;
-use crate::scrape::{scrape_loop, scraper, Scraper};
+use crate::scrape::{scrape_loop, scraper, Scraped, Scraper};
 
 /// Everything that can fail before a configuration starts, done: its
 /// targets' endpoints and secrets read, its notifiers opened.
@@ -29,7 +29,7 @@ pub struct Built {
 /// they share (same settings, one connection pool and TLS setup).
 #[derive(Clone)]
 pub struct Env {
-    pub tx: mpsc::Sender<Sample<'static>>,
+    pub tx: mpsc::Sender<Scraped>,
     pub metrics: Arc<Metrics>,
     pub client: reqwest::Client,
 }
@@ -181,7 +181,7 @@ impl Workers {
 pub async fn scrape_for(
     cfg: &FileConfig,
     duration: std::time::Duration,
-    mut take: impl FnMut(Sample<'static>),
+    mut take: impl FnMut(&Sample<'_>),
 ) -> anyhow::Result<()> {
     let client = crate::fetch::Fetcher::shared_client()?;
     let built = Built {
@@ -191,7 +191,7 @@ pub async fn scrape_for(
     if built.scrapers.is_empty() {
         return Ok(());
     }
-    let (tx, mut rx) = mpsc::channel::<Sample<'static>>(1024);
+    let (tx, mut rx) = mpsc::channel::<Scraped>(1024);
     let env = Env {
         tx,
         metrics: Metrics::new(),
@@ -204,7 +204,7 @@ pub async fn scrape_for(
         tokio::select! {
             () = &mut deadline => break,
             sample = rx.recv() => match sample {
-                Some(s) => take(s),
+                Some(s) => take(s.sample()),
                 None => break,
             },
         }

@@ -756,7 +756,8 @@ mod real_haproxy {
 
         // The live stats of HAProxy 2.6 parse cleanly.
         std::thread::sleep(Duration::from_secs(2));
-        let live = lbwatch::source::haproxy_csv::parse(lb.stats_csv().as_bytes()).unwrap();
+        let page = lb.stats_csv();
+        let live = lbwatch::source::haproxy_csv::parse(page.as_bytes()).unwrap();
         assert!(
             live.bad_rows.is_empty() && live.servers.len() == 12,
             "{live:?}"

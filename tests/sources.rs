@@ -30,10 +30,11 @@ fn as_json(p: &Parsed) -> Value {
 fn check(
     dir: &str,
     name: &str,
-    parse: impl Fn(&[u8]) -> Result<Parsed, lbwatch::source::SourceError>,
-) -> Parsed {
+    parse: impl Fn(&[u8]) -> Result<Parsed<'_>, lbwatch::source::SourceError>,
+) -> Parsed<'static> {
     let path = fixture(dir, name);
-    let parsed = parse(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let page = std::fs::read(&path).unwrap();
+    let parsed = parse(&page).unwrap_or_else(|e| panic!("{name}: {e}"));
     let golden = path.with_extension("golden.json");
     let got = serde_json::to_string_pretty(&as_json(&parsed)).unwrap() + "\n";
     if std::env::var_os("LBWATCH_BLESS").is_some() {
@@ -46,10 +47,10 @@ fn check(
         )
     });
     assert_eq!(got, want, "{name} differs from {}", golden.display());
-    parsed
+    parsed.into_owned()
 }
 
-fn haproxy(name: &str) -> Parsed {
+fn haproxy(name: &str) -> Parsed<'static> {
     check("haproxy", name, haproxy_csv::parse)
 }
 

@@ -15,7 +15,7 @@ use super::{json_counter, json_weight, weight_value, Parsed, RowError, SourceErr
 use crate::model::ServerStat;
 
 /// Either form, told apart by the first character.
-pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
+pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SourceError> {
     let text = std::str::from_utf8(bytes).map_err(|e| SourceError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
@@ -74,7 +74,7 @@ fn health(h: &Value) -> (bool, bool) {
     }
 }
 
-fn parse_json(text: &str) -> Result<Parsed, SourceError> {
+fn parse_json(text: &str) -> Result<Parsed<'_>, SourceError> {
     let doc = super::json(text.as_bytes(), "Envoy /clusters?format=json")?;
     let Some(clusters) =
         field(&doc, "cluster_statuses", "clusterStatuses").and_then(Value::as_array)
@@ -190,7 +190,7 @@ struct TextHost {
     flags: Option<String>,
 }
 
-fn parse_text(text: &str) -> Result<Parsed, SourceError> {
+fn parse_text(text: &str) -> Result<Parsed<'_>, SourceError> {
     let mut hosts: BTreeMap<(String, String), TextHost> = BTreeMap::new();
     let mut bad_rows = Vec::new();
     let mut recognised = 0usize;

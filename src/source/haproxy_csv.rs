@@ -374,9 +374,15 @@ impl<'a> Iterator for Records<'a> {
 }
 
 fn number(fields: &[Cow<'_, str>], col: Option<usize>, name: &str) -> Result<Option<u64>, String> {
-    let Some(text) = col.and_then(|c| fields.get(c)).map(|f| f.trim()) else {
+    let Some(field) = col.and_then(|c| fields.get(c)) else {
         return Ok(None);
     };
+    // Nearly every field is a plain count of a few digits: read at once,
+    // without trimming and the standard parser's generality.
+    if let Some(n) = digits(field.as_bytes()) {
+        return Ok(Some(n));
+    }
+    let text = field.trim();
     if text.is_empty() {
         return Ok(None);
     }
@@ -385,8 +391,19 @@ fn number(fields: &[Cow<'_, str>], col: Option<usize>, name: &str) -> Result<Opt
         .map_err(|_| format!("`{name}` is {text:?}, not a count"))
 }
 
+/// The value of 1 to 19 ASCII digits (no overflow possible); `None` for
+/// anything else, which the standard parser then reads or refuses.
+fn digits(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
+    })
+}
+
 /// Parses a stats CSV page.
-pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
+pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SourceError> {
     let (text, first) = super::text_and_first_line(bytes)?;
     if first.starts_with('<') {
         return Err(SourceError::NotThisFormat {
@@ -410,8 +427,8 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
             .max_by_key(|&(w, n)| (n, w))
             .map(|(w, _)| w);
     }
-    let mut algos: HashMap<String, String> = HashMap::new();
-    let mut rows: Vec<(usize, ServerStat<'static>)> = Vec::new();
+    let mut algos: HashMap<Cow<'_, str>, Cow<'_, str>> = HashMap::new();
+    let mut rows: Vec<ServerStat<'_>> = Vec::new();
     let mut bad_rows = Vec::new();
     let mut frontends = Vec::new();
     let mut saw_header = false;
@@ -437,7 +454,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
         let width = split_first(line, cols.last + 1, &mut fields);
         match row(&fields, width, &cols) {
             Ok(Row::Server(s, unread)) => {
-                rows.push((line_no, s));
+                rows.push(s);
                 bad_rows.extend(unread.into_iter().map(|reason| RowError {
                     at: format!("line {line_no}"),
                     reason,
@@ -468,32 +485,39 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SourceError> {
             found: super::excerpt(first),
         });
     }
-    let servers = rows
-        .into_iter()
-        .map(|(_, mut s)| {
-            s.algo = algos.get(s.pool.as_ref()).cloned().map(Cow::Owned);
-            s
-        })
-        .collect();
+    if !algos.is_empty() {
+        for s in &mut rows {
+            s.algo = algos.get(s.pool.as_ref()).cloned();
+        }
+    }
     Ok(Parsed {
-        servers,
+        servers: rows,
         frontends,
         bad_rows,
     })
 }
 
-enum Row {
+enum Row<'a> {
     /// A server, and why any of its optional signals could not be read.
-    Server(ServerStat<'static>, Vec<String>),
-    Frontend(FrontendStat<'static>),
+    Server(ServerStat<'a>, Vec<String>),
+    Frontend(FrontendStat<'a>),
     Backend {
-        pool: String,
-        algo: Option<String>,
+        pool: Cow<'a, str>,
+        algo: Option<Cow<'a, str>>,
     },
     Other,
 }
 
-fn row(f: &[Cow<'_, str>], width_found: usize, c: &Columns) -> Result<Row, String> {
+/// A field without its surrounding blanks, borrowed from the page unless
+/// it was quoted (unquoting made it a copy already).
+fn trimmed<'a>(field: &Cow<'a, str>) -> Cow<'a, str> {
+    match field {
+        Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+        Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
+    }
+}
+
+fn row<'a>(f: &[Cow<'a, str>], width_found: usize, c: &Columns) -> Result<Row<'a>, String> {
     // A row has the header's width (or, without a header, the dump's usual
     // width): one comma missing shifts every column after it (a real HAProxy
     // bug, "DRAIN (agent)1"). Older versions' rows are short but consistent.
@@ -528,7 +552,7 @@ fn row(f: &[Cow<'_, str>], width_found: usize, c: &Columns) -> Result<Row, Strin
     // FRONTEND and BACKEND are reserved names: they decide even where a
     // tool filled `type` wrongly (haproxy_exporter's test data does).
     let is_backend = match (svname, kind) {
-        ("FRONTEND", _) => return frontend(pxname, f, c).map(Row::Frontend),
+        ("FRONTEND", _) => return frontend(f, c).map(Row::Frontend),
         ("BACKEND", _) => true,
         (_, Some("1")) => true,
         (_, Some("2") | None) => false,
@@ -539,10 +563,10 @@ fn row(f: &[Cow<'_, str>], width_found: usize, c: &Columns) -> Result<Row, Strin
         let algo = c
             .algo
             .and_then(|a| f.get(a))
-            .map(|a| a.trim().to_string())
+            .map(trimmed)
             .filter(|a| !a.is_empty());
         return Ok(Row::Backend {
-            pool: pxname.to_string(),
+            pool: trimmed(&f[c.pxname]),
             algo,
         });
     }
@@ -579,8 +603,8 @@ fn row(f: &[Cow<'_, str>], width_found: usize, c: &Columns) -> Result<Row, Strin
     let mut bad = Vec::new();
     Ok(Row::Server(
         ServerStat {
-            pool: Cow::Owned(pxname.to_string()),
-            server: Cow::Owned(svname.to_string()),
+            pool: trimmed(&f[c.pxname]),
+            server: trimmed(&f[c.svname]),
             requests_total: requests,
             responses_5xx_total: errors,
             up: st != Status::Down,
@@ -625,11 +649,7 @@ fn signals(f: &[Cow<'_, str>], c: &Columns, bad: &mut Vec<String>) -> ServerStat
 }
 
 /// A FRONTEND row: what the listener received, denied and answered.
-fn frontend(
-    pxname: &str,
-    f: &[Cow<'_, str>],
-    c: &Columns,
-) -> Result<FrontendStat<'static>, String> {
+fn frontend<'a>(f: &[Cow<'a, str>], c: &Columns) -> Result<FrontendStat<'a>, String> {
     let mut denied = None;
     for i in DENIALS {
         if let Some(d) = number(f, c.signals[i], SIGNALS[i])? {
@@ -637,7 +657,7 @@ fn frontend(
         }
     }
     Ok(FrontendStat {
-        frontend: Cow::Owned(pxname.to_string()),
+        frontend: trimmed(&f[c.pxname]),
         requests_total: number(f, c.req_tot, "req_tot")?,
         denied_total: denied,
         responses_4xx_total: number(f, c.hrsp[3], "hrsp_4xx")?,
@@ -732,6 +752,36 @@ mod tests {
         }
         for text in ["", "OPEN", "DRAIN (agent)1", "UPS", "L4OK"] {
             assert_eq!(status(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn counts_are_read_as_the_standard_parser_reads_them() {
+        for text in [
+            "0",
+            "7",
+            "42",
+            " 42 ",
+            "007",
+            "18446744073709551615",
+            "9999999999999999999",
+            "99999999999999999999",
+            "",
+            " ",
+            "-1",
+            "+5",
+            "1.5",
+            "1e3",
+            "١٢",
+            "12a",
+        ] {
+            let fields = [Cow::Borrowed(text)];
+            let standard = match text.trim() {
+                "" => Ok(None),
+                t => t.parse::<u64>().map(Some).map_err(|_| ()),
+            };
+            let ours = number(&fields, Some(0), "req_tot").map_err(|_| ());
+            assert_eq!(ours, standard, "{text:?}");
         }
     }
 

@@ -10,7 +10,7 @@ pub mod prometheus;
 use crate::model::ServerStat;
 
 /// A parser: bytes of one stats page to its servers.
-pub type Parser = fn(&[u8]) -> Result<Parsed, SourceError>;
+pub type Parser = fn(&[u8]) -> Result<Parsed<'_>, SourceError>;
 
 /// A target's `kind`, with what only that kind takes: the stats format it
 /// serves. The variants are empty structs, not units, so that a key another
@@ -33,7 +33,7 @@ pub enum Format {
 }
 
 /// A target's parser, with its mapping where the kind has one.
-pub type BoxedParser = Box<dyn Fn(&[u8]) -> Result<Parsed, SourceError> + Send + Sync>;
+pub type BoxedParser = Box<dyn Fn(&[u8]) -> Result<Parsed<'_>, SourceError> + Send + Sync>;
 
 impl Format {
     /// The parser of this format.
@@ -53,15 +53,32 @@ impl Format {
     }
 }
 
-/// The servers of one scrape, and the rows that could not be read.
+/// The servers of one scrape, and the rows that could not be read. Names
+/// may borrow from the page (HAProxy's CSV does): a fleet's every row would
+/// otherwise copy two of them every scrape.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Parsed {
-    pub servers: Vec<ServerStat<'static>>,
+pub struct Parsed<'a> {
+    pub servers: Vec<ServerStat<'a>>,
     /// The LB's frontends, where the format lists them (HAProxy's FRONTEND
     /// rows).
-    pub frontends: Vec<crate::model::FrontendStat<'static>>,
+    pub frontends: Vec<crate::model::FrontendStat<'a>>,
     /// Counted and skipped: one bad row never costs the rest of the scrape.
     pub bad_rows: Vec<RowError>,
+}
+
+impl Parsed<'_> {
+    /// The same, owning its names: to outlive the page.
+    pub fn into_owned(self) -> Parsed<'static> {
+        Parsed {
+            servers: self
+                .servers
+                .into_iter()
+                .map(ServerStat::into_owned)
+                .collect(),
+            frontends: self.frontends.into_iter().map(|f| f.into_owned()).collect(),
+            bad_rows: self.bad_rows,
+        }
+    }
 }
 
 /// A row that was skipped, where it was (`line 5`, `upstreams.web.peers[2]`)

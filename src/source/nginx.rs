@@ -27,7 +27,7 @@ fn unique(names: &mut BTreeMap<String, usize>, name: &str, id: &Value) -> String
 
 /// NGINX Plus: the API's upstreams object (`{"name": {"peers": [...]}}`), or
 /// the legacy status document with an `upstreams` member.
-pub fn parse_plus(bytes: &[u8]) -> Result<Parsed, SourceError> {
+pub fn parse_plus(bytes: &[u8]) -> Result<Parsed<'_>, SourceError> {
     let doc = super::json(bytes, "NGINX Plus upstreams JSON")?;
     let upstreams = match doc.get("upstreams") {
         Some(u) if doc.get("nginx_version").is_some() || doc.get("version").is_some() => u,
@@ -132,7 +132,7 @@ fn plus_peer(
 
 /// nginx-module-vts: `upstreamZones` (`::nogroups`, peers outside any
 /// upstream block, is not a pool and is left out).
-pub fn parse_vts(bytes: &[u8]) -> Result<Parsed, SourceError> {
+pub fn parse_vts(bytes: &[u8]) -> Result<Parsed<'_>, SourceError> {
     let doc = super::json(bytes, "nginx-vts status JSON")?;
     let Some(zones) = doc.get("upstreamZones").and_then(Value::as_object) else {
         // A server with no upstream block has no `upstreamZones`: a valid

@@ -281,7 +281,7 @@ impl Acc {
     }
 }
 
-fn finish(acc: BTreeMap<(String, String), Acc>, bad_rows: Vec<RowError>) -> Parsed {
+fn finish(acc: BTreeMap<(String, String), Acc>, bad_rows: Vec<RowError>) -> Parsed<'static> {
     let mut out = Parsed {
         servers: Vec::new(),
         bad_rows,
@@ -331,7 +331,7 @@ fn server_stat(a: &Acc) -> Result<(u64, u64, f64), String> {
 }
 
 /// Any endpoint, through `mapping`.
-pub fn parse_mapped(bytes: &[u8], mapping: &Mapping) -> Result<Parsed, SourceError> {
+pub fn parse_mapped<'a>(bytes: &'a [u8], mapping: &Mapping) -> Result<Parsed<'a>, SourceError> {
     let (all, bad_rows) = exposition(bytes)?;
     let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
     for s in &all {
@@ -374,7 +374,7 @@ pub fn parse_mapped(bytes: &[u8], mapping: &Mapping) -> Result<Parsed, SourceErr
 /// with a `state` label from 2.4, a number before) and the standalone
 /// haproxy_exporter (`backend` label, `haproxy_server_up`). Requests are the
 /// sum of HTTP responses, or sessions for TCP servers.
-pub fn parse_haproxy(bytes: &[u8]) -> Result<Parsed, SourceError> {
+pub fn parse_haproxy(bytes: &[u8]) -> Result<Parsed<'_>, SourceError> {
     let (all, bad_rows) = exposition(bytes)?;
     let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
     let mut sessions: BTreeMap<(String, String), f64> = BTreeMap::new();

@@ -89,9 +89,9 @@ fn scrape(
         tokio::runtime::Runtime::new().map_err(|e| run_err("cannot start the runtime", &e))?;
     runtime
         .block_on(crate::workers::scrape_for(cfg, duration, |sample| {
-            v.after(&sample);
+            v.after(sample);
             if let Some(w) = out.as_mut() {
-                let line = serde_json::to_writer(&mut *w, &sample)
+                let line = serde_json::to_writer(&mut *w, sample)
                     .map_err(std::io::Error::from)
                     .and_then(|()| w.write_all(b"\n"));
                 if let Err(e) = line {

@@ -296,6 +296,33 @@ impl Default for ServerStat<'_> {
     }
 }
 
+/// A name that owns its text, to outlive what it was read from.
+fn owned(c: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(c.into_owned())
+}
+
+impl ServerStat<'_> {
+    /// The same row, owning its names.
+    pub fn into_owned(self) -> ServerStat<'static> {
+        ServerStat {
+            pool: owned(self.pool),
+            server: owned(self.server),
+            algo: self.algo.map(owned),
+            ..self
+        }
+    }
+}
+
+impl FrontendStat<'_> {
+    /// The same frontend, owning its name.
+    pub fn into_owned(self) -> FrontendStat<'static> {
+        FrontendStat {
+            frontend: owned(self.frontend),
+            ..self
+        }
+    }
+}
+
 fn default_true() -> bool {
     true
 }
