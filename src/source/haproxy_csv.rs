@@ -428,7 +428,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SourceError> {
             .map(|(w, _)| w);
     }
     let mut algos: HashMap<Cow<'_, str>, Cow<'_, str>> = HashMap::new();
-    let mut rows: Vec<ServerStat<'_>> = Vec::new();
+    // A row a line, nearly: sized once rather than doubled as it fills (a
+    // page's rows wait for the detector with whatever room they have).
+    let lines = text.matches('\n').count() + 1;
+    let mut rows: Vec<ServerStat<'_>> = Vec::with_capacity(lines);
     let mut bad_rows = Vec::new();
     let mut frontends = Vec::new();
     let mut saw_header = false;
