@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use super::csv::{records, split, Fields, Record};
 use super::{Parsed, RowError, SourceError};
 use crate::model::{FrontendStat, ServerStat};
 
@@ -236,144 +237,7 @@ fn status(text: &str) -> Option<Status> {
     }
 }
 
-/// Splits one CSV line into its first `keep` fields and returns how many
-/// fields it has; fields may be double-quoted (with `""` escapes).
-fn split_first<'a>(line: &'a str, keep: usize, out: &mut Vec<Cow<'a, str>>) -> usize {
-    if line.contains('"') {
-        split(line, out);
-        let n = out.len();
-        out.truncate(keep);
-        return n;
-    }
-    out.clear();
-    // Eight bytes at a time: a field is two or three bytes on average, too
-    // short for a search per field to pay, and a row is mostly fields.
-    let bytes = line.as_bytes();
-    let (mut start, mut count, mut i) = (0, 1, 0);
-    while i + 8 <= bytes.len() {
-        let word = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("eight bytes"));
-        let mut commas = commas(word);
-        if out.len() >= keep {
-            // Past the fields read: only counted.
-            count += commas.count_ones() as usize;
-        } else {
-            while commas != 0 {
-                let at = i + (commas.trailing_zeros() / 8) as usize;
-                if out.len() < keep {
-                    out.push(Cow::Borrowed(&line[start..at]));
-                }
-                start = at + 1;
-                count += 1;
-                commas &= commas - 1;
-            }
-        }
-        i += 8;
-    }
-    for (at, &b) in bytes.iter().enumerate().skip(i) {
-        if b == b',' {
-            if out.len() < keep {
-                out.push(Cow::Borrowed(&line[start..at]));
-            }
-            start = at + 1;
-            count += 1;
-        }
-    }
-    if out.len() < keep {
-        out.push(Cow::Borrowed(&line[start..]));
-    }
-    count
-}
-
-/// The high bit of each byte of `word` that is a comma (exact: no byte
-/// other than a comma sets it).
-fn commas(word: u64) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let x = word ^ 0x2c2c_2c2c_2c2c_2c2c;
-    !((x & LOW7).wrapping_add(LOW7) | x | LOW7)
-}
-
-/// Splits one CSV line; fields may be double-quoted (with `""` escapes).
-fn split<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) {
-    out.clear();
-    if !line.contains('"') {
-        out.extend(line.split(',').map(Cow::Borrowed));
-        return;
-    }
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(Cow::Owned(std::mem::take(&mut field))),
-            (c, _) => field.push(c),
-        }
-    }
-    out.push(Cow::Owned(field));
-}
-
-/// The records of a CSV page with their first line numbers (1-based): a
-/// record ends at a line break outside double quotes, so a quoted field
-/// holding line breaks (a check's description, an agent's output) stays in
-/// its row (RFC 4180).
-struct Records<'a> {
-    text: &'a str,
-    pos: usize,
-    line: usize,
-}
-
-fn records(text: &str) -> Records<'_> {
-    Records {
-        text,
-        pos: 0,
-        line: 1,
-    }
-}
-
-impl<'a> Iterator for Records<'a> {
-    type Item = (usize, &'a str);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let rest = &self.text[self.pos..];
-        if rest.is_empty() {
-            return None;
-        }
-        // Most lines hold no quote: a line is a record (both searches are
-        // memchr's).
-        let line_end = rest.find('\n').unwrap_or(rest.len());
-        if !rest[..line_end].contains('"') {
-            let start_line = self.line;
-            self.line += 1;
-            self.pos += (line_end + 1).min(rest.len());
-            return Some((start_line, rest[..line_end].trim_end_matches('\r')));
-        }
-        let bytes = rest.as_bytes();
-        let (start_line, mut quoted, mut end) = (self.line, false, bytes.len());
-        let mut next = bytes.len();
-        for (i, &b) in bytes.iter().enumerate() {
-            match b {
-                b'"' => quoted = !quoted,
-                b'\n' => {
-                    self.line += 1;
-                    if !quoted {
-                        end = i;
-                        next = i + 1;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.pos += next;
-        Some((start_line, rest[..end].trim_end_matches('\r')))
-    }
-}
-
-fn number(fields: &[Cow<'_, str>], col: Option<usize>, name: &str) -> Result<Option<u64>, String> {
+fn number(fields: &Fields<'_>, col: Option<usize>, name: &str) -> Result<Option<u64>, String> {
     let Some(field) = col.and_then(|c| fields.get(c)) else {
         return Ok(None);
     };
@@ -413,14 +277,15 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SourceError> {
     }
     let mut cols = Columns::from_names(DEFAULT_HEADER.iter().copied())
         .expect("the default header has every column");
-    let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(128);
+    let mut header: Vec<Cow<'_, str>> = Vec::with_capacity(128);
+    let mut fields = Fields::default();
     if !text.lines().any(|l| l.starts_with('#')) {
         // No header: every row of a dump has the same width, so the most
         // common width stands in for the header's.
         let mut widths: HashMap<usize, usize> = HashMap::new();
-        for (_, line) in records(text).filter(|(_, l)| !l.trim().is_empty()) {
-            split(line, &mut fields);
-            *widths.entry(fields.len()).or_default() += 1;
+        for r in records(text).filter(|r| !r.text.trim().is_empty()) {
+            split(r.text, &mut header);
+            *widths.entry(header.len()).or_default() += 1;
         }
         cols.width = widths
             .into_iter()
@@ -430,32 +295,37 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SourceError> {
     let mut algos: HashMap<Cow<'_, str>, Cow<'_, str>> = HashMap::new();
     // A row a line, nearly: sized once rather than doubled as it fills (a
     // page's rows wait for the detector with whatever room they have).
-    let lines = text.matches('\n').count() + 1;
+    let lines = memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1;
     let mut rows: Vec<ServerStat<'_>> = Vec::with_capacity(lines);
     let mut bad_rows = Vec::new();
     let mut frontends = Vec::new();
     let mut saw_header = false;
     let mut other_rows = 0usize;
-    for (line_no, line) in records(text) {
+    for Record {
+        line_no,
+        text: line,
+        quoted,
+    } in records(text)
+    {
         if line.trim().is_empty() {
             continue;
         }
-        if let Some(header) = line.strip_prefix('#') {
+        if let Some(names) = line.strip_prefix('#') {
             // Each dump of a concatenation brings its own header.
-            split(header.trim_start(), &mut fields);
-            cols = Columns::from_names(fields.iter().map(|f| f.as_ref())).map_err(|reason| {
+            split(names.trim_start(), &mut header);
+            cols = Columns::from_names(header.iter().map(|f| f.as_ref())).map_err(|reason| {
                 SourceError::BadHeader {
                     line: line_no,
                     reason,
                 }
             })?;
-            cols.width = Some(fields.len());
+            cols.width = Some(header.len());
             cols.width_from_header = true;
             saw_header = true;
             continue;
         }
-        let width = split_first(line, cols.last + 1, &mut fields);
-        match row(&fields, width, &cols) {
+        fields.split(line, quoted, cols.last + 1);
+        match row(&fields, &cols) {
             Ok(Row::Server(s, unread)) => {
                 rows.push(s);
                 bad_rows.extend(unread.into_iter().map(|reason| RowError {
@@ -511,16 +381,8 @@ enum Row<'a> {
     Other,
 }
 
-/// A field without its surrounding blanks, borrowed from the page unless
-/// it was quoted (unquoting made it a copy already).
-fn trimmed<'a>(field: &Cow<'a, str>) -> Cow<'a, str> {
-    match field {
-        Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
-        Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
-    }
-}
-
-fn row<'a>(f: &[Cow<'a, str>], width_found: usize, c: &Columns) -> Result<Row<'a>, String> {
+fn row<'a>(f: &Fields<'a>, c: &Columns) -> Result<Row<'a>, String> {
+    let width_found = f.width;
     // A row has the header's width (or, without a header, the dump's usual
     // width): one comma missing shifts every column after it (a real HAProxy
     // bug, "DRAIN (agent)1"). Older versions' rows are short but consistent.
@@ -542,8 +404,8 @@ fn row<'a>(f: &[Cow<'a, str>], width_found: usize, c: &Columns) -> Result<Row<'a
             "{width_found} fields, fewer than the {needed} needed"
         ));
     }
-    let pxname = f[c.pxname].trim();
-    let svname = f[c.svname].trim();
+    let field = |i: usize| f.get(i).unwrap_or("").trim();
+    let (pxname, svname) = (field(c.pxname), field(c.svname));
     if pxname.is_empty() || svname.is_empty() {
         return Err("no proxy or server name".into());
     }
@@ -563,17 +425,13 @@ fn row<'a>(f: &[Cow<'a, str>], width_found: usize, c: &Columns) -> Result<Row<'a
         (_, Some(other)) => return Err(format!("`type` is {other:?}, not 0-3")),
     };
     if is_backend {
-        let algo = c
-            .algo
-            .and_then(|a| f.get(a))
-            .map(trimmed)
-            .filter(|a| !a.is_empty());
+        let algo = c.algo.and_then(|a| f.name(a)).filter(|a| !a.is_empty());
         return Ok(Row::Backend {
-            pool: trimmed(&f[c.pxname]),
+            pool: f.name(c.pxname).unwrap_or_default(),
             algo,
         });
     }
-    let status_text = f[c.status].trim();
+    let status_text = field(c.status);
     let st = status(status_text)
         .ok_or_else(|| format!("status {status_text:?} is not a server status"))?;
     let weight = number(f, c.weight, "weight")?;
@@ -606,8 +464,8 @@ fn row<'a>(f: &[Cow<'a, str>], width_found: usize, c: &Columns) -> Result<Row<'a
     let mut bad = Vec::new();
     Ok(Row::Server(
         ServerStat {
-            pool: trimmed(&f[c.pxname]),
-            server: trimmed(&f[c.svname]),
+            pool: f.name(c.pxname).unwrap_or_default(),
+            server: f.name(c.svname).unwrap_or_default(),
             requests_total: requests,
             responses_5xx_total: errors,
             up: st != Status::Down,
@@ -624,7 +482,7 @@ fn row<'a>(f: &[Cow<'a, str>], width_found: usize, c: &Columns) -> Result<Row<'a
 /// A server row's optional signals (the other fields left default). One
 /// that cannot be read is left out, and said in `bad`: the row's requests
 /// and health still count.
-fn signals(f: &[Cow<'_, str>], c: &Columns, bad: &mut Vec<String>) -> ServerStat<'static> {
+fn signals(f: &Fields<'_>, c: &Columns, bad: &mut Vec<String>) -> ServerStat<'static> {
     let mut read = |col: Option<usize>, name: &str| {
         number(f, col, name).unwrap_or_else(|why| {
             bad.push(why);
@@ -652,7 +510,7 @@ fn signals(f: &[Cow<'_, str>], c: &Columns, bad: &mut Vec<String>) -> ServerStat
 }
 
 /// A FRONTEND row: what the listener received, denied and answered.
-fn frontend<'a>(f: &[Cow<'a, str>], c: &Columns) -> Result<FrontendStat<'a>, String> {
+fn frontend<'a>(f: &Fields<'a>, c: &Columns) -> Result<FrontendStat<'a>, String> {
     let mut denied = None;
     for i in DENIALS {
         if let Some(d) = number(f, c.signals[i], SIGNALS[i])? {
@@ -660,7 +518,7 @@ fn frontend<'a>(f: &[Cow<'a, str>], c: &Columns) -> Result<FrontendStat<'a>, Str
         }
     }
     Ok(FrontendStat {
-        frontend: trimmed(&f[c.pxname]),
+        frontend: f.name(c.pxname).unwrap_or_default(),
         requests_total: number(f, c.req_tot, "req_tot")?,
         denied_total: denied,
         responses_4xx_total: number(f, c.hrsp[3], "hrsp_4xx")?,
@@ -671,29 +529,6 @@ fn frontend<'a>(f: &[Cow<'a, str>], c: &Columns) -> Result<FrontendStat<'a>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The word-at-a-time split gives what a plain split by commas gives,
-    /// for every cut of every width (fields empty, of several bytes, of
-    /// multi-byte characters, across the eight-byte words).
-    #[test]
-    fn the_fast_split_is_the_plain_split() {
-        let pieces = ["", "a", "web-01", "é", "12345678901", ",", "UP 1/3", "ß€"];
-        let mut line = String::new();
-        for n in 0..200usize {
-            if n > 0 {
-                line.push(',');
-            }
-            line.push_str(pieces[(n * 7 + n / 3) % pieces.len()]);
-            let plain: Vec<&str> = line.split(',').collect();
-            for keep in [0, 1, 3, 9, 64, plain.len(), plain.len() + 2] {
-                let mut out = Vec::new();
-                let width = split_first(&line, keep, &mut out);
-                assert_eq!(width, plain.len(), "{line:?}");
-                let got: Vec<&str> = out.iter().map(|f| f.as_ref()).collect();
-                assert_eq!(got, plain[..keep.min(plain.len())], "{line:?} keep {keep}");
-            }
-        }
-    }
 
     #[test]
     fn an_unreadable_optional_signal_is_said_and_the_server_still_counts() {
@@ -778,7 +613,8 @@ mod tests {
             "١٢",
             "12a",
         ] {
-            let fields = [Cow::Borrowed(text)];
+            let mut fields = Fields::default();
+            fields.split(text, false, 1);
             let standard = match text.trim() {
                 "" => Ok(None),
                 t => t.parse::<u64>().map(Some).map_err(|_| ()),
@@ -786,13 +622,6 @@ mod tests {
             let ours = number(&fields, Some(0), "req_tot").map_err(|_| ());
             assert_eq!(ours, standard, "{text:?}");
         }
-    }
-
-    #[test]
-    fn quoted_fields_keep_their_commas() {
-        let mut out = Vec::new();
-        split(r#"a,"space, afterspace",b,"say ""hi""""#, &mut out);
-        assert_eq!(out, ["a", "space, afterspace", "b", r#"say "hi""#]);
     }
 
     #[test]

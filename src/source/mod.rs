@@ -2,6 +2,7 @@
 //! parser over bytes (no I/O, so every fixture is a unit test); fetching the
 //! bytes is the transports' business.
 
+mod csv;
 pub mod envoy;
 pub mod haproxy_csv;
 pub mod nginx;
