@@ -64,14 +64,80 @@ pub enum Transition {
     Resolved,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+/// 32 bytes, not 48: a server has up to five of them, so its times are
+/// kept without `Option`s, each meaningful only while its streak runs
+/// (`since` while active, `clear_since` while `clear_streak > 0`).
+/// Snapshots keep the layout with `Option`s (`Saved`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(from = "Saved", into = "Saved")]
 pub struct Lifecycle {
     phase: Phase,
     streak: u32,
+    clear_streak: u32,
     /// When the condition first held in the current episode.
+    since: Timestamp,
+    /// When it first was clear since it fired.
+    clear_since: Timestamp,
+}
+
+const _: () = assert!(std::mem::size_of::<Lifecycle>() == 32);
+
+/// No time: what `since` and `clear_since` hold outside their streaks.
+const UNSET: Timestamp = Timestamp::from_micros(0);
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            phase: Phase::Inactive,
+            streak: 0,
+            clear_streak: 0,
+            since: UNSET,
+            clear_since: UNSET,
+        }
+    }
+}
+
+/// A lifecycle as snapshots keep it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    phase: Phase,
+    streak: u32,
     since: Option<Timestamp>,
     clear_streak: u32,
     clear_since: Option<Timestamp>,
+}
+
+impl From<Lifecycle> for Saved {
+    fn from(l: Lifecycle) -> Saved {
+        Saved {
+            phase: l.phase,
+            streak: l.streak,
+            since: l.since(),
+            clear_streak: l.clear_streak,
+            clear_since: (l.clear_streak > 0).then_some(l.clear_since),
+        }
+    }
+}
+
+impl From<Saved> for Lifecycle {
+    /// A saved episode without its start (never written so) starts over.
+    fn from(s: Saved) -> Lifecycle {
+        let (Some(since), true) = (s.since, s.phase != Phase::Inactive) else {
+            return Lifecycle::default();
+        };
+        let clear_since = s.clear_since.filter(|_| s.clear_streak > 0);
+        Lifecycle {
+            phase: s.phase,
+            streak: s.streak,
+            clear_streak: if clear_since.is_some() {
+                s.clear_streak
+            } else {
+                0
+            },
+            since,
+            clear_since: clear_since.unwrap_or(UNSET),
+        }
+    }
 }
 
 impl Lifecycle {
@@ -87,7 +153,7 @@ impl Lifecycle {
 
     /// Start of the current episode (first sample whose condition held).
     pub fn since(&self) -> Option<Timestamp> {
-        self.since
+        self.active().then_some(self.since)
     }
 
     pub fn step(&mut self, verdict: Verdict, ts: Timestamp, p: &Persistence) -> Option<Transition> {
@@ -95,7 +161,7 @@ impl Lifecycle {
             (Verdict::Hold, _) => None,
             (Verdict::Building, Phase::Inactive) => {
                 self.phase = Phase::Pending;
-                self.since = Some(ts);
+                self.since = ts;
                 self.streak = 1;
                 None
             }
@@ -105,7 +171,6 @@ impl Lifecycle {
             }
             (Verdict::Fire, Phase::Firing) => {
                 self.clear_streak = 0;
-                self.clear_since = None;
                 None
             }
             // An effect still visible but no longer proven neither keeps a
@@ -115,15 +180,14 @@ impl Lifecycle {
             (Verdict::Building, Phase::Firing) => None,
             (Verdict::Fire, phase) => {
                 if phase == Phase::Inactive {
-                    self.since = Some(ts);
+                    self.since = ts;
                     self.streak = 0;
                 }
                 self.streak += 1;
-                let held = self.since.map_or(0.0, |s| ts.secs_since(s));
+                let held = ts.secs_since(self.since);
                 if self.streak >= p.fire_after && held >= p.fire_after_s {
                     self.phase = Phase::Firing;
                     self.clear_streak = 0;
-                    self.clear_since = None;
                     Some(Transition::Fired)
                 } else {
                     self.phase = Phase::Pending;
@@ -136,8 +200,11 @@ impl Lifecycle {
                 None
             }
             (Verdict::Clear, Phase::Firing) => {
+                if self.clear_streak == 0 {
+                    self.clear_since = ts;
+                }
                 self.clear_streak += 1;
-                let first_clear = *self.clear_since.get_or_insert(ts);
+                let first_clear = self.clear_since;
                 if self.clear_streak >= p.resolve_after_samples
                     && ts.secs_since(first_clear) >= p.resolve_after_s
                 {
@@ -183,6 +250,31 @@ mod tests {
                 l.step(v, ts, &P).map(|t| (i, t))
             })
             .collect()
+    }
+
+    /// A lifecycle saved and restored at any step goes on as the one that
+    /// was not: its times survive the layout snapshots keep.
+    #[test]
+    fn a_restored_lifecycle_goes_on_as_the_saved_one() {
+        let run = [
+            Fire, Fire, Clear, Fire, Clear, Clear, Hold, Clear, Clear, Clear,
+        ];
+        let ts = |i: usize| Timestamp::from_micros(1_700_000_000_000_000 + i as i64 * 4_000_000);
+        for cut in 0..run.len() {
+            let (mut kept, mut saved) = (Lifecycle::default(), Lifecycle::default());
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for (i, &v) in run.iter().enumerate() {
+                if i == cut {
+                    let text = serde_json::to_string(&saved).unwrap();
+                    saved = serde_json::from_str(&text).unwrap();
+                }
+                a.push(kept.step(v, ts(i), &P));
+                b.push(saved.step(v, ts(i), &P));
+                assert_eq!(kept.since(), saved.since(), "cut {cut} step {i}");
+            }
+            assert_eq!(a, b, "cut {cut}");
+            assert!(a.contains(&Some(Transition::Resolved)), "{a:?}");
+        }
     }
 
     #[test]
