@@ -6,6 +6,8 @@
 //! * `replay`: `lbwatch replay`'s pipeline end to end (JSON parsing,
 //!   detection, event output) on the largest recorded scenario, from memory
 //!   and from the gzip'd file;
+//! * `detector/first_scrapes_of_a_10000_server_pool`: the first two
+//!   scrapes of one pool of 10,000 servers, all joining in the first;
 //! * `haproxy_csv`: parsing a 10,000-server stats page built from rows of
 //!   the real HAProxy 2.6;
 //! * `metrics`: rendering `/metrics` for a fleet of 100,000 servers (1,000
@@ -99,6 +101,48 @@ fn detector_and_replay(c: &mut Criterion) {
             |mut p| {
                 let input = lbwatch::replay::open(&path).unwrap();
                 lbwatch::replay::replay(&path, input, &mut p).unwrap()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// One pool of 10,000 servers, each scrape listing them in the LB's order
+/// (not sorted by name).
+fn big_pool_sample(i: u64) -> Sample<'static> {
+    let servers = (0..10_000u64)
+        .map(|s| ServerStat {
+            pool: "web".into(),
+            server: format!("srv{s}").into(),
+            requests_total: i * 20 + s % 7,
+            ..Default::default()
+        })
+        .collect();
+    Sample {
+        ts: Timestamp::from_micros(1_700_000_000_000_000 + i as i64 * 1_000_000),
+        target: "lb".into(),
+        body: SampleBody::Servers(servers),
+        frontends: Vec::new(),
+    }
+}
+
+/// A large pool's first scrapes: every server joins in the first, in an
+/// order that is not the name's.
+fn big_pool(c: &mut Criterion) {
+    let samples: Vec<Sample> = (0..2).map(big_pool_sample).collect();
+    let mut g = c.benchmark_group("detector");
+    g.throughput(Throughput::Elements(20_000));
+    g.sample_size(10);
+    g.bench_function("first_scrapes_of_a_10000_server_pool", |b| {
+        b.iter_batched(
+            || Detector::new(DetectConfig::default()),
+            |mut d| {
+                let mut events = Vec::new();
+                for s in &samples {
+                    d.observe_into(s, &mut events);
+                }
+                events.len()
             },
             BatchSize::LargeInput,
         )
@@ -273,5 +317,5 @@ impl Renderer {
     }
 }
 
-criterion_group!(benches, detector_and_replay, haproxy_csv, metrics);
+criterion_group!(benches, detector_and_replay, big_pool, haproxy_csv, metrics);
 criterion_main!(benches);
