@@ -158,7 +158,7 @@ impl PoolState {
     fn client_error_check(&mut self, ctx: &Context, emit: &mut Emit) {
         let (mut n, mut e, mut published) = (0.0, 0.0, false);
         for s in self.servers.iter().filter(|s| s.counts.has_delta) {
-            if let Some(d) = s.signals.lb.as_ref().and_then(|p| p.responses_4xx.delta) {
+            if let Some(d) = s.signals.lb.as_ref().and_then(|p| p.responses_4xx.delta()) {
                 n += s.counts.d_req;
                 e += d;
                 published = true;

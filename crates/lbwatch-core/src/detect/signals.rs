@@ -9,22 +9,71 @@ use super::saturation::SaturationTrack;
 use crate::model::ServerStat;
 
 /// An optional counter: its last value, and what it did in the interval.
+/// 16 bytes, not 32: a server has four, so the `Option`s are flags and the
+/// delta a `u32` (counts within an interval, saturating at 4 billion).
+/// Snapshots keep the layout with `Option`s (`SavedCounter`).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(from = "SavedCounter", into = "SavedCounter")]
 pub struct Counter {
-    last: Option<u64>,
-    /// `None` when the LB does not publish it, or on the first sample.
-    pub delta: Option<f64>,
+    last: u64,
+    delta: u32,
+    has_last: bool,
+    has_delta: bool,
 }
+
+const _: () = assert!(std::mem::size_of::<Counter>() == 16);
 
 impl Counter {
     /// The counter's value `now` in a scrape where the server was `known`
     /// (listed before): a counter that went down counts from zero.
     fn take(&mut self, now: Option<u64>, known: bool) {
-        self.delta = match (now, self.last) {
-            (Some(n), Some(l)) if known => Some(n.checked_sub(l).unwrap_or(n) as f64),
+        let delta = match (now, self.last()) {
+            (Some(n), Some(l)) if known => Some(n.checked_sub(l).unwrap_or(n)),
             _ => None,
         };
-        self.last = now;
+        self.has_delta = delta.is_some();
+        self.delta = delta.map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX));
+        self.has_last = now.is_some();
+        self.last = now.unwrap_or(0);
+    }
+
+    fn last(&self) -> Option<u64> {
+        self.has_last.then_some(self.last)
+    }
+
+    /// What it did in the interval: `None` when the LB does not publish
+    /// it, or on the first sample.
+    pub fn delta(&self) -> Option<f64> {
+        self.has_delta.then_some(f64::from(self.delta))
+    }
+}
+
+/// A counter as snapshots keep it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedCounter {
+    last: Option<u64>,
+    delta: Option<f64>,
+}
+
+impl From<Counter> for SavedCounter {
+    fn from(c: Counter) -> SavedCounter {
+        SavedCounter {
+            last: c.last(),
+            delta: c.delta(),
+        }
+    }
+}
+
+impl From<SavedCounter> for Counter {
+    fn from(s: SavedCounter) -> Counter {
+        let delta = s.delta.filter(|d| d.is_finite() && *d >= 0.0);
+        Counter {
+            last: s.last.unwrap_or(0),
+            has_last: s.last.is_some(),
+            // A float's cast saturates: no wrap for a value past u32.
+            delta: delta.map_or(0, |d| d as u32),
+            has_delta: delta.is_some(),
+        }
     }
 }
 
@@ -101,9 +150,9 @@ impl Published {
     /// counted twice. Broken responses add to it.
     pub fn failed_attempts(&self) -> Option<(f64, f64)> {
         let (c, r, retried) = (
-            self.connection_errors.delta,
-            self.response_errors.delta,
-            self.retries.delta,
+            self.connection_errors.delta(),
+            self.response_errors.delta(),
+            self.retries.delta(),
         );
         if c.is_none() && r.is_none() && retried.is_none() {
             return None;
@@ -121,13 +170,19 @@ mod tests {
     fn counters_have_deltas_once_known_and_count_from_zero_after_a_reset() {
         let mut c = Counter::default();
         c.take(Some(10), false);
-        assert_eq!(c.delta, None);
+        assert_eq!(c.delta(), None);
         c.take(Some(15), true);
-        assert_eq!(c.delta, Some(5.0));
+        assert_eq!(c.delta(), Some(5.0));
         c.take(Some(3), true);
-        assert_eq!(c.delta, Some(3.0));
+        assert_eq!(c.delta(), Some(3.0));
+        let saved: Counter = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!((saved.last(), saved.delta()), (Some(3), Some(3.0)));
+        c.take(Some(3 + (1 << 40)), true);
+        assert_eq!(c.delta(), Some(f64::from(u32::MAX)), "saturates");
         c.take(None, true);
-        assert_eq!(c.delta, None);
+        assert_eq!(c.delta(), None);
+        c.take(Some(7), true);
+        assert_eq!(c.delta(), None, "no last value to count from");
         assert_eq!(gauge(Some(f64::NAN)), None);
         assert_eq!(gauge(Some(-1.0)), None);
         assert_eq!(gauge(Some(2.5)), Some(2.5));

@@ -96,7 +96,7 @@ fn signals_view(s: &super::server::ServerState) -> SignalsView {
         session_limit: p.session_limit,
         client_error_ratio: p
             .responses_4xx
-            .delta
+            .delta()
             .filter(|_| s.counts.has_delta)
             .and_then(|d| ratio(d, s.counts.d_req)),
     }
