@@ -133,7 +133,7 @@ pub struct ErrorTrack {
     segment_worst: Worst,
     /// Seconds the baseline has been frozen for accumulating evidence.
     frozen_for: f64,
-    coef: LlrCoef,
+    coef: CachedCoef,
     pub life: Lifecycle,
 }
 
@@ -152,14 +152,82 @@ struct LlrCoef {
     threshold: f64,
 }
 
-impl LlrCoef {
-    fn for_baseline(&mut self, p0: f64, tests: usize, ec: &ErrorConfig) -> &LlrCoef {
-        if tests == self.tests && (p0 - self.p0).abs() <= 0.002 * self.p0 {
-            return self;
+/// `LlrCoef` as each tracker keeps it: in `f32`, 32 bytes rather than 64
+/// (a server has two trackers). Their rounding (a part in ten million) is
+/// far below the 0.2% the cache already allows the baseline to move.
+/// Snapshots keep the `f64` layout (`LlrCoef`'s).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+#[serde(from = "SavedCoef", into = "SavedCoef")]
+struct CachedCoef {
+    p0: f32,
+    tests: u32,
+    p1: f32,
+    per_error: f32,
+    per_ok: f32,
+    per_error_large: f32,
+    per_ok_large: f32,
+    threshold: f32,
+}
+
+const _: () = assert!(std::mem::size_of::<CachedCoef>() == 32);
+
+impl CachedCoef {
+    fn for_baseline(&mut self, p0: f64, tests: usize, ec: &ErrorConfig) -> LlrCoef {
+        let kept = f64::from(self.p0);
+        if tests == self.tests as usize && (p0 - kept).abs() <= 0.002 * kept {
+            return self.widened();
         }
+        let c = LlrCoef::for_baseline(p0, tests, ec);
+        *self = CachedCoef::from(SavedCoef(c));
+        c
+    }
+
+    fn widened(&self) -> LlrCoef {
+        LlrCoef {
+            p0: f64::from(self.p0),
+            tests: self.tests as usize,
+            p1: f64::from(self.p1),
+            per_error: f64::from(self.per_error),
+            per_ok: f64::from(self.per_ok),
+            per_error_large: f64::from(self.per_error_large),
+            per_ok_large: f64::from(self.per_ok_large),
+            threshold: f64::from(self.threshold),
+        }
+    }
+}
+
+/// The cached coefficients as snapshots keep them.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct SavedCoef(LlrCoef);
+
+impl From<CachedCoef> for SavedCoef {
+    fn from(c: CachedCoef) -> SavedCoef {
+        SavedCoef(c.widened())
+    }
+}
+
+impl From<SavedCoef> for CachedCoef {
+    fn from(SavedCoef(c): SavedCoef) -> CachedCoef {
+        CachedCoef {
+            p0: c.p0 as f32,
+            // More tests than a u32 holds: the cache is never taken for them.
+            tests: u32::try_from(c.tests).unwrap_or(u32::MAX),
+            p1: c.p1 as f32,
+            per_error: c.per_error as f32,
+            per_ok: c.per_ok as f32,
+            per_error_large: c.per_error_large as f32,
+            per_ok_large: c.per_ok_large as f32,
+            threshold: c.threshold as f32,
+        }
+    }
+}
+
+impl LlrCoef {
+    fn for_baseline(p0: f64, tests: usize, ec: &ErrorConfig) -> LlrCoef {
         let p1 = (p0 * ec.ratio_multiple).max(p0 + ec.min_increase).min(0.99);
         let p_large = (p1 * 5.0).clamp(LARGE_SPIKE, 0.99).max(p1);
-        *self = LlrCoef {
+        LlrCoef {
             p0,
             tests,
             p1,
@@ -170,8 +238,7 @@ impl LlrCoef {
             // Per-server tests pay for their number: a higher evidence bar
             // (and, below, a Bonferroni-divided significance level).
             threshold: ec.evidence + (tests.max(1) as f64).ln(),
-        };
-        self
+        }
     }
 }
 
@@ -223,7 +290,7 @@ impl ErrorTrack {
             return (Verdict::Hold, None);
         }
         let errors = errors.min(requests);
-        let c = *self
+        let c = self
             .coef
             .for_baseline(self.null_ratio(cfg, ec, dt), tests, ec);
         let ok = requests - errors;
