@@ -31,20 +31,69 @@ const _: () = assert!(SHARES_KEPT_S > super::tracker::LEARN_LAG_S + 5.0);
 pub struct Kept {
     ts: Timestamp,
     has_ts: bool,
+    /// `requests` holds each count as an `f32` in two words.
+    wide: bool,
     reload: bool,
     /// Abnormal against the pool's usual self when it came, or a reload.
     pub abnormal: bool,
     errors: f32,
     seconds: f64,
     requests_total: f64,
-    /// Requests per server, in the order of the ring's names (NaN: not
-    /// listed then); emptied after `SHARES_KEPT_S`.
-    requests: Box<[f32]>,
+    /// Requests per server, in the order of the ring's names; emptied
+    /// after `SHARES_KEPT_S`. Counts in an interval are whole numbers,
+    /// nearly always below 65,535 at a scrape every few seconds: kept as
+    /// `u16` then (exact, half the room), else as `f32` in two words.
+    requests: Box<[u16]>,
+}
+
+/// A server not listed in the interval, in narrow `requests`.
+const NOT_LISTED: u16 = u16::MAX;
+
+/// Each server's requests (NaN: not listed) as `Kept` keeps them, and
+/// whether they are wide.
+fn packed(requests: &[f32]) -> (Box<[u16]>, bool) {
+    let narrow = |r: f32| r >= 0.0 && r < f32::from(NOT_LISTED) && r.fract() == 0.0;
+    if requests.iter().all(|r| r.is_nan() || narrow(*r)) {
+        let words = requests
+            .iter()
+            .map(|r| if r.is_nan() { NOT_LISTED } else { *r as u16 })
+            .collect();
+        return (words, false);
+    }
+    let words = requests
+        .iter()
+        .flat_map(|r| {
+            let b = r.to_bits();
+            [(b >> 16) as u16, b as u16]
+        })
+        .collect();
+    (words, true)
 }
 
 impl Kept {
     pub fn ts(&self) -> Option<Timestamp> {
         self.has_ts.then_some(self.ts)
+    }
+
+    /// Each server's requests in the ring's order (NaN: not listed); none
+    /// once dropped.
+    fn requests(&self) -> impl Iterator<Item = f32> + '_ {
+        let (wide, narrow) = if self.wide {
+            (&self.requests[..], &[][..])
+        } else {
+            (&[][..], &self.requests[..])
+        };
+        let wide = wide
+            .chunks_exact(2)
+            .map(|w| f32::from_bits(u32::from(w[0]) << 16 | u32::from(w[1])));
+        let narrow = narrow.iter().map(|&r| {
+            if r == NOT_LISTED {
+                f32::NAN
+            } else {
+                f32::from(r)
+            }
+        });
+        wide.chain(narrow)
     }
 
     /// The interval's totals (its `by_server` left empty).
@@ -82,15 +131,17 @@ impl Ring {
             };
             requests[at] = r as f32;
         }
+        let (requests, wide) = packed(&requests);
         self.kept.push_back(Kept {
             ts: i.ts.unwrap_or(now),
             has_ts: i.ts.is_some(),
+            wide,
             seconds: i.seconds,
             requests_total: i.requests,
             errors: i.errors as f32,
             reload: i.reload,
             abnormal,
-            requests: requests.into_boxed_slice(),
+            requests,
         });
         let age = |k: &Kept| k.ts().map_or(0.0, |t| now.secs_since(t));
         while self.kept.front().is_some_and(|k| age(k) > RING_S) {
@@ -123,9 +174,9 @@ impl Ring {
         i.by_server = self
             .names
             .iter()
-            .zip(&k.requests)
+            .zip(k.requests())
             .filter(|(_, r)| !r.is_nan())
-            .map(|(s, r)| (s.clone(), f64::from(*r)))
+            .map(|(s, r)| (s.clone(), f64::from(r)))
             .collect();
         i
     }
@@ -135,9 +186,9 @@ impl Ring {
     pub fn by_server<'a>(&'a self, k: &'a Kept) -> impl Iterator<Item = (&'a str, f64)> + 'a {
         self.names
             .iter()
-            .zip(&k.requests)
+            .zip(k.requests())
             .filter(|(_, r)| !r.is_nan())
-            .map(|(s, r)| (&**s, f64::from(*r)))
+            .map(|(s, r)| (&**s, f64::from(r)))
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Kept> + ExactSizeIterator {
@@ -196,5 +247,33 @@ mod tests {
         let first = 399 - RING_S as i64;
         let flagged = (first..400).filter(|t| t % 7 == 0).count();
         assert_eq!(ring.iter().filter(|k| k.abnormal).count(), flagged);
+    }
+
+    /// Counts that fit a `u16` are kept narrow, others (large, or not
+    /// whole) wide; either way each server gets back what it had, and a
+    /// server not listed stays unlisted.
+    #[test]
+    fn requests_come_back_as_they_were_pushed_narrow_or_wide() {
+        let mut ring = Ring::default();
+        let cases: [&[(&str, f64)]; 4] = [
+            &[("a", 0.0), ("b", 65_534.0), ("c", 7.0)],
+            &[("a", 65_535.0), ("c", 1.0)],
+            &[("b", 2.5), ("c", 3_000_000.0)],
+            &[("c", 12.0)],
+        ];
+        for (t, counts) in cases.iter().enumerate() {
+            let t = t as i64;
+            ring.push(
+                interval(t, counts),
+                false,
+                Timestamp::from_micros(t * 1_000_000),
+            );
+        }
+        let wide: Vec<bool> = ring.iter().map(|k| k.wide).collect();
+        assert_eq!(wide, [false, true, true, false]);
+        for (k, counts) in ring.iter().zip(cases) {
+            let got: Vec<(&str, f64)> = ring.by_server(k).collect();
+            assert_eq!(got, counts);
+        }
     }
 }
