@@ -154,49 +154,85 @@ pub async fn scrape_loop(
 async fn scrape(s: &Scraper, metrics: &Metrics, said_empty: &mut bool) -> Scraped {
     let ts = crate::clock::now();
     let started = crate::clock::monotonic();
-    let count =
-        |result| metrics.count(&metrics.scrapes, &[("target", &s.name), ("result", result)]);
-    fn sample<'a>(
-        ts: Timestamp,
-        s: &Scraper,
-        body: SampleBody<'a>,
-        frontends: Vec<FrontendStat<'a>>,
-    ) -> Sample<'a> {
-        Sample {
-            ts,
-            target: s.name.clone().into(),
-            body,
-            frontends,
-        }
-    }
     let scraped = match s.fetcher.fetch().await {
-        Ok(page) => Scraped::new(page, |page| match (s.parse)(page) {
-            Ok(parsed) => {
-                count("ok");
-                nothing_to_watch(&s.name, &parsed, metrics, said_empty);
-                if !parsed.bad_rows.is_empty() {
-                    metrics.count_n(
-                        &metrics.bad_rows,
-                        &[("target", &s.name)],
-                        parsed.bad_rows.len() as u64,
-                    );
-                }
-                sample(ts, s, SampleBody::Servers(parsed.servers), parsed.frontends)
-            }
-            Err(e) => {
-                count("parse_error");
-                let why = s.scrubber.scrub(&format!("parsing the stats: {e}"));
-                sample(ts, s, SampleBody::Error(why.into()), Vec::new())
-            }
-        }),
+        Ok(page) => parsed(s, ts, page, metrics, said_empty),
         Err(e) => {
-            count("fetch_error");
+            count(s, metrics, "fetch_error");
             let why = s.scrubber.scrub(&e.to_string());
             Scraped::owned(sample(ts, s, SampleBody::Error(why.into()), Vec::new()))
         }
     };
     Metrics::time(&metrics.scrape_duration, started.elapsed());
     scraped
+}
+
+/// The sample of a page. It keeps the page only when its names borrow
+/// from it: a page that failed to parse, or a format whose names are
+/// copies, is dropped at once rather than held while the sample waits.
+fn parsed(
+    s: &Scraper,
+    ts: Timestamp,
+    mut page: Vec<u8>,
+    metrics: &Metrics,
+    said_empty: &mut bool,
+) -> Scraped {
+    // A body grown chunk by chunk may have up to twice its size reserved.
+    if page.capacity() > page.len() + page.len() / 4 {
+        page.shrink_to_fit();
+    }
+    let kept = Scraped::try_new(page, |page| match (s.parse)(page) {
+        Ok(parsed) => {
+            count(s, metrics, "ok");
+            nothing_to_watch(&s.name, &parsed, metrics, said_empty);
+            if !parsed.bad_rows.is_empty() {
+                metrics.count_n(
+                    &metrics.bad_rows,
+                    &[("target", &s.name)],
+                    parsed.bad_rows.len() as u64,
+                );
+            }
+            if parsed.borrows() {
+                Ok(sample(
+                    ts,
+                    s,
+                    SampleBody::Servers(parsed.servers),
+                    parsed.frontends,
+                ))
+            } else {
+                let owned = parsed.into_owned();
+                Err(sample(
+                    ts,
+                    s,
+                    SampleBody::Servers(owned.servers),
+                    owned.frontends,
+                ))
+            }
+        }
+        Err(e) => {
+            count(s, metrics, "parse_error");
+            let why = s.scrubber.scrub(&format!("parsing the stats: {e}"));
+            Err(sample(ts, s, SampleBody::Error(why.into()), Vec::new()))
+        }
+    });
+    kept.unwrap_or_else(Scraped::owned)
+}
+
+fn count(s: &Scraper, metrics: &Metrics, result: &str) {
+    metrics.count(&metrics.scrapes, &[("target", &s.name), ("result", result)]);
+}
+
+fn sample<'a>(
+    ts: Timestamp,
+    s: &Scraper,
+    body: SampleBody<'a>,
+    frontends: Vec<FrontendStat<'a>>,
+) -> Sample<'a> {
+    Sample {
+        ts,
+        target: s.name.clone().into(),
+        body,
+        frontends,
+    }
 }
 
 /// Counts what a page holds; a page with no pool at all (a valid page of an

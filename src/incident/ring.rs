@@ -22,9 +22,9 @@ pub const RING_S: f64 = 120.0;
 pub const SHARES_KEPT_S: f64 = 2.0 * super::chart::BEFORE_S;
 const _: () = assert!(SHARES_KEPT_S > super::tracker::LEARN_LAG_S + 5.0);
 
-/// One interval as kept: its totals, and each server's requests as
-/// `f32` (exact to 16 million a second), for a fleet's hundred thousand
-/// servers times a minute of seconds. 48 bytes, for a ring of 120 a pool:
+/// One interval as kept: its totals, and each server's requests (packed,
+/// see `requests`), for a fleet's hundred thousand servers times a minute
+/// of intervals. 48 bytes, for a ring of 120 a pool:
 /// the time is kept without an `Option`, and the 5xx as `f32` (exact to 16
 /// million an interval), which fit in the words the other totals leave.
 #[derive(Debug, Clone)]
@@ -102,7 +102,8 @@ impl Kept {
             ts: self.ts(),
             seconds: self.seconds,
             requests: self.requests_total,
-            errors: f64::from(self.errors),
+            // Past 16 million, the f32's rounding could exceed the requests.
+            errors: f64::from(self.errors).min(self.requests_total),
             by_server: Default::default(),
             reload: self.reload,
         }

@@ -23,6 +23,7 @@ impl<'a> Fields<'a> {
     /// Splits `line` (a record of `records`, which says whether it quotes)
     /// and keeps its first `keep` fields.
     pub fn split(&mut self, line: &'a str, quoted: bool, keep: usize) {
+        debug_assert!(quoted || !line.contains('"'), "{line:?} quotes");
         self.line = line;
         self.quoted = quoted;
         if quoted {

@@ -266,6 +266,9 @@ fn digits(b: &[u8]) -> Option<u64> {
     })
 }
 
+/// The most rows reserved before reading any (about a megabyte).
+const PRESIZED_ROWS: usize = 4096;
+
 /// Parses a stats CSV page.
 pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SourceError> {
     let (text, first) = super::text_and_first_line(bytes)?;
@@ -294,9 +297,11 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SourceError> {
     }
     let mut algos: HashMap<Cow<'_, str>, Cow<'_, str>> = HashMap::new();
     // A row a line, nearly: sized once rather than doubled as it fills (a
-    // page's rows wait for the detector with whatever room they have).
+    // page's rows wait for the detector with whatever room they have). Up
+    // to `PRESIZED_ROWS` only: a page of empty or garbage lines must not
+    // reserve a row for each before any is read.
     let lines = memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1;
-    let mut rows: Vec<ServerStat<'_>> = Vec::with_capacity(lines);
+    let mut rows: Vec<ServerStat<'_>> = Vec::with_capacity(lines.min(PRESIZED_ROWS));
     let mut bad_rows = Vec::new();
     let mut frontends = Vec::new();
     let mut saw_header = false;

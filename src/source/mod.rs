@@ -68,6 +68,14 @@ pub struct Parsed<'a> {
 }
 
 impl Parsed<'_> {
+    /// Whether any name borrows from the page.
+    pub fn borrows(&self) -> bool {
+        let borrowed = |c: &std::borrow::Cow<'_, str>| matches!(c, std::borrow::Cow::Borrowed(_));
+        self.servers.iter().any(|s| {
+            borrowed(&s.pool) || borrowed(&s.server) || s.algo.as_ref().is_some_and(borrowed)
+        }) || self.frontends.iter().any(|f| borrowed(&f.frontend))
+    }
+
     /// The same, owning its names: to outlive the page.
     pub fn into_owned(self) -> Parsed<'static> {
         Parsed {
@@ -225,6 +233,24 @@ pub fn excerpt(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// HAProxy's rows borrow their names from the page, so a sample keeps
+    /// it; a format whose names are copies does not, and `into_owned`
+    /// keeps every field.
+    #[test]
+    fn csv_names_borrow_from_the_page_and_copies_do_not() {
+        let csv = "# pxname,svname,status,weight,req_tot,hrsp_5xx,type\nweb,a,UP,1,5,0,2\nweb,\"b\",UP,1,7,1,2\n";
+        let parsed = haproxy_csv::parse(csv.as_bytes()).unwrap();
+        assert!(parsed.borrows());
+        let owned = parsed.clone().into_owned();
+        assert!(!owned.borrows());
+        assert_eq!(owned, parsed);
+        let prom =
+            "haproxy_server_http_responses_total{proxy=\"web\",server=\"a\",code=\"2xx\"} 5\n";
+        let parsed = prometheus::parse_haproxy(prom.as_bytes()).unwrap();
+        assert_eq!(parsed.servers.len(), 1);
+        assert!(!parsed.borrows());
+    }
 
     #[test]
     fn values_that_are_no_counts_or_weights_are_named() {

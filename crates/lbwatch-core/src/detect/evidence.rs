@@ -469,6 +469,45 @@ impl ErrorTrack {
 mod tests {
     use super::*;
 
+    /// Snapshots are postcard, where fields go by their order: the cached
+    /// coefficients are written as the `f64`s they were before (in their
+    /// order then), and read back from them.
+    #[test]
+    fn cached_coefficients_keep_the_snapshot_layout_from_before() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Before {
+            p0: f64,
+            tests: usize,
+            p1: f64,
+            per_error: f64,
+            per_ok: f64,
+            per_error_large: f64,
+            per_ok_large: f64,
+            threshold: f64,
+        }
+        let mut cached = CachedCoef::default();
+        cached.for_baseline(0.01, 3, &cfg().errors);
+        let c = cached.widened();
+        let before = Before {
+            p0: c.p0,
+            tests: 3,
+            p1: c.p1,
+            per_error: c.per_error,
+            per_ok: c.per_ok,
+            per_error_large: c.per_error_large,
+            per_ok_large: c.per_ok_large,
+            threshold: c.threshold,
+        };
+        assert!(
+            before.p1 > before.p0 && before.threshold > 0.0,
+            "{before:?}"
+        );
+        let written = postcard::to_allocvec(&before).unwrap();
+        assert_eq!(postcard::to_allocvec(&cached).unwrap(), written);
+        let read: CachedCoef = postcard::from_bytes(&written).unwrap();
+        assert_eq!(postcard::to_allocvec(&read).unwrap(), written);
+    }
+
     fn cfg() -> DetectConfig {
         DetectConfig::default()
     }

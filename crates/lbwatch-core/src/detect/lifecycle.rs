@@ -229,6 +229,40 @@ impl Lifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The layout snapshots held before the times lost their `Option`s.
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Before {
+        phase: Phase,
+        streak: u32,
+        since: Option<Timestamp>,
+        clear_streak: u32,
+        clear_since: Option<Timestamp>,
+    }
+
+    /// Snapshots are postcard, where fields go by their order: a firing
+    /// lifecycle that has begun to clear is written as before, and read
+    /// back from what was written before.
+    #[test]
+    fn snapshots_keep_the_layout_from_before() {
+        let ts = |s: i64| Timestamp::from_micros(1_700_000_000_000_000 + s * 1_000_000);
+        let mut l = Lifecycle::default();
+        l.step(Fire, ts(0), &P);
+        l.step(Fire, ts(1), &P);
+        l.step(Clear, ts(2), &P);
+        let before = Before {
+            phase: Phase::Firing,
+            streak: 2,
+            since: Some(ts(0)),
+            clear_streak: 1,
+            clear_since: Some(ts(2)),
+        };
+        let written = postcard::to_allocvec(&before).unwrap();
+        assert_eq!(postcard::to_allocvec(&l).unwrap(), written);
+        let read: Lifecycle = postcard::from_bytes(&written).unwrap();
+        let again: Before = postcard::from_bytes(&postcard::to_allocvec(&read).unwrap()).unwrap();
+        assert_eq!(again, before);
+    }
     use Verdict::{Clear, Fire, Hold};
 
     const P: Persistence = Persistence {

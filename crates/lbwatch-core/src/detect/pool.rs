@@ -56,10 +56,12 @@ const MIN_HISTORY: f64 = 200.0;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PoolState {
     pub name: Box<str>,
-    /// Sorted by name: lookups by binary search and a deterministic order
-    /// whatever the order of rows in the stats.
+    /// Sorted by name once each scrape is in (servers that join are
+    /// appended, then sorted in `settle`): a deterministic order whatever
+    /// the order of rows in the stats.
     pub servers: Vec<ServerState>,
-    /// Name -> position in `servers` (rebuilt after a restore).
+    /// Name -> position in `servers` (rebuilt after servers joined or were
+    /// forgotten, and after a restore).
     #[serde(skip)]
     index: FxHashMap<Arc<str>, usize>,
     /// Where each row of the latest scrape found its server, and the rows

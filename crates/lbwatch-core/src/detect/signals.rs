@@ -166,6 +166,28 @@ impl Published {
 mod tests {
     use super::*;
 
+    /// Snapshots are postcard, where fields go by their order: a counter is
+    /// written as the `Option`s it was before, and read back from them.
+    #[test]
+    fn counters_keep_the_snapshot_layout_from_before() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Before {
+            last: Option<u64>,
+            delta: Option<f64>,
+        }
+        let mut c = Counter::default();
+        c.take(Some(10), false);
+        c.take(Some(15), true);
+        let before = Before {
+            last: Some(15),
+            delta: Some(5.0),
+        };
+        let written = postcard::to_allocvec(&before).unwrap();
+        assert_eq!(postcard::to_allocvec(&c).unwrap(), written);
+        let read: Counter = postcard::from_bytes(&written).unwrap();
+        assert_eq!((read.last(), read.delta()), (Some(15), Some(5.0)));
+    }
+
     #[test]
     fn counters_have_deltas_once_known_and_count_from_zero_after_a_reset() {
         let mut c = Counter::default();
