@@ -61,6 +61,21 @@ fn replay_pipeline() -> Pipeline {
     ))
 }
 
+/// A new detector observing every one of `samples`, each iteration.
+fn observe_all(b: &mut criterion::Bencher, samples: &[Sample]) {
+    b.iter_batched(
+        || Detector::new(DetectConfig::default()),
+        |mut d| {
+            let mut events = Vec::new();
+            for s in samples {
+                d.observe_into(s, &mut events);
+            }
+            events.len()
+        },
+        BatchSize::LargeInput,
+    )
+}
+
 fn detector_and_replay(c: &mut Criterion) {
     let (path, text) = scenario();
     let samples: Vec<Sample> = text
@@ -71,19 +86,7 @@ fn detector_and_replay(c: &mut Criterion) {
     let mut g = c.benchmark_group("detector");
     g.throughput(Throughput::Elements(n));
     g.sample_size(20);
-    g.bench_function("observe", |b| {
-        b.iter_batched(
-            || Detector::new(DetectConfig::default()),
-            |mut d| {
-                let mut events = Vec::new();
-                for s in &samples {
-                    d.observe_into(s, &mut events);
-                }
-                events.len()
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    g.bench_function("observe", |b| observe_all(b, &samples));
     g.finish();
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Elements(n));
@@ -135,17 +138,7 @@ fn big_pool(c: &mut Criterion) {
     g.throughput(Throughput::Elements(20_000));
     g.sample_size(10);
     g.bench_function("first_scrapes_of_a_10000_server_pool", |b| {
-        b.iter_batched(
-            || Detector::new(DetectConfig::default()),
-            |mut d| {
-                let mut events = Vec::new();
-                for s in &samples {
-                    d.observe_into(s, &mut events);
-                }
-                events.len()
-            },
-            BatchSize::LargeInput,
-        )
+        observe_all(b, &samples)
     });
     g.finish();
 }
