@@ -14,9 +14,10 @@ use crate::metrics::Metrics;
 use crate::model::{FrontendStat, Sample, SampleBody, Timestamp};
 
 self_cell::self_cell!(
-    /// A sample with the page it was read from: its names borrow from the
-    /// page instead of being copied, two allocations a row that a fleet of
-    /// 100,000 servers would make every second.
+    /// A sample with the page its names borrow from (HAProxy's CSV rows),
+    /// instead of copies of them: two allocations a row that a fleet of
+    /// 100,000 servers would make every second. A sample that borrows
+    /// nothing holds an empty page.
     pub struct Scraped {
         owner: Vec<u8>,
         #[covariant]

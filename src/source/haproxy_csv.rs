@@ -629,6 +629,21 @@ mod tests {
         }
     }
 
+    /// Rows are reserved from the page's line count, but no more than
+    /// `PRESIZED_ROWS` before any is read: a page of 100,000 empty lines
+    /// reserves no room for 100,000 servers.
+    #[test]
+    fn a_page_of_empty_lines_reserves_no_room_for_them() {
+        let page = format!("# pxname,svname,status,req_tot\n{}", "\n".repeat(100_000));
+        let parsed = parse(page.as_bytes()).unwrap();
+        assert!(parsed.servers.is_empty());
+        assert!(
+            parsed.servers.capacity() <= PRESIZED_ROWS,
+            "{}",
+            parsed.servers.capacity()
+        );
+    }
+
     #[test]
     fn html_and_garbage_are_not_stats() {
         for page in ["<html><body>login</body></html>", "\n  <!DOCTYPE html>"] {
