@@ -78,22 +78,13 @@ impl Kept {
     /// Each server's requests in the ring's order (NaN: not listed); none
     /// once dropped.
     fn requests(&self) -> impl Iterator<Item = f32> + '_ {
-        let (wide, narrow) = if self.wide {
-            (&self.requests[..], &[][..])
-        } else {
-            (&[][..], &self.requests[..])
-        };
-        let wide = wide
-            .chunks_exact(2)
-            .map(|w| f32::from_bits(u32::from(w[0]) << 16 | u32::from(w[1])));
-        let narrow = narrow.iter().map(|&r| {
-            if r == NOT_LISTED {
-                f32::NAN
-            } else {
-                f32::from(r)
-            }
-        });
-        wide.chain(narrow)
+        let words = if self.wide { 2 } else { 1 };
+        self.requests.chunks_exact(words).map(|w| match *w {
+            [hi, lo] => f32::from_bits(u32::from(hi) << 16 | u32::from(lo)),
+            [NOT_LISTED] => f32::NAN,
+            [r] => f32::from(r),
+            _ => unreachable!("chunks of one or two words"),
+        })
     }
 
     /// The interval's totals (its `by_server` left empty).

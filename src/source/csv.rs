@@ -48,11 +48,10 @@ impl<'a> Fields<'a> {
     /// unless it was quoted (unquoting made it a copy already).
     pub fn name(&self, i: usize) -> Option<Cow<'a, str>> {
         if self.quoted {
-            let f = self.unquoted.get(i)?;
-            return Some(match f {
-                Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
-                Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
-            });
+            return self
+                .unquoted
+                .get(i)
+                .map(|f| Cow::Owned(f.trim().to_owned()));
         }
         let line = self.line;
         self.bounds

@@ -466,7 +466,7 @@ impl PoolState {
             self.unsorted = false;
         }
         // Servers join one at a time and the vector doubles as it grows:
-        // at about 460 bytes a server, the spare room can be up to a tenth
+        // at about 400 bytes a server, the spare room can be up to a tenth
         // of a fleet's memory. Trimmed once the scrape is in: after joins,
         // and after `learn` forgot servers gone for good.
         if self.servers.capacity() > self.servers.len() + self.servers.len() / 8 + 1 {
