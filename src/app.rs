@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::model::{AlertEvent, AlertState};
 use crate::notify::Notifier;
 use crate::pipeline::{EventWriter, Pipeline};
-use crate::scrape::Scraped;
+use crate::scrape::{Handoff, Scraped};
 use crate::sinks::{Accounting, Notifiers, Outboxes, Recorder, StateSaver};
 use crate::state::StateStore;
 use crate::views::{Fleet, Publisher};
@@ -249,7 +249,7 @@ struct Daemon {
     shared: Arc<Shared>,
     publisher: Publisher,
     workers: Option<Workers>,
-    tx: mpsc::Sender<Scraped>,
+    to: Handoff,
 }
 
 impl Daemon {
@@ -378,7 +378,7 @@ impl Daemon {
 
     fn env(&self) -> crate::workers::Env {
         crate::workers::Env {
-            tx: self.tx.clone(),
+            to: self.to.clone(),
             metrics: self.metrics.clone(),
             client: self.client.clone(),
         }
@@ -605,7 +605,7 @@ pub async fn run(
             tracing::error!("{target}: {e}");
         }
     }
-    let (tx, mut rx) = mpsc::channel::<Scraped>(1024);
+    let (to, mut rx) = Handoff::channel();
     let mut daemon = Daemon {
         next_discovery: crate::fleet::next_discovery(&base),
         reading: None,
@@ -621,7 +621,7 @@ pub async fn run(
         shared,
         publisher,
         workers: None,
-        tx,
+        to,
     };
     daemon.workers = Some(Workers::start(parts, daemon.env()));
     // The config is loaded and the listener is up.

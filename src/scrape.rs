@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TargetConfig;
@@ -18,7 +18,7 @@ self_cell::self_cell!(
     /// instead of copies of them: two allocations a row that a fleet of
     /// 100,000 servers would make every second. A sample that borrows
     /// nothing holds an empty page.
-    pub struct Scraped {
+    struct PageSample {
         owner: Vec<u8>,
         #[covariant]
         dependent: Sample,
@@ -26,14 +26,56 @@ self_cell::self_cell!(
     impl {Debug}
 );
 
+/// A sample on its way to the detector loop, holding its slot among the
+/// parsed samples waiting (`Handoff`) until the loop is done with it.
+#[derive(Debug)]
+pub struct Scraped {
+    cell: PageSample,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
 impl Scraped {
     /// A sample that borrows from no page.
     pub fn owned(sample: Sample<'static>) -> Self {
-        Scraped::new(Vec::new(), |_| sample)
+        Scraped {
+            cell: PageSample::new(Vec::new(), |_| sample),
+            _slot: None,
+        }
     }
 
     pub fn sample(&self) -> &Sample<'_> {
-        self.borrow_dependent()
+        self.cell.borrow_dependent()
+    }
+}
+
+/// Parsed samples that may wait for the detector loop at once. Targets
+/// scrape together at each interval's start, and a page's rows take about
+/// twice the page's room: a fleet whose samples all waited parsed would
+/// hold every target's rows at once (40 MB at 100,000 servers). Past this
+/// many, a task waits with its page fetched but not parsed. Enough to keep
+/// the loop busy while the other core parses.
+pub const PARSED_WAITING: usize = 64;
+
+/// How scrape tasks hand samples to the detector loop: a bounded channel,
+/// and a slot among the `PARSED_WAITING` for each parsed sample in it.
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    tx: mpsc::Sender<Scraped>,
+    slots: Arc<Semaphore>,
+}
+
+impl Handoff {
+    /// The handoff, and the detector loop's end of it.
+    pub fn channel() -> (Handoff, mpsc::Receiver<Scraped>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let slots = Arc::new(Semaphore::new(PARSED_WAITING));
+        (Handoff { tx, slots }, rx)
+    }
+
+    /// A slot for one more parsed sample, once one is free.
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        // The semaphore is never closed.
+        self.slots.clone().acquire_owned().await.ok()
     }
 }
 
@@ -119,12 +161,7 @@ fn target_endpoint(i: usize, t: &TargetConfig) -> anyhow::Result<Endpoint> {
 
 /// Scrapes `s` every interval until `stop`, handing each sample to the
 /// detector loop.
-pub async fn scrape_loop(
-    s: Scraper,
-    tx: mpsc::Sender<Scraped>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
+pub async fn scrape_loop(s: Scraper, to: Handoff, metrics: Arc<Metrics>, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(s.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Scheduling only (the detector never sees it): seeded by the clock so
@@ -139,31 +176,46 @@ pub async fn scrape_loop(
                 // Up to 5% of the interval of jitter, so targets spread out.
                 tokio::time::sleep(s.interval.mul_f64(0.05 * rng.f64())).await;
                 // Never more than one scrape in flight: the next tick waits.
-                scrape(&s, &metrics, &mut said_empty).await
+                scrape(&s, &to, &metrics, &mut said_empty).await
             } => sample,
         };
         // A full channel (the detector behind) must not keep this task
         // from stopping: a reload or shutdown waits for it.
         tokio::select! {
             () = stop.cancelled() => return,
-            sent = tx.send(sample) => if sent.is_err() { return },
+            sent = to.tx.send(sample) => if sent.is_err() { return },
         }
     }
 }
 
-/// One scrape of `s`: its servers, or why not.
-async fn scrape(s: &Scraper, metrics: &Metrics, said_empty: &mut bool) -> Scraped {
+/// One scrape of `s`: its servers, or why not. The time it takes leaves
+/// out the wait for a slot: that is the detector's delay, not the scrape's.
+async fn scrape(s: &Scraper, to: &Handoff, metrics: &Metrics, said_empty: &mut bool) -> Scraped {
     let ts = crate::clock::now();
     let started = crate::clock::monotonic();
-    let scraped = match s.fetcher.fetch().await {
-        Ok(page) => parsed(s, ts, page, metrics, said_empty),
+    let page = s.fetcher.fetch().await;
+    let fetching = started.elapsed();
+    let (scraped, parsing) = match page {
+        Ok(page) => {
+            let slot = to.slot().await;
+            let started = crate::clock::monotonic();
+            let cell = parsed(s, ts, page, metrics, said_empty);
+            (
+                Scraped {
+                    _slot: slot,
+                    ..cell
+                },
+                started.elapsed(),
+            )
+        }
         Err(e) => {
             count(s, metrics, "fetch_error");
             let why = s.scrubber.scrub(&e.to_string());
-            Scraped::owned(sample(ts, s, SampleBody::Error(why.into()), Vec::new()))
+            let owned = Scraped::owned(sample(ts, s, SampleBody::Error(why.into()), Vec::new()));
+            (owned, Duration::ZERO)
         }
     };
-    Metrics::time(&metrics.scrape_duration, started.elapsed());
+    Metrics::time(&metrics.scrape_duration, fetching + parsing);
     scraped
 }
 
@@ -181,7 +233,7 @@ fn parsed(
     if page.capacity() > page.len() + page.len() / 4 {
         page.shrink_to_fit();
     }
-    let kept = Scraped::try_new(page, |page| match (s.parse)(page) {
+    let kept = PageSample::try_new(page, |page| match (s.parse)(page) {
         Ok(parsed) => {
             count(s, metrics, "ok");
             nothing_to_watch(&s.name, &parsed, metrics, said_empty);
@@ -215,7 +267,10 @@ fn parsed(
             Err(sample(ts, s, SampleBody::Error(why.into()), Vec::new()))
         }
     });
-    kept.unwrap_or_else(Scraped::owned)
+    match kept {
+        Ok(cell) => Scraped { cell, _slot: None },
+        Err(sample) => Scraped::owned(sample),
+    }
 }
 
 fn count(s: &Scraper, metrics: &Metrics, result: &str) {
@@ -256,4 +311,27 @@ fn nothing_to_watch(
         );
     }
     *said = parsed.servers.is_empty();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past `PARSED_WAITING` parsed samples waiting, a task waits for the
+    /// detector loop to be done with one before parsing its page.
+    #[tokio::test]
+    async fn a_parse_waits_for_a_slot_once_enough_samples_wait() {
+        let (to, _rx) = Handoff::channel();
+        let mut waiting = Vec::new();
+        for _ in 0..PARSED_WAITING {
+            waiting.push(to.slot().await.expect("a slot"));
+        }
+        let next = to.slot();
+        tokio::pin!(next);
+        let early = tokio::time::timeout(Duration::from_millis(50), &mut next).await;
+        assert!(early.is_err(), "no slot while {PARSED_WAITING} wait");
+        drop(waiting.pop());
+        let freed = tokio::time::timeout(Duration::from_secs(5), &mut next).await;
+        assert!(freed.is_ok_and(|s| s.is_some()), "the freed slot is taken");
+    }
 }

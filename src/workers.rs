@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,7 +15,7 @@ use crate::config::{FileConfig, TargetConfig};
 use crate::metrics::Metrics;
 use crate::model::Sample;
 use crate::notify::Notifier;
-use crate::scrape::{scrape_loop, scraper, Scraped, Scraper};
+use crate::scrape::{scrape_loop, scraper, Handoff, Scraper};
 
 /// Everything that can fail before a configuration starts, done: its
 /// targets' endpoints and secrets read, its notifiers opened.
@@ -29,7 +28,7 @@ pub struct Built {
 /// they share (same settings, one connection pool and TLS setup).
 #[derive(Clone)]
 pub struct Env {
-    pub tx: mpsc::Sender<Scraped>,
+    pub to: Handoff,
     pub metrics: Arc<Metrics>,
     pub client: reqwest::Client,
 }
@@ -115,7 +114,7 @@ impl Workers {
         let stop = CancellationToken::new();
         let span = tracing::info_span!("scrape", target = %s.name);
         let env = &self.env;
-        let task = scrape_loop(s, env.tx.clone(), env.metrics.clone(), stop.clone());
+        let task = scrape_loop(s, env.to.clone(), env.metrics.clone(), stop.clone());
         let task = self.tasks.spawn(task.instrument(span));
         env.metrics.scrape_tasks_started.inc();
         self.scrapes
@@ -191,9 +190,9 @@ pub async fn scrape_for(
     if built.scrapers.is_empty() {
         return Ok(());
     }
-    let (tx, mut rx) = mpsc::channel::<Scraped>(1024);
+    let (to, mut rx) = Handoff::channel();
     let env = Env {
-        tx,
+        to,
         metrics: Metrics::new(),
         client,
     };
