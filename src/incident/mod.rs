@@ -15,6 +15,7 @@ pub mod report;
 mod ring;
 pub mod store;
 pub mod tracker;
+mod usual;
 
 use serde::{Deserialize, Serialize};
 

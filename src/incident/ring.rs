@@ -175,12 +175,12 @@ impl Ring {
 
     /// Its requests per server, without building a map (none once
     /// dropped).
-    pub fn by_server<'a>(&'a self, k: &'a Kept) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+    pub fn by_server<'a>(&'a self, k: &'a Kept) -> impl Iterator<Item = (&'a Name, f64)> + 'a {
         self.names
             .iter()
             .zip(k.requests())
             .filter(|(_, r)| !r.is_nan())
-            .map(|(s, r)| (&**s, f64::from(r)))
+            .map(|(s, r)| (s, f64::from(r)))
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Kept> + ExactSizeIterator {
@@ -264,7 +264,7 @@ mod tests {
         let wide: Vec<bool> = ring.iter().map(|k| k.wide).collect();
         assert_eq!(wide, [false, true, true, false]);
         for (k, counts) in ring.iter().zip(cases) {
-            let got: Vec<(&str, f64)> = ring.by_server(k).collect();
+            let got: Vec<(&str, f64)> = ring.by_server(k).map(|(s, r)| (&**s, r)).collect();
             assert_eq!(got, counts);
         }
     }

@@ -4,13 +4,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::lb_events::{Interval, Name, Previous};
+use super::lb_events::{Interval, Previous};
 use super::ring::Ring;
+use super::usual::Usual;
 use super::{
     cause, chart, incident_id, AlertRecord, Departed, Incident, LbEvent, LbEventKind, PoolImpact,
     ShareImpact,
 };
-use crate::detect::stats::{binomial_at_least, chi2_sf, g_statistic, poisson_at_most};
 use crate::model::{AlertEvent, AlertState, Sample, SampleBody, Severity, Timestamp};
 
 /// Alerts of a target that follow the end of an incident within this many
@@ -18,117 +18,12 @@ use crate::model::{AlertEvent, AlertState, Sample, SampleBody, Severity, Timesta
 pub const GRACE_S: f64 = 300.0;
 /// How far back the LB events before an incident's start are looked for.
 const LOOKBACK_S: f64 = 600.0;
-/// Time constant of a pool's usual rate, 5xx ratio and shares.
-const BASELINE_TAU_S: f64 = 600.0;
 /// A pool under this fraction of its usual rate is blocked: its missing
 /// requests count.
-const BLOCKED_RATIO: f64 = 0.5;
+pub(super) const BLOCKED_RATIO: f64 = 0.5;
 /// Intervals are learnt into a pool's baseline this late: the first
 /// seconds of a fault, before its alert, stay out of it.
 pub const LEARN_LAG_S: f64 = 30.0;
-/// How unlikely by chance an interval must be to count as abnormal.
-const SURE: f64 = 1e-3;
-
-/// What a pool usually does, learnt while no incident is open.
-#[derive(Debug, Clone, Default)]
-struct Usual {
-    rate: Option<f64>,
-    errors: Option<f64>,
-    shares: BTreeMap<String, f64>,
-}
-
-impl Usual {
-    /// Learns an interval: its totals (`i`) and its requests per server,
-    /// which a kept interval gives without building a map.
-    fn learn<'a>(&mut self, i: &Interval, by_server: impl Iterator<Item = (&'a str, f64)>) {
-        if i.seconds <= 0.0 || i.reload {
-            return;
-        }
-        let k = 1.0 - (-i.seconds / BASELINE_TAU_S).exp();
-        let mix = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o + k * (new - o)));
-        self.rate = mix(self.rate, i.requests / i.seconds);
-        if i.requests > 0.0 {
-            self.errors = mix(self.errors, i.errors / i.requests);
-            for (s, r) in by_server {
-                let share = r / i.requests;
-                match self.shares.get_mut(s) {
-                    Some(e) => *e += k * (share - *e),
-                    None => {
-                        self.shares.insert(s.to_string(), share);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Does this interval look unlike the pool's usual self: far more 5xx,
-    /// far less traffic, or its spread moved; each beyond chance
-    /// (`SURE`), so that a noisy second at a low rate is no fault.
-    fn abnormal(&self, i: &Interval) -> bool {
-        let errors = self.errors.unwrap_or(0.0).max(1e-4);
-        let failing = i.errors / i.requests.max(1.0) >= (3.0 * errors).max(errors + 0.01)
-            && binomial_at_least(i.errors, i.requests, errors) < SURE;
-        let blocked = self.rate.is_some_and(|r| {
-            r >= 1.0
-                && i.seconds > 0.0
-                && !i.reload
-                && i.requests / i.seconds < BLOCKED_RATIO * r
-                && poisson_at_most(i.requests, r * i.seconds) < SURE
-        });
-        failing || blocked || self.moved(i)
-    }
-
-    fn moved(&self, i: &Interval) -> bool {
-        if i.requests < 10.0 || self.shares.is_empty() {
-            return false;
-        }
-        let (got, expected) = side_by_side(&self.shares, &i.by_server);
-        let total: f64 = expected.iter().sum();
-        let tv: f64 = got
-            .iter()
-            .zip(&expected)
-            .map(|(g, e)| (g / i.requests - e / total).abs())
-            .sum::<f64>()
-            / 2.0;
-        // The G-test only for a move large enough to matter: most
-        // intervals of a fleet stop at the distance.
-        tv >= 0.2 && {
-            let (g, df) = g_statistic(&got, &expected);
-            chi2_sf(g, df) < SURE
-        }
-    }
-}
-
-/// Each server's requests in an interval and its usual share, for every
-/// server in either (both maps are in name order: one pass, no lookup). A
-/// server new to the pool is expected to take a little.
-fn side_by_side(usual: &BTreeMap<String, f64>, now: &BTreeMap<Name, f64>) -> (Vec<f64>, Vec<f64>) {
-    use std::cmp::Ordering;
-    let (mut got, mut expected) = (Vec::new(), Vec::new());
-    let (mut a, mut b) = (usual.iter().peekable(), now.iter().peekable());
-    loop {
-        let order = match (a.peek(), b.peek()) {
-            (None, None) => break,
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (Some((ka, _)), Some((kb, _))) => ka.as_str().cmp(&***kb),
-        };
-        let e = if order.is_le() {
-            a.next().map_or(0.0, |(_, e)| *e)
-        } else {
-            0.0
-        };
-        let g = if order.is_ge() {
-            b.next().map_or(0.0, |(_, g)| *g)
-        } else {
-            0.0
-        };
-        got.push(g);
-        expected.push(e.max(1e-3));
-    }
-    (got, expected)
-}
-
 #[derive(Debug, Clone, Default)]
 struct PoolTrack {
     usual: Usual,
@@ -566,7 +461,7 @@ fn departures(
                 pool: pool.clone(),
                 server: server.clone(),
                 left: e.ts,
-                usual_share: usual.and_then(|u| u.get(server)).copied(),
+                usual_share: usual.and_then(|u| u.get(server)),
             });
         }
     }
@@ -621,7 +516,7 @@ fn account(incident: &mut Incident, pool: &str, usual: &Usual, i: &Interval) {
                 server: server.to_string(),
                 requests: *r,
                 share: 0.0,
-                usual_share: usual.shares.get(&**server).copied(),
+                usual_share: usual.shares.get(server),
             }),
         }
     }

@@ -1,0 +1,200 @@
+//! What a pool usually does (its rate, 5xx ratio and each server's share),
+//! learnt while no incident is open, and whether an interval looks unlike
+//! it.
+
+use super::lb_events::{Interval, Name};
+use super::tracker::BLOCKED_RATIO;
+use crate::detect::stats::{binomial_at_least, chi2_sf, g_statistic, poisson_at_most};
+
+/// Time constant of a pool's usual rate, 5xx ratio and shares.
+const BASELINE_TAU_S: f64 = 600.0;
+/// How unlikely by chance an interval must be to count as abnormal.
+const SURE: f64 = 1e-3;
+
+#[derive(Debug, Clone, Default)]
+pub struct Usual {
+    pub rate: Option<f64>,
+    pub errors: Option<f64>,
+    pub shares: Shares,
+}
+
+/// Each server's usual share, in name order. A sorted vector of names
+/// shared with the pool's ring, not a map of copied names: a fleet keeps
+/// one for each of its hundred thousand servers, and a map's nodes and
+/// name copies took four times the room.
+#[derive(Debug, Clone, Default)]
+pub struct Shares(Vec<(Name, f64)>);
+
+impl Shares {
+    pub fn get(&self, server: &str) -> Option<f64> {
+        self.find(server).ok().map(|at| self.0[at].1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.0.iter().map(|(s, v)| (&**s, *v))
+    }
+
+    fn find(&self, server: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(s, _)| (**s).cmp(server))
+    }
+
+    /// Moves `server`'s usual share a fraction `k` towards `share` (or
+    /// starts it there). The ring gives servers in name order, so this is
+    /// nearly always the next place after `hint`.
+    fn learn(&mut self, server: &Name, share: f64, k: f64, hint: &mut usize) {
+        let at = match self.0.get(*hint) {
+            Some((s, _)) if s == server => Ok(*hint),
+            _ => self.find(server),
+        };
+        match at {
+            Ok(at) => {
+                let e = &mut self.0[at].1;
+                *e += k * (share - *e);
+                *hint = at + 1;
+            }
+            Err(at) => {
+                self.0.insert(at, (server.clone(), share));
+                *hint = at + 1;
+            }
+        }
+    }
+}
+
+impl Usual {
+    /// Learns an interval: its totals (`i`) and its requests per server,
+    /// which a kept interval gives without building a map.
+    pub fn learn<'a>(&mut self, i: &Interval, by_server: impl Iterator<Item = (&'a Name, f64)>) {
+        if i.seconds <= 0.0 || i.reload {
+            return;
+        }
+        let k = 1.0 - (-i.seconds / BASELINE_TAU_S).exp();
+        let mix = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o + k * (new - o)));
+        self.rate = mix(self.rate, i.requests / i.seconds);
+        if i.requests > 0.0 {
+            self.errors = mix(self.errors, i.errors / i.requests);
+            let mut hint = 0;
+            for (s, r) in by_server {
+                self.shares.learn(s, r / i.requests, k, &mut hint);
+            }
+        }
+    }
+
+    /// Does this interval look unlike the pool's usual self: far more 5xx,
+    /// far less traffic, or its spread moved; each beyond chance
+    /// (`SURE`), so that a noisy second at a low rate is no fault.
+    pub fn abnormal(&self, i: &Interval) -> bool {
+        let errors = self.errors.unwrap_or(0.0).max(1e-4);
+        let failing = i.errors / i.requests.max(1.0) >= (3.0 * errors).max(errors + 0.01)
+            && binomial_at_least(i.errors, i.requests, errors) < SURE;
+        let blocked = self.rate.is_some_and(|r| {
+            r >= 1.0
+                && i.seconds > 0.0
+                && !i.reload
+                && i.requests / i.seconds < BLOCKED_RATIO * r
+                && poisson_at_most(i.requests, r * i.seconds) < SURE
+        });
+        failing || blocked || self.moved(i)
+    }
+
+    fn moved(&self, i: &Interval) -> bool {
+        if i.requests < 10.0 || self.shares.is_empty() {
+            return false;
+        }
+        let (got, expected) = side_by_side(&self.shares, &i.by_server);
+        let total: f64 = expected.iter().sum();
+        let tv: f64 = got
+            .iter()
+            .zip(&expected)
+            .map(|(g, e)| (g / i.requests - e / total).abs())
+            .sum::<f64>()
+            / 2.0;
+        // The G-test only for a move large enough to matter: most
+        // intervals of a fleet stop at the distance.
+        tv >= 0.2 && {
+            let (g, df) = g_statistic(&got, &expected);
+            chi2_sf(g, df) < SURE
+        }
+    }
+}
+
+/// Each server's requests in an interval and its usual share, for every
+/// server in either (both are in name order: one pass, no lookup). A
+/// server new to the pool is expected to take a little.
+fn side_by_side(
+    usual: &Shares,
+    now: &std::collections::BTreeMap<Name, f64>,
+) -> (Vec<f64>, Vec<f64>) {
+    use std::cmp::Ordering;
+    let (mut got, mut expected) = (Vec::new(), Vec::new());
+    let (mut a, mut b) = (usual.iter().peekable(), now.iter().peekable());
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((ka, _)), Some((kb, _))) => (*ka).cmp(&***kb),
+        };
+        let e = if order.is_le() {
+            a.next().map_or(0.0, |(_, e)| e)
+        } else {
+            0.0
+        };
+        let g = if order.is_ge() {
+            b.next().map_or(0.0, |(_, g)| *g)
+        } else {
+            0.0
+        };
+        got.push(g);
+        expected.push(e.max(1e-3));
+    }
+    (got, expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        s.into()
+    }
+
+    /// Servers learnt in any order end in name order, each found by name,
+    /// and a server learnt again moves towards its new share.
+    #[test]
+    fn shares_stay_in_name_order_and_move_towards_what_is_learnt() {
+        let mut s = Shares::default();
+        let mut hint = 0;
+        for (n, v) in [("b", 0.5), ("d", 0.25), ("a", 0.25)] {
+            s.learn(&name(n), v, 0.5, &mut hint);
+        }
+        let mut hint = 0;
+        s.learn(&name("c"), 0.1, 0.5, &mut hint);
+        let mut hint = 0;
+        s.learn(&name("a"), 0.75, 0.5, &mut hint);
+        s.learn(&name("b"), 0.5, 0.5, &mut hint);
+        let got: Vec<(&str, f64)> = s.iter().collect();
+        assert_eq!(
+            got,
+            [("a", 0.5), ("b", 0.5), ("c", 0.1), ("d", 0.25)],
+            "a moved half way to 0.75"
+        );
+        assert_eq!(s.get("c"), Some(0.1));
+        assert_eq!(s.get("e"), None);
+    }
+
+    #[test]
+    fn side_by_side_pairs_every_server_of_either() {
+        let mut s = Shares::default();
+        let mut hint = 0;
+        s.learn(&name("a"), 0.5, 1.0, &mut hint);
+        s.learn(&name("c"), 0.5, 1.0, &mut hint);
+        let now = [(name("b"), 3.0), (name("c"), 7.0)].into_iter().collect();
+        let (got, expected) = side_by_side(&s, &now);
+        assert_eq!(got, [0.0, 3.0, 7.0]);
+        assert_eq!(expected, [0.5, 1e-3, 0.5]);
+    }
+}
