@@ -235,6 +235,9 @@ struct Daemon {
     cfg: FileConfig,
     /// When `[[discovery]]` is read again, and what it found last.
     next_discovery: Option<tokio::time::Instant>,
+    /// The directories of `[[discovery]]`'s files, watched: a change reads
+    /// them at once.
+    watch: Option<crate::discovery::FileWatch>,
     /// A reading of `[[discovery]]` under way, off the detector loop.
     reading: Option<tokio::task::JoinHandle<crate::discovery::Found>>,
     seen: crate::fleet::Seen,
@@ -299,8 +302,26 @@ impl Daemon {
         self.seen = seen;
         self.failed = None;
         self.next_discovery = crate::fleet::next_discovery(&base);
+        self.watch = watch_files(&base, &self.metrics);
         self.base = base;
         Ok(())
+    }
+
+    /// A watched directory changed: its files are read soon (a tool that
+    /// writes several files wakes one reading), or, the watch failed, at
+    /// each refresh from now on.
+    fn files_changed(&mut self, change: Result<(), String>) {
+        match change {
+            Ok(()) => {
+                let soon = tokio::time::Instant::now() + crate::fleet::SETTLE;
+                self.next_discovery = crate::fleet::sooner(self.next_discovery, Some(soon));
+            }
+            Err(e) => {
+                tracing::error!("{e}; the files are read every refresh");
+                self.metrics.discovery_errors.inc();
+                self.watch = None;
+            }
+        }
     }
 
     /// Starts reading `[[discovery]]` again, on a task of its own: files
@@ -308,6 +329,10 @@ impl Daemon {
     /// must not hold the detector loop.
     fn start_reading(&mut self) {
         self.next_discovery = None;
+        // One begun before a file changed may have read it before.
+        if let Some(r) = self.reading.take() {
+            r.abort();
+        }
         let blocks = self.base.discovery.clone();
         self.reading = Some(tokio::spawn(async move {
             crate::discovery::read(&blocks).await
@@ -323,7 +348,9 @@ impl Daemon {
         found: Option<crate::discovery::Found>,
         pipeline: &mut Pipeline,
     ) {
-        self.next_discovery = crate::fleet::next_discovery(&self.base);
+        // A file that changed during the reading is read again soon.
+        let refresh = crate::fleet::next_discovery(&self.base);
+        self.next_discovery = crate::fleet::sooner(self.next_discovery, refresh);
         let Some(found) = found else {
             return tracing::error!("discovery: the reading stopped before it ended");
         };
@@ -608,6 +635,7 @@ pub async fn run(
     let (to, mut rx) = Handoff::channel();
     let mut daemon = Daemon {
         next_discovery: crate::fleet::next_discovery(&base),
+        watch: watch_files(&base, &metrics),
         reading: None,
         seen,
         failed: None,
@@ -674,6 +702,25 @@ async fn due(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// Watches the directories of `base`'s `file` blocks; what cannot be
+/// watched is said, counted, and left to the refresh.
+fn watch_files(base: &FileConfig, metrics: &Metrics) -> Option<crate::discovery::FileWatch> {
+    let (watch, problems) = crate::discovery::FileWatch::start(&base.discovery);
+    for p in &problems {
+        tracing::warn!("{p}");
+    }
+    metrics.discovery_errors.inc_by(problems.len() as u64);
+    watch
+}
+
+/// The next change in a watched directory; never, with none watched.
+async fn changed(watch: &mut Option<crate::discovery::FileWatch>) -> Result<(), String> {
+    match watch {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What a discovery reading found once it ends; never, with none under
 /// way. `None` for a reading that panicked or was stopped.
 async fn read(
@@ -711,6 +758,10 @@ async fn detect_until(
             }
             () = due(daemon.next_discovery) => {
                 daemon.start_reading();
+                continue;
+            }
+            change = changed(&mut daemon.watch) => {
+                daemon.files_changed(change);
                 continue;
             }
             found = read(&mut daemon.reading) => {

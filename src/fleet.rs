@@ -114,6 +114,21 @@ fn admissible(t: &TargetConfig, taken: &BTreeSet<String>) -> Result<(), String> 
     }
 }
 
+/// How long after a watched file changes it is read: a tool that writes
+/// several files, or one in several steps, wakes one reading.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The sooner of two times, either unset.
+pub fn sooner(
+    a: Option<tokio::time::Instant>,
+    b: Option<tokio::time::Instant>,
+) -> Option<tokio::time::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// When `[[discovery]]` is next read: every block at the shortest
 /// `refresh`, from now.
 pub fn next_discovery(base: &FileConfig) -> Option<tokio::time::Instant> {

@@ -15,12 +15,16 @@
 //! interval, auth, TLS: any key of `[[targets]]`), named by the label
 //! `name_label` (else the address), at `scheme://address path` (the labels
 //! `__scheme__` and `__metrics_path__` win, as in Prometheus). The daemon
-//! reads every block again every `refresh`, off its detector loop, and
+//! reads every block again every `refresh` (and a `file` block at once
+//! when its directory changes: `watch.rs`), off its detector loop, and
 //! starts and stops only the targets that changed: removed ones have their
 //! alerts resolved, as on reload.
 
 mod dns;
 mod file;
+mod watch;
+
+pub use watch::FileWatch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -156,14 +156,6 @@ fn file_sd_targets_come_and_go_with_the_file() {
         fake_lb::start(Behaviour::Csv),
         fake_lb::start(Behaviour::Csv),
     );
-    let address = |lb: &fake_lb::FakeLb| {
-        lb.url
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string()
-    };
     let dir = scratch("file-sd");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -173,12 +165,6 @@ fn file_sd_targets_come_and_go_with_the_file() {
         let tmp = dir.join("lbs.tmp");
         std::fs::write(&tmp, groups).unwrap();
         std::fs::rename(&tmp, &sd).unwrap();
-    };
-    let group = |lb: &fake_lb::FakeLb, name: &str| {
-        format!(
-            "{{\"targets\": [\"{}\"], \"labels\": {{\"lb\": \"{name}\"}}}}",
-            address(lb)
-        )
     };
     write(&format!("[{}]", group(&lb1, "eu-1")));
     let hook = support::receiver::Sink::start(200);
@@ -196,12 +182,7 @@ fn file_sd_targets_come_and_go_with_the_file() {
         ),
     );
     let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
-    let watching = |want: &[&str]| {
-        support::tools::eventually(Duration::from_secs(15), || {
-            (watched(port) == want).then_some(())
-        })
-        .is_some()
-    };
+    let watching = |want: &[&str]| watching(port, want, Duration::from_secs(15));
     assert!(watching(&["eu-1"]), "{:?}", watched(port));
     write(&format!(
         "[{}, {}]",
@@ -263,6 +244,70 @@ fn file_sd_targets_come_and_go_with_the_file() {
     ] {
         assert!(stderr.contains(change), "no {change:?} in {stderr}");
     }
+}
+
+/// The directory of a file_sd file is watched: a change applies within
+/// seconds though the next refresh is an hour away, whether a new file is
+/// renamed over it or it is written in place.
+#[test]
+fn file_sd_changes_apply_without_waiting_for_the_refresh() {
+    let (lb1, lb2) = (
+        fake_lb::start(Behaviour::Csv),
+        fake_lb::start(Behaviour::Csv),
+    );
+    let dir = scratch("file-sd-watched");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sd = dir.join("lbs.json");
+    std::fs::write(&sd, format!("[{}]", group(&lb1, "eu-1"))).unwrap();
+    let port = free_port();
+    let cfg = write_config(
+        "file-sd-watched.toml",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[discovery]]\nkind = \"file\"\nfiles = [\"{}\"]\nrefresh = \"1h\"\n\
+             path = \"/stats;csv\"\nname_label = \"lb\"\n\
+             [discovery.template]\nkind = \"haproxy\"\ninterval = \"1s\"\n",
+            sd.display()
+        ),
+    );
+    let run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    let soon = Duration::from_secs(10);
+    assert!(watching(port, &["eu-1"], soon), "{:?}", watched(port));
+    let tmp = dir.join("lbs.tmp");
+    let both = format!("[{}, {}]", group(&lb1, "eu-1"), group(&lb2, "eu-2"));
+    std::fs::write(&tmp, both).unwrap();
+    std::fs::rename(&tmp, &sd).unwrap();
+    let renamed = watching(port, &["eu-1", "eu-2"], soon);
+    std::fs::write(&sd, format!("[{}]", group(&lb2, "eu-2"))).unwrap();
+    let written = watching(port, &["eu-2"], soon);
+    let stderr = run.stderr.lock().unwrap().clone();
+    run.stop();
+    assert!(renamed, "a file renamed over it not applied: {stderr}");
+    assert!(written, "a file written in place not applied: {stderr}");
+}
+
+/// Whether lbwatch watches exactly `want` within `wait`.
+fn watching(port: u16, want: &[&str], wait: Duration) -> bool {
+    support::tools::eventually(wait, || (watched(port) == want).then_some(())).is_some()
+}
+
+/// A fake LB's `host:port`.
+fn address(lb: &fake_lb::FakeLb) -> String {
+    lb.url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A file_sd group of one target, named by its label `lb`.
+fn group(lb: &fake_lb::FakeLb, name: &str) -> String {
+    format!(
+        "{{\"targets\": [\"{}\"], \"labels\": {{\"lb\": \"{name}\"}}}}",
+        address(lb)
+    )
 }
 
 /// `lbwatch_scrape_tasks_started_total`, as `/metrics` says now.
