@@ -46,7 +46,7 @@ pub struct LatencyLook {
     pub slow: bool,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencyTrack {
     /// Log of the usual average, learnt while nothing is slow.
     usual_log: f64,

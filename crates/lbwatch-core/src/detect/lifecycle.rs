@@ -68,7 +68,7 @@ pub enum Transition {
 /// kept without `Option`s, each meaningful only while its streak runs
 /// (`since` while active, `clear_since` while `clear_streak > 0`).
 /// Snapshots keep the layout with `Option`s (`Saved`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "Saved", into = "Saved")]
 pub struct Lifecycle {
     phase: Phase,

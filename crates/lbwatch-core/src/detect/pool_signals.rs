@@ -40,8 +40,10 @@ impl PoolState {
         // and nothing raised is skipped (the detector's hot path).
         let (mut latency, mut sessions) = (self.latency.active(), false);
         for p in self.servers.iter().filter_map(|s| s.signals.lb.as_deref()) {
-            latency |= p.response_ms.is_some() || p.latency.life.active();
-            sessions |= p.session_limit.is_some() || p.saturation.life.active();
+            latency |=
+                p.response_ms.is_some() || p.latency.as_ref().is_some_and(|l| l.life.active());
+            sessions |=
+                p.session_limit.is_some() || p.saturation.as_ref().is_some_and(|s| s.life.active());
         }
         self.client_error_check(ctx, emit);
         if latency {
@@ -90,22 +92,20 @@ impl PoolState {
             let Some(p) = s.signals.lb.as_deref_mut() else {
                 continue;
             };
-            let t = p.latency.life.end();
-            emit.transition(
-                t,
-                AlertName::LatencySpike,
-                Severity::Warning,
-                pool,
-                server,
-                never,
-            );
-            let severity = if p.saturation.queued {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            };
-            let t = p.saturation.life.end();
-            emit.transition(t, AlertName::Saturation, severity, pool, server, never);
+            if let Some(l) = p.latency.as_deref_mut() {
+                let t = l.life.end();
+                let severity = Severity::Warning;
+                emit.transition(t, AlertName::LatencySpike, severity, pool, server, never);
+            }
+            if let Some(sat) = p.saturation.as_deref_mut() {
+                let severity = if sat.queued {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                };
+                let t = sat.life.end();
+                emit.transition(t, AlertName::Saturation, severity, pool, server, never);
+            }
         }
     }
 
@@ -232,8 +232,9 @@ impl PoolState {
                 };
                 let serving = s.listed && s.up;
                 let p = s.signals.lb.as_deref_mut()?;
-                let look = p.latency.observe(
-                    p.response_ms.filter(|_| serving),
+                let ms = p.response_ms.filter(|_| serving);
+                let look = p.latency.get_or_insert_with(Default::default).observe(
+                    ms,
                     req,
                     reset || s.joined,
                     armed_after,
@@ -248,8 +249,9 @@ impl PoolState {
             .iter_mut()
             .filter_map(|s| s.signals.lb.as_deref_mut())
         {
-            let f = ctx.frozen_too_long(&p.latency.life);
-            p.latency.learn(dt, ctx.cfg.baseline_window.0, f);
+            let track = p.latency.get_or_insert_with(Default::default);
+            let f = ctx.frozen_too_long(&track.life);
+            track.learn(dt, ctx.cfg.baseline_window.0, f);
         }
     }
 
@@ -343,15 +345,16 @@ impl PoolState {
                 None => Verdict::Clear,
                 Some(_) => LatencyTrack::verdict(*look, apart),
             };
-            if covered && !p.latency.life.active() {
+            let life = &mut p.latency.get_or_insert_with(Default::default).life;
+            if covered && !life.active() {
                 verdict = Verdict::Hold;
             }
             let t = if s.listed {
-                p.latency.life.step(verdict, ctx.ts, &ctx.statistical(1))
+                life.step(verdict, ctx.ts, &ctx.statistical(1))
             } else {
-                p.latency.life.end()
+                life.end()
             };
-            let since = p.latency.life.since();
+            let since = life.since();
             emit.transition(
                 t,
                 AlertName::LatencySpike,
@@ -381,36 +384,37 @@ impl PoolState {
             let Some(sig) = s.signals.lb.as_deref_mut() else {
                 continue;
             };
+            let sat = sig.saturation.get_or_insert_with(Default::default);
             let (verdict, limit) = match (s.listed, sig.sessions, sig.session_limit) {
                 (true, Some(x), Some(l)) => {
                     let queue = sig.queue.unwrap_or(0.0);
-                    (sig.saturation.verdict(x, l, queue, dt), l)
+                    (sat.verdict(x, l, queue, dt), l)
                 }
                 // No limit (or no sessions) published any more: nothing
                 // holds the alert up.
                 _ => (Verdict::Clear, 0.0),
             };
             let queue = sig.queue.unwrap_or(0.0);
-            if verdict == Verdict::Fire && !sig.saturation.life.active() {
-                sig.saturation.queue_at_start = queue;
+            if verdict == Verdict::Fire && !sat.life.active() {
+                sat.queue_at_start = queue;
             }
             let t = if s.listed {
-                sig.saturation.life.step(verdict, ctx.ts, &p)
+                sat.life.step(verdict, ctx.ts, &p)
             } else {
-                sig.saturation.life.end()
+                sat.life.end()
             };
-            let since = sig.saturation.life.since();
+            let since = sat.life.since();
             if t == Some(super::lifecycle::Transition::Fired) {
                 // Critical once requests wait: its queue grew since it
                 // first sat at the limit. Its resolve says the same.
-                sig.saturation.queued = queue >= 1.0 && queue > sig.saturation.queue_at_start;
+                sat.queued = queue >= 1.0 && queue > sat.queue_at_start;
             }
-            let severity = if sig.saturation.queued {
+            let severity = if sat.queued {
                 Severity::Critical
             } else {
                 Severity::Warning
             };
-            let (sessions, from) = (sig.sessions.unwrap_or(0.0), sig.saturation.queue_at_start);
+            let (sessions, from) = (sig.sessions.unwrap_or(0.0), sat.queue_at_start);
             emit.transition(
                 t,
                 AlertName::Saturation,

@@ -33,7 +33,7 @@ pub fn saturation_persistence(resolve_after_s: f64) -> Persistence {
     }
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SaturationTrack {
     /// How full the server has been lately: sessions over limit, smoothed
     /// over two intervals (at least 10 s).

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::latency::LatencyTrack;
 use super::pool::PoolState;
 use super::skew::follows_weights;
 use super::stats::effective_servers;
@@ -90,7 +91,7 @@ fn signals_view(s: &super::server::ServerState) -> SignalsView {
     };
     SignalsView {
         response_time_ms: p.response_ms,
-        usual_response_time_ms: p.latency.usual_ms(),
+        usual_response_time_ms: p.latency.as_deref().and_then(LatencyTrack::usual_ms),
         queue: p.queue,
         sessions: p.sessions,
         session_limit: p.session_limit,
