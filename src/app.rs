@@ -235,10 +235,12 @@ struct Daemon {
     cfg: FileConfig,
     /// When `[[discovery]]` is read again, and what it found last.
     next_discovery: Option<tokio::time::Instant>,
-    /// The directories of `[[discovery]]`'s files, watched: a change reads
-    /// them at once.
+    /// The directories of `[[discovery]]`'s files, watched: a change to a
+    /// file a block reads has every block read `fleet::SETTLE` later.
     watch: Option<crate::discovery::FileWatch>,
     /// A reading of `[[discovery]]` under way, off the detector loop.
+    /// Another is due while it runs: the files changed since it began.
+    again: bool,
     reading: Option<tokio::task::JoinHandle<crate::discovery::Found>>,
     seen: crate::fleet::Seen,
     /// Discovered targets that could not start (not tried again as such).
@@ -294,6 +296,8 @@ impl Daemon {
         if let Some(r) = self.reading.take() {
             r.abort();
         }
+        self.again = false;
+        let watch = watch_files(&base, &self.metrics);
         let found = crate::discovery::read(&base.discovery).await;
         let (new, seen) =
             crate::fleet::watched(&base, &self.seen, found, self.shard, &self.metrics)
@@ -302,19 +306,21 @@ impl Daemon {
         self.seen = seen;
         self.failed = None;
         self.next_discovery = crate::fleet::next_discovery(&base);
-        self.watch = watch_files(&base, &self.metrics);
+        self.watch = watch;
         self.base = base;
         Ok(())
     }
 
-    /// A watched directory changed: its files are read soon (a tool that
-    /// writes several files wakes one reading), or, the watch failed, at
-    /// each refresh from now on.
-    fn files_changed(&mut self, change: Result<(), String>) {
+    /// A file a block reads changed: the blocks are read soon (a tool that
+    /// writes several files wakes one reading). A directory whose watch
+    /// ended, or a watch that failed, is read at each refresh from now on.
+    fn files_changed(&mut self, change: Result<crate::discovery::Seen, String>) {
         match change {
-            Ok(()) => {
-                let soon = tokio::time::Instant::now() + crate::fleet::SETTLE;
-                self.next_discovery = crate::fleet::sooner(self.next_discovery, Some(soon));
+            Ok(crate::discovery::Seen::Changed) => self.read_soon(),
+            Ok(crate::discovery::Seen::Lost(why)) => {
+                tracing::warn!("{why}");
+                self.metrics.discovery_errors.inc();
+                self.read_soon();
             }
             Err(e) => {
                 tracing::error!("{e}; the files are read every refresh");
@@ -324,14 +330,22 @@ impl Daemon {
         }
     }
 
+    fn read_soon(&mut self) {
+        let soon = tokio::time::Instant::now() + crate::fleet::SETTLE;
+        self.next_discovery = crate::fleet::sooner(self.next_discovery, Some(soon));
+    }
+
     /// Starts reading `[[discovery]]` again, on a task of its own: files
     /// on a hung network filesystem, or a DNS server that does not answer,
     /// must not hold the detector loop.
     fn start_reading(&mut self) {
         self.next_discovery = None;
-        // One begun before a file changed may have read it before.
-        if let Some(r) = self.reading.take() {
-            r.abort();
+        // One under way may have read a file before it changed: the next
+        // begins once it ends (a reading is never cut short: its files may
+        // be on a hung filesystem, its names on a slow server).
+        if self.reading.is_some() {
+            self.again = true;
+            return;
         }
         let blocks = self.base.discovery.clone();
         self.reading = Some(tokio::spawn(async move {
@@ -351,6 +365,9 @@ impl Daemon {
         // A file that changed during the reading is read again soon.
         let refresh = crate::fleet::next_discovery(&self.base);
         self.next_discovery = crate::fleet::sooner(self.next_discovery, refresh);
+        if std::mem::take(&mut self.again) {
+            self.read_soon();
+        }
         let Some(found) = found else {
             return tracing::error!("discovery: the reading stopped before it ended");
         };
@@ -578,6 +595,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let base = cfg;
+    // Watched before the first reading: a file written during it is read
+    // again.
+    let watch = watch_files(&base, &metrics);
     let found = crate::discovery::read(&base.discovery).await;
     let (cfg, seen) = crate::fleet::watched(
         &base,
@@ -635,7 +655,8 @@ pub async fn run(
     let (to, mut rx) = Handoff::channel();
     let mut daemon = Daemon {
         next_discovery: crate::fleet::next_discovery(&base),
-        watch: watch_files(&base, &metrics),
+        watch,
+        again: false,
         reading: None,
         seen,
         failed: None,
@@ -656,7 +677,8 @@ pub async fn run(
     crate::systemd::notify("READY=1");
     detect_until(shutdown, &mut rx, &mut pipeline, &mut daemon).await?;
     crate::systemd::notify("STOPPING=1");
-    // Stop scraping, then detect on what was scraped already: its events
+    // Stop scraping, then detect on what was scraped already (a page still
+    // waiting for its parse is dropped with its task): its events
     // reach stdout and the outboxes (on disk, delivered by the next run).
     if let Some(w) = daemon.workers.take() {
         w.stop().await;
@@ -714,7 +736,9 @@ fn watch_files(base: &FileConfig, metrics: &Metrics) -> Option<crate::discovery:
 }
 
 /// The next change in a watched directory; never, with none watched.
-async fn changed(watch: &mut Option<crate::discovery::FileWatch>) -> Result<(), String> {
+async fn changed(
+    watch: &mut Option<crate::discovery::FileWatch>,
+) -> Result<crate::discovery::Seen, String> {
     match watch {
         Some(w) => w.changed().await,
         None => std::future::pending().await,

@@ -9,7 +9,7 @@ pub fn glob(path: &Path) -> Vec<PathBuf> {
     let mut found = vec![PathBuf::new()];
     for part in path.components() {
         let name = part.as_os_str().to_string_lossy();
-        if !name.contains(['*', '?', '[']) {
+        if !is_wild(&name) {
             found.iter_mut().for_each(|p| p.push(part));
             continue;
         }
@@ -35,6 +35,11 @@ pub fn glob(path: &Path) -> Vec<PathBuf> {
     }
     found.retain(|p| p.is_file());
     found
+}
+
+/// Whether a path component holds a wildcard.
+pub fn is_wild(part: &str) -> bool {
+    part.contains(['*', '?', '['])
 }
 
 /// `*` matches any run of characters, `?` one, `[abc]`/`[a-z]` one of a set.

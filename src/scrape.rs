@@ -196,7 +196,12 @@ async fn scrape(s: &Scraper, to: &Handoff, metrics: &Metrics, said_empty: &mut b
     let page = s.fetcher.fetch().await;
     let fetching = started.elapsed();
     let (scraped, parsing) = match page {
-        Ok(page) => {
+        Ok(mut page) => {
+            // A body grown chunk by chunk may have up to twice its size
+            // reserved: trimmed before it waits.
+            if page.capacity() > page.len() + page.len() / 4 {
+                page.shrink_to_fit();
+            }
             let slot = to.slot().await;
             let started = crate::clock::monotonic();
             let cell = parsed(s, ts, page, metrics, said_empty);
@@ -225,14 +230,10 @@ async fn scrape(s: &Scraper, to: &Handoff, metrics: &Metrics, said_empty: &mut b
 fn parsed(
     s: &Scraper,
     ts: Timestamp,
-    mut page: Vec<u8>,
+    page: Vec<u8>,
     metrics: &Metrics,
     said_empty: &mut bool,
 ) -> Scraped {
-    // A body grown chunk by chunk may have up to twice its size reserved.
-    if page.capacity() > page.len() + page.len() / 4 {
-        page.shrink_to_fit();
-    }
     let kept = PageSample::try_new(page, |page| match (s.parse)(page) {
         Ok(parsed) => {
             count(s, metrics, "ok");

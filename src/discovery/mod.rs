@@ -24,7 +24,7 @@ mod dns;
 mod file;
 mod watch;
 
-pub use watch::FileWatch;
+pub use watch::{FileWatch, Seen};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

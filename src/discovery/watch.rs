@@ -8,10 +8,10 @@
 //! new one over it, and Kubernetes swaps a ConfigMap's files by renaming a
 //! symlink beside them; a watch on the old file would see neither.
 
-use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::{Component, PathBuf};
 
-use inotify::{EventStream, Inotify, StreamExt, WatchMask};
+use inotify::{EventMask, EventStream, Inotify, StreamExt, WatchDescriptor, WatchMask};
 
 use super::{DiscoveryConfig, DiscoveryKind};
 
@@ -23,9 +23,28 @@ const CHANGES: WatchMask = WatchMask::CLOSE_WRITE
     .union(WatchMask::MOVED_FROM)
     .union(WatchMask::DELETE);
 
-/// The watched directories of a config's `file` blocks.
+/// The watched directories of a config's `file` blocks, each with the names
+/// in it that matter: a busy directory (logs, editors' swap files) wakes
+/// no reading.
 pub struct FileWatch {
     events: EventStream<Vec<u8>>,
+    dirs: BTreeMap<WatchDescriptor, Watched>,
+}
+
+struct Watched {
+    dir: PathBuf,
+    /// The patterns' components in this directory (`*.json`, `lbs.yml`).
+    names: Vec<String>,
+}
+
+/// What the watch saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// A file that a block reads changed: read them again.
+    Changed,
+    /// A directory's watch ended (removed, unmounted): its files are read
+    /// every refresh from now on.
+    Lost(String),
 }
 
 impl std::fmt::Debug for FileWatch {
@@ -38,10 +57,10 @@ impl FileWatch {
     /// Watches the directories of every `file` block's files; `None` when
     /// there is none to watch. A directory that cannot be watched (missing,
     /// no inotify) is said in the returned problems, and left to the
-    /// refresh.
+    /// refresh until a reload.
     pub fn start(blocks: &[DiscoveryConfig]) -> (Option<FileWatch>, Vec<String>) {
-        let dirs = directories(blocks);
-        if dirs.is_empty() {
+        let wanted = directories(blocks);
+        if wanted.is_empty() {
             return (None, Vec::new());
         }
         let inotify = match Inotify::init() {
@@ -52,21 +71,23 @@ impl FileWatch {
             }
         };
         let mut problems = Vec::new();
-        let mut watched = 0;
-        for dir in &dirs {
-            match inotify.watches().add(dir, CHANGES) {
-                Ok(_) => watched += 1,
+        let mut dirs = BTreeMap::new();
+        for (dir, names) in wanted {
+            match inotify.watches().add(&dir, CHANGES) {
+                Ok(wd) => {
+                    dirs.insert(wd, Watched { dir, names });
+                }
                 Err(e) => problems.push(format!(
                     "discovery: cannot watch {} ({e}); its files are read every refresh",
                     dir.display()
                 )),
             }
         }
-        if watched == 0 {
+        if dirs.is_empty() {
             return (None, problems);
         }
         match inotify.into_event_stream(vec![0; 4096]) {
-            Ok(events) => (Some(FileWatch { events }), problems),
+            Ok(events) => (Some(FileWatch { events, dirs }), problems),
             Err(e) => {
                 problems.push(format!("discovery: cannot watch files ({e})"));
                 (None, problems)
@@ -74,39 +95,71 @@ impl FileWatch {
         }
     }
 
-    /// Waits for the next change; `Err` once the watch fails (it is then
-    /// of no more use).
-    pub async fn changed(&mut self) -> Result<(), String> {
-        match self.events.next().await {
-            Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(format!("discovery: the file watch failed ({e})")),
-            None => Err("discovery: the file watch ended".into()),
+    /// Waits for the next change that matters; `Err` once the watch fails
+    /// (it is then of no more use).
+    pub async fn changed(&mut self) -> Result<Seen, String> {
+        loop {
+            let event = match self.events.next().await {
+                Some(Ok(e)) => e,
+                Some(Err(e)) => return Err(format!("discovery: the file watch failed ({e})")),
+                None => return Err("discovery: the file watch ended".into()),
+            };
+            // Events were lost: anything may have changed.
+            if event.mask.contains(EventMask::Q_OVERFLOW) {
+                return Ok(Seen::Changed);
+            }
+            let Some(w) = self.dirs.get(&event.wd) else {
+                continue;
+            };
+            if event.mask.contains(EventMask::IGNORED) {
+                let dir = w.dir.display().to_string();
+                self.dirs.remove(&event.wd);
+                return Ok(Seen::Lost(format!(
+                    "discovery: the watch of {dir} ended (removed or unmounted); its files are read every refresh"
+                )));
+            }
+            let name = event.name.as_deref().map(|n| n.to_string_lossy());
+            if name.is_some_and(|n| w.matters(&n)) {
+                return Ok(Seen::Changed);
+            }
         }
     }
 }
 
-/// The directory each `file` pattern's files are in: its parent, up to the
-/// first component with a wildcard (a new directory matching it shows as a
-/// change there; files inside it wait for the refresh).
-fn directories(blocks: &[DiscoveryConfig]) -> BTreeSet<PathBuf> {
-    blocks
-        .iter()
-        .filter(|b| b.kind == DiscoveryKind::File)
-        .flat_map(|b| &b.files)
-        .map(|f| fixed_prefix(f.parent().unwrap_or(Path::new(""))))
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                d
-            }
-        })
-        .collect()
+impl Watched {
+    /// Kubernetes writes a ConfigMap's files by renaming its `..data`
+    /// symlink, which the files link through.
+    fn matters(&self, name: &str) -> bool {
+        name.starts_with("..data") || self.names.iter().any(|p| crate::glob::wildcard(p, name))
+    }
 }
 
-fn fixed_prefix(dir: &Path) -> PathBuf {
-    let wild = |c: &Component<'_>| c.as_os_str().to_string_lossy().contains(['*', '?', '[']);
-    dir.components().take_while(|c| !wild(c)).collect()
+/// The directory each `file` pattern's files are in, with the component
+/// of the pattern found there: its parent, up to the first component with a
+/// wildcard (a new directory matching it shows as a change there; files
+/// inside it wait for the refresh).
+fn directories(blocks: &[DiscoveryConfig]) -> BTreeMap<PathBuf, Vec<String>> {
+    let mut dirs: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    let files = blocks
+        .iter()
+        .filter(|b| b.kind == DiscoveryKind::File)
+        .flat_map(|b| &b.files);
+    for f in files {
+        let parts: Vec<Component<'_>> = f.components().collect();
+        let wild = |c: &Component<'_>| crate::glob::is_wild(&c.as_os_str().to_string_lossy());
+        let at = parts
+            .iter()
+            .position(wild)
+            .unwrap_or(parts.len().saturating_sub(1));
+        let Some(name) = parts.get(at) else { continue };
+        let mut dir: PathBuf = parts[..at].iter().collect();
+        if dir.as_os_str().is_empty() {
+            dir.push(".");
+        }
+        let name = name.as_os_str().to_string_lossy().into_owned();
+        dirs.entry(dir).or_default().push(name);
+    }
+    dirs
 }
 
 #[cfg(test)]
@@ -117,10 +170,15 @@ mod tests {
         serde_json::from_value(serde_json::json!({"kind": "file", "files": files})).unwrap()
     }
 
-    /// Whether the watch wakes within a second.
-    async fn woken(w: &mut FileWatch) -> bool {
+    /// What the watch sees within a second, if anything.
+    async fn seen(w: &mut FileWatch) -> Option<Seen> {
         let wait = tokio::time::timeout(std::time::Duration::from_secs(1), w.changed());
-        matches!(wait.await, Ok(Ok(())))
+        wait.await.ok().map(|r| r.expect("the watch works"))
+    }
+
+    /// Takes every event left of the last step.
+    async fn drain(w: &mut FileWatch) {
+        while seen(w).await.is_some() {}
     }
 
     #[test]
@@ -129,23 +187,34 @@ mod tests {
             file_block(&["/etc/lbwatch/sd/*.json", "/etc/lbwatch/sd/extra.yml"]),
             file_block(&["/srv/sd/*/lbs.json", "lbs.json"]),
         ];
-        let got: Vec<String> = directories(&blocks)
-            .iter()
-            .map(|d| d.display().to_string())
+        let got: Vec<(String, Vec<String>)> = directories(&blocks)
+            .into_iter()
+            .map(|(d, n)| (d.display().to_string(), n))
             .collect();
-        assert_eq!(got, ["/etc/lbwatch/sd", "/srv/sd", "."]);
+        let want = |d: &str, n: &[&str]| (d.to_string(), n.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            got,
+            [
+                want("/etc/lbwatch/sd", &["*.json", "extra.yml"]),
+                want("/srv/sd", &["*"]),
+                want(".", &["lbs.json"]),
+            ]
+        );
     }
 
-    /// A file renamed into a watched directory, then one written in place,
-    /// each wake the watch; a directory that does not exist is a problem
-    /// said, not an error.
+    /// A matching file renamed in, written in place or removed wakes the
+    /// watch, each alone; another file in the directory does not; the
+    /// directory removed ends its watch, said. A directory that does not
+    /// exist is a problem said, not an error.
     #[tokio::test]
-    async fn a_file_renamed_in_or_written_wakes_the_watch() {
-        let dir = std::env::temp_dir().join(format!("lbwatch-watch-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    async fn the_files_of_a_block_wake_the_watch_and_no_other() {
+        let root = std::env::temp_dir().join(format!("lbwatch-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (dir, staging) = (root.join("sd"), root.join("staging"));
         std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&staging).unwrap();
         let pattern = dir.join("*.json");
-        let missing = dir.join("nowhere").join("lbs.json");
+        let missing = root.join("nowhere").join("lbs.json");
         let blocks = [file_block(&[
             pattern.to_str().unwrap(),
             missing.to_str().unwrap(),
@@ -154,13 +223,27 @@ mod tests {
         let mut watch = watch.expect("a watch");
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("nowhere"), "{problems:?}");
-        std::fs::write(dir.join("lbs.tmp"), "[]").unwrap();
-        std::fs::rename(dir.join("lbs.tmp"), dir.join("lbs.json")).unwrap();
-        assert!(woken(&mut watch).await);
-        // The rename's several events, taken before the next change.
-        while woken(&mut watch).await {}
+        std::fs::write(dir.join("lbwatch.log"), "busy").unwrap();
+        assert_eq!(seen(&mut watch).await, None, "another file woke it");
+        std::fs::write(staging.join("lbs.json"), "[]").unwrap();
+        std::fs::rename(staging.join("lbs.json"), dir.join("lbs.json")).unwrap();
+        assert_eq!(seen(&mut watch).await, Some(Seen::Changed), "renamed in");
+        drain(&mut watch).await;
         std::fs::write(dir.join("lbs.json"), "[]").unwrap();
-        assert!(woken(&mut watch).await);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(seen(&mut watch).await, Some(Seen::Changed), "written");
+        drain(&mut watch).await;
+        std::fs::remove_file(dir.join("lbs.json")).unwrap();
+        assert_eq!(seen(&mut watch).await, Some(Seen::Changed), "removed");
+        drain(&mut watch).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        let lost = loop {
+            match seen(&mut watch).await {
+                Some(Seen::Lost(why)) => break why,
+                Some(Seen::Changed) => continue,
+                None => panic!("the directory's removal not seen"),
+            }
+        };
+        assert!(lost.contains("/sd") && lost.contains("refresh"), "{lost}");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::lb_events::{Interval, Previous};
 use super::ring::Ring;
-use super::usual::Usual;
+use super::usual::{Usual, BLOCKED_RATIO};
 use super::{
     cause, chart, incident_id, AlertRecord, Departed, Incident, LbEvent, LbEventKind, PoolImpact,
     ShareImpact,
@@ -18,9 +18,6 @@ use crate::model::{AlertEvent, AlertState, Sample, SampleBody, Severity, Timesta
 pub const GRACE_S: f64 = 300.0;
 /// How far back the LB events before an incident's start are looked for.
 const LOOKBACK_S: f64 = 600.0;
-/// A pool under this fraction of its usual rate is blocked: its missing
-/// requests count.
-pub(super) const BLOCKED_RATIO: f64 = 0.5;
 /// Intervals are learnt into a pool's baseline this late: the first
 /// seconds of a fault, before its alert, stay out of it.
 pub const LEARN_LAG_S: f64 = 30.0;

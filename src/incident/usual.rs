@@ -3,16 +3,18 @@
 //! it.
 
 use super::lb_events::{Interval, Name};
-use super::tracker::BLOCKED_RATIO;
 use crate::detect::stats::{binomial_at_least, chi2_sf, g_statistic, poisson_at_most};
 
 /// Time constant of a pool's usual rate, 5xx ratio and shares.
 const BASELINE_TAU_S: f64 = 600.0;
 /// How unlikely by chance an interval must be to count as abnormal.
 const SURE: f64 = 1e-3;
+/// A pool under this fraction of its usual rate is blocked: its missing
+/// requests count.
+pub(super) const BLOCKED_RATIO: f64 = 0.5;
 
 #[derive(Debug, Clone, Default)]
-pub struct Usual {
+pub(super) struct Usual {
     pub rate: Option<f64>,
     pub errors: Option<f64>,
     pub shares: Shares,
@@ -23,7 +25,7 @@ pub struct Usual {
 /// one for each of its hundred thousand servers, and a map's nodes and
 /// name copies took four times the room.
 #[derive(Debug, Clone, Default)]
-pub struct Shares(Vec<(Name, f64)>);
+pub(super) struct Shares(Vec<(Name, f64)>);
 
 impl Shares {
     pub fn get(&self, server: &str) -> Option<f64> {
@@ -43,8 +45,9 @@ impl Shares {
     }
 
     /// Moves `server`'s usual share a fraction `k` towards `share` (or
-    /// starts it there). The ring gives servers in name order, so this is
-    /// nearly always the next place after `hint`.
+    /// starts it there). The ring gives a pool's servers in the same order
+    /// interval after interval, nearly always name order (a server that
+    /// joined goes last), so this is nearly always the place after `hint`.
     fn learn(&mut self, server: &Name, share: f64, k: f64, hint: &mut usize) {
         let at = match self.0.get(*hint) {
             Some((s, _)) if s == server => Ok(*hint),

@@ -274,7 +274,11 @@ fn file_sd_changes_apply_without_waiting_for_the_refresh() {
     let run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
     let soon = Duration::from_secs(10);
     assert!(watching(port, &["eu-1"], soon), "{:?}", watched(port));
-    let tmp = dir.join("lbs.tmp");
+    // Written beside the directory, then renamed in: only the rename
+    // shows in it.
+    let staging = scratch("file-sd-staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let tmp = staging.join("lbs.json");
     let both = format!("[{}, {}]", group(&lb1, "eu-1"), group(&lb2, "eu-2"));
     std::fs::write(&tmp, both).unwrap();
     std::fs::rename(&tmp, &sd).unwrap();
