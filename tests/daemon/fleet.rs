@@ -214,10 +214,29 @@ fn file_sd_targets_come_and_go_with_the_file() {
         "eu-1's alert not resolved at the receiver: {:?}",
         hook.webhook_events()
     );
-    // eu-2 moves: its scrape restarts at the new address.
+    // eu-2 moves while its alert fires (both addresses skewed alike): its
+    // scrape restarts at the new address, and the detector keeps what it
+    // learnt of it. A target forgotten would have its alert resolved.
+    lb2.skew();
+    lb3.skew();
+    let fired = run.wait_for(Duration::from_secs(20), |l| {
+        l.contains("\"TrafficSkew\"") && l.contains("firing") && l.contains("eu-2")
+    });
+    assert!(fired, "no TrafficSkew on eu-2: {:?}", run.seen);
     write(&format!("[{}]", group(&lb3, "eu-2")));
-    lb3.wait_scraped(2);
+    lb3.wait_scraped(3);
     assert_eq!(started(port), Some(3.0), "eu-2 not restarted once");
+    let alerts = http_get(port, "/api/v1/alerts");
+    assert!(
+        alerts.contains("eu-2"),
+        "eu-2's alert gone after the move: {alerts}"
+    );
+    let kept = |e: &Value| e["target"] == "eu-2" && e["state"] == "resolved";
+    assert!(
+        !hook.webhook_events().iter().any(|(_, e)| kept(e)),
+        "eu-2's alert resolved by the move: {:?}",
+        hook.webhook_events()
+    );
     std::fs::write(&sd, "[{\"targets\": [").unwrap();
     let counted = support::tools::eventually(Duration::from_secs(10), || {
         http_get(port, "/metrics")
