@@ -156,9 +156,7 @@ fn file_sd_targets_come_and_go_with_the_file() {
         fake_lb::start(Behaviour::Csv),
         fake_lb::start(Behaviour::Csv),
     );
-    let dir = scratch("file-sd");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = empty_dir("file-sd");
     let sd = dir.join("lbs.json");
     // Written whole, then renamed, as discovery tools do.
     let write = |groups: &str| {
@@ -274,9 +272,7 @@ fn file_sd_changes_apply_without_waiting_for_the_refresh() {
         fake_lb::start(Behaviour::Csv),
         fake_lb::start(Behaviour::Csv),
     );
-    let dir = scratch("file-sd-watched");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = empty_dir("file-sd-watched");
     let sd = dir.join("lbs.json");
     std::fs::write(&sd, format!("[{}]", group(&lb1, "eu-1"))).unwrap();
     let port = free_port();
@@ -308,6 +304,14 @@ fn file_sd_changes_apply_without_waiting_for_the_refresh() {
     run.stop();
     assert!(renamed, "a file renamed over it not applied: {stderr}");
     assert!(written, "a file written in place not applied: {stderr}");
+}
+
+/// A scratch directory, emptied.
+fn empty_dir(name: &str) -> std::path::PathBuf {
+    let dir = scratch(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Whether lbwatch watches exactly `want` within `wait`.
