@@ -167,17 +167,13 @@ fn file_sd_targets_come_and_go_with_the_file() {
     write(&format!("[{}]", group(&lb1, "eu-1")));
     let hook = support::receiver::Sink::start(200);
     let port = free_port();
+    let notifier = format!(
+        "[[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/hook")
+    );
     let cfg = write_config(
         "file-sd.toml",
-        &format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\n\
-             [[discovery]]\nkind = \"file\"\nfiles = [\"{}\"]\nrefresh = \"1s\"\n\
-             path = \"/stats;csv\"\nname_label = \"lb\"\n\
-             [discovery.template]\nkind = \"haproxy\"\ninterval = \"1s\"\n\
-             [[notifiers]]\nkind = \"webhook\"\nurl = \"{}\"\n",
-            dir.join("*.json").display(),
-            hook.url("/hook")
-        ),
+        &file_sd_config(port, &dir.join("*.json"), "1s", &notifier),
     );
     let mut run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
     let watching = |want: &[&str]| watching(port, want, Duration::from_secs(15));
@@ -276,16 +272,7 @@ fn file_sd_changes_apply_without_waiting_for_the_refresh() {
     let sd = dir.join("lbs.json");
     std::fs::write(&sd, format!("[{}]", group(&lb1, "eu-1"))).unwrap();
     let port = free_port();
-    let cfg = write_config(
-        "file-sd-watched.toml",
-        &format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\n\
-             [[discovery]]\nkind = \"file\"\nfiles = [\"{}\"]\nrefresh = \"1h\"\n\
-             path = \"/stats;csv\"\nname_label = \"lb\"\n\
-             [discovery.template]\nkind = \"haproxy\"\ninterval = \"1s\"\n",
-            sd.display()
-        ),
-    );
+    let cfg = write_config("file-sd-watched.toml", &file_sd_config(port, &sd, "1h", ""));
     let run = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
     let soon = Duration::from_secs(10);
     assert!(watching(port, &["eu-1"], soon), "{:?}", watched(port));
@@ -304,6 +291,18 @@ fn file_sd_changes_apply_without_waiting_for_the_refresh() {
     run.stop();
     assert!(renamed, "a file renamed over it not applied: {stderr}");
     assert!(written, "a file written in place not applied: {stderr}");
+}
+
+/// A config whose targets are the file_sd `files`, read every `refresh`,
+/// with `extra` after.
+fn file_sd_config(port: u16, files: &std::path::Path, refresh: &str, extra: &str) -> String {
+    format!(
+        "[http]\nlisten = \"127.0.0.1:{port}\"\n\
+         [[discovery]]\nkind = \"file\"\nfiles = [\"{}\"]\nrefresh = \"{refresh}\"\n\
+         path = \"/stats;csv\"\nname_label = \"lb\"\n\
+         [discovery.template]\nkind = \"haproxy\"\ninterval = \"1s\"\n{extra}",
+        files.display()
+    )
 }
 
 /// A scratch directory, emptied.
