@@ -239,7 +239,8 @@ struct Daemon {
     /// file a block reads has every block read `fleet::SETTLE` later.
     watch: Option<crate::discovery::FileWatch>,
     /// A reading of `[[discovery]]` under way, off the detector loop.
-    /// Another is due while it runs: the files changed since it began.
+    /// Another fell due while it ran (a file changed, or the refresh): it
+    /// begins `fleet::SETTLE` after this one ends.
     again: bool,
     reading: Option<tokio::task::JoinHandle<crate::discovery::Found>>,
     seen: crate::fleet::Seen,
@@ -292,17 +293,18 @@ impl Daemon {
     /// Runs `base`, a config as read (with its discovered targets, of this
     /// shard); what it found is kept only once it runs.
     async fn adopt(&mut self, base: FileConfig, pipeline: &mut Pipeline) -> Result<(), String> {
-        // A reading under way is of the old blocks.
-        if let Some(r) = self.reading.take() {
-            r.abort();
-        }
-        self.again = false;
         let watch = watch_files(&base, &self.metrics);
         let found = crate::discovery::read(&base.discovery).await;
         let (new, seen) =
             crate::fleet::watched(&base, &self.seen, found, self.shard, &self.metrics)
                 .map_err(|e| e.to_string())?;
         self.apply(new, pipeline).await?;
+        // Accepted: a reading under way is of the old blocks. (A rejected
+        // config leaves it to end, and the schedule as it was.)
+        if let Some(r) = self.reading.take() {
+            r.abort();
+        }
+        self.again = false;
         self.seen = seen;
         self.failed = None;
         self.next_discovery = crate::fleet::next_discovery(&base);

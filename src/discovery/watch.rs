@@ -16,12 +16,15 @@ use inotify::{EventMask, EventStream, Inotify, StreamExt, WatchDescriptor, Watch
 use super::{DiscoveryConfig, DiscoveryKind};
 
 /// A change in a watched directory: a file written, created, renamed in or
-/// out, or removed.
+/// out, or removed; or the directory itself removed or renamed (a tool
+/// that swaps a whole directory in: the watch would follow the old one).
 const CHANGES: WatchMask = WatchMask::CLOSE_WRITE
     .union(WatchMask::CREATE)
     .union(WatchMask::MOVED_TO)
     .union(WatchMask::MOVED_FROM)
-    .union(WatchMask::DELETE);
+    .union(WatchMask::DELETE)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
 
 /// The watched directories of a config's `file` blocks, each with the names
 /// in it that matter: a busy directory (logs, editors' swap files) wakes
@@ -74,9 +77,16 @@ impl FileWatch {
         let mut dirs = BTreeMap::new();
         for (dir, names) in wanted {
             match inotify.watches().add(&dir, CHANGES) {
-                Ok(wd) => {
-                    dirs.insert(wd, Watched { dir, names });
-                }
+                // Two paths to one directory (a symlink, a relative path)
+                // share its watch, and their names.
+                Ok(wd) => dirs
+                    .entry(wd)
+                    .or_insert_with(|| Watched {
+                        dir,
+                        names: Vec::new(),
+                    })
+                    .names
+                    .extend(names),
                 Err(e) => problems.push(format!(
                     "discovery: cannot watch {} ({e}); its files are read every refresh",
                     dir.display()
@@ -111,11 +121,14 @@ impl FileWatch {
             let Some(w) = self.dirs.get(&event.wd) else {
                 continue;
             };
-            if event.mask.contains(EventMask::IGNORED) {
+            let gone = EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF;
+            if event.mask.intersects(gone) {
                 let dir = w.dir.display().to_string();
                 self.dirs.remove(&event.wd);
+                // A renamed directory's watch would go on, on the old one.
+                let _ = self.events.watches().remove(event.wd);
                 return Ok(Seen::Lost(format!(
-                    "discovery: the watch of {dir} ended (removed or unmounted); its files are read every refresh"
+                    "discovery: the watch of {dir} ended (removed, renamed or unmounted); its files are read every refresh until a reload"
                 )));
             }
             let name = event.name.as_deref().map(|n| n.to_string_lossy());
@@ -202,22 +215,37 @@ mod tests {
         );
     }
 
+    /// What the watch sees next, the changes before it skipped; `None`
+    /// when it sees no end of a watch within a second.
+    async fn lost(w: &mut FileWatch) -> Option<String> {
+        loop {
+            match seen(w).await? {
+                Seen::Lost(why) => return Some(why),
+                Seen::Changed => continue,
+            }
+        }
+    }
+
     /// A matching file renamed in, written in place or removed wakes the
-    /// watch, each alone; another file in the directory does not; the
-    /// directory removed ends its watch, said. A directory that does not
-    /// exist is a problem said, not an error.
+    /// watch, each alone; another file in the directory does not; nor do
+    /// two paths to one directory lose one path's files; the directory
+    /// removed, or renamed away, ends its watch, said. A directory that
+    /// does not exist is a problem said, not an error.
     #[tokio::test]
     async fn the_files_of_a_block_wake_the_watch_and_no_other() {
         let root = std::env::temp_dir().join(format!("lbwatch-watch-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let (dir, staging) = (root.join("sd"), root.join("staging"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::create_dir_all(&staging).unwrap();
-        let pattern = dir.join("*.json");
-        let missing = root.join("nowhere").join("lbs.json");
+        let (dir, other, staging) = (root.join("sd"), root.join("sd2"), root.join("staging"));
+        for d in [&dir, &other, &staging] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::os::unix::fs::symlink(&dir, root.join("link")).unwrap();
+        let path = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
         let blocks = [file_block(&[
-            pattern.to_str().unwrap(),
-            missing.to_str().unwrap(),
+            &path(dir.join("*.json")),
+            &path(root.join("link").join("extra.yml")),
+            &path(other.join("*.json")),
+            &path(root.join("nowhere").join("lbs.json")),
         ])];
         let (watch, problems) = FileWatch::start(&blocks);
         let mut watch = watch.expect("a watch");
@@ -232,18 +260,22 @@ mod tests {
         std::fs::write(dir.join("lbs.json"), "[]").unwrap();
         assert_eq!(seen(&mut watch).await, Some(Seen::Changed), "written");
         drain(&mut watch).await;
+        std::fs::write(dir.join("extra.yml"), "[]").unwrap();
+        assert_eq!(seen(&mut watch).await, Some(Seen::Changed), "via the link");
+        drain(&mut watch).await;
         std::fs::remove_file(dir.join("lbs.json")).unwrap();
         assert_eq!(seen(&mut watch).await, Some(Seen::Changed), "removed");
         drain(&mut watch).await;
         std::fs::remove_dir_all(&dir).unwrap();
-        let lost = loop {
-            match seen(&mut watch).await {
-                Some(Seen::Lost(why)) => break why,
-                Some(Seen::Changed) => continue,
-                None => panic!("the directory's removal not seen"),
-            }
-        };
-        assert!(lost.contains("/sd") && lost.contains("refresh"), "{lost}");
+        let why = lost(&mut watch)
+            .await
+            .expect("the directory's removal said");
+        // Named by either of its paths.
+        let named = why.contains("/sd ") || why.contains("/link ");
+        assert!(named && why.contains("refresh"), "{why}");
+        std::fs::rename(&other, root.join("sd2.old")).unwrap();
+        let why = lost(&mut watch).await.expect("the directory's rename said");
+        assert!(why.contains("/sd2 "), "{why}");
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -225,9 +225,9 @@ fn file_sd_targets_come_and_go_with_the_file() {
         alerts.contains("eu-2"),
         "eu-2's alert gone after the move: {alerts}"
     );
-    let kept = |e: &Value| e["target"] == "eu-2" && e["state"] == "resolved";
+    let resolved_eu2 = |e: &Value| e["target"] == "eu-2" && e["state"] == "resolved";
     assert!(
-        !hook.webhook_events().iter().any(|(_, e)| kept(e)),
+        !hook.webhook_events().iter().any(|(_, e)| resolved_eu2(e)),
         "eu-2's alert resolved by the move: {:?}",
         hook.webhook_events()
     );

@@ -108,9 +108,9 @@ pub struct Published {
     pub failures: ErrorTrack,
     /// LatencySpike's and Saturation's state, made when its pool is first
     /// checked (a pool is only once one of its servers publishes a
-    /// response time, or a session limit): most LBs publish neither, and
-    /// the two took 168 of this struct's 520 bytes, a fleet's 17 MB.
-    /// Unmade, each is the default it would still be.
+    /// response time, or a session limit): many pools publish no session
+    /// limit, some no response time, and the two took 168 of this
+    /// struct's 520 bytes. Unmade, each is the default it would still be.
     #[serde(with = "made_or_default")]
     pub latency: Option<Box<LatencyTrack>>,
     #[serde(with = "made_or_default")]
