@@ -538,16 +538,6 @@ impl Daemon {
     }
 }
 
-/// SIGHUP, when the daemon has a config file to re-read.
-async fn hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
-    match sig {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
 /// Whether `listen` keeps the listener on this machine, where a password in
 /// clear text crosses no network.
 fn on_loopback(listen: &str) -> bool {
@@ -718,14 +708,6 @@ async fn listen(
     Ok((stop, tokio::spawn(task)))
 }
 
-/// Waits until `at`; never, without one.
-async fn due(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Watches the directories of `base`'s `file` blocks; what cannot be
 /// watched is said, counted, and left to the refresh.
 fn watch_files(base: &FileConfig, metrics: &Metrics) -> Option<crate::discovery::FileWatch> {
@@ -737,23 +719,11 @@ fn watch_files(base: &FileConfig, metrics: &Metrics) -> Option<crate::discovery:
     watch
 }
 
-/// The next change in a watched directory; never, with none watched.
-async fn changed(
-    watch: &mut Option<crate::discovery::FileWatch>,
-) -> Result<crate::discovery::Seen, String> {
-    match watch {
-        Some(w) => w.changed().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// What a discovery reading found once it ends; never, with none under
-/// way. `None` for a reading that panicked or was stopped.
-async fn read(
-    reading: &mut Option<tokio::task::JoinHandle<crate::discovery::Found>>,
-) -> Option<crate::discovery::Found> {
-    match reading {
-        Some(r) => r.await.ok(),
+/// What `f` makes of `value` once it is ready; never, without a value: a
+/// signal not listened for, no reading under way, no time set.
+async fn when<T, F: std::future::Future>(value: Option<T>, f: impl FnOnce(T) -> F) -> F::Output {
+    match value {
+        Some(v) => f(v).await,
         None => std::future::pending().await,
     }
 }
@@ -778,26 +748,27 @@ async fn detect_until(
         let scraped = tokio::select! {
             s = rx.recv() => match s { Some(s) => s, None => return Ok(()) },
             () = &mut shutdown => return Ok(()),
-            () = hangup(&mut hup) => {
+            _ = when(hup.as_mut(), |s| s.recv()) => {
                 daemon.reload(pipeline).await;
                 continue;
             }
-            () = due(daemon.next_discovery) => {
+            () = when(daemon.next_discovery, tokio::time::sleep_until) => {
                 daemon.start_reading();
                 continue;
             }
-            change = changed(&mut daemon.watch) => {
+            change = when(daemon.watch.as_mut(), |w| w.changed()) => {
                 daemon.files_changed(change);
                 continue;
             }
-            found = read(&mut daemon.reading) => {
+            // `None`: the reading panicked or was stopped.
+            found = when(daemon.reading.as_mut(), |r| async move { r.await.ok() }) => {
                 daemon.reading = None;
                 daemon.rediscover(found, pipeline).await;
                 continue;
             }
             // Pinged from this loop: a detector that stopped taking
             // samples stops the pings, and systemd restarts lbwatch.
-            _ = async { match watchdog.as_mut() { Some(w) => w.tick().await, None => std::future::pending().await } } => {
+            _ = when(watchdog.as_mut(), |w| w.tick()) => {
                 crate::systemd::notify("WATCHDOG=1");
                 continue;
             }

@@ -162,8 +162,9 @@ impl Workers {
     }
 
     /// Stops every scrape and delivery, and waits until they have: a scrape
-    /// in flight is dropped (a page fetched and waiting for its parse too), a delivery in flight is sent again by the next
-    /// run (its outbox still holds it).
+    /// in flight is dropped (a page fetched and waiting for its parse too),
+    /// a delivery in flight is sent again by the next run (its outbox still
+    /// holds it).
     pub async fn stop(self) {
         for s in self.scrapes.values() {
             s.stop.cancel();

@@ -45,8 +45,8 @@ struct Watched {
 pub enum Seen {
     /// A file that a block reads changed: read them again.
     Changed,
-    /// A directory's watch ended (removed, unmounted): its files are read
-    /// every refresh from now on.
+    /// A directory's watch ended (removed, renamed, unmounted): its files
+    /// are read every refresh until a reload.
     Lost(String),
 }
 
