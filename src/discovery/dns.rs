@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::{ProtoError, ProtoErrorKind};
 use hickory_resolver::{ResolveError, Resolver, TokioResolver};
 use serde_json::{Map, Value};
 
@@ -40,8 +42,13 @@ pub(super) async fn read(b: usize, block: &DiscoveryConfig) -> Found {
         let asked = tokio::time::timeout(LOOKUP_DEADLINE, addresses(&resolver, block, name)).await;
         let looked = match asked {
             Ok(Ok(found)) => Ok(found),
-            Ok(Err(e)) if e.is_no_records_found() => Err((Some(Vec::new()), "no records".into())),
-            Ok(Err(e)) => Err((None, e.to_string())),
+            Ok(Err(e)) => match answered(&e) {
+                Some(ResponseCode::NXDomain | ResponseCode::NoError) => {
+                    Err((Some(Vec::new()), "no records".into()))
+                }
+                Some(code) => Err((None, format!("the server answered {code:?} ({code})"))),
+                None => Err((None, e.to_string())),
+            },
             Err(_) => Err((None, format!("no answer in {}s", LOOKUP_DEADLINE.as_secs()))),
         };
         match looked {
@@ -60,6 +67,17 @@ pub(super) async fn read(b: usize, block: &DiscoveryConfig) -> Found {
         }
     }
     found
+}
+
+/// The response code of a lookup that the server answered without
+/// records. The resolver reports SERVFAIL, REFUSED and the like as "no
+/// records found" too; only NXDOMAIN and an empty NOERROR say the name
+/// has none, the others say nothing about it.
+fn answered(e: &ResolveError) -> Option<ResponseCode> {
+    match e.proto().map(ProtoError::kind) {
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => Some(*response_code),
+        _ => None,
+    }
 }
 
 /// The block's resolver: its `nameservers`, else the system's. Nothing is

@@ -348,8 +348,9 @@ fn started(port: u16) -> Option<f64> {
 /// loopback: SRV records (host and port) and A records (with the block's
 /// port). Records added are watched; a record removed in the middle of its
 /// target's alert has the alert resolved and the target no longer watched;
-/// a name without records drops its targets; a server that does not
-/// answer keeps them, and the error is counted and names the name.
+/// a name without records drops its targets; a server that answers
+/// SERVFAIL, or does not answer, keeps them, and the error is counted and
+/// names the name.
 #[test]
 fn dns_sd_targets_follow_srv_and_a_records() {
     use support::dns::{Dnsmasq, DOMAIN};
@@ -421,10 +422,24 @@ fn dns_sd_targets_follow_srv_and_a_records() {
         "{t1}'s alert not resolved at the receiver: {:?}",
         hook.webhook_events()
     );
+    // SERVFAIL (a resolver whose upstream is down): says nothing of the
+    // name, so its targets stay.
+    let before = run.stderr.lock().unwrap().len();
+    dns.stop();
+    let servfail = support::dns::ServFail::start(dns.port);
+    let failed = support::tools::eventually(Duration::from_secs(15), || {
+        let stderr = run.stderr.lock().unwrap().clone();
+        stderr[before..]
+            .lines()
+            .find(|l| l.contains(&format!("discovery[0]: {srv}: ")))
+            .map(str::to_string)
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    let kept = watched(port);
+    drop(servfail);
     // No answer at all (a server that takes the question and stays
     // silent, as a hung one does): the targets stay.
     let before = run.stderr.lock().unwrap().len();
-    dns.stop();
     let _silent = std::net::UdpSocket::bind(("127.0.0.1", dns.port)).unwrap();
     let counted = support::tools::eventually(Duration::from_secs(30), || {
         let stderr = run.stderr.lock().unwrap().clone();
@@ -442,6 +457,13 @@ fn dns_sd_targets_follow_srv_and_a_records() {
         .map(str::to_string);
     let stderr = run.stderr.lock().unwrap().clone();
     run.stop();
+    let failed = failed.unwrap_or_else(|| panic!("SERVFAIL is not logged: {stderr}"));
+    assert!(failed.contains("answered ServFail"), "{failed}");
+    assert_eq!(
+        kept,
+        std::slice::from_ref(&t2),
+        "a server that answers SERVFAIL keeps its targets"
+    );
     assert_eq!(
         still,
         std::slice::from_ref(&t2),

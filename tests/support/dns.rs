@@ -115,3 +115,62 @@ fn answers(port: u16) -> bool {
     let mut buf = [0u8; 512];
     sock.send_to(&q, ("127.0.0.1", port)).is_ok() && sock.recv(&mut buf).is_ok_and(|n| n >= 12)
 }
+
+/// A DNS server on 127.0.0.1:`port` (UDP) that answers every question
+/// with SERVFAIL, as a resolver whose upstream is down does; it stops
+/// when dropped.
+pub struct ServFail {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServFail {
+    pub fn start(port: u16) -> ServFail {
+        let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if n < 12 {
+                    continue;
+                }
+                // The question back, flagged a response (QR), recursion
+                // available, RCODE 2, and no records.
+                let mut reply = buf[..question_end(&buf[..n])].to_vec();
+                reply[2] = 0x80 | (buf[2] & 0x01);
+                reply[3] = 0x80 | 2;
+                reply[6..12].fill(0);
+                let _ = sock.send_to(&reply, from);
+            }
+        });
+        ServFail {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ServFail {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Where a query's first question ends (its labels, then type and class):
+/// the reply leaves out what follows, such as an EDNS record.
+fn question_end(q: &[u8]) -> usize {
+    let mut at = 12;
+    while at < q.len() && q[at] != 0 {
+        at += 1 + usize::from(q[at]);
+    }
+    (at + 5).min(q.len())
+}
