@@ -224,3 +224,43 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body whose length is said is read into room of that size, once:
+    /// grown chunk by chunk, 300 kB would end in 512 kB of room.
+    #[tokio::test]
+    async fn a_body_of_said_length_is_read_into_room_of_that_size() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/stats", listener.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let body = "x".repeat(300_000);
+        tokio::spawn(crate::http::serve(
+            listener,
+            move |_: &crate::http::Request| crate::http::Reply::ok("text/plain", body.clone()),
+            crate::http::Guard::default(),
+            stop.clone(),
+        ));
+        let endpoint = Endpoint::parse(&url).unwrap();
+        let client = Fetcher::shared_client().unwrap();
+        let f = Fetcher::new(endpoint, client, Duration::from_secs(10), 1 << 20, None);
+        let page = f.fetch().await.expect("the page");
+        assert_eq!(page.len(), 300_000);
+        assert_eq!(page.capacity(), 300_000, "room reserved once");
+        // A limit below the said length: refused, whatever was reserved.
+        let small = Fetcher::new(
+            Endpoint::parse(&url).unwrap(),
+            Fetcher::shared_client().unwrap(),
+            Duration::from_secs(10),
+            100_000,
+            None,
+        );
+        assert!(matches!(
+            small.fetch().await,
+            Err(FetchError::TooLarge { limit: 100_000, .. })
+        ));
+        stop.cancel();
+    }
+}

@@ -318,21 +318,57 @@ fn nothing_to_watch(
 mod tests {
     use super::*;
 
-    /// Past `PARSED_WAITING` parsed samples waiting, a task waits for the
-    /// detector loop to be done with one before parsing its page.
+    /// An HAProxy stats page of one pool, served on loopback until `stop`.
+    async fn stats_page(stop: CancellationToken) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/stats;csv", listener.local_addr().unwrap());
+        let page = "# pxname,svname,stot,hrsp_5xx,status,weight,act,bck,type,\n\
+                    app,web1,10,0,UP,1,1,0,2,\napp,web2,10,0,UP,1,1,0,2,\n";
+        tokio::spawn(crate::http::serve(
+            listener,
+            move |_: &crate::http::Request| crate::http::Reply::ok("text/plain", page.into()),
+            crate::http::Guard::default(),
+            stop,
+        ));
+        url
+    }
+
+    /// A real scrape task, every 10 ms, whose samples nobody takes: it
+    /// parses `PARSED_WAITING` of them and then waits, its next page
+    /// fetched but not parsed, until the loop is done with one.
     #[tokio::test]
-    async fn a_parse_waits_for_a_slot_once_enough_samples_wait() {
-        let (to, _rx) = Handoff::channel();
-        let mut waiting = Vec::new();
-        for _ in 0..PARSED_WAITING {
-            waiting.push(to.slot().await.expect("a slot"));
+    async fn a_scrape_task_stops_parsing_while_enough_samples_wait() {
+        let stop = CancellationToken::new();
+        let url = stats_page(stop.clone()).await;
+        let t: TargetConfig = serde_json::from_value(serde_json::json!(
+            {"name": "lb", "kind": "haproxy", "url": url, "interval": "10ms"}
+        ))
+        .unwrap();
+        let s = scraper(0, &t, &Fetcher::shared_client().unwrap()).unwrap();
+        let (to, mut rx) = Handoff::channel();
+        let metrics = Metrics::new();
+        tokio::spawn(scrape_loop(s, to, metrics, stop.clone()));
+        let full = |rx: &mpsc::Receiver<Scraped>| rx.len() >= PARSED_WAITING;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !full(&rx) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let next = to.slot();
-        tokio::pin!(next);
-        let early = tokio::time::timeout(Duration::from_millis(50), &mut next).await;
-        assert!(early.is_err(), "no slot while {PARSED_WAITING} wait");
-        drop(waiting.pop());
-        let freed = tokio::time::timeout(Duration::from_secs(5), &mut next).await;
-        assert!(freed.is_ok_and(|s| s.is_some()), "the freed slot is taken");
+        assert_eq!(rx.len(), PARSED_WAITING, "samples waiting");
+        // Ten intervals more: still no more than that.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(rx.len(), PARSED_WAITING, "samples waiting, later");
+        let first = rx.recv().await.expect("a sample");
+        assert!(
+            matches!(first.sample().body, SampleBody::Servers(ref rows) if rows.len() == 2),
+            "{first:?}"
+        );
+        drop(first);
+        // The freed slot goes to the page fetched and waiting.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while rx.len() < PARSED_WAITING && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(rx.len(), PARSED_WAITING, "the freed slot is taken");
+        stop.cancel();
     }
 }
