@@ -242,7 +242,68 @@ impl LlrCoef {
     }
 }
 
+/// What an `ErrorTrack` that has seen no error holds besides zeros: the
+/// exposures, and the cached coefficients (see `quiet.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct QuietPart {
+    baseline_exposure: f64,
+    baseline_age: f64,
+    recent_exposure: f64,
+    worst_exposure: [f64; 2],
+    coef: CachedCoef,
+}
+
 impl ErrorTrack {
+    /// Its quiet part, when everything else is zero (bit for bit: a `-0.0`
+    /// is not) and its lifecycle at rest: then `from_quiet` gives back
+    /// exactly this tracker.
+    pub fn quiet_part(&self) -> Option<QuietPart> {
+        let zero = |x: f64| x.to_bits() == 0;
+        let empty = |d: &Decayed| zero(d.events) && zero(d.exposure);
+        let errorless = zero(self.baseline.events)
+            && zero(self.recent.events)
+            && zero(self.recent_worst.first.events)
+            && zero(self.recent_worst.second.events);
+        let no_evidence = zero(self.cusum.sum)
+            && zero(self.cusum_large.sum)
+            && empty(&self.segment)
+            && self.segment_len == 0
+            && zero(self.segment_secs)
+            && empty(&self.segment_worst.first)
+            && empty(&self.segment_worst.second)
+            && zero(self.frozen_for)
+            && self.life == Lifecycle::default();
+        (errorless && no_evidence).then_some(QuietPart {
+            baseline_exposure: self.baseline.exposure,
+            baseline_age: self.baseline_age,
+            recent_exposure: self.recent.exposure,
+            worst_exposure: [
+                self.recent_worst.first.exposure,
+                self.recent_worst.second.exposure,
+            ],
+            coef: self.coef,
+        })
+    }
+
+    /// The tracker `quiet_part` was taken from.
+    pub fn from_quiet(q: &QuietPart) -> ErrorTrack {
+        let exposed = |exposure| Decayed {
+            events: 0.0,
+            exposure,
+        };
+        ErrorTrack {
+            baseline: exposed(q.baseline_exposure),
+            baseline_age: q.baseline_age,
+            recent: exposed(q.recent_exposure),
+            recent_worst: Worst {
+                first: exposed(q.worst_exposure[0]),
+                second: exposed(q.worst_exposure[1]),
+            },
+            coef: q.coef,
+            ..ErrorTrack::default()
+        }
+    }
+
     /// Drops accumulated evidence (while a wider alert covers this one, so
     /// its evidence cannot outlive the fault and fire afterwards).
     pub fn forget_evidence(&mut self) {

@@ -29,6 +29,7 @@ mod latency;
 mod lifecycle;
 mod pool;
 mod pool_signals;
+mod quiet;
 mod saturation;
 mod server;
 mod signals;

@@ -2,9 +2,9 @@
 //! deltas and the gauges of the latest scrape, and the state of the checks
 //! that read them.
 
-use super::evidence::ErrorTrack;
 use super::flapping::Flaps;
 use super::latency::LatencyTrack;
+use super::quiet::SparseTrack;
 use super::saturation::SaturationTrack;
 use crate::model::ServerStat;
 
@@ -104,8 +104,9 @@ pub struct Published {
     pub sessions: Option<f64>,
     pub session_limit: Option<f64>,
     /// Connection and response errors against attempts: the ErrorSpike a
-    /// server raises when retries hide its failures from clients.
-    pub failures: ErrorTrack,
+    /// server raises when retries hide its failures from clients. Small
+    /// while the server has failed none.
+    pub failures: SparseTrack,
     /// LatencySpike's and Saturation's state, made when its pool is first
     /// checked (a pool is only once one of its servers publishes a
     /// response time, or a session limit): many pools publish no session
