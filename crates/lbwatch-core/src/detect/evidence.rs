@@ -242,10 +242,30 @@ impl LlrCoef {
     }
 }
 
-/// What an `ErrorTrack` that has seen no error holds besides zeros: the
-/// exposures, and the cached coefficients (see `quiet.rs`).
+/// What a tracker at rest holds besides zeros, kept in its place (see
+/// `quiet.rs`): `of` takes it only when the rest is zero, bit for bit (a
+/// `-0.0` is not), and the lifecycle at rest, so that `track` gives back
+/// exactly the tracker it was taken from.
+pub trait Part: Sized {
+    fn of(t: &ErrorTrack) -> Option<Self>;
+    fn track(&self) -> ErrorTrack;
+}
+
+/// A tracker with no evidence under way: its baseline, recent window and
+/// cached coefficients.
 #[derive(Debug, Clone, Copy)]
-pub struct QuietPart {
+pub struct Calm {
+    baseline: Decayed,
+    baseline_age: f64,
+    recent: Decayed,
+    recent_worst: Worst,
+    coef: CachedCoef,
+}
+
+/// A calm tracker that has seen no error: its exposures and cached
+/// coefficients.
+#[derive(Debug, Clone, Copy)]
+pub struct Quiet {
     baseline_exposure: f64,
     baseline_age: f64,
     recent_exposure: f64,
@@ -253,57 +273,82 @@ pub struct QuietPart {
     coef: CachedCoef,
 }
 
-impl ErrorTrack {
-    /// Its quiet part, when everything else is zero (bit for bit: a `-0.0`
-    /// is not) and its lifecycle at rest: then `from_quiet` gives back
-    /// exactly this tracker.
-    pub fn quiet_part(&self) -> Option<QuietPart> {
-        let zero = |x: f64| x.to_bits() == 0;
+fn zero(x: f64) -> bool {
+    x.to_bits() == 0
+}
+
+impl Part for Calm {
+    fn of(t: &ErrorTrack) -> Option<Calm> {
         let empty = |d: &Decayed| zero(d.events) && zero(d.exposure);
-        let errorless = zero(self.baseline.events)
-            && zero(self.recent.events)
-            && zero(self.recent_worst.first.events)
-            && zero(self.recent_worst.second.events);
-        let no_evidence = zero(self.cusum.sum)
-            && zero(self.cusum_large.sum)
-            && empty(&self.segment)
-            && self.segment_len == 0
-            && zero(self.segment_secs)
-            && empty(&self.segment_worst.first)
-            && empty(&self.segment_worst.second)
-            && zero(self.frozen_for)
-            && self.life == Lifecycle::default();
-        (errorless && no_evidence).then_some(QuietPart {
-            baseline_exposure: self.baseline.exposure,
-            baseline_age: self.baseline_age,
-            recent_exposure: self.recent.exposure,
-            worst_exposure: [
-                self.recent_worst.first.exposure,
-                self.recent_worst.second.exposure,
-            ],
-            coef: self.coef,
+        let calm = zero(t.cusum.sum)
+            && zero(t.cusum_large.sum)
+            && empty(&t.segment)
+            && t.segment_len == 0
+            && zero(t.segment_secs)
+            && empty(&t.segment_worst.first)
+            && empty(&t.segment_worst.second)
+            && zero(t.frozen_for)
+            && t.life == Lifecycle::default();
+        calm.then_some(Calm {
+            baseline: t.baseline,
+            baseline_age: t.baseline_age,
+            recent: t.recent,
+            recent_worst: t.recent_worst,
+            coef: t.coef,
         })
     }
 
-    /// The tracker `quiet_part` was taken from.
-    pub fn from_quiet(q: &QuietPart) -> ErrorTrack {
+    fn track(&self) -> ErrorTrack {
+        ErrorTrack {
+            baseline: self.baseline,
+            baseline_age: self.baseline_age,
+            recent: self.recent,
+            recent_worst: self.recent_worst,
+            coef: self.coef,
+            ..ErrorTrack::default()
+        }
+    }
+}
+
+impl Part for Quiet {
+    fn of(t: &ErrorTrack) -> Option<Quiet> {
+        let errorless = zero(t.baseline.events)
+            && zero(t.recent.events)
+            && zero(t.recent_worst.first.events)
+            && zero(t.recent_worst.second.events);
+        let c = Calm::of(t).filter(|_| errorless)?;
+        Some(Quiet {
+            baseline_exposure: c.baseline.exposure,
+            baseline_age: c.baseline_age,
+            recent_exposure: c.recent.exposure,
+            worst_exposure: [
+                c.recent_worst.first.exposure,
+                c.recent_worst.second.exposure,
+            ],
+            coef: c.coef,
+        })
+    }
+
+    fn track(&self) -> ErrorTrack {
         let exposed = |exposure| Decayed {
             events: 0.0,
             exposure,
         };
-        ErrorTrack {
-            baseline: exposed(q.baseline_exposure),
-            baseline_age: q.baseline_age,
-            recent: exposed(q.recent_exposure),
+        Calm {
+            baseline: exposed(self.baseline_exposure),
+            baseline_age: self.baseline_age,
+            recent: exposed(self.recent_exposure),
             recent_worst: Worst {
-                first: exposed(q.worst_exposure[0]),
-                second: exposed(q.worst_exposure[1]),
+                first: exposed(self.worst_exposure[0]),
+                second: exposed(self.worst_exposure[1]),
             },
-            coef: q.coef,
-            ..ErrorTrack::default()
+            coef: self.coef,
         }
+        .track()
     }
+}
 
+impl ErrorTrack {
     /// Drops accumulated evidence (while a wider alert covers this one, so
     /// its evidence cannot outlive the fault and fire afterwards).
     pub fn forget_evidence(&mut self) {

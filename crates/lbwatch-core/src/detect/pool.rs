@@ -260,7 +260,7 @@ impl PoolState {
             emit.transition(life.end(), alert, Severity::Critical, pool, None, never);
         }
         for s in &mut self.servers {
-            let t = s.errors.life.end();
+            let t = s.errors.with(|e| e.life.end());
             emit.transition(
                 t,
                 AlertName::ErrorSpike,
@@ -712,7 +712,11 @@ impl PoolState {
         let name = &self.name;
         for s in &mut self.servers {
             if !s.counts.has_delta {
-                let t = if s.listed { None } else { s.errors.life.end() };
+                let t = if s.listed {
+                    None
+                } else {
+                    s.errors.with(|e| e.life.end())
+                };
                 emit.transition(
                     t,
                     AlertName::ErrorSpike,
@@ -723,7 +727,7 @@ impl PoolState {
                 );
                 continue;
             }
-            let frozen = ctx.frozen_too_long(&s.errors.life);
+            let frozen = ctx.frozen_too_long(&s.errors.life());
             let (v5xx, f5xx) = s.errors.observe(
                 shape.of(s.counts.d_req, s.counts.d_err),
                 tests,
@@ -743,7 +747,7 @@ impl PoolState {
             });
             let ffail = failed.and_then(|(_, f)| f);
             let mut verdict = failed.map_or(v5xx, |(v, _)| v5xx.or(v));
-            if pool_active && !s.errors.life.active() {
+            if pool_active && !s.errors.life().active() {
                 // The pool-level alert already covers it.
                 verdict = Verdict::Hold;
                 s.errors.forget_evidence();
@@ -751,8 +755,10 @@ impl PoolState {
                     p.failures.forget_evidence();
                 }
             }
-            let t = s.errors.life.step(verdict, ctx.ts, &ctx.statistical(1));
-            let since = s.errors.life.since();
+            let t = s
+                .errors
+                .with(|e| e.life.step(verdict, ctx.ts, &ctx.statistical(1)));
+            let since = s.errors.life().since();
             emit.transition(
                 t,
                 AlertName::ErrorSpike,
@@ -834,7 +840,7 @@ impl PoolState {
                 s.listed
                     || s.shares.base_req > 1e-3 * total
                     || s.down.active()
-                    || s.errors.life.active()
+                    || s.errors.life().active()
             });
             if self.servers.len() != before {
                 self.reindex();

@@ -1,9 +1,10 @@
 //! One server of a pool as the detector keeps it: its listing, counters,
 //! windows and the state of its own alerts.
 
-use super::evidence::{Decayed, ErrorTrack};
+use super::evidence::{Calm, Decayed};
 use super::lifecycle::Lifecycle;
 use super::signals::Signals;
+use super::sparse::SparseTrack;
 use crate::model::ServerStat;
 
 /// A server's counters as last listed, and the last interval's deltas.
@@ -64,7 +65,8 @@ pub struct ServerState {
     pub changed: bool,
     /// Its requests in the windows the skew tests judge.
     pub shares: Shares,
-    pub errors: ErrorTrack,
+    /// Its ErrorSpike tracker, small while no evidence builds.
+    pub errors: SparseTrack<Calm>,
     pub down: Lifecycle,
     /// What only some LBs publish, and the checks on it.
     #[serde(default)]
@@ -84,7 +86,7 @@ impl ServerState {
             joined: false,
             changed: false,
             shares: Shares::default(),
-            errors: ErrorTrack::default(),
+            errors: SparseTrack::default(),
             down: Lifecycle::default(),
             signals: Signals::default(),
         }

@@ -2,10 +2,11 @@
 //! deltas and the gauges of the latest scrape, and the state of the checks
 //! that read them.
 
+use super::evidence::Quiet;
 use super::flapping::Flaps;
 use super::latency::LatencyTrack;
-use super::quiet::SparseTrack;
 use super::saturation::SaturationTrack;
+use super::sparse::SparseTrack;
 use crate::model::ServerStat;
 
 /// An optional counter: its last value, and what it did in the interval.
@@ -106,7 +107,7 @@ pub struct Published {
     /// Connection and response errors against attempts: the ErrorSpike a
     /// server raises when retries hide its failures from clients. Small
     /// while the server has failed none.
-    pub failures: SparseTrack,
+    pub failures: SparseTrack<Quiet>,
     /// LatencySpike's and Saturation's state, made when its pool is first
     /// checked (a pool is only once one of its servers publishes a
     /// response time, or a session limit): many pools publish no session
