@@ -278,6 +278,7 @@ fn zero(x: f64) -> bool {
 }
 
 impl Part for Calm {
+    #[inline]
     fn of(t: &ErrorTrack) -> Option<Calm> {
         let empty = |d: &Decayed| zero(d.events) && zero(d.exposure);
         let calm = zero(t.cusum.sum)
@@ -298,6 +299,7 @@ impl Part for Calm {
         })
     }
 
+    #[inline]
     fn track(&self) -> ErrorTrack {
         ErrorTrack {
             baseline: self.baseline,
@@ -311,6 +313,7 @@ impl Part for Calm {
 }
 
 impl Part for Quiet {
+    #[inline]
     fn of(t: &ErrorTrack) -> Option<Quiet> {
         let errorless = zero(t.baseline.events)
             && zero(t.recent.events)
@@ -329,6 +332,7 @@ impl Part for Quiet {
         })
     }
 
+    #[inline]
     fn track(&self) -> ErrorTrack {
         let exposed = |exposure| Decayed {
             events: 0.0,
