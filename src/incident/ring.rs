@@ -7,7 +7,7 @@
 //! learnt `LEARN_LAG_S` late, and to chart and count an incident's first
 //! shares).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use super::lb_events::{Interval, Name};
 use crate::model::Timestamp;
@@ -103,8 +103,9 @@ impl Kept {
 
 #[derive(Debug, Clone, Default)]
 pub struct Ring {
+    /// The servers of the intervals that still have their requests per
+    /// server (and some that left since, until `forget_departed`).
     names: Vec<Name>,
-    index: BTreeMap<Name, usize>,
     kept: VecDeque<Kept>,
     /// Leading entries whose requests per server are already dropped.
     emptied: usize,
@@ -114,12 +115,15 @@ impl Ring {
     /// Keeps `i` as of `now`, and forgets what is too old.
     pub fn push(&mut self, i: Interval, abnormal: bool, now: Timestamp) {
         let mut requests = vec![f32::NAN; self.names.len()];
+        let listed = i.by_server.len();
+        // Made on the first server not at its place, for this interval.
+        let mut index = None;
         for (k, (server, r)) in i.by_server.into_iter().enumerate() {
             // A pool lists the same servers, in name order, interval after
             // interval: each is found at its place before it is looked up.
             let at = match self.names.get(k).filter(|n| **n == server) {
                 Some(_) => k,
-                None => self.place(server, &mut requests),
+                None => self.place(server, &mut requests, &mut index),
             };
             requests[at] = r as f32;
         }
@@ -147,17 +151,64 @@ impl Ring {
             k.requests = Box::default();
             self.emptied += 1;
         }
+        if self.names.len() > 2 * listed + 8 {
+            self.forget_departed();
+        }
     }
 
-    /// Where `server` is in `names`, added if new.
-    fn place(&mut self, server: Name, requests: &mut Vec<f32>) -> usize {
-        if let Some(at) = self.index.get(&server) {
+    /// Where `server` is in `names`, added if new; `index` finds the
+    /// others by name.
+    fn place(
+        &mut self,
+        server: Name,
+        requests: &mut Vec<f32>,
+        index: &mut Option<HashMap<Name, usize>>,
+    ) -> usize {
+        let names = &self.names;
+        let index = index.get_or_insert_with(|| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(at, n)| (n.clone(), at))
+                .collect()
+        });
+        if let Some(at) = index.get(&server) {
             return *at;
         }
         self.names.push(server.clone());
-        self.index.insert(server, self.names.len() - 1);
+        index.insert(server, self.names.len() - 1);
         requests.push(f32::NAN);
         self.names.len() - 1
+    }
+
+    /// Forgets the names no interval with its requests per server lists:
+    /// servers that left. A pool whose servers come and go under new names
+    /// (a pod's at each deploy) would otherwise keep every name it ever
+    /// had, and each interval a slot for each.
+    fn forget_departed(&mut self) {
+        let mut listed = vec![false; self.names.len()];
+        for k in self.kept.range(self.emptied..) {
+            for (at, r) in k.requests().enumerate() {
+                listed[at] |= !r.is_nan();
+            }
+        }
+        if listed.iter().all(|l| *l) {
+            return;
+        }
+        for k in self.kept.range_mut(self.emptied..) {
+            let left: Vec<f32> = k
+                .requests()
+                .zip(&listed)
+                .filter(|(_, l)| **l)
+                .map(|(r, _)| r)
+                .collect();
+            (k.requests, k.wide) = packed(&left);
+        }
+        let mut at = 0;
+        self.names.retain(|_| {
+            at += 1;
+            listed[at - 1]
+        });
     }
 
     /// The interval with its requests per server (none once dropped).
@@ -239,6 +290,36 @@ mod tests {
         let first = 399 - RING_S as i64;
         let flagged = (first..400).filter(|t| t % 7 == 0).count();
         assert_eq!(ring.iter().filter(|k| k.abnormal).count(), flagged);
+    }
+
+    /// A pool whose servers come and go under new names keeps only the
+    /// names of the intervals that still have their requests per server,
+    /// and each of those intervals keeps what each server had.
+    #[test]
+    fn servers_that_left_are_forgotten() {
+        let mut ring = Ring::default();
+        let name = |t: i64| format!("pod-{}", t / 5);
+        for t in 0..1000 {
+            let pod = name(t);
+            let counts = [("a", 1.0), ("b", t as f64), (pod.as_str(), 3.0)];
+            ring.push(
+                interval(t, &counts),
+                false,
+                Timestamp::from_micros(t * 1_000_000),
+            );
+        }
+        // A new pod every 5 s: a minute of shares lists 13 of them at most.
+        assert!(ring.names.len() <= 2 + 13 + 8 + 3, "{:?}", ring.names.len());
+        for k in ring.iter().skip(ring.len() - SHARES_KEPT_S as usize) {
+            let t = (k.ts().unwrap().secs_since(Timestamp::from_micros(0))).round() as i64;
+            let got: Vec<(String, f64)> =
+                ring.by_server(k).map(|(s, r)| (s.to_string(), r)).collect();
+            let mut want = vec![("a".into(), 1.0), ("b".into(), t as f64), (name(t), 3.0)];
+            want.sort_by(|x, y| x.0.cmp(&y.0));
+            let mut got = got;
+            got.sort_by(|x, y| x.0.cmp(&y.0));
+            assert_eq!(got, want, "at {t}");
+        }
     }
 
     /// Counts that fit a `u16` are kept narrow, others (large, or not
