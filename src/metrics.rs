@@ -377,19 +377,19 @@ fn view_text(fleet: &crate::views::Fleet, per_server: PerServer) -> ViewRows {
         |t: &str, p: &str| -> Labels { vec![("target", t.into()), ("pool", p.into())] };
     type ServerField = fn(&crate::detect::ServerView) -> Option<f64>;
     let server_fields: [(&'static str, &'static str, ServerField); 12] = [
-        ("lbwatch_server_requests_per_second", "Requests per second a server took in the last interval", |s| s.requests_per_second),
-        ("lbwatch_server_share_ratio", "A server's share of its pool's requests in the last interval", |s| s.share),
-        ("lbwatch_server_expected_share_ratio", "The share a server should take (by weight, or its usual share for hash and least-connection pools)", |s| s.expected_share),
-        ("lbwatch_server_errors_ratio", "Fraction of a server's responses in the last interval that were 5xx", |s| s.error_ratio),
+        ("lbwatch_server_requests_per_second", "Requests per second a server took in the last interval", |s| s.requests_per_second.get()),
+        ("lbwatch_server_share_ratio", "A server's share of its pool's requests in the last interval", |s| s.share.get()),
+        ("lbwatch_server_expected_share_ratio", "The share a server should take (by weight, or its usual share for hash and least-connection pools)", |s| s.expected_share.get()),
+        ("lbwatch_server_errors_ratio", "Fraction of a server's responses in the last interval that were 5xx", |s| s.error_ratio.get()),
         ("lbwatch_server_up", "1 when the LB's health check says the server is up", |s| Some(if s.up { 1.0 } else { 0.0 })),
         ("lbwatch_server_weight", "The server's weight in the LB", |s| Some(s.weight)),
         // The optional signals: exported only where the LB publishes them.
-        ("lbwatch_server_response_time_seconds", "The LB's recent average response time of the server", |s| s.signals.response_time_ms.map(|ms| ms / 1000.0)),
-        ("lbwatch_server_usual_response_time_seconds", "The server's usual response time (LatencySpike's baseline)", |s| s.signals.usual_response_time_ms.map(|ms| ms / 1000.0)),
-        ("lbwatch_server_queued_requests", "Requests the LB holds in the server's queue", |s| s.signals.queue),
-        ("lbwatch_server_sessions", "The server's active sessions", |s| s.signals.sessions),
-        ("lbwatch_server_session_limit", "The server's session limit (maxconn)", |s| s.signals.session_limit),
-        ("lbwatch_server_client_errors_ratio", "Fraction of a server's responses in the last interval that were 4xx", |s| s.signals.client_error_ratio),
+        ("lbwatch_server_response_time_seconds", "The LB's recent average response time of the server", |s| s.signals.response_time_ms.get().map(|ms| ms / 1000.0)),
+        ("lbwatch_server_usual_response_time_seconds", "The server's usual response time (LatencySpike's baseline)", |s| s.signals.usual_response_time_ms.get().map(|ms| ms / 1000.0)),
+        ("lbwatch_server_queued_requests", "Requests the LB holds in the server's queue", |s| s.signals.queue.get()),
+        ("lbwatch_server_sessions", "The server's active sessions", |s| s.signals.sessions.get()),
+        ("lbwatch_server_session_limit", "The server's session limit (maxconn)", |s| s.signals.session_limit.get()),
+        ("lbwatch_server_client_errors_ratio", "Fraction of a server's responses in the last interval that were 4xx", |s| s.signals.client_error_ratio.get()),
     ];
     for (name, help, f) in server_fields {
         let v = view

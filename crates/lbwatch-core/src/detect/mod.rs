@@ -46,7 +46,7 @@ pub use config::{
 };
 pub use firing::FiringAlert;
 pub use target::InputStats;
-pub use view::{PoolView, ServerView, SignalsView, TargetView};
+pub use view::{Maybe, PoolView, ServerView, SignalsView, TargetView};
 
 use crate::model::{AlertEvent, Sample, SampleBody};
 use emit::Emit;

@@ -54,13 +54,13 @@ pub struct ServerView {
     pub up: bool,
     pub weight: f64,
     pub backup: bool,
-    pub requests_per_second: Option<f64>,
+    pub requests_per_second: Maybe,
     /// Its share of the pool's requests in the last interval.
-    pub share: Option<f64>,
+    pub share: Maybe,
     /// The share it should take: by weight among the servers in rotation,
     /// or its usual share where the pool is judged by history.
-    pub expected_share: Option<f64>,
-    pub error_ratio: Option<f64>,
+    pub expected_share: Maybe,
+    pub error_ratio: Maybe,
     /// The optional signals, where the LB publishes them.
     #[serde(flatten)]
     pub signals: SignalsView,
@@ -70,19 +70,60 @@ pub struct ServerView {
 /// time (LatencySpike's baseline, once learnt).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SignalsView {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_time_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usual_response_time_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_limit: Option<f64>,
+    #[serde(skip_serializing_if = "Maybe::is_none")]
+    pub response_time_ms: Maybe,
+    #[serde(skip_serializing_if = "Maybe::is_none")]
+    pub usual_response_time_ms: Maybe,
+    #[serde(skip_serializing_if = "Maybe::is_none")]
+    pub queue: Maybe,
+    #[serde(skip_serializing_if = "Maybe::is_none")]
+    pub sessions: Maybe,
+    #[serde(skip_serializing_if = "Maybe::is_none")]
+    pub session_limit: Maybe,
     /// Fraction of its responses in the last interval that were 4xx.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_error_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Maybe::is_none")]
+    pub client_error_ratio: Maybe,
+}
+
+/// A number or none, in 8 bytes (an `Option<f64>` takes 16): none is NaN,
+/// which no view's number is. A view holds ten per server, and a fleet's
+/// views a hundred thousand servers. Written as the `Option` would be.
+#[derive(Debug, Clone, Copy)]
+pub struct Maybe(f64);
+
+impl Maybe {
+    pub fn get(self) -> Option<f64> {
+        (!self.0.is_nan()).then_some(self.0)
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.0.is_nan()
+    }
+}
+
+impl Default for Maybe {
+    fn default() -> Self {
+        Maybe(f64::NAN)
+    }
+}
+
+impl From<Option<f64>> for Maybe {
+    /// A NaN given is none too.
+    fn from(v: Option<f64>) -> Self {
+        Maybe(v.unwrap_or(f64::NAN))
+    }
+}
+
+impl PartialEq for Maybe {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for Maybe {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
 }
 
 fn signals_view(s: &super::server::ServerState) -> SignalsView {
@@ -90,16 +131,17 @@ fn signals_view(s: &super::server::ServerState) -> SignalsView {
         return SignalsView::default();
     };
     SignalsView {
-        response_time_ms: p.response_ms,
-        usual_response_time_ms: p.latency.as_deref().and_then(LatencyTrack::usual_ms),
-        queue: p.queue,
-        sessions: p.sessions,
-        session_limit: p.session_limit,
+        response_time_ms: p.response_ms.into(),
+        usual_response_time_ms: p.latency.as_deref().and_then(LatencyTrack::usual_ms).into(),
+        queue: p.queue.into(),
+        sessions: p.sessions.into(),
+        session_limit: p.session_limit.into(),
         client_error_ratio: p
             .responses_4xx
             .delta()
             .filter(|_| s.counts.has_delta)
-            .and_then(|d| ratio(d, s.counts.d_req)),
+            .and_then(|d| ratio(d, s.counts.d_req))
+            .into(),
     }
 }
 
@@ -154,17 +196,18 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
                     .has_delta
                     .then_some(dt)
                     .flatten()
-                    .and_then(|dt| ratio(s.counts.d_req, dt)),
+                    .and_then(|dt| ratio(s.counts.d_req, dt))
+                    .into(),
                 share: if s.counts.has_delta {
-                    ratio(s.counts.d_req, total)
+                    ratio(s.counts.d_req, total).into()
                 } else {
-                    None
+                    Maybe::default()
                 },
-                expected_share: ratio(expected, expected_total),
+                expected_share: ratio(expected, expected_total).into(),
                 error_ratio: if s.counts.has_delta {
-                    ratio(s.counts.d_err, s.counts.d_req)
+                    ratio(s.counts.d_err, s.counts.d_req).into()
                 } else {
-                    None
+                    Maybe::default()
                 },
                 signals: signals_view(s),
             }
@@ -172,7 +215,7 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
         .collect();
     let skew_ratio = servers
         .iter()
-        .filter_map(|s| match (s.share, s.expected_share) {
+        .filter_map(|s| match (s.share.get(), s.expected_share.get()) {
             (Some(share), Some(exp)) if exp > 0.0 => Some(share / exp),
             _ => None,
         })
@@ -250,10 +293,23 @@ mod tests {
         assert_eq!(p.requests_per_second, Some(80.0));
         assert_eq!(p.error_ratio, Some(6.0 / 400.0));
         let a = &p.servers[0];
-        assert_eq!((&*a.server, a.share), ("a", Some(0.75)));
-        assert_eq!(a.expected_share, Some(0.75));
-        assert_eq!(a.error_ratio, Some(0.02));
-        assert_eq!(p.servers[1].expected_share, Some(0.25));
+        assert_eq!((&*a.server, a.share.get()), ("a", Some(0.75)));
+        assert_eq!(a.expected_share.get(), Some(0.75));
+        assert_eq!(a.error_ratio.get(), Some(0.02));
+        assert_eq!(p.servers[1].expected_share.get(), Some(0.25));
+        assert!(a.signals.queue.is_none());
+        // Written as `Option`s are: none is null, or left out.
+        let json = serde_json::to_value(a).unwrap();
+        assert_eq!(json["share"], 0.75);
+        assert_eq!(json.get("queue"), None);
+        let none = super::ServerView {
+            share: super::Maybe::default(),
+            ..a.clone()
+        };
+        assert_eq!(
+            serde_json::to_value(none).unwrap()["share"],
+            serde_json::Value::Null
+        );
         // The pool that vanished is announced (info), and nothing else.
         let firing: Vec<_> = d.firing().map(|a| (a.alert, a.pool.clone())).collect();
         assert_eq!(
