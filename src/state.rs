@@ -6,8 +6,8 @@
 //! that changed an alert, fsync'd, after the notifications are in their
 //! outboxes; and every `SAVE_EVERY` otherwise, without fsync (a crash of
 //! lbwatch leaves the page cache intact: it loses at most that much of
-//! baseline learning, which spans hours; a crash of the machine, up to
-//! half a minute more).
+//! baseline learning, which spans hours; a crash of the machine, also
+//! what the kernel had not written yet, half a minute by its default).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

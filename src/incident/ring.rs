@@ -109,6 +109,8 @@ pub struct Ring {
     kept: VecDeque<Kept>,
     /// Leading entries whose requests per server are already dropped.
     emptied: usize,
+    /// When `forget_departed` last looked.
+    looked: Option<Timestamp>,
 }
 
 impl Ring {
@@ -118,6 +120,7 @@ impl Ring {
         let listed = i.by_server.len();
         // Made on the first server not at its place, for this interval.
         let mut index = None;
+        let mut places = Vec::new();
         for (k, (server, r)) in i.by_server.into_iter().enumerate() {
             // A pool lists the same servers, in name order, interval after
             // interval: each is found at its place before it is looked up.
@@ -126,6 +129,12 @@ impl Ring {
                 None => self.place(server, &mut requests, &mut index),
             };
             requests[at] = r as f32;
+            places.push(at);
+        }
+        // Servers not at their places: put where the next interval will
+        // list them, so that it needs no lookup.
+        if index.is_some() {
+            self.reorder(&places, &mut requests);
         }
         let (requests, wide) = packed(&requests);
         self.kept.push_back(Kept {
@@ -151,9 +160,44 @@ impl Ring {
             k.requests = Box::default();
             self.emptied += 1;
         }
-        if self.names.len() > 2 * listed + 8 {
+        // Looked at most every quarter of the shares' span: a pool that
+        // shrank keeps its names that long whatever happens.
+        let looked_lately = self
+            .looked
+            .is_some_and(|t| now.secs_since(t) < SHARES_KEPT_S / 4.0);
+        if self.names.len() > 2 * listed + 8 && !looked_lately {
+            self.looked = Some(now);
             self.forget_departed();
         }
+    }
+
+    /// Puts the servers at `places` first, in that order, then the others
+    /// as they were; `requests` (this interval's) and the kept intervals
+    /// follow.
+    fn reorder(&mut self, places: &[usize], requests: &mut Vec<f32>) {
+        let mut order = places.to_vec();
+        let mut first = vec![false; self.names.len()];
+        for &at in places {
+            first[at] = true;
+        }
+        order.extend((0..self.names.len()).filter(|at| !first[*at]));
+        let moved = |values: &[f32]| -> Vec<f32> {
+            let mut out: Vec<f32> = order
+                .iter()
+                .map(|&at| values.get(at).copied().unwrap_or(f32::NAN))
+                .collect();
+            // Unlisted at the end take no room.
+            while out.last().is_some_and(|r| r.is_nan()) {
+                out.pop();
+            }
+            out
+        };
+        *requests = moved(requests);
+        for k in self.kept.range_mut(self.emptied..) {
+            let values: Vec<f32> = k.requests().collect();
+            (k.requests, k.wide) = packed(&moved(&values));
+        }
+        self.names = order.iter().map(|&at| self.names[at].clone()).collect();
     }
 
     /// Where `server` is in `names`, added if new; `index` finds the
@@ -345,8 +389,36 @@ mod tests {
         let wide: Vec<bool> = ring.iter().map(|k| k.wide).collect();
         assert_eq!(wide, [false, true, true, false]);
         for (k, counts) in ring.iter().zip(cases) {
-            let got: Vec<(&str, f64)> = ring.by_server(k).map(|(s, r)| (&**s, r)).collect();
+            let mut got: Vec<(&str, f64)> = ring.by_server(k).map(|(s, r)| (&**s, r)).collect();
+            got.sort_by(|a, b| a.0.cmp(b.0));
             assert_eq!(got, counts);
         }
+    }
+
+    /// A server that joins anywhere but last is put where the next
+    /// intervals list it (they then need no lookup), and the intervals
+    /// kept before keep what each server had.
+    #[test]
+    fn a_server_joining_in_the_middle_takes_its_place() {
+        let mut ring = Ring::default();
+        let at = |t: i64| Timestamp::from_micros(t * 1_000_000);
+        ring.push(interval(0, &[("web1", 5.0), ("web9", 6.0)]), false, at(0));
+        ring.push(interval(1, &[("web1", 7.0), ("web9", 8.0)]), false, at(1));
+        let joined = [("web1", 1.0), ("web10", 2.0), ("web9", 3.0)];
+        ring.push(interval(2, &joined), false, at(2));
+        let names: Vec<&str> = ring.names.iter().map(|n| &**n).collect();
+        assert_eq!(names, ["web1", "web10", "web9"]);
+        let by_server: Vec<Vec<(&str, f64)>> = ring
+            .iter()
+            .map(|k| ring.by_server(k).map(|(s, r)| (&**s, r)).collect())
+            .collect();
+        assert_eq!(
+            by_server,
+            [
+                vec![("web1", 5.0), ("web9", 6.0)],
+                vec![("web1", 7.0), ("web9", 8.0)],
+                joined.to_vec()
+            ]
+        );
     }
 }

@@ -243,7 +243,7 @@ impl LlrCoef {
 }
 
 /// What a tracker at rest holds besides zeros, kept in its place (see
-/// `quiet.rs`): `of` takes it only when the rest is zero, bit for bit (a
+/// `sparse.rs`): `of` takes it only when the rest is zero, bit for bit (a
 /// `-0.0` is not), and the lifecycle at rest, so that `track` gives back
 /// exactly the tracker it was taken from.
 pub trait Part: Sized {

@@ -4,8 +4,8 @@
 //! no evidence under way, and its failed attempts none at all: only its
 //! baseline and recent window are then not zero. Such a tracker keeps
 //! those alone (`Calm`, 104 bytes; `Quiet`, 72, without errors), is the
-//! full tracker again, exactly, for each interval, and small again
-//! afterwards if it can be.
+//! full tracker again, exactly, for each interval, and small again once
+//! it has been at rest for a few intervals.
 
 use super::config::{DetectConfig, ErrorConfig};
 use super::evidence::{ErrorFinding, ErrorInterval, ErrorTrack, Part};
@@ -17,11 +17,11 @@ use super::lifecycle::{Lifecycle, Verdict};
 #[serde(from = "ErrorTrack", into = "ErrorTrack", bound = "P: Part + Clone")]
 pub enum SparseTrack<P> {
     Small(P),
-    /// The full tracker, and the steps it has been at rest.
+    /// The full tracker, and the intervals it has been at rest.
     Busy(Box<ErrorTrack>, u8),
 }
 
-/// Steps at rest before a full tracker is made small again.
+/// Intervals at rest before a full tracker is made small again.
 const CALM_AFTER: u8 = 8;
 
 impl<P: Part> Default for SparseTrack<P> {
@@ -49,22 +49,12 @@ impl<P: Part> From<SparseTrack<P>> for ErrorTrack {
 }
 
 impl<P: Part> SparseTrack<P> {
-    /// `f` on the full tracker, which is kept small afterwards if it can
-    /// be: at once if it was small, after `CALM_AFTER` steps at rest if it
-    /// was not (a tracker near its threshold would otherwise be boxed and
-    /// unboxed interval after interval).
+    /// `f` on the full tracker; one that was small is kept small if it
+    /// still can be.
     #[inline]
     pub fn with<R>(&mut self, f: impl FnOnce(&mut ErrorTrack) -> R) -> R {
         match self {
-            SparseTrack::Busy(t, rested) => {
-                let r = f(t);
-                match P::of(t) {
-                    Some(p) if *rested + 1 >= CALM_AFTER => *self = SparseTrack::Small(p),
-                    Some(_) => *rested += 1,
-                    None => *rested = 0,
-                }
-                r
-            }
+            SparseTrack::Busy(t, _) => f(t),
             SparseTrack::Small(p) => {
                 let mut t = p.track();
                 let r = f(&mut t);
@@ -77,6 +67,19 @@ impl<P: Part> SparseTrack<P> {
         }
     }
 
+    /// After an interval: a full tracker at rest for `CALM_AFTER`
+    /// intervals is made small (one near its threshold would otherwise be
+    /// boxed and unboxed interval after interval).
+    fn settle(&mut self) {
+        if let SparseTrack::Busy(t, rested) = self {
+            match P::of(t) {
+                Some(p) if *rested + 1 >= CALM_AFTER => *self = SparseTrack::Small(p),
+                Some(_) => *rested += 1,
+                None => *rested = 0,
+            }
+        }
+    }
+
     /// `ErrorTrack::observe`.
     pub fn observe(
         &mut self,
@@ -85,7 +88,9 @@ impl<P: Part> SparseTrack<P> {
         rules: (&DetectConfig, &ErrorConfig),
         frozen_too_long: bool,
     ) -> (Verdict, Option<ErrorFinding>) {
-        self.with(|t| t.observe(iv, tests, rules, frozen_too_long))
+        let r = self.with(|t| t.observe(iv, tests, rules, frozen_too_long));
+        self.settle();
+        r
     }
 
     /// `ErrorTrack::forget_evidence`.
