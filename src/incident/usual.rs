@@ -9,6 +9,9 @@ use crate::detect::stats::{binomial_at_least, chi2_sf, g_statistic, poisson_at_m
 const BASELINE_TAU_S: f64 = 600.0;
 /// How unlikely by chance an interval must be to count as abnormal.
 const SURE: f64 = 1e-3;
+/// A usual share under this is forgotten: a tenth of what a server new to
+/// the pool is expected to take.
+const FADED: f64 = 1e-4;
 /// A pool under this fraction of its usual rate is blocked: its missing
 /// requests count.
 pub(super) const BLOCKED_RATIO: f64 = 0.5;
@@ -44,10 +47,26 @@ impl Shares {
         self.0.binary_search_by(|(s, _)| (**s).cmp(server))
     }
 
-    /// Moves `server`'s usual share a fraction `k` towards `share` (or
-    /// starts it there). The ring gives a pool's servers in the same order
-    /// interval after interval, nearly always name order (a server that
-    /// joined goes last), so this is nearly always the place after `hint`.
+    /// Every share kept a fraction `1 - k`: what a server that is not
+    /// listed took (none), learnt.
+    fn fade(&mut self, k: f64) {
+        for (_, e) in &mut self.0 {
+            *e *= 1.0 - k;
+        }
+    }
+
+    /// Forgets the servers whose share faded below what any server is
+    /// expected to take (`side_by_side`): servers that left. After a
+    /// rolling deploy the pool's new servers would otherwise be judged
+    /// against the old ones' shares, every interval abnormal.
+    fn forget_faded(&mut self) {
+        self.0.retain(|(_, e)| *e >= FADED);
+    }
+
+    /// Adds to `server`'s faded share what it took (`k` of `share`), or
+    /// starts it at `share`. The ring gives a pool's servers in the same
+    /// order interval after interval, nearly always name order, so this is
+    /// nearly always the place after `hint`.
     fn learn(&mut self, server: &Name, share: f64, k: f64, hint: &mut usize) {
         let at = match self.0.get(*hint) {
             Some((s, _)) if s == server => Ok(*hint),
@@ -55,8 +74,7 @@ impl Shares {
         };
         match at {
             Ok(at) => {
-                let e = &mut self.0[at].1;
-                *e += k * (share - *e);
+                self.0[at].1 += k * share;
                 *hint = at + 1;
             }
             Err(at) => {
@@ -80,9 +98,11 @@ impl Usual {
         if i.requests > 0.0 {
             self.errors = mix(self.errors, i.errors / i.requests);
             let mut hint = 0;
+            self.shares.fade(k);
             for (s, r) in by_server {
                 self.shares.learn(s, r / i.requests, k, &mut hint);
             }
+            self.shares.forget_faded();
         }
     }
 
@@ -165,8 +185,9 @@ mod tests {
         s.into()
     }
 
-    /// Servers learnt in any order end in name order, each found by name,
-    /// and a server learnt again moves towards its new share.
+    /// Servers learnt in any order end in name order, each found by name;
+    /// a share faded then learnt again moves towards the new share, one
+    /// only faded towards none.
     #[test]
     fn shares_stay_in_name_order_and_move_towards_what_is_learnt() {
         let mut s = Shares::default();
@@ -177,16 +198,44 @@ mod tests {
         let mut hint = 0;
         s.learn(&name("c"), 0.1, 0.5, &mut hint);
         let mut hint = 0;
+        s.fade(0.5);
         s.learn(&name("a"), 0.75, 0.5, &mut hint);
         s.learn(&name("b"), 0.5, 0.5, &mut hint);
         let got: Vec<(&str, f64)> = s.iter().collect();
         assert_eq!(
             got,
-            [("a", 0.5), ("b", 0.5), ("c", 0.1), ("d", 0.25)],
-            "a moved half way to 0.75"
+            [("a", 0.5), ("b", 0.5), ("c", 0.05), ("d", 0.125)],
+            "a moved half way to 0.75, c and d half way to none"
         );
-        assert_eq!(s.get("c"), Some(0.1));
+        assert_eq!(s.get("c"), Some(0.05));
         assert_eq!(s.get("e"), None);
+    }
+
+    /// After a rolling deploy (every server replaced by one of another
+    /// name, traffic spread as before), the new spread becomes the usual
+    /// one: the servers that left are forgotten, and an interval like the
+    /// others is no longer abnormal.
+    #[test]
+    fn servers_that_left_fade_from_the_usual_shares() {
+        let mut usual = Usual::default();
+        let even = |names: [&str; 4], t: i64| {
+            let counts: Vec<(&str, f64)> = names.iter().map(|n| (*n, 250.0)).collect();
+            Interval::of(t, &counts, 0.0)
+        };
+        let (old, new) = (["a1", "a2", "a3", "a4"], ["b1", "b2", "b3", "b4"]);
+        let learn = |usual: &mut Usual, i: &Interval| {
+            usual.learn(i, i.by_server.iter().map(|(s, r)| (s, *r)));
+        };
+        for t in 0..3600 {
+            learn(&mut usual, &even(old, t));
+        }
+        assert!(usual.moved(&even(new, 3600)), "just after the deploy");
+        for t in 3600..3600 + 3 * 3600 {
+            learn(&mut usual, &even(new, t));
+        }
+        assert!(!usual.moved(&even(new, 4 * 3600)), "hours after");
+        let left: Vec<&str> = usual.shares.iter().map(|(s, _)| s).collect();
+        assert_eq!(left, new);
     }
 
     #[test]
