@@ -427,14 +427,22 @@ fn dns_sd_targets_follow_srv_and_a_records() {
     let before = run.stderr.lock().unwrap().len();
     dns.stop();
     let servfail = support::dns::ServFail::start(dns.port);
+    // The first line of stderr past `from` that holds `text`, within `wait`.
+    let logged = |from: usize, text: &str, wait: u64| {
+        support::tools::eventually(Duration::from_secs(wait), || {
+            let stderr = run.stderr.lock().unwrap().clone();
+            stderr[from..]
+                .lines()
+                .find(|l| l.contains(text))
+                .map(str::to_string)
+        })
+    };
     // (A lookup under way as dnsmasq stops may time out first.)
-    let failed = support::tools::eventually(Duration::from_secs(15), || {
-        let stderr = run.stderr.lock().unwrap().clone();
-        stderr[before..]
-            .lines()
-            .find(|l| l.contains(&format!("discovery[0]: {srv}: the server answered")))
-            .map(str::to_string)
-    });
+    let failed = logged(
+        before,
+        &format!("discovery[0]: {srv}: the server answered"),
+        15,
+    );
     std::thread::sleep(Duration::from_millis(2500));
     let kept = watched(port);
     let servfail_stderr = run.stderr.lock().unwrap()[before..].to_string();
@@ -443,13 +451,7 @@ fn dns_sd_targets_follow_srv_and_a_records() {
     // silent, as a hung one does): the targets stay.
     let before = run.stderr.lock().unwrap().len();
     let _silent = std::net::UdpSocket::bind(("127.0.0.1", dns.port)).unwrap();
-    let counted = support::tools::eventually(Duration::from_secs(30), || {
-        let stderr = run.stderr.lock().unwrap().clone();
-        stderr[before..]
-            .lines()
-            .find(|l| l.contains(&format!("discovery[0]: {srv}: ")))
-            .map(str::to_string)
-    });
+    let counted = logged(before, &format!("discovery[0]: {srv}: "), 30);
     // Two refreshes more, to see the targets kept.
     std::thread::sleep(Duration::from_millis(2500));
     let still = watched(port);
