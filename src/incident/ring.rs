@@ -132,9 +132,13 @@ impl Ring {
             places.push(at);
         }
         // Servers not at their places: put where the next interval will
-        // list them, so that it needs no lookup.
-        if index.is_some() {
+        // list them, so that it needs no lookup. All at their places, the
+        // slots past them are servers not listed: no room kept for them.
+        let moved = places.iter().enumerate().any(|(k, at)| k != *at);
+        if moved {
             self.reorder(&places, &mut requests);
+        } else {
+            requests.truncate(listed);
         }
         let (requests, wide) = packed(&requests);
         self.kept.push_back(Kept {

@@ -9,9 +9,6 @@ use crate::detect::stats::{binomial_at_least, chi2_sf, g_statistic, poisson_at_m
 const BASELINE_TAU_S: f64 = 600.0;
 /// How unlikely by chance an interval must be to count as abnormal.
 const SURE: f64 = 1e-3;
-/// A usual share under this is forgotten: a tenth of what a server new to
-/// the pool is expected to take.
-const FADED: f64 = 1e-4;
 /// A pool under this fraction of its usual rate is blocked: its missing
 /// requests count.
 pub(super) const BLOCKED_RATIO: f64 = 0.5;
@@ -21,6 +18,27 @@ pub(super) struct Usual {
     pub rate: Option<f64>,
     pub errors: Option<f64>,
     pub shares: Shares,
+    /// Seconds of intervals whose shares were learnt: when a server was
+    /// last listed, in the shares' own time.
+    learnt_s: f64,
+}
+
+/// A server that left keeps its usual share this long (of learning), for
+/// the incidents whose start it may be part of (`RING_S` before their
+/// first alert); it then fades as if it took nothing, and is forgotten
+/// after five time constants (its share under 1%). After a rolling deploy
+/// to new names, the new servers were otherwise judged against the old
+/// ones' shares, every interval abnormal, and the shares grew with every
+/// name ever seen.
+const LEFT_KEPT_S: f64 = super::ring::RING_S;
+const LEFT_FORGOTTEN_S: f64 = LEFT_KEPT_S + 5.0 * BASELINE_TAU_S;
+
+/// A server's usual share, and when it was last listed (`Usual::learnt_s`).
+#[derive(Debug, Clone)]
+struct Share {
+    name: Name,
+    share: f64,
+    listed: f64,
 }
 
 /// Each server's usual share, in name order. A sorted vector of names
@@ -28,11 +46,11 @@ pub(super) struct Usual {
 /// one for each of its hundred thousand servers, and a map's nodes and
 /// name copies took four times the room.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Shares(Vec<(Name, f64)>);
+pub(super) struct Shares(Vec<Share>);
 
 impl Shares {
     pub fn get(&self, server: &str) -> Option<f64> {
-        self.find(server).ok().map(|at| self.0[at].1)
+        self.find(server).ok().map(|at| self.0[at].share)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -40,54 +58,63 @@ impl Shares {
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
-        self.0.iter().map(|(s, v)| (&**s, *v))
+        self.0.iter().map(|s| (&*s.name, s.share))
     }
 
     fn find(&self, server: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(s, _)| (**s).cmp(server))
+        self.0.binary_search_by(|s| (*s.name).cmp(server))
     }
 
-    /// Every share kept a fraction `1 - k`: what a server that is not
-    /// listed took (none), learnt.
-    fn fade(&mut self, k: f64) {
-        for (_, e) in &mut self.0 {
-            *e *= 1.0 - k;
-        }
-    }
-
-    /// Forgets the servers whose share faded below what any server is
-    /// expected to take (`side_by_side`): servers that left. After a
-    /// rolling deploy the pool's new servers would otherwise be judged
-    /// against the old ones' shares, every interval abnormal.
-    fn forget_faded(&mut self) {
-        self.0.retain(|(_, e)| *e >= FADED);
-    }
-
-    /// Adds to `server`'s faded share what it took (`k` of `share`), or
-    /// starts it at `share`. The ring gives a pool's servers in the same
-    /// order interval after interval, nearly always name order, so this is
-    /// nearly always the place after `hint`.
-    fn learn(&mut self, server: &Name, share: f64, k: f64, hint: &mut usize) {
+    /// Moves `server`'s usual share a fraction `k` towards `share` (or
+    /// starts it there), listed at `now`. The ring gives a pool's servers
+    /// in the same order interval after interval, nearly always name
+    /// order, so this is nearly always the place after `hint`.
+    fn learn(&mut self, server: &Name, share: f64, k: f64, now: f64, hint: &mut usize) {
         let at = match self.0.get(*hint) {
-            Some((s, _)) if s == server => Ok(*hint),
+            Some(s) if s.name == *server => Ok(*hint),
             _ => self.find(server),
         };
         match at {
             Ok(at) => {
-                self.0[at].1 += k * share;
+                let e = &mut self.0[at];
+                e.share += k * (share - e.share);
+                e.listed = now;
                 *hint = at + 1;
             }
             Err(at) => {
-                self.0.insert(at, (server.clone(), share));
+                let name = server.clone();
+                let listed = now;
+                self.0.insert(
+                    at,
+                    Share {
+                        name,
+                        share,
+                        listed,
+                    },
+                );
                 *hint = at + 1;
             }
         }
+    }
+
+    /// The servers not listed at `now`: those gone past `LEFT_KEPT_S`
+    /// learn that they took nothing (a fraction `k` towards none), those
+    /// gone past `LEFT_FORGOTTEN_S` are forgotten.
+    fn left(&mut self, k: f64, now: f64) {
+        self.0.retain_mut(|s| {
+            let gone = now - s.listed;
+            if gone > LEFT_KEPT_S {
+                s.share *= 1.0 - k;
+            }
+            gone <= LEFT_FORGOTTEN_S
+        });
     }
 }
 
 impl Usual {
     /// Learns an interval: its totals (`i`) and its requests per server,
-    /// which a kept interval gives without building a map.
+    /// which a kept interval gives without building a map (none once the
+    /// ring dropped them: the shares then learn nothing).
     pub fn learn<'a>(&mut self, i: &Interval, by_server: impl Iterator<Item = (&'a Name, f64)>) {
         if i.seconds <= 0.0 || i.reload {
             return;
@@ -97,12 +124,16 @@ impl Usual {
         self.rate = mix(self.rate, i.requests / i.seconds);
         if i.requests > 0.0 {
             self.errors = mix(self.errors, i.errors / i.requests);
-            let mut hint = 0;
-            self.shares.fade(k);
+            let now = self.learnt_s + i.seconds;
+            let (mut hint, mut listed) = (0, 0);
             for (s, r) in by_server {
-                self.shares.learn(s, r / i.requests, k, &mut hint);
+                self.shares.learn(s, r / i.requests, k, now, &mut hint);
+                listed += 1;
             }
-            self.shares.forget_faded();
+            if listed > 0 {
+                self.learnt_s = now;
+                self.shares.left(k, now);
+            }
         }
     }
 
@@ -185,30 +216,66 @@ mod tests {
         s.into()
     }
 
-    /// Servers learnt in any order end in name order, each found by name;
-    /// a share faded then learnt again moves towards the new share, one
-    /// only faded towards none.
+    /// Servers learnt in any order end in name order, each found by name,
+    /// and a server learnt again moves towards its new share.
     #[test]
     fn shares_stay_in_name_order_and_move_towards_what_is_learnt() {
         let mut s = Shares::default();
         let mut hint = 0;
         for (n, v) in [("b", 0.5), ("d", 0.25), ("a", 0.25)] {
-            s.learn(&name(n), v, 0.5, &mut hint);
+            s.learn(&name(n), v, 0.5, 1.0, &mut hint);
         }
         let mut hint = 0;
-        s.learn(&name("c"), 0.1, 0.5, &mut hint);
+        s.learn(&name("c"), 0.1, 0.5, 2.0, &mut hint);
         let mut hint = 0;
-        s.fade(0.5);
-        s.learn(&name("a"), 0.75, 0.5, &mut hint);
-        s.learn(&name("b"), 0.5, 0.5, &mut hint);
+        s.learn(&name("a"), 0.75, 0.5, 3.0, &mut hint);
+        s.learn(&name("b"), 0.5, 0.5, 3.0, &mut hint);
         let got: Vec<(&str, f64)> = s.iter().collect();
         assert_eq!(
             got,
-            [("a", 0.5), ("b", 0.5), ("c", 0.05), ("d", 0.125)],
-            "a moved half way to 0.75, c and d half way to none"
+            [("a", 0.5), ("b", 0.5), ("c", 0.1), ("d", 0.25)],
+            "a moved half way to 0.75"
         );
-        assert_eq!(s.get("c"), Some(0.05));
+        assert_eq!(s.get("c"), Some(0.1));
         assert_eq!(s.get("e"), None);
+    }
+
+    fn learn(usual: &mut Usual, i: &Interval) {
+        usual.learn(i, i.by_server.iter().map(|(s, r)| (s, *r)));
+    }
+
+    /// A server listed without traffic (a backup) keeps its usual share of
+    /// none; one that left keeps its share while an incident may still
+    /// count it, then fades.
+    #[test]
+    fn a_listed_server_stays_and_one_that_left_fades_only_later() {
+        let mut usual = Usual::default();
+        for t in 0..600 {
+            learn(
+                &mut usual,
+                &Interval::of(t, &[("a", 90.0), ("b", 10.0), ("backup", 0.0)], 0.0),
+            );
+        }
+        assert_eq!(usual.shares.get("backup"), Some(0.0));
+        let b = usual.shares.get("b").unwrap();
+        for t in 600..660 {
+            learn(
+                &mut usual,
+                &Interval::of(t, &[("a", 100.0), ("backup", 0.0)], 0.0),
+            );
+        }
+        assert_eq!(usual.shares.get("b"), Some(b), "a minute after it left");
+        for t in 660..1200 {
+            learn(
+                &mut usual,
+                &Interval::of(t, &[("a", 100.0), ("backup", 0.0)], 0.0),
+            );
+        }
+        assert!(
+            usual.shares.get("b").unwrap() < b / 2.0,
+            "ten minutes after"
+        );
+        assert_eq!(usual.shares.get("backup"), Some(0.0));
     }
 
     /// After a rolling deploy (every server replaced by one of another
@@ -223,9 +290,6 @@ mod tests {
             Interval::of(t, &counts, 0.0)
         };
         let (old, new) = (["a1", "a2", "a3", "a4"], ["b1", "b2", "b3", "b4"]);
-        let learn = |usual: &mut Usual, i: &Interval| {
-            usual.learn(i, i.by_server.iter().map(|(s, r)| (s, *r)));
-        };
         for t in 0..3600 {
             learn(&mut usual, &even(old, t));
         }
@@ -242,8 +306,8 @@ mod tests {
     fn side_by_side_pairs_every_server_of_either() {
         let mut s = Shares::default();
         let mut hint = 0;
-        s.learn(&name("a"), 0.5, 1.0, &mut hint);
-        s.learn(&name("c"), 0.5, 1.0, &mut hint);
+        s.learn(&name("a"), 0.5, 1.0, 1.0, &mut hint);
+        s.learn(&name("c"), 0.5, 1.0, 1.0, &mut hint);
         let now = [(name("b"), 3.0), (name("c"), 7.0)].into_iter().collect();
         let (got, expected) = side_by_side(&s, &now);
         assert_eq!(got, [0.0, 3.0, 7.0]);
