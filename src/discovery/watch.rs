@@ -140,10 +140,11 @@ impl FileWatch {
 }
 
 impl Watched {
-    /// Kubernetes writes a ConfigMap's files by renaming its `..data`
-    /// symlink, which the files link through.
+    /// Kubernetes writes a ConfigMap's files by renaming a new link over
+    /// its `..data` symlink, which the files link through (the link's own
+    /// creation, as `..data_tmp`, comes before the data is in place).
     fn matters(&self, name: &str) -> bool {
-        name.starts_with("..data") || self.names.iter().any(|p| crate::glob::wildcard(p, name))
+        name == "..data" || self.names.iter().any(|p| crate::glob::wildcard(p, name))
     }
 }
 
@@ -226,6 +227,43 @@ mod tests {
         }
     }
 
+    /// A ConfigMap mounted in `dir`: `lbs.json` a link to `..data/lbs.json`,
+    /// `..data` a link to a timestamped directory. Kubernetes updates it by
+    /// writing a new directory and a `..data_tmp` link, which wake
+    /// nothing, then renaming the link over `..data`, which does.
+    async fn kubernetes_swap(dir: &std::path::Path, watch: &mut FileWatch) {
+        use std::os::unix::fs::symlink;
+        std::fs::create_dir(dir.join("..2026_01")).unwrap();
+        std::fs::write(dir.join("..2026_01").join("lbs.json"), "[]").unwrap();
+        symlink("..2026_01", dir.join("..data")).unwrap();
+        symlink("..data/lbs.json", dir.join("lbs.json")).unwrap();
+        drain(watch).await;
+        std::fs::create_dir(dir.join("..2026_02")).unwrap();
+        std::fs::write(dir.join("..2026_02").join("lbs.json"), "[]").unwrap();
+        symlink("..2026_02", dir.join("..data_tmp")).unwrap();
+        assert_eq!(seen(watch).await, None, "the new data alone woke it");
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+        assert_eq!(seen(watch).await, Some(Seen::Changed), "..data swapped");
+        drain(watch).await;
+    }
+
+    /// Events past the kernel's queue (files that do not match, created
+    /// and removed while the watch is not read) are lost: the watch says
+    /// something changed, since a matching file may be among them.
+    async fn overflow(dir: &std::path::Path, watch: &mut FileWatch) {
+        let queued: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(16384);
+        for i in 0..queued / 2 + 16 {
+            let f = dir.join(format!("noise-{i}.tmp"));
+            std::fs::write(&f, "").unwrap();
+            std::fs::remove_file(&f).unwrap();
+        }
+        assert_eq!(seen(watch).await, Some(Seen::Changed), "overflowed");
+        drain(watch).await;
+    }
+
     /// A matching file renamed in, written in place or removed wakes the
     /// watch, each alone; another file in the directory does not; nor do
     /// two paths to one directory lose one path's files; the directory
@@ -273,6 +311,8 @@ mod tests {
         // Named by either of its paths.
         let named = why.contains("/sd ") || why.contains("/link ");
         assert!(named && why.contains("refresh"), "{why}");
+        kubernetes_swap(&other, &mut watch).await;
+        overflow(&other, &mut watch).await;
         std::fs::rename(&other, root.join("sd2.old")).unwrap();
         let why = lost(&mut watch).await.expect("the directory's rename said");
         assert!(why.contains("/sd2 "), "{why}");
