@@ -118,9 +118,11 @@ impl Ring {
     pub fn push(&mut self, i: Interval, abnormal: bool, now: Timestamp) {
         let mut requests = vec![f32::NAN; self.names.len()];
         let listed = i.by_server.len();
-        // Made on the first server not at its place, for this interval.
+        // Made on the first server not at its place, for this interval:
+        // a lookup by name, and where each server was found (all of them
+        // at their places, nothing needs moving).
         let mut index = None;
-        let mut places = Vec::new();
+        let mut places: Option<Vec<usize>> = None;
         for (k, (server, r)) in i.by_server.into_iter().enumerate() {
             // A pool lists the same servers, in name order, interval after
             // interval: each is found at its place before it is looked up.
@@ -129,15 +131,13 @@ impl Ring {
                 None => self.place(server, &mut requests, &mut index),
             };
             requests[at] = r as f32;
-            places.push(at);
+            if at != k || places.is_some() {
+                places.get_or_insert_with(|| (0..k).collect()).push(at);
+            }
         }
-        // Servers not at their places: put where the next interval will
-        // list them, so that it needs no lookup. All at their places, the
-        // slots past them are servers not listed: no room kept for them.
-        let moved = places.iter().enumerate().any(|(k, at)| k != *at);
-        if moved {
-            self.reorder(&places, &mut requests);
-        } else {
+        // All at their places, the slots past them are servers not listed:
+        // no room kept for them (else `remap` below trims them).
+        if places.is_none() {
             requests.truncate(listed);
         }
         let (requests, wide) = packed(&requests);
@@ -152,6 +152,17 @@ impl Ring {
             abnormal,
             requests,
         });
+        // Servers not at their places: put where the next interval will
+        // list them, so that it needs no lookup.
+        if let Some(places) = places {
+            let mut first = vec![false; self.names.len()];
+            for &at in &places {
+                first[at] = true;
+            }
+            let others = (0..self.names.len()).filter(|at| !first[*at]);
+            let order: Vec<usize> = places.iter().copied().chain(others).collect();
+            self.remap(&order);
+        }
         let age = |k: &Kept| k.ts().map_or(0.0, |t| now.secs_since(t));
         while self.kept.front().is_some_and(|k| age(k) > RING_S) {
             self.kept.pop_front();
@@ -175,31 +186,20 @@ impl Ring {
         }
     }
 
-    /// Puts the servers at `places` first, in that order, then the others
-    /// as they were; `requests` (this interval's) and the kept intervals
-    /// follow.
-    fn reorder(&mut self, places: &[usize], requests: &mut Vec<f32>) {
-        let mut order = places.to_vec();
-        let mut first = vec![false; self.names.len()];
-        for &at in places {
-            first[at] = true;
-        }
-        order.extend((0..self.names.len()).filter(|at| !first[*at]));
-        let moved = |values: &[f32]| -> Vec<f32> {
+    /// Keeps the names at positions `order`, in that order; the intervals
+    /// that still have requests per server follow (a server not listed at
+    /// the end takes no room).
+    fn remap(&mut self, order: &[usize]) {
+        for k in self.kept.range_mut(self.emptied..) {
+            let values: Vec<f32> = k.requests().collect();
             let mut out: Vec<f32> = order
                 .iter()
                 .map(|&at| values.get(at).copied().unwrap_or(f32::NAN))
                 .collect();
-            // Unlisted at the end take no room.
             while out.last().is_some_and(|r| r.is_nan()) {
                 out.pop();
             }
-            out
-        };
-        *requests = moved(requests);
-        for k in self.kept.range_mut(self.emptied..) {
-            let values: Vec<f32> = k.requests().collect();
-            (k.requests, k.wide) = packed(&moved(&values));
+            (k.requests, k.wide) = packed(&out);
         }
         self.names = order.iter().map(|&at| self.names[at].clone()).collect();
     }
@@ -240,23 +240,10 @@ impl Ring {
                 listed[at] |= !r.is_nan();
             }
         }
-        if listed.iter().all(|l| *l) {
-            return;
+        let order: Vec<usize> = (0..listed.len()).filter(|at| listed[*at]).collect();
+        if order.len() < listed.len() {
+            self.remap(&order);
         }
-        for k in self.kept.range_mut(self.emptied..) {
-            let left: Vec<f32> = k
-                .requests()
-                .zip(&listed)
-                .filter(|(_, l)| **l)
-                .map(|(r, _)| r)
-                .collect();
-            (k.requests, k.wide) = packed(&left);
-        }
-        let mut at = 0;
-        self.names.retain(|_| {
-            at += 1;
-            listed[at - 1]
-        });
     }
 
     /// The interval with its requests per server (none once dropped).

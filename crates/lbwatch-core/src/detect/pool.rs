@@ -260,7 +260,7 @@ impl PoolState {
             emit.transition(life.end(), alert, Severity::Critical, pool, None, never);
         }
         for s in &mut self.servers {
-            let t = s.errors.with(|e| e.life.end());
+            let t = s.errors.life_mut(Lifecycle::end);
             emit.transition(
                 t,
                 AlertName::ErrorSpike,
@@ -715,7 +715,7 @@ impl PoolState {
                 let t = if s.listed {
                     None
                 } else {
-                    s.errors.with(|e| e.life.end())
+                    s.errors.life_mut(Lifecycle::end)
                 };
                 emit.transition(
                     t,
@@ -757,7 +757,7 @@ impl PoolState {
             }
             let t = s
                 .errors
-                .with(|e| e.life.step(verdict, ctx.ts, &ctx.statistical(1)));
+                .life_mut(|l| l.step(verdict, ctx.ts, &ctx.statistical(1)));
             let since = s.errors.life().since();
             emit.transition(
                 t,

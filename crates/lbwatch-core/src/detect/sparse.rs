@@ -52,7 +52,7 @@ impl<P: Part> SparseTrack<P> {
     /// `f` on the full tracker; one that was small is kept small if it
     /// still can be.
     #[inline]
-    pub fn with<R>(&mut self, f: impl FnOnce(&mut ErrorTrack) -> R) -> R {
+    fn with<R>(&mut self, f: impl FnOnce(&mut ErrorTrack) -> R) -> R {
         match self {
             SparseTrack::Busy(t, _) => f(t),
             SparseTrack::Small(p) => {
@@ -93,9 +93,31 @@ impl<P: Part> SparseTrack<P> {
         r
     }
 
-    /// `ErrorTrack::forget_evidence`.
+    /// `ErrorTrack::forget_evidence`; a small tracker has none.
     pub fn forget_evidence(&mut self) {
-        self.with(ErrorTrack::forget_evidence);
+        if let SparseTrack::Busy(t, _) = self {
+            t.forget_evidence();
+        }
+    }
+
+    /// `f` on its lifecycle. A small tracker's is at rest, and most steps
+    /// leave it so (a clear verdict): then the tracker stays as it is, not
+    /// made full and small again.
+    #[inline]
+    pub fn life_mut<R>(&mut self, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
+        match self {
+            SparseTrack::Busy(t, _) => f(&mut t.life),
+            SparseTrack::Small(p) => {
+                let mut life = Lifecycle::default();
+                let r = f(&mut life);
+                if life != Lifecycle::default() {
+                    let mut t = p.track();
+                    t.life = life;
+                    *self = SparseTrack::Busy(Box::new(t), 0);
+                }
+                r
+            }
+        }
     }
 
     /// Its lifecycle (at rest while small).
@@ -162,7 +184,7 @@ mod tests {
             assert_eq!(format!("{want:?}"), format!("{got:?}"), "step {k}");
             let ts = Timestamp::from_micros(k as i64 * 1_000_000);
             let t = full.life.step(want.0, ts, &persist);
-            assert_eq!(t, sparse.with(|s| s.life.step(got.0, ts, &persist)));
+            assert_eq!(t, sparse.life_mut(|l| l.step(got.0, ts, &persist)));
             fired |= full.life.firing();
             if k == 500 {
                 full.forget_evidence();
