@@ -12,29 +12,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::TlsConfig;
 pub use crate::endpoint::Endpoint;
-pub use crate::secret::{redact, Secret};
+use error::error_chain;
+pub use error::FetchError;
+use plain::PlainHttp;
 
-/// Why a scrape failed; becomes the `error` of a sample.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("connecting to {endpoint}: {reason}")]
-    Connect { endpoint: String, reason: String },
-    #[error("HTTP {status} from {endpoint}")]
-    Status { status: u16, endpoint: String },
-    #[error("response larger than {limit} bytes from {endpoint}")]
-    TooLarge { limit: u64, endpoint: String },
-    #[error("reading from {endpoint}: {reason}")]
-    Read { endpoint: String, reason: String },
-}
+mod error;
+mod plain;
+pub use crate::secret::{redact, Secret};
 
 /// The settings every client of lbwatch has: no redirects (a stats page
 /// that moved is a config to fix), lbwatch's user agent.
 fn base_client() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("lbwatch/", env!("CARGO_PKG_VERSION")))
+        .user_agent(plain::USER_AGENT)
 }
 
 /// A target's TLS settings that cannot be used, naming the key.
@@ -50,6 +41,9 @@ pub struct Fetcher {
     timeout: Duration,
     max_bytes: u64,
     auth: Option<(String, Option<Secret>)>,
+    /// `http://` without a proxy: fetched on a socket kept between
+    /// scrapes instead of through `client`.
+    plain: Option<PlainHttp>,
 }
 
 impl Fetcher {
@@ -107,12 +101,17 @@ impl Fetcher {
         max_bytes: u64,
         auth: Option<(String, Option<Secret>)>,
     ) -> Self {
+        let plain = match &endpoint {
+            Endpoint::Http(url) => PlainHttp::new(url, auth.as_ref()),
+            Endpoint::Unix(_) => None,
+        };
         Fetcher {
             endpoint,
             client,
             timeout,
             max_bytes,
             auth,
+            plain,
         }
     }
 
@@ -133,6 +132,9 @@ impl Fetcher {
 
     async fn fetch_inner(&self) -> Result<Vec<u8>, FetchError> {
         let shown = self.shown();
+        if let Some(plain) = &self.plain {
+            return plain.get(self.max_bytes, &shown).await;
+        }
         match &self.endpoint {
             Endpoint::Http(url) => {
                 let mut req = self.client.get(url).timeout(self.timeout);
@@ -207,22 +209,6 @@ impl Fetcher {
             }
         }
     }
-}
-
-/// An error with its causes, as one line ("error sending request: connection
-/// refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cause = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
