@@ -27,6 +27,7 @@ mod flapping;
 mod history;
 mod latency;
 mod lifecycle;
+mod maybe;
 mod pool;
 mod pool_signals;
 mod saturation;
@@ -45,8 +46,9 @@ pub use config::{
     DetectConfig, DropConfig, DurationError, ErrorConfig, InvalidValue, Secs, SkewConfig,
 };
 pub use firing::FiringAlert;
+pub use maybe::Maybe;
 pub use target::InputStats;
-pub use view::{Maybe, PoolView, ServerView, SignalsView, TargetView};
+pub use view::{PoolView, ServerView, SignalsView, TargetView};
 
 use crate::model::{AlertEvent, Sample, SampleBody};
 use emit::Emit;

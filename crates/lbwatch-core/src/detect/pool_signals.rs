@@ -41,9 +41,9 @@ impl PoolState {
         let (mut latency, mut sessions) = (self.latency.active(), false);
         for p in self.servers.iter().filter_map(|s| s.signals.lb.as_deref()) {
             latency |=
-                p.response_ms.is_some() || p.latency.as_ref().is_some_and(|l| l.life.active());
-            sessions |=
-                p.session_limit.is_some() || p.saturation.as_ref().is_some_and(|s| s.life.active());
+                !p.response_ms.is_none() || p.latency.as_ref().is_some_and(|l| l.life.active());
+            sessions |= !p.session_limit.is_none()
+                || p.saturation.as_ref().is_some_and(|s| s.life.active());
         }
         self.client_error_check(ctx, emit);
         if latency {
@@ -232,7 +232,7 @@ impl PoolState {
                 };
                 let serving = s.listed && s.up;
                 let p = s.signals.lb.as_deref_mut()?;
-                let ms = p.response_ms.filter(|_| serving);
+                let ms = p.response_ms.get().filter(|_| serving);
                 let look = p.latency.get_or_insert_with(Default::default).observe(
                     ms,
                     req,
@@ -286,7 +286,7 @@ impl PoolState {
             s.signals
                 .lb
                 .as_ref()
-                .is_some_and(|p| p.response_ms.is_some())
+                .is_some_and(|p| !p.response_ms.is_none())
         }) {
             // No server publishes a response time any more.
             Verdict::Clear
@@ -341,7 +341,7 @@ impl PoolState {
             };
             let peer = look.and_then(|l| median_without(&peers, l.ms));
             let apart = peer.is_none_or(|p| look.is_some_and(|l| slow(l.ms, p)));
-            let mut verdict = match p.response_ms {
+            let mut verdict = match p.response_ms.get() {
                 None => Verdict::Clear,
                 Some(_) => LatencyTrack::verdict(*look, apart),
             };
@@ -385,16 +385,16 @@ impl PoolState {
                 continue;
             };
             let sat = sig.saturation.get_or_insert_with(Default::default);
-            let (verdict, limit) = match (s.listed, sig.sessions, sig.session_limit) {
+            let (verdict, limit) = match (s.listed, sig.sessions.get(), sig.session_limit.get()) {
                 (true, Some(x), Some(l)) => {
-                    let queue = sig.queue.unwrap_or(0.0);
+                    let queue = sig.queue.get().unwrap_or(0.0);
                     (sat.verdict(x, l, queue, dt), l)
                 }
                 // No limit (or no sessions) published any more: nothing
                 // holds the alert up.
                 _ => (Verdict::Clear, 0.0),
             };
-            let queue = sig.queue.unwrap_or(0.0);
+            let queue = sig.queue.get().unwrap_or(0.0);
             if verdict == Verdict::Fire && !sat.life.active() {
                 sat.queue_at_start = queue;
             }
@@ -414,7 +414,7 @@ impl PoolState {
             } else {
                 Severity::Warning
             };
-            let (sessions, from) = (sig.sessions.unwrap_or(0.0), sat.queue_at_start);
+            let (sessions, from) = (sig.sessions.get().unwrap_or(0.0), sat.queue_at_start);
             emit.transition(
                 t,
                 AlertName::Saturation,

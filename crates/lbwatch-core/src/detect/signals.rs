@@ -5,6 +5,7 @@
 use super::evidence::Quiet;
 use super::flapping::Flaps;
 use super::latency::LatencyTrack;
+use super::maybe::Maybe;
 use super::saturation::SaturationTrack;
 use super::sparse::SparseTrack;
 use crate::model::ServerStat;
@@ -100,10 +101,12 @@ pub struct Published {
     pub connection_errors: Counter,
     pub response_errors: Counter,
     pub retries: Counter,
-    pub response_ms: Option<f64>,
-    pub queue: Option<f64>,
-    pub sessions: Option<f64>,
-    pub session_limit: Option<f64>,
+    /// Gauges: 8 bytes each, not an `Option`'s 16 (a fleet has a hundred
+    /// thousand servers).
+    pub response_ms: Maybe,
+    pub queue: Maybe,
+    pub sessions: Maybe,
+    pub session_limit: Maybe,
     /// Connection and response errors against attempts: the ErrorSpike a
     /// server raises when retries hide its failures from clients. Small
     /// while the server has failed none.
@@ -169,10 +172,10 @@ impl Signals {
         p.connection_errors.take(row.connection_errors_total, known);
         p.response_errors.take(row.response_errors_total, known);
         p.retries.take(row.retries_total, known);
-        p.response_ms = gauge(row.response_time_ms);
-        p.queue = gauge(row.queue_current);
-        p.sessions = gauge(row.sessions_current);
-        p.session_limit = gauge(row.session_limit).filter(|&l| l > 0.0);
+        p.response_ms = gauge(row.response_time_ms).into();
+        p.queue = gauge(row.queue_current).into();
+        p.sessions = gauge(row.sessions_current).into();
+        p.session_limit = gauge(row.session_limit).filter(|&l| l > 0.0).into();
     }
 }
 

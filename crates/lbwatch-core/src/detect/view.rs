@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use super::latency::LatencyTrack;
+use super::maybe::Maybe;
 use super::pool::PoolState;
 use super::skew::follows_weights;
 use super::stats::effective_servers;
@@ -85,57 +86,16 @@ pub struct SignalsView {
     pub client_error_ratio: Maybe,
 }
 
-/// A number or none, in 8 bytes (an `Option<f64>` takes 16): none is NaN,
-/// which no view's number is. A view holds ten per server, and a fleet's
-/// views a hundred thousand servers. Written as the `Option` would be.
-#[derive(Debug, Clone, Copy)]
-pub struct Maybe(f64);
-
-impl Maybe {
-    pub fn get(self) -> Option<f64> {
-        (!self.0.is_nan()).then_some(self.0)
-    }
-
-    pub fn is_none(&self) -> bool {
-        self.0.is_nan()
-    }
-}
-
-impl Default for Maybe {
-    fn default() -> Self {
-        Maybe(f64::NAN)
-    }
-}
-
-impl From<Option<f64>> for Maybe {
-    /// A NaN given is none too.
-    fn from(v: Option<f64>) -> Self {
-        Maybe(v.unwrap_or(f64::NAN))
-    }
-}
-
-impl PartialEq for Maybe {
-    fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get()
-    }
-}
-
-impl Serialize for Maybe {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.get().serialize(s)
-    }
-}
-
 fn signals_view(s: &super::server::ServerState) -> SignalsView {
     let Some(p) = s.signals.lb.as_deref() else {
         return SignalsView::default();
     };
     SignalsView {
-        response_time_ms: p.response_ms.into(),
+        response_time_ms: p.response_ms,
         usual_response_time_ms: p.latency.as_deref().and_then(LatencyTrack::usual_ms).into(),
-        queue: p.queue.into(),
-        sessions: p.sessions.into(),
-        session_limit: p.session_limit.into(),
+        queue: p.queue,
+        sessions: p.sessions,
+        session_limit: p.session_limit,
         client_error_ratio: p
             .responses_4xx
             .delta()
