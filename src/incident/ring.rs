@@ -22,52 +22,72 @@ pub const RING_S: f64 = 120.0;
 pub const SHARES_KEPT_S: f64 = 2.0 * super::chart::BEFORE_S;
 const _: () = assert!(SHARES_KEPT_S > super::tracker::LEARN_LAG_S + 5.0);
 
-/// One interval as kept: its totals, and each server's requests (packed,
-/// see `requests`), for a fleet's hundred thousand servers times a minute
-/// of intervals. 48 bytes, for a ring of 120 a pool:
-/// the time is kept without an `Option`, and the 5xx as `f32` (exact to 16
-/// million an interval), which fit in the words the other totals leave.
+/// One interval as kept: its totals, and how many of the ring's words hold
+/// each server's requests. 32 bytes, for a ring of 120 a pool: the time is
+/// kept without an `Option`, and the requests and 5xx as `f32` (whole
+/// counts are exact to 16 million an interval). The length stays an `f64`:
+/// an incident's start is an interval's end less its length, and the
+/// interval that ends there must still be counted in it.
 #[derive(Debug, Clone)]
 pub struct Kept {
     ts: Timestamp,
+    seconds: f64,
+    requests_total: f32,
+    errors: f32,
+    /// The ring's words that hold its requests per server (see
+    /// `Ring::words`); none once dropped.
+    words: u32,
     has_ts: bool,
-    /// `requests` holds each count as an `f32` in two words.
+    /// Each count takes two words, as an `f32`.
     wide: bool,
     reload: bool,
     /// Abnormal against the pool's usual self when it came, or a reload.
     pub abnormal: bool,
-    errors: f32,
-    seconds: f64,
-    requests_total: f64,
-    /// Requests per server, in the order of the ring's names; emptied
-    /// after `SHARES_KEPT_S`. Counts in an interval are whole numbers,
-    /// nearly always below 65,535 at a scrape every few seconds: kept as
-    /// `u16` then (exact, half the room), else as `f32` in two words.
-    requests: Box<[u16]>,
 }
 
-/// A server not listed in the interval, in narrow `requests`.
+/// A server not listed in the interval, in narrow words.
 const NOT_LISTED: u16 = u16::MAX;
 
-/// Each server's requests (NaN: not listed) as `Kept` keeps them, and
-/// whether they are wide.
-fn packed(requests: &[f32]) -> (Box<[u16]>, bool) {
+/// Appends each server's requests (NaN: not listed) to `words` as `Kept`
+/// keeps them; how many words, and whether they are wide. Counts in an
+/// interval are whole numbers, nearly always below 65,535 at a scrape
+/// every few seconds: kept as `u16` then (exact, half the room), else as
+/// `f32` in two words.
+fn pack(requests: &[f32], words: &mut VecDeque<u16>) -> (u32, bool) {
     let narrow = |r: f32| r >= 0.0 && r < f32::from(NOT_LISTED) && r.fract() == 0.0;
-    if requests.iter().all(|r| r.is_nan() || narrow(*r)) {
-        let words = requests
-            .iter()
-            .map(|r| if r.is_nan() { NOT_LISTED } else { *r as u16 })
-            .collect();
-        return (words, false);
+    let wide = !requests.iter().all(|r| r.is_nan() || narrow(*r));
+    let before = words.len();
+    // Grown by an eighth, not doubled: a ring keeps about a minute of
+    // intervals, for each of a fleet's pools.
+    let needed = requests.len() * if wide { 2 } else { 1 };
+    if words.capacity() < before + needed {
+        words.reserve_exact(needed.max(words.capacity() / 8));
     }
-    let words = requests
-        .iter()
-        .flat_map(|r| {
+    for r in requests {
+        if !wide {
+            words.push_back(if r.is_nan() { NOT_LISTED } else { *r as u16 });
+        } else {
             let b = r.to_bits();
-            [(b >> 16) as u16, b as u16]
+            words.extend([(b >> 16) as u16, b as u16]);
+        }
+    }
+    ((words.len() - before) as u32, wide)
+}
+
+/// The requests of `words`, packed by `pack` (NaN: not listed).
+fn unpack(words: impl Iterator<Item = u16>, wide: bool) -> impl Iterator<Item = f32> {
+    let mut words = words;
+    std::iter::from_fn(move || {
+        let first = words.next()?;
+        Some(if wide {
+            let lo = words.next().unwrap_or(0);
+            f32::from_bits(u32::from(first) << 16 | u32::from(lo))
+        } else if first == NOT_LISTED {
+            f32::NAN
+        } else {
+            f32::from(first)
         })
-        .collect();
-    (words, true)
+    })
 }
 
 impl Kept {
@@ -75,26 +95,14 @@ impl Kept {
         self.has_ts.then_some(self.ts)
     }
 
-    /// Each server's requests in the ring's order (NaN: not listed); none
-    /// once dropped.
-    fn requests(&self) -> impl Iterator<Item = f32> + '_ {
-        let words = if self.wide { 2 } else { 1 };
-        self.requests.chunks_exact(words).map(|w| match *w {
-            [hi, lo] => f32::from_bits(u32::from(hi) << 16 | u32::from(lo)),
-            [NOT_LISTED] => f32::NAN,
-            [r] => f32::from(r),
-            _ => unreachable!("chunks of one or two words"),
-        })
-    }
-
     /// The interval's totals (its `by_server` left empty).
     pub fn totals(&self) -> Interval {
         Interval {
             ts: self.ts(),
             seconds: self.seconds,
-            requests: self.requests_total,
+            requests: f64::from(self.requests_total),
             // Past 16 million, the f32's rounding could exceed the requests.
-            errors: f64::from(self.errors).min(self.requests_total),
+            errors: f64::from(self.errors.min(self.requests_total)),
             by_server: Default::default(),
             reload: self.reload,
         }
@@ -107,6 +115,10 @@ pub struct Ring {
     /// server (and some that left since, until `forget_departed`).
     names: Vec<Name>,
     kept: VecDeque<Kept>,
+    /// The requests per server of `kept[emptied..]`, each interval's run
+    /// of `Kept::words` after the one before: one buffer a pool, not one
+    /// an interval (each with its allocation's overhead).
+    words: VecDeque<u16>,
     /// Leading entries whose requests per server are already dropped.
     emptied: usize,
     /// When `forget_departed` last looked.
@@ -140,17 +152,17 @@ impl Ring {
         if places.is_none() {
             requests.truncate(listed);
         }
-        let (requests, wide) = packed(&requests);
+        let (words, wide) = pack(&requests, &mut self.words);
         self.kept.push_back(Kept {
             ts: i.ts.unwrap_or(now),
             has_ts: i.ts.is_some(),
             wide,
             seconds: i.seconds,
-            requests_total: i.requests,
+            requests_total: i.requests as f32,
             errors: i.errors as f32,
             reload: i.reload,
             abnormal,
-            requests,
+            words,
         });
         // Servers not at their places: put where the next interval will
         // list them, so that it needs no lookup.
@@ -163,18 +175,7 @@ impl Ring {
             let order: Vec<usize> = places.iter().copied().chain(others).collect();
             self.remap(&order);
         }
-        let age = |k: &Kept| k.ts().map_or(0.0, |t| now.secs_since(t));
-        while self.kept.front().is_some_and(|k| age(k) > RING_S) {
-            self.kept.pop_front();
-            self.emptied = self.emptied.saturating_sub(1);
-        }
-        while let Some(k) = self.kept.get_mut(self.emptied) {
-            if age(k) <= SHARES_KEPT_S {
-                break;
-            }
-            k.requests = Box::default();
-            self.emptied += 1;
-        }
+        self.forget_old(now);
         // Looked at most every quarter of the shares' span: a pool that
         // shrank keeps its names that long whatever happens.
         let looked_lately = self
@@ -186,12 +187,38 @@ impl Ring {
         }
     }
 
+    /// Drops the intervals older than `RING_S`, and the requests per
+    /// server of those older than `SHARES_KEPT_S`.
+    fn forget_old(&mut self, now: Timestamp) {
+        let age = |k: &Kept| k.ts().map_or(0.0, |t| now.secs_since(t));
+        while self.kept.front().is_some_and(|k| age(k) > RING_S) {
+            if let Some(k) = self.kept.pop_front() {
+                if self.emptied == 0 {
+                    self.words.drain(..k.words as usize);
+                }
+            }
+            self.emptied = self.emptied.saturating_sub(1);
+        }
+        while let Some(k) = self.kept.get_mut(self.emptied) {
+            if age(k) <= SHARES_KEPT_S {
+                break;
+            }
+            self.words.drain(..k.words as usize);
+            k.words = 0;
+            self.emptied += 1;
+        }
+    }
+
     /// Keeps the names at positions `order`, in that order; the intervals
     /// that still have requests per server follow (a server not listed at
     /// the end takes no room).
     fn remap(&mut self, order: &[usize]) {
+        let mut words = VecDeque::with_capacity(self.words.len());
+        let mut from = 0;
         for k in self.kept.range_mut(self.emptied..) {
-            let values: Vec<f32> = k.requests().collect();
+            let run = self.words.range(from..from + k.words as usize).copied();
+            from += k.words as usize;
+            let values: Vec<f32> = unpack(run, k.wide).collect();
             let mut out: Vec<f32> = order
                 .iter()
                 .map(|&at| values.get(at).copied().unwrap_or(f32::NAN))
@@ -199,8 +226,9 @@ impl Ring {
             while out.last().is_some_and(|r| r.is_nan()) {
                 out.pop();
             }
-            (k.requests, k.wide) = packed(&out);
+            (k.words, k.wide) = pack(&out, &mut words);
         }
+        self.words = words;
         self.names = order.iter().map(|&at| self.names[at].clone()).collect();
     }
 
@@ -235,9 +263,9 @@ impl Ring {
     /// had, and each interval a slot for each.
     fn forget_departed(&mut self) {
         let mut listed = vec![false; self.names.len()];
-        for k in self.kept.range(self.emptied..) {
-            for (at, r) in k.requests().enumerate() {
-                listed[at] |= !r.is_nan();
+        for at in self.emptied..self.kept.len() {
+            for (n, r) in self.requests(at).enumerate() {
+                listed[n] |= !r.is_nan();
             }
         }
         let order: Vec<usize> = (0..listed.len()).filter(|at| listed[*at]).collect();
@@ -246,29 +274,43 @@ impl Ring {
         }
     }
 
-    /// The interval with its requests per server (none once dropped).
-    pub fn expand(&self, k: &Kept) -> Interval {
-        let mut i = k.totals();
-        i.by_server = self
-            .names
-            .iter()
-            .zip(k.requests())
-            .filter(|(_, r)| !r.is_nan())
-            .map(|(s, r)| (s.clone(), f64::from(r)))
-            .collect();
+    /// Each server's requests in the interval at position `at`, in the
+    /// ring's order (NaN: not listed); none once dropped.
+    fn requests(&self, at: usize) -> impl Iterator<Item = f32> + '_ {
+        let from: usize = self
+            .kept
+            .range(self.emptied..at.max(self.emptied))
+            .map(|k| k.words as usize)
+            .sum();
+        let k = &self.kept[at];
+        let run = if at < self.emptied {
+            self.words.range(0..0)
+        } else {
+            self.words.range(from..from + k.words as usize)
+        };
+        unpack(run.copied(), k.wide)
+    }
+
+    /// The interval at position `at` with its requests per server (none
+    /// once dropped).
+    pub fn expand(&self, at: usize) -> Interval {
+        let mut i = self.kept[at].totals();
+        i.by_server = self.by_server(at).map(|(s, r)| (s.clone(), r)).collect();
         i
     }
 
-    /// Its requests per server, without building a map (none once
-    /// dropped).
-    pub fn by_server<'a>(&'a self, k: &'a Kept) -> impl Iterator<Item = (&'a Name, f64)> + 'a {
+    /// The requests per server of the interval at position `at`, without
+    /// building a map (none once dropped).
+    pub fn by_server(&self, at: usize) -> impl Iterator<Item = (&Name, f64)> + '_ {
         self.names
             .iter()
-            .zip(k.requests())
+            .zip(self.requests(at))
             .filter(|(_, r)| !r.is_nan())
             .map(|(s, r)| (s, f64::from(r)))
     }
 
+    /// The intervals, oldest first; an interval's position here is the
+    /// one `expand` and `by_server` take.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Kept> + ExactSizeIterator {
         self.kept.iter()
     }
@@ -280,14 +322,9 @@ impl Ring {
     pub fn len(&self) -> usize {
         self.kept.len()
     }
-
-    /// The entries from position `from` on.
-    pub fn range(&self, from: usize) -> impl Iterator<Item = &Kept> {
-        self.kept.range(from..)
-    }
 }
 
-const _: () = assert!(std::mem::size_of::<Kept>() == 48);
+const _: () = assert!(std::mem::size_of::<Kept>() == 32);
 
 #[cfg(test)]
 mod tests {
@@ -310,16 +347,13 @@ mod tests {
             ring.push(interval(t, counts), t % 7 == 0, now);
         }
         assert_eq!(ring.len(), RING_S as usize + 1);
-        let last = ring.back().unwrap();
-        let full = ring.expand(last);
+        let full = ring.expand(ring.len() - 1);
         assert_eq!(full.by_server.len(), 1, "a is not listed: {full:?}");
         assert_eq!(full.by_server["b"], 2.0);
         assert_eq!(full.requests, 2.0);
-        let oldest = ring.iter().next().unwrap();
-        assert!(ring.expand(oldest).by_server.is_empty(), "dropped");
-        let with = ring
-            .iter()
-            .filter(|k| !ring.expand(k).by_server.is_empty())
+        assert!(ring.expand(0).by_server.is_empty(), "dropped");
+        let with = (0..ring.len())
+            .filter(|at| !ring.expand(*at).by_server.is_empty())
             .count();
         assert_eq!(with, SHARES_KEPT_S as usize + 1);
         let first = 399 - RING_S as i64;
@@ -345,10 +379,16 @@ mod tests {
         }
         // A new pod every 5 s: a minute of shares lists 13 of them at most.
         assert!(ring.names.len() <= 2 + 13 + 8 + 3, "{:?}", ring.names.len());
-        for k in ring.iter().skip(ring.len() - SHARES_KEPT_S as usize) {
+        for (at, k) in ring
+            .iter()
+            .enumerate()
+            .skip(ring.len() - SHARES_KEPT_S as usize)
+        {
             let t = (k.ts().unwrap().secs_since(Timestamp::from_micros(0))).round() as i64;
-            let got: Vec<(String, f64)> =
-                ring.by_server(k).map(|(s, r)| (s.to_string(), r)).collect();
+            let got: Vec<(String, f64)> = ring
+                .by_server(at)
+                .map(|(s, r)| (s.to_string(), r))
+                .collect();
             let mut want = vec![("a".into(), 1.0), ("b".into(), t as f64), (name(t), 3.0)];
             want.sort_by(|x, y| x.0.cmp(&y.0));
             let mut got = got;
@@ -379,10 +419,10 @@ mod tests {
         }
         let wide: Vec<bool> = ring.iter().map(|k| k.wide).collect();
         assert_eq!(wide, [false, true, true, false]);
-        for (k, counts) in ring.iter().zip(cases) {
-            let mut got: Vec<(&str, f64)> = ring.by_server(k).map(|(s, r)| (&**s, r)).collect();
+        for (at, counts) in cases.iter().enumerate() {
+            let mut got: Vec<(&str, f64)> = ring.by_server(at).map(|(s, r)| (&**s, r)).collect();
             got.sort_by(|a, b| a.0.cmp(b.0));
-            assert_eq!(got, counts);
+            assert_eq!(got, *counts);
         }
     }
 
@@ -399,9 +439,8 @@ mod tests {
         ring.push(interval(2, &joined), false, at(2));
         let names: Vec<&str> = ring.names.iter().map(|n| &**n).collect();
         assert_eq!(names, ["web1", "web10", "web9"]);
-        let by_server: Vec<Vec<(&str, f64)>> = ring
-            .iter()
-            .map(|k| ring.by_server(k).map(|(s, r)| (&**s, r)).collect())
+        let by_server: Vec<Vec<(&str, f64)>> = (0..ring.len())
+            .map(|at| ring.by_server(at).map(|(s, r)| (&**s, r)).collect())
             .collect();
         assert_eq!(
             by_server,
@@ -411,5 +450,25 @@ mod tests {
                 joined.to_vec()
             ]
         );
+    }
+
+    /// After a gap longer than the ring, the intervals dropped at once take
+    /// their requests per server with them: the next one reads its own.
+    #[test]
+    fn a_gap_drops_intervals_with_their_requests() {
+        let mut ring = Ring::default();
+        let at = |t: i64| Timestamp::from_micros(t * 1_000_000);
+        for t in 0..5 {
+            ring.push(interval(t, &[("a", 1.0), ("b", 2.0)]), false, at(t));
+        }
+        ring.push(
+            interval(500, &[("a", 70_000.0), ("b", 4.0)]),
+            false,
+            at(500),
+        );
+        assert_eq!(ring.len(), 1);
+        assert_eq!(ring.words.len(), 4, "one wide interval of two servers");
+        let got: Vec<(&str, f64)> = ring.by_server(0).map(|(s, r)| (&**s, r)).collect();
+        assert_eq!(got, [("a", 70_000.0), ("b", 4.0)]);
     }
 }

@@ -48,12 +48,12 @@ impl PoolTrack {
             .take_while(|k| k.ts().is_none_or(|t| learned.is_none_or(|l| t > l)))
             .count();
         let from = self.recent.len() - fresh;
-        for k in self.recent.range(from) {
+        for (at, k) in self.recent.iter().enumerate().skip(from) {
             let Some(ts) = k.ts() else { continue };
             if now.secs_since(ts) < LEARN_LAG_S {
                 break;
             }
-            self.usual.learn(&k.totals(), self.recent.by_server(k));
+            self.usual.learn(&k.totals(), self.recent.by_server(at));
             self.learned_until = Some(ts);
         }
     }
@@ -378,12 +378,13 @@ impl TargetTrack {
         }
         for (name, track) in self.pools.iter().filter(|(n, _)| pools.contains(n)) {
             backfill(chart::of(&mut incident.series, name), track, start);
-            for k in track
+            for (at, _) in track
                 .recent
                 .iter()
-                .filter(|k| k.ts().is_some_and(|t| t >= start))
+                .enumerate()
+                .filter(|(_, k)| k.ts().is_some_and(|t| t >= start))
             {
-                account(&mut incident, name, &track.usual, &track.recent.expand(k));
+                account(&mut incident, name, &track.usual, &track.recent.expand(at));
             }
         }
         incident
@@ -423,12 +424,13 @@ fn draw(incident: &mut Incident, pool: &str, track: &PoolTrack, i: &Interval) {
 /// The pool's intervals from half a minute before the incident's start.
 fn backfill(series: &mut chart::PoolSeries, track: &PoolTrack, start: Timestamp) {
     let from = Timestamp::from_micros(start.micros() - (chart::BEFORE_S * 1e6) as i64);
-    for k in track
+    for (at, _) in track
         .recent
         .iter()
-        .filter(|k| k.ts().is_some_and(|t| t >= from))
+        .enumerate()
+        .filter(|(_, k)| k.ts().is_some_and(|t| t >= from))
     {
-        series.push(&track.recent.expand(k));
+        series.push(&track.recent.expand(at));
     }
 }
 
