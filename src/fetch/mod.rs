@@ -124,7 +124,10 @@ impl Fetcher {
 
     /// The stats page's bytes, or why not.
     pub async fn fetch(&self) -> Result<Vec<u8>, FetchError> {
-        match tokio::time::timeout(self.timeout, self.fetch_inner()).await {
+        // Boxed for the time of the fetch: in place, the largest of the
+        // transports' futures (about 3 kB) would be part of each target's
+        // scrape task for as long as it runs.
+        match tokio::time::timeout(self.timeout, Box::pin(self.fetch_inner())).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout(self.timeout)),
         }

@@ -53,15 +53,15 @@ const NOT_LISTED: u16 = u16::MAX;
 /// interval are whole numbers, nearly always below 65,535 at a scrape
 /// every few seconds: kept as `u16` then (exact, half the room), else as
 /// `f32` in two words.
-fn pack(requests: &[f32], words: &mut VecDeque<u16>) -> (u32, bool) {
+/// `runs`: how many intervals like this one the buffer will hold, for room
+/// made at once.
+fn pack(requests: &[f32], words: &mut VecDeque<u16>, runs: usize) -> (u32, bool) {
     let narrow = |r: f32| r >= 0.0 && r < f32::from(NOT_LISTED) && r.fract() == 0.0;
     let wide = !requests.iter().all(|r| r.is_nan() || narrow(*r));
     let before = words.len();
-    // Grown by an eighth, not doubled: a ring keeps about a minute of
-    // intervals, for each of a fleet's pools.
     let needed = requests.len() * if wide { 2 } else { 1 };
     if words.capacity() < before + needed {
-        words.reserve_exact(needed.max(words.capacity() / 8));
+        words.reserve_exact(more(words.len(), needed * runs, needed));
     }
     for r in requests {
         if !wide {
@@ -72,6 +72,25 @@ fn pack(requests: &[f32], words: &mut VecDeque<u16>) -> (u32, bool) {
         }
     }
     ((words.len() - before) as u32, wide)
+}
+
+/// How many intervals of `seconds` a span holds (with one to spare, as
+/// the ring keeps the one that ends it); none for an interval of no length.
+fn intervals_in(span: f64, seconds: f64) -> usize {
+    if seconds > 0.0 {
+        (span / seconds).ceil() as usize + 2
+    } else {
+        0
+    }
+}
+
+/// Room to reserve in a buffer of `len` that will hold `full` (at least
+/// `needed` more): made once, to its size, not doubled (a ring of 121
+/// intervals would end in room for 128, and leave the room for 32 and 64
+/// it outgrew to the allocator, for each of a fleet's 4,000 pools); past
+/// that, an eighth more.
+fn more(len: usize, full: usize, needed: usize) -> usize {
+    full.saturating_sub(len).max(needed).max(len / 8)
 }
 
 /// The requests of `words`, packed by `pack` (NaN: not listed).
@@ -152,7 +171,12 @@ impl Ring {
         if places.is_none() {
             requests.truncate(listed);
         }
-        let (words, wide) = pack(&requests, &mut self.words);
+        let runs = intervals_in(SHARES_KEPT_S, i.seconds);
+        let (words, wide) = pack(&requests, &mut self.words, runs);
+        if self.kept.len() == self.kept.capacity() {
+            let room = more(self.kept.len(), intervals_in(RING_S, i.seconds), 1);
+            self.kept.reserve_exact(room);
+        }
         self.kept.push_back(Kept {
             ts: i.ts.unwrap_or(now),
             has_ts: i.ts.is_some(),
@@ -226,7 +250,7 @@ impl Ring {
             while out.last().is_some_and(|r| r.is_nan()) {
                 out.pop();
             }
-            (k.words, k.wide) = pack(&out, &mut words);
+            (k.words, k.wide) = pack(&out, &mut words, 1);
         }
         self.words = words;
         self.names = order.iter().map(|&at| self.names[at].clone()).collect();
@@ -347,6 +371,18 @@ mod tests {
             ring.push(interval(t, counts), t % 7 == 0, now);
         }
         assert_eq!(ring.len(), RING_S as usize + 1);
+        // Room made once for a full ring, not doubled past it (128).
+        assert!(
+            ring.kept.capacity() <= RING_S as usize + 3,
+            "{}",
+            ring.kept.capacity()
+        );
+        let shares = SHARES_KEPT_S as usize + 3;
+        assert!(
+            ring.words.capacity() <= 2 * shares,
+            "{}",
+            ring.words.capacity()
+        );
         let full = ring.expand(ring.len() - 1);
         assert_eq!(full.by_server.len(), 1, "a is not listed: {full:?}");
         assert_eq!(full.by_server["b"], 2.0);
