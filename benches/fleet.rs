@@ -6,7 +6,10 @@
 //! `cargo bench --bench fleet`; `cargo test --bench fleet` runs a short
 //! version (50 targets, 5 s) that only shows it works. To see where the
 //! bytes go, `LBWATCH_FLEET_WRAP="heaptrack -o /tmp/fleet"` runs lbwatch
-//! under that command, and `LBWATCH_FLEET_TARGETS=N` watches N targets.
+//! under that command, `LBWATCH_FLEET_TARGETS=N` watches N targets, and
+//! `LBWATCH_FLEET_SECONDS=S` measures for S seconds (incident tracking
+//! keeps two minutes of each pool's intervals: its memory is all there
+//! past 130 s).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)] // a benchmark reports, and reads the clock
 
@@ -139,6 +142,10 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(targets);
+    let measure = std::env::var("LBWATCH_FLEET_SECONDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(measure);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
