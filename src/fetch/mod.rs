@@ -232,12 +232,17 @@ mod tests {
             crate::http::Guard::default(),
             stop.clone(),
         ));
-        let endpoint = Endpoint::parse(&url).unwrap();
-        let client = Fetcher::shared_client().unwrap();
-        let f = Fetcher::new(endpoint, client, Duration::from_secs(10), 1 << 20, None);
-        let page = f.fetch().await.expect("the page");
-        assert_eq!(page.len(), 300_000);
-        assert_eq!(page.capacity(), 300_000, "room reserved once");
+        // Through a kept socket, and (credentials in the URL) through reqwest.
+        let with_credentials = url.replace("http://", "http://u:p@");
+        for url in [&url, &with_credentials] {
+            let endpoint = Endpoint::parse(url).unwrap();
+            let client = Fetcher::shared_client().unwrap();
+            let f = Fetcher::new(endpoint, client, Duration::from_secs(10), 1 << 20, None);
+            assert_eq!(f.plain.is_some(), !url.contains('@'), "{url}");
+            let page = f.fetch().await.expect("the page");
+            assert_eq!(page.len(), 300_000);
+            assert_eq!(page.capacity(), 300_000, "room reserved once");
+        }
         // A limit below the said length: refused, whatever was reserved.
         let small = Fetcher::new(
             Endpoint::parse(&url).unwrap(),

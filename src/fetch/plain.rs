@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST};
+use hyper::header::{
+    HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
+};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -35,7 +37,7 @@ pub struct PlainHttp {
     port: u16,
     /// The `Host` header: the URL's host, and its port when one is given.
     authority: HeaderValue,
-    path_and_query: String,
+    path_and_query: hyper::Uri,
     /// `Basic ...`, marked sensitive.
     authorization: Option<HeaderValue>,
     idle: Arc<Mutex<Option<TcpStream>>>,
@@ -52,11 +54,22 @@ impl PlainHttp {
     /// The transport for `url`, or none where reqwest is needed (see the
     /// module's comment).
     pub fn new(url: &str, auth: Option<&(String, Option<Secret>)>) -> Option<PlainHttp> {
-        let parsed = reqwest::Url::parse(url).ok()?;
         let proxied = PROXY_VARS
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()));
-        if parsed.scheme() != "http" || !parsed.username().is_empty() || proxied {
+        Self::unless_proxied(url, auth, proxied)
+    }
+
+    fn unless_proxied(
+        url: &str,
+        auth: Option<&(String, Option<Secret>)>,
+        proxied: bool,
+    ) -> Option<PlainHttp> {
+        let parsed = reqwest::Url::parse(url).ok()?;
+        // reqwest sends the URL's credentials as basic auth, a password
+        // alone too.
+        let credentials = !parsed.username().is_empty() || parsed.password().is_some();
+        if parsed.scheme() != "http" || credentials || proxied {
             return None;
         }
         let host = parsed.host_str()?;
@@ -73,7 +86,7 @@ impl PlainHttp {
             host: host.trim_start_matches('[').trim_end_matches(']').into(),
             port: parsed.port_or_known_default()?,
             authority: HeaderValue::from_str(&authority).ok()?,
-            path_and_query,
+            path_and_query: path_and_query.parse().ok()?,
             authorization: auth.map(basic),
             idle: Arc::default(),
         })
@@ -84,7 +97,7 @@ impl PlainHttp {
     /// `max_bytes` of it. `shown` names the endpoint in errors.
     pub async fn get(&self, max_bytes: u64, shown: &str) -> Result<Vec<u8>, FetchError> {
         let kept = self.idle.lock().expect("lock").take();
-        if let Some(socket) = kept {
+        if let Some(socket) = kept.filter(still_open) {
             match self.exchange(socket, max_bytes, shown).await {
                 Err(Failed::Stale(_)) => {}
                 Err(Failed::Final(e)) => return Err(e),
@@ -144,10 +157,7 @@ impl PlainHttp {
 
     fn request(&self) -> hyper::Request<Empty<Bytes>> {
         let mut request = hyper::Request::new(Empty::new());
-        *request.uri_mut() = self
-            .path_and_query
-            .parse()
-            .unwrap_or_else(|_| hyper::Uri::from_static("/"));
+        *request.uri_mut() = self.path_and_query.clone();
         let headers = request.headers_mut();
         headers.insert(HOST, self.authority.clone());
         headers.insert(
@@ -179,7 +189,10 @@ async fn read(
         v.to_str()
             .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
     });
-    let reusable = response.version() == hyper::Version::HTTP_11 && !closes;
+    // A body without a length or chunks ends when the server closes.
+    let framed = response.headers().contains_key(CONTENT_LENGTH)
+        || response.headers().contains_key(TRANSFER_ENCODING);
+    let reusable = response.version() == hyper::Version::HTTP_11 && !closes && framed;
     // Sized once where the length is said (never past the limit: a header
     // may lie), not grown chunk by chunk.
     let said = response
@@ -207,6 +220,14 @@ async fn read(
         page.extend_from_slice(&chunk);
     }
     Ok((page, reusable))
+}
+
+/// Whether a kept socket is still open, as far as can be told without
+/// waiting: a server that closed it (or sent what nobody asked for) makes
+/// it readable. Saves the request a closed socket would have wasted.
+fn still_open(socket: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(socket.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// `Authorization: Basic ...` for a user and password, as reqwest sends
@@ -281,7 +302,7 @@ mod tests {
             ok(&format!("page {n}"))
         })
         .await;
-        let plain = PlainHttp::new(&url, None).expect("plain http");
+        let plain = PlainHttp::unless_proxied(&url, None, false).expect("plain http");
         for n in 0..3 {
             let page = plain.get(1 << 20, "lb").await.expect("the page");
             assert_eq!(page, format!("page {n}").as_bytes());
@@ -298,13 +319,18 @@ mod tests {
     #[tokio::test]
     async fn a_socket_the_server_closed_is_replaced() {
         let (url, accepted) = server(1, |_, _| ok("page")).await;
-        let plain = PlainHttp::new(&url, None).expect("plain http");
+        let plain = PlainHttp::unless_proxied(&url, None, false).expect("plain http");
         for _ in 0..3 {
             assert_eq!(plain.get(1 << 20, "lb").await.expect("the page"), b"page");
+            assert!(plain.idle.lock().unwrap().is_some(), "kept");
             // The server's close reaches the kept socket.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        // Closed before the request is written: the same, found without
+        // a request sent in vain.
+        let socket = plain.idle.lock().unwrap().take().unwrap();
+        assert!(!still_open(&socket), "the server closed it");
     }
 
     /// `Connection: close` and HTTP/1.0 answers leave nothing kept;
@@ -318,13 +344,13 @@ mod tests {
                 .into()
         })
         .await;
-        let plain = PlainHttp::new(&url, None).expect("plain http");
+        let plain = PlainHttp::unless_proxied(&url, None, false).expect("plain http");
         assert_eq!(plain.get(1 << 20, "lb").await.unwrap(), b"page 1,");
         assert!(plain.idle.lock().unwrap().is_none(), "nothing kept");
         assert_eq!(plain.get(1 << 20, "lb").await.unwrap(), b"page 1,");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         let (url, _) = server(1, |_, _| "HTTP/1.0 200 OK\r\n\r\nold".into()).await;
-        let plain = PlainHttp::new(&url, None).expect("plain http");
+        let plain = PlainHttp::unless_proxied(&url, None, false).expect("plain http");
         assert_eq!(plain.get(1 << 20, "lb").await.unwrap(), b"old");
         assert!(plain.idle.lock().unwrap().is_none(), "nothing kept");
     }
@@ -335,18 +361,18 @@ mod tests {
             "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy".into()
         })
         .await;
-        let plain = PlainHttp::new(&url, None).expect("plain http");
+        let plain = PlainHttp::unless_proxied(&url, None, false).expect("plain http");
         let e = plain.get(1 << 20, "lb-a").await.unwrap_err();
         assert_eq!(e.to_string(), "HTTP 503 from lb-a");
         let (url, _) = server(100, |_, _| ok(&"x".repeat(5000))).await;
-        let plain = PlainHttp::new(&url, None).expect("plain http");
+        let plain = PlainHttp::unless_proxied(&url, None, false).expect("plain http");
         let e = plain.get(4096, "lb-b").await.unwrap_err();
         assert_eq!(e.to_string(), "response larger than 4096 bytes from lb-b");
         // Nothing listens on a port just freed.
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", free.local_addr().unwrap());
         drop(free);
-        let plain = PlainHttp::new(&url, None).expect("plain http");
+        let plain = PlainHttp::unless_proxied(&url, None, false).expect("plain http");
         let e = plain.get(1 << 20, "lb-c").await.unwrap_err();
         assert!(e.to_string().starts_with("connecting to lb-c: "), "{e}");
     }
@@ -365,22 +391,27 @@ mod tests {
         })
         .await;
         let auth = ("admin".to_string(), Some(Secret::new("s3cret".into())));
-        let plain = PlainHttp::new(&url, Some(&auth)).expect("plain http");
+        let plain = PlainHttp::unless_proxied(&url, Some(&auth), false).expect("plain http");
         assert_eq!(plain.get(1 << 20, "lb").await.unwrap(), b"page");
         assert!(
             !format!("{plain:?}").contains("YWRtaW46czNjcmV0"),
             "{plain:?}"
         );
+        // No password: an empty one, as reqwest sends it ("admin:").
+        assert_eq!(basic(&("admin".to_string(), None)), "Basic YWRtaW46");
     }
 
     #[test]
-    fn https_and_credentials_in_the_url_stay_with_reqwest() {
+    fn https_credentials_in_the_url_and_proxies_stay_with_reqwest() {
         assert!(PlainHttp::new("https://lb/stats", None).is_none());
         assert!(PlainHttp::new("http://u:p@lb/stats", None).is_none());
-        let v6 = PlainHttp::new("http://[::1]:8404/stats", None).expect("plain http");
+        assert!(PlainHttp::new("http://:p@lb/stats", None).is_none());
+        assert!(PlainHttp::unless_proxied("http://lb/stats", None, true).is_none());
+        assert!(PlainHttp::unless_proxied("http://lb/stats", None, false).is_some());
+        let v6 = PlainHttp::unless_proxied("http://[::1]:8404/stats", None, false).expect("plain");
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 8404));
         assert_eq!(v6.authority, "[::1]:8404");
-        let default = PlainHttp::new("http://lb/", None).expect("plain http");
+        let default = PlainHttp::unless_proxied("http://lb/", None, false).expect("plain");
         assert_eq!(
             (default.port, default.authority.to_str().unwrap()),
             (80, "lb")

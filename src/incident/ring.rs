@@ -76,9 +76,13 @@ fn pack(requests: &[f32], words: &mut VecDeque<u16>, runs: usize) -> (u32, bool)
 
 /// How many intervals of `seconds` a span holds (with one to spare, as
 /// the ring keeps the one that ends it); none for an interval of no length.
+/// Sized for intervals of a second at the shortest: one much shorter (a
+/// scrape late, the next on time; a replay's close timestamps) would
+/// otherwise ask for room without bound. Shorter intervals still fit, the
+/// room growing an eighth at a time.
 fn intervals_in(span: f64, seconds: f64) -> usize {
     if seconds > 0.0 {
-        (span / seconds).ceil() as usize + 2
+        (span / seconds.max(1.0)).ceil() as usize + 2
     } else {
         0
     }
@@ -506,5 +510,28 @@ mod tests {
         assert_eq!(ring.words.len(), 4, "one wide interval of two servers");
         let got: Vec<(&str, f64)> = ring.by_server(0).map(|(s, r)| (&**s, r)).collect();
         assert_eq!(got, [("a", 70_000.0), ("b", 4.0)]);
+    }
+
+    /// An interval far shorter than its scrapes' (a late scrape, then one
+    /// on time) asks for no more room than one of a second.
+    #[test]
+    fn a_very_short_interval_asks_for_bounded_room() {
+        let mut ring = Ring::default();
+        let at = |us: i64| Timestamp::from_micros(1_000_000_000 + us);
+        ring.push(interval(1000, &[("a", 1.0)]), false, at(0));
+        let mut short = interval(1000, &[("a", 1.0)]);
+        short.ts = Some(at(1));
+        short.seconds = 1e-6;
+        ring.push(short, false, at(1));
+        assert!(
+            ring.kept.capacity() <= RING_S as usize + 3,
+            "{}",
+            ring.kept.capacity()
+        );
+        assert!(
+            ring.words.capacity() <= SHARES_KEPT_S as usize + 3,
+            "{}",
+            ring.words.capacity()
+        );
     }
 }

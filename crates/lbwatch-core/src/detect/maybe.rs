@@ -50,3 +50,21 @@ impl<'de> Deserialize<'de> for Maybe {
         Option::<f64>::deserialize(d).map(Maybe::from)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Snapshots hold gauges as `Option<f64>` did: the same bytes, read
+    /// back to the same value, a number or none.
+    #[test]
+    fn a_maybe_is_written_and_read_as_the_option() {
+        for v in [Some(3.5), Some(0.0), None] {
+            let bytes = postcard::to_allocvec(&Maybe::from(v)).unwrap();
+            assert_eq!(bytes, postcard::to_allocvec(&v).unwrap(), "{v:?}");
+            let back: Maybe = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(back.get(), v);
+        }
+        assert!(Maybe::from(Some(f64::NAN)).is_none(), "NaN given is none");
+    }
+}
