@@ -14,9 +14,11 @@ use crate::config::TlsConfig;
 pub use crate::endpoint::Endpoint;
 use error::error_chain;
 pub use error::FetchError;
+use page::Page;
 use plain::PlainHttp;
 
 mod error;
+mod page;
 mod plain;
 pub use crate::secret::{redact, Secret};
 
@@ -157,29 +159,15 @@ impl Fetcher {
                         }
                     }
                 })?;
-                if !resp.status().is_success() {
-                    return Err(FetchError::Status {
-                        status: resp.status().as_u16(),
-                        endpoint: shown,
-                    });
-                }
-                // Sized once where the length is said (never past the
-                // limit: a header may lie), not grown chunk by chunk.
-                let said = resp.content_length().unwrap_or(0).min(self.max_bytes);
-                let mut body = Vec::with_capacity(said as usize);
+                page::success(resp.status(), &shown)?;
+                let mut page = Page::new(resp.content_length(), self.max_bytes, &shown);
                 while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Read {
                     endpoint: shown.clone(),
                     reason: error_chain(&e.without_url()),
                 })? {
-                    if (body.len() + chunk.len()) as u64 > self.max_bytes {
-                        return Err(FetchError::TooLarge {
-                            limit: self.max_bytes,
-                            endpoint: shown,
-                        });
-                    }
-                    body.extend_from_slice(&chunk);
+                    page.push(&chunk)?;
                 }
-                Ok(body)
+                Ok(page.bytes())
             }
             Endpoint::Unix(path) => {
                 let mut sock = tokio::net::UnixStream::connect(path).await.map_err(|e| {
@@ -193,22 +181,16 @@ impl Fetcher {
                     reason: e.to_string(),
                 };
                 sock.write_all(b"show stat\n").await.map_err(read_err)?;
-                let mut body = Vec::new();
+                let mut page = Page::new(None, self.max_bytes, &shown);
                 let mut buf = vec![0u8; 64 << 10];
                 loop {
                     let n = sock.read(&mut buf).await.map_err(read_err)?;
                     if n == 0 {
                         break;
                     }
-                    if (body.len() + n) as u64 > self.max_bytes {
-                        return Err(FetchError::TooLarge {
-                            limit: self.max_bytes,
-                            endpoint: shown,
-                        });
-                    }
-                    body.extend_from_slice(&buf[..n]);
+                    page.push(&buf[..n])?;
                 }
-                Ok(body)
+                Ok(page.bytes())
             }
         }
     }

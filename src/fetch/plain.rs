@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::{error_chain, FetchError};
+use super::page::{success, Page};
 use crate::secret::Secret;
 
 /// lbwatch's user agent, on every request it makes.
@@ -179,12 +180,7 @@ async fn read(
     max_bytes: u64,
     shown: &str,
 ) -> Result<(Vec<u8>, bool), FetchError> {
-    if !response.status().is_success() {
-        return Err(FetchError::Status {
-            status: response.status().as_u16(),
-            endpoint: shown.into(),
-        });
-    }
+    success(response.status(), shown)?;
     let closes = response.headers().get_all(CONNECTION).iter().any(|v| {
         v.to_str()
             .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
@@ -193,33 +189,20 @@ async fn read(
     let framed = response.headers().contains_key(CONTENT_LENGTH)
         || response.headers().contains_key(TRANSFER_ENCODING);
     let reusable = response.version() == hyper::Version::HTTP_11 && !closes && framed;
-    // Sized once where the length is said (never past the limit: a header
-    // may lie), not grown chunk by chunk.
-    let said = response
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .unwrap_or(0)
-        .min(max_bytes);
-    let mut page = Vec::with_capacity(said as usize);
+    // Exact where the response says its length.
+    let said = hyper::body::Body::size_hint(response.body()).exact();
+    let mut page = Page::new(said, max_bytes, shown);
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| FetchError::Read {
             endpoint: shown.into(),
             reason: error_chain(&e),
         })?;
-        let Ok(chunk) = frame.into_data() else {
-            continue;
-        };
-        if (page.len() + chunk.len()) as u64 > max_bytes {
-            return Err(FetchError::TooLarge {
-                limit: max_bytes,
-                endpoint: shown.into(),
-            });
+        if let Ok(chunk) = frame.into_data() {
+            page.push(&chunk)?;
         }
-        page.extend_from_slice(&chunk);
     }
-    Ok((page, reusable))
+    Ok((page.bytes(), reusable))
 }
 
 /// Whether a kept socket is still open, as far as can be told without

@@ -305,18 +305,18 @@ impl Ring {
     /// Each server's requests in the interval at position `at`, in the
     /// ring's order (NaN: not listed); none once dropped.
     fn requests(&self, at: usize) -> impl Iterator<Item = f32> + '_ {
+        // The runs before it: those of the entries not yet emptied (an
+        // emptied one has none, and nothing before it has any).
         let from: usize = self
             .kept
-            .range(self.emptied..at.max(self.emptied))
+            .range(self.emptied.min(at)..at)
             .map(|k| k.words as usize)
             .sum();
         let k = &self.kept[at];
-        let run = if at < self.emptied {
-            self.words.range(0..0)
-        } else {
-            self.words.range(from..from + k.words as usize)
-        };
-        unpack(run.copied(), k.wide)
+        unpack(
+            self.words.range(from..from + k.words as usize).copied(),
+            k.wide,
+        )
     }
 
     /// The interval at position `at` with its requests per server (none
