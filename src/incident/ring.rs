@@ -38,40 +38,97 @@ pub struct Kept {
     /// `Ring::words`); none once dropped.
     words: u32,
     has_ts: bool,
-    /// Each count takes two words, as an `f32`.
-    wide: bool,
+    /// How its counts are packed in the words.
+    width: Width,
     reload: bool,
     /// Abnormal against the pool's usual self when it came, or a reload.
     pub abnormal: bool,
 }
 
-/// A server not listed in the interval, in narrow words.
+/// How an interval's counts are packed in the ring's words. Counts in an
+/// interval are whole numbers, nearly always below 65,535 at a scrape
+/// every few seconds, and at a scrape a second most servers of a fleet
+/// take fewer than 255: such counts take a byte (two a word), the others
+/// a word, as `u16`; any other (larger, or not whole) two, as an `f32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Width {
+    Byte,
+    Narrow,
+    Wide,
+}
+
+/// A server not listed in the interval, in narrow words and in bytes.
 const NOT_LISTED: u16 = u16::MAX;
+const NOT_LISTED_BYTE: u8 = u8::MAX;
+
+impl Width {
+    /// The narrowest that holds each of `requests` (NaN: not listed).
+    fn of(requests: &[f32]) -> Width {
+        let whole_below =
+            |r: f32, limit: f32| r.is_nan() || (r >= 0.0 && r < limit && r.fract() == 0.0);
+        if requests
+            .iter()
+            .all(|r| whole_below(*r, f32::from(NOT_LISTED_BYTE)))
+        {
+            Width::Byte
+        } else if requests
+            .iter()
+            .all(|r| whole_below(*r, f32::from(NOT_LISTED)))
+        {
+            Width::Narrow
+        } else {
+            Width::Wide
+        }
+    }
+
+    /// Words for `n` counts.
+    fn words(self, n: usize) -> usize {
+        match self {
+            Width::Byte => n.div_ceil(2),
+            Width::Narrow => n,
+            Width::Wide => 2 * n,
+        }
+    }
+}
 
 /// Appends each server's requests (NaN: not listed) to `words` as `Kept`
-/// keeps them; how many words, and whether they are wide. Counts in an
-/// interval are whole numbers, nearly always below 65,535 at a scrape
-/// every few seconds: kept as `u16` then (exact, half the room), else as
-/// `f32` in two words.
+/// keeps them, at the narrowest `Width` that holds them all; how many
+/// words, and the width.
 /// `runs`: how many intervals like this one the buffer will hold, for room
 /// made at once.
-fn pack(requests: &[f32], words: &mut VecDeque<u16>, runs: usize) -> (u32, bool) {
-    let narrow = |r: f32| r >= 0.0 && r < f32::from(NOT_LISTED) && r.fract() == 0.0;
-    let wide = !requests.iter().all(|r| r.is_nan() || narrow(*r));
+fn pack(requests: &[f32], words: &mut VecDeque<u16>, runs: usize) -> (u32, Width) {
+    let width = Width::of(requests);
     let before = words.len();
-    let needed = requests.len() * if wide { 2 } else { 1 };
+    let needed = width.words(requests.len());
     if words.capacity() < before + needed {
         words.reserve_exact(more(words.len(), needed * runs, needed));
     }
-    for r in requests {
-        if !wide {
-            words.push_back(if r.is_nan() { NOT_LISTED } else { *r as u16 });
-        } else {
-            let b = r.to_bits();
-            words.extend([(b >> 16) as u16, b as u16]);
+    match width {
+        Width::Byte => {
+            let byte = |r: Option<&f32>| match r {
+                Some(r) if !r.is_nan() => *r as u8,
+                _ => NOT_LISTED_BYTE,
+            };
+            // An odd count ends with a byte for a server not listed.
+            for pair in requests.chunks(2) {
+                words.push_back(u16::from_be_bytes([byte(pair.first()), byte(pair.get(1))]));
+            }
+        }
+        Width::Narrow => {
+            words.extend(
+                requests
+                    .iter()
+                    .map(|r| if r.is_nan() { NOT_LISTED } else { *r as u16 }),
+            );
+        }
+        Width::Wide => {
+            for r in requests {
+                let b = r.to_bits();
+                words.extend([(b >> 16) as u16, b as u16]);
+            }
         }
     }
-    ((words.len() - before) as u32, wide)
+    ((words.len() - before) as u32, width)
 }
 
 /// How many intervals of `seconds` a span holds (with one to spare, as
@@ -97,18 +154,35 @@ fn more(len: usize, full: usize, needed: usize) -> usize {
     full.saturating_sub(len).max(needed).max(len / 8)
 }
 
-/// The requests of `words`, packed by `pack` (NaN: not listed).
-fn unpack(words: impl Iterator<Item = u16>, wide: bool) -> impl Iterator<Item = f32> {
+/// The requests of `words`, packed by `pack` (NaN: not listed; bytes may
+/// end with one more, for the padding).
+fn unpack(words: impl Iterator<Item = u16>, width: Width) -> impl Iterator<Item = f32> {
     let mut words = words;
-    std::iter::from_fn(move || {
-        let first = words.next()?;
-        Some(if wide {
-            let lo = words.next().unwrap_or(0);
-            f32::from_bits(u32::from(first) << 16 | u32::from(lo))
-        } else if first == NOT_LISTED {
+    let mut second: Option<u8> = None;
+    let byte = |b: u8| {
+        if b == NOT_LISTED_BYTE {
             f32::NAN
         } else {
-            f32::from(first)
+            f32::from(b)
+        }
+    };
+    std::iter::from_fn(move || {
+        if let Some(b) = second.take() {
+            return Some(byte(b));
+        }
+        let first = words.next()?;
+        Some(match width {
+            Width::Byte => {
+                let [hi, lo] = first.to_be_bytes();
+                second = Some(lo);
+                byte(hi)
+            }
+            Width::Narrow if first == NOT_LISTED => f32::NAN,
+            Width::Narrow => f32::from(first),
+            Width::Wide => {
+                let lo = words.next().unwrap_or(0);
+                f32::from_bits(u32::from(first) << 16 | u32::from(lo))
+            }
         })
     })
 }
@@ -176,7 +250,7 @@ impl Ring {
             requests.truncate(listed);
         }
         let runs = intervals_in(SHARES_KEPT_S, i.seconds);
-        let (words, wide) = pack(&requests, &mut self.words, runs);
+        let (words, width) = pack(&requests, &mut self.words, runs);
         if self.kept.len() == self.kept.capacity() {
             let room = more(self.kept.len(), intervals_in(RING_S, i.seconds), 1);
             self.kept.reserve_exact(room);
@@ -184,7 +258,7 @@ impl Ring {
         self.kept.push_back(Kept {
             ts: i.ts.unwrap_or(now),
             has_ts: i.ts.is_some(),
-            wide,
+            width,
             seconds: i.seconds,
             requests_total: i.requests as f32,
             errors: i.errors as f32,
@@ -246,7 +320,7 @@ impl Ring {
         for k in self.kept.range_mut(self.emptied..) {
             let run = self.words.range(from..from + k.words as usize).copied();
             from += k.words as usize;
-            let values: Vec<f32> = unpack(run, k.wide).collect();
+            let values: Vec<f32> = unpack(run, k.width).collect();
             let mut out: Vec<f32> = order
                 .iter()
                 .map(|&at| values.get(at).copied().unwrap_or(f32::NAN))
@@ -254,7 +328,7 @@ impl Ring {
             while out.last().is_some_and(|r| r.is_nan()) {
                 out.pop();
             }
-            (k.words, k.wide) = pack(&out, &mut words, 1);
+            (k.words, k.width) = pack(&out, &mut words, 1);
         }
         self.words = words;
         self.names = order.iter().map(|&at| self.names[at].clone()).collect();
@@ -315,8 +389,9 @@ impl Ring {
         let k = &self.kept[at];
         unpack(
             self.words.range(from..from + k.words as usize).copied(),
-            k.wide,
+            k.width,
         )
+        .take(self.names.len())
     }
 
     /// The interval at position `at` with its requests per server (none
@@ -437,17 +512,20 @@ mod tests {
         }
     }
 
-    /// Counts that fit a `u16` are kept narrow, others (large, or not
-    /// whole) wide; either way each server gets back what it had, and a
-    /// server not listed stays unlisted.
+    /// Counts below 255 are kept in a byte, those that fit a `u16` in a
+    /// word, others (large, or not whole) in two; either way each server
+    /// gets back what it had, and a server not listed stays unlisted (an
+    /// odd count of bytes included).
     #[test]
-    fn requests_come_back_as_they_were_pushed_narrow_or_wide() {
+    fn requests_come_back_as_they_were_pushed_in_bytes_or_words() {
         let mut ring = Ring::default();
-        let cases: [&[(&str, f64)]; 4] = [
+        let cases: [&[(&str, f64)]; 6] = [
             &[("a", 0.0), ("b", 65_534.0), ("c", 7.0)],
             &[("a", 65_535.0), ("c", 1.0)],
             &[("b", 2.5), ("c", 3_000_000.0)],
             &[("c", 12.0)],
+            &[("a", 254.0), ("b", 255.0)],
+            &[("a", 254.0), ("c", 0.0)],
         ];
         for (t, counts) in cases.iter().enumerate() {
             let t = t as i64;
@@ -457,13 +535,41 @@ mod tests {
                 Timestamp::from_micros(t * 1_000_000),
             );
         }
-        let wide: Vec<bool> = ring.iter().map(|k| k.wide).collect();
-        assert_eq!(wide, [false, true, true, false]);
+        let widths: Vec<(Width, u32)> = ring.iter().map(|k| (k.width, k.words)).collect();
+        // c's lookup moved it first, and the intervals before were packed
+        // again in that order (a trailing server not listed takes no room).
+        assert_eq!(
+            widths,
+            [
+                (Width::Narrow, 3),
+                (Width::Wide, 4),
+                (Width::Wide, 6),
+                (Width::Byte, 1),
+                (Width::Narrow, 3),
+                (Width::Byte, 1)
+            ]
+        );
         for (at, counts) in cases.iter().enumerate() {
             let mut got: Vec<(&str, f64)> = ring.by_server(at).map(|(s, r)| (&**s, r)).collect();
             got.sort_by(|a, b| a.0.cmp(b.0));
             assert_eq!(got, *counts);
         }
+    }
+
+    /// The byte that pads an odd count is no server: a pool of one keeps
+    /// its one name, and no second slot shows.
+    #[test]
+    fn the_padding_of_an_odd_count_is_no_server() {
+        let mut ring = Ring::default();
+        for t in 0..3 {
+            let now = Timestamp::from_micros(t * 1_000_000);
+            ring.push(interval(t, &[("a", 9.0)]), false, now);
+        }
+        assert_eq!(ring.words.len(), 3, "a byte each, padded to a word");
+        ring.forget_departed();
+        assert_eq!(ring.names.len(), 1);
+        let got: Vec<Vec<f32>> = (0..3).map(|at| ring.requests(at).collect()).collect();
+        assert_eq!(got, [[9.0], [9.0], [9.0]]);
     }
 
     /// A server that joins anywhere but last is put where the next
