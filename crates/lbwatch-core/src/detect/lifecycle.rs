@@ -226,9 +226,92 @@ impl Lifecycle {
     }
 }
 
+/// A lifecycle in a box only while it is not at rest: a server's
+/// ServerDown lifecycle rests nearly all the time, and 8 bytes for each of
+/// a fleet's 100,000 servers take less room than 32. Snapshots keep the
+/// lifecycle's layout.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "Lifecycle", into = "Lifecycle")]
+pub struct Boxed(Option<Box<Lifecycle>>);
+
+impl Boxed {
+    /// `f` on the lifecycle; boxed when it leaves rest, unboxed on its
+    /// return.
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
+        let resting = Lifecycle::default();
+        match &mut self.0 {
+            Some(life) => {
+                let r = f(life);
+                if **life == resting {
+                    self.0 = None;
+                }
+                r
+            }
+            None => {
+                let mut life = resting.clone();
+                let r = f(&mut life);
+                if life != resting {
+                    self.0 = Some(Box::new(life));
+                }
+                r
+            }
+        }
+    }
+
+    pub fn active(&self) -> bool {
+        self.0.as_deref().is_some_and(Lifecycle::active)
+    }
+}
+
+impl From<Lifecycle> for Boxed {
+    fn from(l: Lifecycle) -> Boxed {
+        Boxed((l != Lifecycle::default()).then(|| Box::new(l)))
+    }
+}
+
+impl From<Boxed> for Lifecycle {
+    fn from(b: Boxed) -> Lifecycle {
+        b.0.map(|l| *l).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A boxed lifecycle is boxed while it runs and no longer once at
+    /// rest, steps as the lifecycle does, and keeps its layout in
+    /// snapshots.
+    #[test]
+    fn a_boxed_lifecycle_is_boxed_only_while_it_runs() {
+        let p = Persistence {
+            fire_after: 1,
+            fire_after_s: 0.0,
+            resolve_after_s: 0.0,
+            resolve_after_samples: 2,
+        };
+        let at = |s: i64| Timestamp::from_micros(s * 1_000_000);
+        let (mut boxed, mut plain) = (Boxed::default(), Lifecycle::default());
+        let verdicts = [
+            Verdict::Clear,
+            Verdict::Fire,
+            Verdict::Fire,
+            Verdict::Clear,
+            Verdict::Clear,
+        ];
+        let mut boxes = Vec::new();
+        for (t, v) in verdicts.into_iter().enumerate() {
+            let t = at(t as i64);
+            assert_eq!(boxed.with(|l| l.step(v, t, &p)), plain.step(v, t, &p));
+            assert_eq!(boxed.active(), plain.active());
+            boxes.push(boxed.0.is_some());
+            let bytes = postcard::to_allocvec(&boxed).unwrap();
+            assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
+            assert_eq!(postcard::from_bytes::<Boxed>(&bytes).unwrap(), boxed);
+        }
+        // Boxed while clearing too (the second clear resolves).
+        assert_eq!(boxes, [false, true, true, true, false]);
+    }
 
     /// The layout snapshots held before the times lost their `Option`s.
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -2,7 +2,7 @@
 //! windows and the state of its own alerts.
 
 use super::evidence::{Calm, Decayed};
-use super::lifecycle::Lifecycle;
+use super::lifecycle::Boxed;
 use super::signals::Signals;
 use super::sparse::SparseTrack;
 use crate::model::ServerStat;
@@ -67,7 +67,8 @@ pub struct ServerState {
     pub shares: Shares,
     /// Its ErrorSpike tracker, small while no evidence builds.
     pub errors: SparseTrack<Calm>,
-    pub down: Lifecycle,
+    /// ServerDown's lifecycle, boxed while it runs.
+    pub down: Boxed,
     /// What only some LBs publish, and the checks on it.
     #[serde(default)]
     pub signals: Signals,
@@ -87,7 +88,7 @@ impl ServerState {
             changed: false,
             shares: Shares::default(),
             errors: SparseTrack::default(),
-            down: Lifecycle::default(),
+            down: Boxed::default(),
             signals: Signals::default(),
         }
     }
