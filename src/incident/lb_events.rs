@@ -10,15 +10,6 @@ use super::{LbEvent, LbEventKind};
 use crate::detect::text::membership_change;
 use crate::model::{counter_increase as delta, ServerStat, Timestamp};
 
-/// A server as last scraped.
-#[derive(Debug, Clone)]
-struct Seen {
-    requests: u64,
-    errors: u64,
-    up: bool,
-    weight: f64,
-}
-
 /// One pool over one interval.
 #[derive(Debug, Clone, Default)]
 pub struct Interval {
@@ -30,17 +21,6 @@ pub struct Interval {
     pub by_server: BTreeMap<Name, f64>,
     /// The interval holds a reload: its rate is unreliable.
     pub reload: bool,
-}
-
-impl Seen {
-    fn of(s: &ServerStat<'_>) -> Seen {
-        Seen {
-            requests: s.requests_total,
-            errors: s.responses_5xx_total,
-            up: s.up,
-            weight: s.weight,
-        }
-    }
 }
 
 impl Interval {
@@ -74,13 +54,20 @@ impl Interval {
 /// interval, so that a step allocates no name for a server it knew.
 pub type Name = Arc<str>;
 
-/// A server of the previous scrape.
+/// A server of the previous scrape, as it was. 48 bytes, not 64: its
+/// pool is a place in `Previous::pools`, and its fields are not nested, so
+/// that the flag fills the room the place leaves.
 #[derive(Debug, Clone)]
 struct Entry {
-    pool: Name,
     server: Name,
-    seen: Seen,
+    requests: u64,
+    errors: u64,
+    weight: f64,
+    pool: u32,
+    up: bool,
 }
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 48);
 
 /// The previous scrape of one target, in the order it listed its servers.
 /// An LB lists them in the same order scrape after scrape, so a step finds
@@ -91,6 +78,8 @@ struct Entry {
 pub struct Previous {
     ts: Option<Timestamp>,
     list: Vec<Entry>,
+    /// The pools `list` names.
+    pools: Vec<Name>,
     algos: BTreeMap<String, Option<String>>,
 }
 
@@ -105,8 +94,8 @@ impl Previous {
         let first = self.ts.is_none();
         let seconds = self.ts.map_or(0.0, |p| ts.secs_since(p));
         let mut events = Vec::new();
-        let in_place =
-            self.list.len() == servers.len() && self.list.iter().zip(servers).all(|(e, s)| e.is(s));
+        let in_place = self.list.len() == servers.len()
+            && self.list.iter().zip(servers).all(|(e, s)| self.is(e, s));
         let found: Vec<Option<usize>> = if in_place {
             (0..servers.len()).map(Some).collect()
         } else {
@@ -125,12 +114,12 @@ impl Previous {
             };
             let (pool, by_server) = &mut pools[*slot];
             known += 1;
-            lower += usize::from(s.requests_total < prev.seen.requests);
-            let r = delta(s.requests_total, prev.seen.requests);
+            lower += usize::from(s.requests_total < prev.requests);
+            let r = delta(s.requests_total, prev.requests);
             pool.requests += r;
-            pool.errors += delta(s.responses_5xx_total, prev.seen.errors);
+            pool.errors += delta(s.responses_5xx_total, prev.errors);
             by_server.push((prev.server.clone(), r));
-            Self::changes(ts, (&s.pool, &s.server), &prev.seen, s, &mut events);
+            Self::changes(ts, (&s.pool, &s.server), prev, s, &mut events);
         }
         // Most counters lower than before: the LB restarted them.
         let reload = known > 0 && lower * 2 > known;
@@ -170,7 +159,7 @@ impl Previous {
             .list
             .iter()
             .enumerate()
-            .map(|(i, e)| ((&*e.pool, &*e.server), i))
+            .map(|(i, e)| ((&*self.pools[e.pool as usize], &*e.server), i))
             .collect();
         servers
             .iter()
@@ -181,7 +170,7 @@ impl Previous {
     fn changes(
         ts: Timestamp,
         (pool, server): (&str, &str),
-        prev: &Seen,
+        prev: &Entry,
         s: &ServerStat<'_>,
         out: &mut Vec<LbEvent>,
     ) {
@@ -213,8 +202,11 @@ impl Previous {
 
     fn membership(&self, ts: Timestamp, servers: &[ServerStat<'_>], out: &mut Vec<LbEvent>) {
         let now: BTreeSet<(&str, &str)> = servers.iter().map(|s| (&*s.pool, &*s.server)).collect();
-        let before: BTreeSet<(&str, &str)> =
-            self.list.iter().map(|e| (&*e.pool, &*e.server)).collect();
+        let before: BTreeSet<(&str, &str)> = self
+            .list
+            .iter()
+            .map(|e| (&*self.pools[e.pool as usize], &*e.server))
+            .collect();
         let pools: BTreeSet<&str> = now.iter().chain(&before).map(|(p, _)| *p).collect();
         for pool in pools {
             fn of<'a>(set: &BTreeSet<(&'a str, &'a str)>, pool: &str) -> Vec<&'a str> {
@@ -283,29 +275,36 @@ impl Previous {
         self.ts = Some(ts);
         if in_place {
             for (e, s) in self.list.iter_mut().zip(servers) {
-                e.seen = Seen::of(s);
+                e.take(s);
             }
         } else {
-            let mut pools: BTreeMap<&str, Name> = BTreeMap::new();
+            let mut places: HashMap<&str, u32> = HashMap::new();
+            let mut pools = Vec::new();
             let list = servers
                 .iter()
                 .zip(found)
                 .map(|(s, at)| {
                     let old = at.map(|i| &self.list[i]);
-                    let pool = pools
-                        .entry(&*s.pool)
-                        .or_insert_with(|| {
-                            old.map_or_else(|| Name::from(&*s.pool), |e| e.pool.clone())
-                        })
-                        .clone();
-                    Entry {
+                    let pool = *places.entry(&*s.pool).or_insert_with(|| {
+                        let name = old.map(|e| self.pools[e.pool as usize].clone());
+                        pools.push(name.unwrap_or_else(|| Name::from(&*s.pool)));
+                        (pools.len() - 1) as u32
+                    });
+                    let server = old.map_or_else(|| Name::from(&*s.server), |e| e.server.clone());
+                    let mut e = Entry {
+                        server,
+                        requests: 0,
+                        errors: 0,
+                        weight: 0.0,
                         pool,
-                        server: old.map_or_else(|| Name::from(&*s.server), |e| e.server.clone()),
-                        seen: Seen::of(s),
-                    }
+                        up: false,
+                    };
+                    e.take(s);
+                    e
                 })
                 .collect();
             self.list = list;
+            self.pools = pools;
         }
         let listed: BTreeSet<&str> = layout.first.iter().map(|i| &*servers[*i].pool).collect();
         for s in layout.first.iter().map(|i| &servers[*i]) {
@@ -324,8 +323,19 @@ impl Previous {
 }
 
 impl Entry {
-    fn is(&self, s: &ServerStat<'_>) -> bool {
-        *self.server == *s.server && *self.pool == *s.pool
+    /// Takes what `s` shows now.
+    fn take(&mut self, s: &ServerStat<'_>) {
+        self.requests = s.requests_total;
+        self.errors = s.responses_5xx_total;
+        self.weight = s.weight;
+        self.up = s.up;
+    }
+}
+
+impl Previous {
+    /// `e` is the entry of `s`.
+    fn is(&self, e: &Entry, s: &ServerStat<'_>) -> bool {
+        *e.server == *s.server && *self.pools[e.pool as usize] == *s.pool
     }
 }
 
