@@ -11,6 +11,7 @@ pub mod cause;
 pub mod chart;
 pub mod lb_events;
 pub mod notice;
+mod packed;
 pub mod report;
 mod ring;
 pub mod store;

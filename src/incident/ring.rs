@@ -10,6 +10,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::lb_events::{Interval, Name};
+pub use super::packed::Kept;
+use super::packed::{more, pack, unpack, Stored};
 use crate::model::Timestamp;
 
 /// How long a pool's intervals are kept: a fault's start is looked for up
@@ -21,115 +23,6 @@ pub const RING_S: f64 = 120.0;
 /// up to half a minute later.
 pub const SHARES_KEPT_S: f64 = 2.0 * super::chart::BEFORE_S;
 const _: () = assert!(SHARES_KEPT_S > super::tracker::LEARN_LAG_S + 5.0);
-
-/// One interval as kept: its totals, and how many of the ring's words hold
-/// each server's requests. 32 bytes, for a ring of 120 a pool: the time is
-/// kept without an `Option`, and the requests and 5xx as `f32` (whole
-/// counts are exact to 16 million an interval). The length stays an `f64`:
-/// an incident's start is an interval's end less its length, and the
-/// interval that ends there must still be counted in it.
-#[derive(Debug, Clone)]
-pub struct Kept {
-    ts: Timestamp,
-    seconds: f64,
-    requests_total: f32,
-    errors: f32,
-    /// The ring's words that hold its requests per server (see
-    /// `Ring::words`); none once dropped.
-    words: u32,
-    has_ts: bool,
-    /// How its counts are packed in the words.
-    width: Width,
-    reload: bool,
-    /// Abnormal against the pool's usual self when it came, or a reload.
-    pub abnormal: bool,
-}
-
-/// How an interval's counts are packed in the ring's words. Counts in an
-/// interval are whole numbers, nearly always below 65,535 at a scrape
-/// every few seconds, and at a scrape a second most servers of a fleet
-/// take fewer than 255: such counts take a byte (two a word), the others
-/// a word, as `u16`; any other (larger, or not whole) two, as an `f32`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Width {
-    Byte,
-    Narrow,
-    Wide,
-}
-
-/// A server not listed in the interval, in narrow words and in bytes.
-const NOT_LISTED: u16 = u16::MAX;
-const NOT_LISTED_BYTE: u8 = u8::MAX;
-
-impl Width {
-    /// The narrowest that holds each of `requests` (NaN: not listed).
-    fn of(requests: &[f32]) -> Width {
-        let whole_below =
-            |r: f32, limit: f32| r.is_nan() || (r >= 0.0 && r < limit && r.fract() == 0.0);
-        if requests
-            .iter()
-            .all(|r| whole_below(*r, f32::from(NOT_LISTED_BYTE)))
-        {
-            Width::Byte
-        } else if requests
-            .iter()
-            .all(|r| whole_below(*r, f32::from(NOT_LISTED)))
-        {
-            Width::Narrow
-        } else {
-            Width::Wide
-        }
-    }
-
-    /// Words for `n` counts.
-    fn words(self, n: usize) -> usize {
-        match self {
-            Width::Byte => n.div_ceil(2),
-            Width::Narrow => n,
-            Width::Wide => 2 * n,
-        }
-    }
-}
-
-/// Appends each server's requests (NaN: not listed) to `words` as `Kept`
-/// keeps them, at the narrowest `Width` that holds them all; how many
-/// words, and the width.
-/// `runs`: how many intervals like this one the buffer will hold, for room
-/// made at once.
-fn pack(requests: &[f32], words: &mut VecDeque<u16>, runs: usize) -> (u32, Width) {
-    let width = Width::of(requests);
-    let before = words.len();
-    let needed = width.words(requests.len());
-    if words.capacity() < before + needed {
-        words.reserve_exact(more(words.len(), needed * runs, needed));
-    }
-    match width {
-        Width::Byte => {
-            let byte = |r: Option<&f32>| match r {
-                Some(r) if !r.is_nan() => *r as u8,
-                _ => NOT_LISTED_BYTE,
-            };
-            // An odd count ends with a byte for a server not listed.
-            for pair in requests.chunks(2) {
-                words.push_back(u16::from_be_bytes([byte(pair.first()), byte(pair.get(1))]));
-            }
-        }
-        Width::Narrow => {
-            words.extend(
-                requests
-                    .iter()
-                    .map(|r| if r.is_nan() { NOT_LISTED } else { *r as u16 }),
-            );
-        }
-        Width::Wide => {
-            for r in requests {
-                let b = r.to_bits();
-                words.extend([(b >> 16) as u16, b as u16]);
-            }
-        }
-    }
-    ((words.len() - before) as u32, width)
-}
 
 /// How many intervals of `seconds` a span holds (with one to spare, as
 /// the ring keeps the one that ends it); none for an interval of no length.
@@ -145,75 +38,16 @@ fn intervals_in(span: f64, seconds: f64) -> usize {
     }
 }
 
-/// Room to reserve in a buffer of `len` that will hold `full` (at least
-/// `needed` more): made once, to its size, not doubled (a ring of 121
-/// intervals would end in room for 128, and leave the room for 32 and 64
-/// it outgrew to the allocator, for each of a fleet's 4,000 pools); past
-/// that, an eighth more.
-fn more(len: usize, full: usize, needed: usize) -> usize {
-    full.saturating_sub(len).max(needed).max(len / 8)
-}
-
-/// The requests of `words`, packed by `pack` (NaN: not listed; bytes may
-/// end with one more, for the padding).
-fn unpack(words: impl Iterator<Item = u16>, width: Width) -> impl Iterator<Item = f32> {
-    let mut words = words;
-    let mut second: Option<u8> = None;
-    let byte = |b: u8| {
-        if b == NOT_LISTED_BYTE {
-            f32::NAN
-        } else {
-            f32::from(b)
-        }
-    };
-    std::iter::from_fn(move || {
-        if let Some(b) = second.take() {
-            return Some(byte(b));
-        }
-        let first = words.next()?;
-        Some(match width {
-            Width::Byte => {
-                let [hi, lo] = first.to_be_bytes();
-                second = Some(lo);
-                byte(hi)
-            }
-            Width::Narrow if first == NOT_LISTED => f32::NAN,
-            Width::Narrow => f32::from(first),
-            Width::Wide => {
-                let lo = words.next().unwrap_or(0);
-                f32::from_bits(u32::from(first) << 16 | u32::from(lo))
-            }
-        })
-    })
-}
-
-impl Kept {
-    pub fn ts(&self) -> Option<Timestamp> {
-        self.has_ts.then_some(self.ts)
-    }
-
-    /// The interval's totals (its `by_server` left empty).
-    pub fn totals(&self) -> Interval {
-        Interval {
-            ts: self.ts(),
-            seconds: self.seconds,
-            requests: f64::from(self.requests_total),
-            // Past 16 million, the f32's rounding could exceed the requests.
-            errors: f64::from(self.errors.min(self.requests_total)),
-            by_server: Default::default(),
-            reload: self.reload,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Ring {
     /// The servers of the intervals that still have their requests per
     /// server (and some that left since, until `forget_departed`).
     names: Vec<Name>,
-    kept: VecDeque<Kept>,
+    kept: VecDeque<Stored>,
+    /// What the intervals' ends count from.
+    base: Timestamp,
     /// The requests per server of `kept[emptied..]`, each interval's run
-    /// of `Kept::words` after the one before: one buffer a pool, not one
+    /// of `Stored::words` after the one before: one buffer a pool, not one
     /// an interval (each with its allocation's overhead).
     words: VecDeque<u16>,
     /// Leading entries whose requests per server are already dropped.
@@ -222,9 +56,22 @@ pub struct Ring {
     looked: Option<Timestamp>,
 }
 
+impl Default for Ring {
+    fn default() -> Ring {
+        Ring {
+            names: Vec::new(),
+            kept: VecDeque::new(),
+            base: Timestamp::from_micros(0),
+            words: VecDeque::new(),
+            emptied: 0,
+            looked: None,
+        }
+    }
+}
+
 impl Ring {
     /// Keeps `i` as of `now`, and forgets what is too old.
-    pub fn push(&mut self, i: Interval, abnormal: bool, now: Timestamp) {
+    pub fn push(&mut self, mut i: Interval, abnormal: bool, now: Timestamp) {
         let mut requests = vec![f32::NAN; self.names.len()];
         let listed = i.by_server.len();
         // Made on the first server not at its place, for this interval:
@@ -232,7 +79,7 @@ impl Ring {
         // at their places, nothing needs moving).
         let mut index = None;
         let mut places: Option<Vec<usize>> = None;
-        for (k, (server, r)) in i.by_server.into_iter().enumerate() {
+        for (k, (server, r)) in std::mem::take(&mut i.by_server).into_iter().enumerate() {
             // A pool lists the same servers, in name order, interval after
             // interval: each is found at its place before it is looked up.
             let at = match self.names.get(k).filter(|n| **n == server) {
@@ -250,22 +97,13 @@ impl Ring {
             requests.truncate(listed);
         }
         let runs = intervals_in(SHARES_KEPT_S, i.seconds);
-        let (words, width) = pack(&requests, &mut self.words, runs);
+        let end = self.offset(i.ts.unwrap_or(now));
+        let run = pack(&requests, &mut self.words, runs);
         if self.kept.len() == self.kept.capacity() {
             let room = more(self.kept.len(), intervals_in(RING_S, i.seconds), 1);
             self.kept.reserve_exact(room);
         }
-        self.kept.push_back(Kept {
-            ts: i.ts.unwrap_or(now),
-            has_ts: i.ts.is_some(),
-            width,
-            seconds: i.seconds,
-            requests_total: i.requests as f32,
-            errors: i.errors as f32,
-            reload: i.reload,
-            abnormal,
-            words,
-        });
+        self.kept.push_back(Stored::new(&i, end, abnormal, run));
         // Servers not at their places: put where the next interval will
         // list them, so that it needs no lookup.
         if let Some(places) = places {
@@ -289,14 +127,45 @@ impl Ring {
         }
     }
 
+    /// Where an interval ending `ts` ends after the base: the base moved
+    /// back (to the first interval kept) when a `u32` no longer spans it,
+    /// about every 71 minutes. Intervals more than that apart (a clock
+    /// that jumped) cannot be kept together: the older are dropped.
+    fn offset(&mut self, ts: Timestamp) -> u32 {
+        if self.kept.is_empty() {
+            self.base = ts;
+        }
+        if let Ok(end) = u32::try_from(ts.micros() - self.base.micros()) {
+            return end;
+        }
+        let ends = self.kept.iter().map(|k| k.end_at(self.base).micros());
+        let first = ends.chain([ts.micros()]).min().unwrap_or(ts.micros());
+        let last = self.kept.iter().map(|k| k.end_at(self.base).micros());
+        let last = last.chain([ts.micros()]).max().unwrap_or(ts.micros());
+        if u32::try_from(last - first).is_err() {
+            self.kept.clear();
+            self.words.clear();
+            self.emptied = 0;
+            self.base = ts;
+            return 0;
+        }
+        let base = Timestamp::from_micros(first);
+        for k in &mut self.kept {
+            k.end = (k.end_at(self.base).micros() - first) as u32;
+        }
+        self.base = base;
+        (ts.micros() - first) as u32
+    }
+
     /// Drops the intervals older than `RING_S`, and the requests per
     /// server of those older than `SHARES_KEPT_S`.
     fn forget_old(&mut self, now: Timestamp) {
-        let age = |k: &Kept| k.ts().map_or(0.0, |t| now.secs_since(t));
+        let base = self.base;
+        let age = |k: &Stored| k.kept(base).ts().map_or(0.0, |t| now.secs_since(t));
         while self.kept.front().is_some_and(|k| age(k) > RING_S) {
             if let Some(k) = self.kept.pop_front() {
                 if self.emptied == 0 {
-                    self.words.drain(..k.words as usize);
+                    self.words.drain(..k.words() as usize);
                 }
             }
             self.emptied = self.emptied.saturating_sub(1);
@@ -305,8 +174,8 @@ impl Ring {
             if age(k) <= SHARES_KEPT_S {
                 break;
             }
-            self.words.drain(..k.words as usize);
-            k.words = 0;
+            self.words.drain(..k.words() as usize);
+            k.set_run(0, k.width());
             self.emptied += 1;
         }
     }
@@ -318,9 +187,9 @@ impl Ring {
         let mut words = VecDeque::with_capacity(self.words.len());
         let mut from = 0;
         for k in self.kept.range_mut(self.emptied..) {
-            let run = self.words.range(from..from + k.words as usize).copied();
-            from += k.words as usize;
-            let values: Vec<f32> = unpack(run, k.width).collect();
+            let run = self.words.range(from..from + k.words() as usize).copied();
+            from += k.words() as usize;
+            let values: Vec<f32> = unpack(run, k.width()).collect();
             let mut out: Vec<f32> = order
                 .iter()
                 .map(|&at| values.get(at).copied().unwrap_or(f32::NAN))
@@ -328,7 +197,8 @@ impl Ring {
             while out.last().is_some_and(|r| r.is_nan()) {
                 out.pop();
             }
-            (k.words, k.width) = pack(&out, &mut words, 1);
+            let (n, width) = pack(&out, &mut words, 1);
+            k.set_run(n, width);
         }
         self.words = words;
         self.names = order.iter().map(|&at| self.names[at].clone()).collect();
@@ -384,12 +254,12 @@ impl Ring {
         let from: usize = self
             .kept
             .range(self.emptied.min(at)..at)
-            .map(|k| k.words as usize)
+            .map(|k| k.words() as usize)
             .sum();
         let k = &self.kept[at];
         unpack(
-            self.words.range(from..from + k.words as usize).copied(),
-            k.width,
+            self.words.range(from..from + k.words() as usize).copied(),
+            k.width(),
         )
         .take(self.names.len())
     }
@@ -397,7 +267,7 @@ impl Ring {
     /// The interval at position `at` with its requests per server (none
     /// once dropped).
     pub fn expand(&self, at: usize) -> Interval {
-        let mut i = self.kept[at].totals();
+        let mut i = self.kept[at].kept(self.base).totals();
         i.by_server = self.by_server(at).map(|(s, r)| (s.clone(), r)).collect();
         i
     }
@@ -414,12 +284,12 @@ impl Ring {
 
     /// The intervals, oldest first; an interval's position here is the
     /// one `expand` and `by_server` take.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Kept> + ExactSizeIterator {
-        self.kept.iter()
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Kept> + ExactSizeIterator + '_ {
+        self.kept.iter().map(|k| k.kept(self.base))
     }
 
-    pub fn back(&self) -> Option<&Kept> {
-        self.kept.back()
+    pub fn back(&self) -> Option<Kept> {
+        self.kept.back().map(|k| k.kept(self.base))
     }
 
     pub fn len(&self) -> usize {
@@ -427,11 +297,10 @@ impl Ring {
     }
 }
 
-const _: () = assert!(std::mem::size_of::<Kept>() == 32);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::incident::packed::Width;
 
     fn interval(t: i64, counts: &[(&str, f64)]) -> Interval {
         Interval::of(t, counts, 0.0)
@@ -535,7 +404,7 @@ mod tests {
                 Timestamp::from_micros(t * 1_000_000),
             );
         }
-        let widths: Vec<(Width, u32)> = ring.iter().map(|k| (k.width, k.words)).collect();
+        let widths: Vec<(Width, u32)> = ring.kept.iter().map(|k| (k.width(), k.words())).collect();
         // c's lookup moved it first, and the intervals before were packed
         // again in that order (a trailing server not listed takes no room).
         assert_eq!(
@@ -639,5 +508,43 @@ mod tests {
             "{}",
             ring.words.capacity()
         );
+    }
+
+    /// Ends are kept to the microsecond across the base's moves (a `u32`
+    /// of microseconds spans 71 minutes; these three hours move it twice).
+    #[test]
+    fn ends_are_kept_exactly_as_the_base_moves() {
+        let mut ring = Ring::default();
+        let at = |t: i64| Timestamp::from_micros(t * 1_000_000 + 7);
+        for t in (0..3 * 3600).step_by(30) {
+            let mut i = interval(0, &[("a", 1.0)]);
+            i.ts = Some(at(t));
+            i.seconds = 30.0;
+            ring.push(i, false, at(t));
+            let ends: Vec<Timestamp> = ring.iter().filter_map(|k| k.ts()).collect();
+            let first = (t - 120).max(0);
+            let want: Vec<Timestamp> = (first..=t).step_by(30).map(at).collect();
+            assert_eq!(ends, want, "at {t}");
+        }
+        assert!(ring.base > at(3 * 3600 - 4295), "{:?}", ring.base);
+    }
+
+    /// A clock that jumps by hours: the intervals before cannot be kept
+    /// with the one after, which is kept alone, and read back.
+    #[test]
+    fn a_clock_jump_of_hours_keeps_the_interval_after_it() {
+        for (before, after) in [(10_000, 100), (100, 10_000)] {
+            let mut ring = Ring::default();
+            let at = |t: i64| Timestamp::from_micros(t * 1_000_000);
+            for t in [before - 1, before] {
+                ring.push(interval(t, &[("a", 1.0), ("b", 2.0)]), false, at(t));
+            }
+            ring.push(interval(after, &[("a", 5.0)]), true, at(after));
+            let kept: Vec<(Option<Timestamp>, bool)> =
+                ring.iter().map(|k| (k.ts(), k.abnormal)).collect();
+            assert_eq!(kept, [(Some(at(after)), true)]);
+            let got: Vec<(&str, f64)> = ring.by_server(0).map(|(s, r)| (&**s, r)).collect();
+            assert_eq!(got, [("a", 5.0)]);
+        }
     }
 }

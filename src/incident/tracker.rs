@@ -299,7 +299,7 @@ impl TargetTrack {
         let incident = self.open.as_ref()?;
         let mut end = None;
         for (_, track) in self.pools.iter().filter(|(n, _)| concerns(incident, n)) {
-            let normal: Vec<&super::ring::Kept> = track
+            let normal: Vec<super::ring::Kept> = track
                 .recent
                 .iter()
                 .rev()

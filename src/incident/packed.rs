@@ -1,0 +1,254 @@
+//! How the incident ring packs what it keeps: each interval in 24 bytes
+//! (`Stored`), and each server's requests in bytes or words of a buffer
+//! the pool's intervals share (`pack`, `unpack`). A fleet's 4,000 pools
+//! keep 120 intervals each, and 100,000 servers a minute of requests.
+
+use std::collections::VecDeque;
+
+use super::lb_events::Interval;
+use crate::model::Timestamp;
+
+/// One interval as the ring shows it: its end, length and totals, and
+/// whether it looked abnormal when it came.
+#[derive(Debug, Clone, Copy)]
+pub struct Kept {
+    ts: Timestamp,
+    seconds: f64,
+    requests_total: f32,
+    errors: f32,
+    has_ts: bool,
+    reload: bool,
+    /// Abnormal against the pool's usual self when it came, or a reload.
+    pub abnormal: bool,
+}
+
+impl Kept {
+    pub fn ts(&self) -> Option<Timestamp> {
+        self.has_ts.then_some(self.ts)
+    }
+
+    /// The interval's totals (its `by_server` left empty).
+    pub fn totals(&self) -> Interval {
+        Interval {
+            ts: self.ts(),
+            seconds: self.seconds,
+            requests: f64::from(self.requests_total),
+            // Past 16 million, the f32's rounding could exceed the requests.
+            errors: f64::from(self.errors.min(self.requests_total)),
+            by_server: Default::default(),
+            reload: self.reload,
+        }
+    }
+}
+
+/// One interval as the ring keeps it: 24 bytes, not the 32 of a `Kept`,
+/// for a ring of 120 a pool. Its end is kept in microseconds after the
+/// ring's base (a `u32` spans 71 minutes; the ring, two), its requests and
+/// 5xx as `f32` (whole counts are exact to 16 million an interval), and its
+/// flags with its words in one `u32`. The length stays an `f64`: an
+/// incident's start is an interval's end less its length, and the interval
+/// that ends there must still be counted in it.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored {
+    seconds: f64,
+    /// Microseconds after the ring's base.
+    pub end: u32,
+    requests_total: f32,
+    errors: f32,
+    /// Its words (the low bits, `MAX_WORDS` at most: see `Ring::words`;
+    /// none once dropped), its width and flags.
+    bits: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Stored>() == 24);
+
+/// Words an interval may take: a pool of 67 million servers, in `f32`s.
+pub const MAX_WORDS: u32 = (1 << 27) - 1;
+const HAS_TS: u32 = 1 << 27;
+const RELOAD: u32 = 1 << 28;
+const ABNORMAL: u32 = 1 << 29;
+const WIDTH_SHIFT: u32 = 30;
+
+impl Stored {
+    /// `i` ending `end` µs after the ring's base (`has_ts`: `i` had its
+    /// time), with its requests per server in `words` of `width`.
+    pub fn new(i: &Interval, end: u32, abnormal: bool, (words, width): (u32, Width)) -> Stored {
+        let flag = |on: bool, bit: u32| if on { bit } else { 0 };
+        let mut s = Stored {
+            seconds: i.seconds,
+            end,
+            requests_total: i.requests as f32,
+            errors: i.errors as f32,
+            bits: flag(i.ts.is_some(), HAS_TS) | flag(i.reload, RELOAD) | flag(abnormal, ABNORMAL),
+        };
+        s.set_run(words, width);
+        s
+    }
+
+    pub fn words(&self) -> u32 {
+        self.bits & MAX_WORDS
+    }
+
+    pub fn width(&self) -> Width {
+        match self.bits >> WIDTH_SHIFT {
+            0 => Width::Byte,
+            1 => Width::Narrow,
+            _ => Width::Wide,
+        }
+    }
+
+    /// Its requests per server are now `words` of `width`.
+    pub fn set_run(&mut self, words: u32, width: Width) {
+        debug_assert!(words <= MAX_WORDS);
+        let flags = self.bits & (HAS_TS | RELOAD | ABNORMAL);
+        self.bits = flags | words.min(MAX_WORDS) | (width as u32) << WIDTH_SHIFT;
+    }
+
+    /// When it ended, for a ring based at `base`.
+    pub fn end_at(&self, base: Timestamp) -> Timestamp {
+        Timestamp::from_micros(base.micros() + i64::from(self.end))
+    }
+
+    /// As the ring shows it.
+    pub fn kept(&self, base: Timestamp) -> Kept {
+        Kept {
+            ts: self.end_at(base),
+            seconds: self.seconds,
+            requests_total: self.requests_total,
+            errors: self.errors,
+            has_ts: self.bits & HAS_TS != 0,
+            reload: self.bits & RELOAD != 0,
+            abnormal: self.bits & ABNORMAL != 0,
+        }
+    }
+}
+
+/// How an interval's counts are packed in the ring's words. Counts in an
+/// interval are whole numbers, nearly always below 65,535 at a scrape
+/// every few seconds, and at a scrape a second most servers of a fleet
+/// take fewer than 255: such counts take a byte (two a word), the others
+/// a word, as `u16`; any other (larger, or not whole) two, as an `f32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Width {
+    Byte = 0,
+    Narrow = 1,
+    Wide = 2,
+}
+
+/// A server not listed in the interval, in narrow words and in bytes.
+const NOT_LISTED: u16 = u16::MAX;
+const NOT_LISTED_BYTE: u8 = u8::MAX;
+
+impl Width {
+    /// The narrowest that holds each of `requests` (NaN: not listed).
+    fn of(requests: &[f32]) -> Width {
+        let whole_below =
+            |r: f32, limit: f32| r.is_nan() || (r >= 0.0 && r < limit && r.fract() == 0.0);
+        if requests
+            .iter()
+            .all(|r| whole_below(*r, f32::from(NOT_LISTED_BYTE)))
+        {
+            Width::Byte
+        } else if requests
+            .iter()
+            .all(|r| whole_below(*r, f32::from(NOT_LISTED)))
+        {
+            Width::Narrow
+        } else {
+            Width::Wide
+        }
+    }
+
+    /// Words for `n` counts.
+    fn words(self, n: usize) -> usize {
+        match self {
+            Width::Byte => n.div_ceil(2),
+            Width::Narrow => n,
+            Width::Wide => 2 * n,
+        }
+    }
+}
+
+/// Appends each server's requests (NaN: not listed) to `words` as `Kept`
+/// keeps them, at the narrowest `Width` that holds them all; how many
+/// words, and the width.
+/// `runs`: how many intervals like this one the buffer will hold, for room
+/// made at once.
+pub fn pack(requests: &[f32], words: &mut VecDeque<u16>, runs: usize) -> (u32, Width) {
+    // A pool past 67 million servers keeps the requests of the first.
+    let requests = &requests[..requests.len().min(MAX_WORDS as usize / 2)];
+    let width = Width::of(requests);
+    let before = words.len();
+    let needed = width.words(requests.len());
+    if words.capacity() < before + needed {
+        words.reserve_exact(more(words.len(), needed * runs, needed));
+    }
+    match width {
+        Width::Byte => {
+            let byte = |r: Option<&f32>| match r {
+                Some(r) if !r.is_nan() => *r as u8,
+                _ => NOT_LISTED_BYTE,
+            };
+            // An odd count ends with a byte for a server not listed.
+            for pair in requests.chunks(2) {
+                words.push_back(u16::from_be_bytes([byte(pair.first()), byte(pair.get(1))]));
+            }
+        }
+        Width::Narrow => {
+            words.extend(
+                requests
+                    .iter()
+                    .map(|r| if r.is_nan() { NOT_LISTED } else { *r as u16 }),
+            );
+        }
+        Width::Wide => {
+            for r in requests {
+                let b = r.to_bits();
+                words.extend([(b >> 16) as u16, b as u16]);
+            }
+        }
+    }
+    ((words.len() - before) as u32, width)
+}
+
+/// Room to reserve in a buffer of `len` that will hold `full` (at least
+/// `needed` more): made once, to its size, not doubled (a ring of 121
+/// intervals would end in room for 128, and leave the room for 32 and 64
+/// it outgrew to the allocator, for each of a fleet's 4,000 pools); past
+/// that, an eighth more.
+pub fn more(len: usize, full: usize, needed: usize) -> usize {
+    full.saturating_sub(len).max(needed).max(len / 8)
+}
+
+/// The requests of `words`, packed by `pack` (NaN: not listed; bytes may
+/// end with one more, for the padding).
+pub fn unpack(words: impl Iterator<Item = u16>, width: Width) -> impl Iterator<Item = f32> {
+    let mut words = words;
+    let mut second: Option<u8> = None;
+    let byte = |b: u8| {
+        if b == NOT_LISTED_BYTE {
+            f32::NAN
+        } else {
+            f32::from(b)
+        }
+    };
+    std::iter::from_fn(move || {
+        if let Some(b) = second.take() {
+            return Some(byte(b));
+        }
+        let first = words.next()?;
+        Some(match width {
+            Width::Byte => {
+                let [hi, lo] = first.to_be_bytes();
+                second = Some(lo);
+                byte(hi)
+            }
+            Width::Narrow if first == NOT_LISTED => f32::NAN,
+            Width::Narrow => f32::from(first),
+            Width::Wide => {
+                let lo = words.next().unwrap_or(0);
+                f32::from_bits(u32::from(first) << 16 | u32::from(lo))
+            }
+        })
+    })
+}
