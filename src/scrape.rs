@@ -162,8 +162,8 @@ fn target_endpoint(i: usize, t: &TargetConfig) -> anyhow::Result<Endpoint> {
 /// Where in its interval a scrape starts, as a part of the interval: one
 /// of `SLOTS` steps over its first `SPREAD`. A fleet's targets tick
 /// together; fetched within a twentieth of the interval, their pages all
-/// waited for the detector at once (the fleet benchmark: 12 MiB more at
-/// the peak). Steps rather than any time, so that the workers wake for a
+/// waited for the detector at once (the fleet benchmark: 10-11 MiB more
+/// at the peak). Steps rather than any time, so that the workers wake for a
 /// batch of scrapes, not for each (spread over any time, the benchmark
 /// took 3 points of a core more).
 fn phase(rng: &mut fastrand::Rng) -> f64 {

@@ -133,14 +133,9 @@ impl PlainHttp {
                 reason: error_chain(&e),
             })
         };
-        // Reads of 4 kB: hyper's adaptive buffer starts at 8 kB and grows
-        // as a stats page fills it, and a fleet scraped together has a
-        // few hundred exchanges in flight (heaptrack at 1,000 targets:
-        // 5.6 MB of read buffers, 1.3 MB with these). The page is copied
-        // out chunk by chunk either way.
-        let (mut send, conn) = hyper::client::conn::http1::Builder::new()
-            .read_buf_exact_size(Some(4096))
-            .handshake(TokioIo::new(socket))
+        // hyper's adaptive read buffer, not an exact one: reads of a fixed
+        // size would also cap the response's head at that size.
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
             .await
             .map_err(sending)?;
         let request = self.request();

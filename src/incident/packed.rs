@@ -169,7 +169,7 @@ impl Width {
     }
 }
 
-/// Appends each server's requests (NaN: not listed) to `words` as `Kept`
+/// Appends each server's requests (NaN: not listed) to `words` as the ring
 /// keeps them, at the narrowest `Width` that holds them all; how many
 /// words, and the width.
 /// `runs`: how many intervals like this one the buffer will hold, for room

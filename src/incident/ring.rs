@@ -127,10 +127,12 @@ impl Ring {
         }
     }
 
-    /// Where an interval ending `ts` ends after the base: the base moved
-    /// back (to the first interval kept) when a `u32` no longer spans it,
-    /// about every 71 minutes. Intervals more than that apart (a clock
-    /// that jumped) cannot be kept together: the older are dropped.
+    /// Where an interval ending `ts` ends after the base. When a `u32` of
+    /// microseconds no longer spans it (about every 69 minutes as time
+    /// goes on, or when the clock went back), the base moves to the
+    /// earliest end kept or `ts`. Intervals more than 71 minutes apart (a
+    /// clock that jumped) cannot be kept together: all those kept before
+    /// are dropped.
     fn offset(&mut self, ts: Timestamp) -> u32 {
         if self.kept.is_empty() {
             self.base = ts;
@@ -405,8 +407,8 @@ mod tests {
             );
         }
         let widths: Vec<(Width, u32)> = ring.kept.iter().map(|k| (k.width(), k.words())).collect();
-        // c's lookup moved it first, and the intervals before were packed
-        // again in that order (a trailing server not listed takes no room).
+        // c's lookup moved it before the servers it was listed after, and
+        // the intervals before were packed again in that order (a trailing server not listed takes no room).
         assert_eq!(
             widths,
             [
@@ -527,6 +529,22 @@ mod tests {
             assert_eq!(ends, want, "at {t}");
         }
         assert!(ring.base > at(3 * 3600 - 4295), "{:?}", ring.base);
+    }
+
+    /// A clock that goes back by seconds: the base moves back with it,
+    /// and every end stays exact.
+    #[test]
+    fn a_clock_that_goes_back_keeps_every_end() {
+        let mut ring = Ring::default();
+        let at = |t: i64| Timestamp::from_micros(t * 1_000_000 + 3);
+        for t in [1000, 1001, 990] {
+            let mut i = interval(t, &[("a", 1.0)]);
+            i.ts = Some(at(t));
+            ring.push(i, false, at(t));
+        }
+        let ends: Vec<Option<Timestamp>> = ring.iter().map(|k| k.ts()).collect();
+        assert_eq!(ends, [Some(at(1000)), Some(at(1001)), Some(at(990))]);
+        assert_eq!(ring.base, at(990));
     }
 
     /// A clock that jumps by hours: the intervals before cannot be kept

@@ -168,6 +168,9 @@ impl PoolState {
 
     /// The position of the server named `name`, if the pool has it.
     pub fn find(&self, name: &str) -> Option<usize> {
+        // Those that joined are the last ones (`learn`'s retain, which
+        // could break this, runs only once they are sorted in).
+        debug_assert!(self.joining.len() <= self.servers.len());
         let sorted = self.servers.len() - self.joining.len();
         self.servers[..sorted]
             .binary_search_by(|s| (*s.name).cmp(name))
