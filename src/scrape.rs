@@ -159,20 +159,6 @@ fn target_endpoint(i: usize, t: &TargetConfig) -> anyhow::Result<Endpoint> {
     }
 }
 
-/// Where in its interval a scrape starts, as a part of the interval: one
-/// of `SLOTS` steps over its first `SPREAD`. A fleet's targets tick
-/// together; fetched within a twentieth of the interval, their pages all
-/// waited for the detector at once (the fleet benchmark: 10-11 MiB more
-/// at the peak). Steps rather than any time, so that the workers wake for a
-/// batch of scrapes, not for each (spread over any time, the benchmark
-/// took 3 points of a core more).
-fn phase(rng: &mut fastrand::Rng) -> f64 {
-    SPREAD * f64::from(rng.u32(0..SLOTS)) / f64::from(SLOTS)
-}
-
-const SPREAD: f64 = 0.25;
-const SLOTS: u32 = 10;
-
 /// Scrapes `s` every interval until `stop`, handing each sample to the
 /// detector loop.
 pub async fn scrape_loop(s: Scraper, to: Handoff, metrics: Arc<Metrics>, stop: CancellationToken) {
@@ -187,7 +173,8 @@ pub async fn scrape_loop(s: Scraper, to: Handoff, metrics: Arc<Metrics>, stop: C
             () = stop.cancelled() => return,
             sample = async {
                 ticker.tick().await;
-                tokio::time::sleep(s.interval.mul_f64(phase(&mut rng))).await;
+                // Up to 5% of the interval of jitter, so targets spread out.
+                tokio::time::sleep(s.interval.mul_f64(0.05 * rng.f64())).await;
                 // Never more than one scrape in flight: the next tick waits.
                 scrape(&s, &to, &metrics, &mut said_empty).await
             } => sample,
@@ -330,21 +317,6 @@ fn nothing_to_watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A scrape starts at one of ten steps over the first quarter of its
-    /// interval, each as likely.
-    #[test]
-    fn scrapes_start_at_steps_over_a_quarter_of_the_interval() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        let mut seen = [0u32; 10];
-        for _ in 0..10_000 {
-            let p = phase(&mut rng);
-            let step = p / 0.025;
-            assert!((step - step.round()).abs() < 1e-9, "{p}");
-            seen[step.round() as usize] += 1;
-        }
-        assert!(seen.iter().all(|n| (900..1100).contains(n)), "{seen:?}");
-    }
 
     /// An HAProxy stats page of one pool, served on loopback until `stop`.
     async fn stats_page(stop: CancellationToken) -> String {
