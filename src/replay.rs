@@ -100,42 +100,111 @@ pub fn replay(
 
 /// Reads `input` (named `path` in errors) sample by sample into `take`,
 /// which says how many events each gave. Stops at the first bad line.
+/// A line whole in the reader's buffer is parsed where it lies; only one
+/// that straddles the buffer's end is copied out first.
 pub fn for_each_sample(
     path: &Path,
     mut input: impl BufRead,
     mut take: impl FnMut(&Sample<'_>) -> Result<u64, SinkError>,
 ) -> Result<ReplayStats, ReplayError> {
     let mut stats = ReplayStats::default();
-    let mut line = String::new();
+    let mut straddling = Vec::new();
     let mut line_no = 0u64;
     loop {
-        line.clear();
         line_no += 1;
-        let n = input
-            .read_line(&mut line)
-            .map_err(|source| ReplayError::Read {
-                path: path.to_path_buf(),
-                line: line_no,
-                source,
-            })?;
-        if n == 0 {
-            break;
-        }
-        stats.bytes += n as u64;
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let sample: Sample = serde_json::from_str(text).map_err(|e| ReplayError::Invalid {
+        let read_err = |source| ReplayError::Read {
             path: path.to_path_buf(),
             line: line_no,
-            reason: e.to_string(),
-        })?;
-        stats.samples += 1;
-        if let crate::model::SampleBody::Servers(v) = &sample.body {
-            stats.server_samples += v.len() as u64;
+            source,
+        };
+        let buf = input.fill_buf().map_err(read_err)?;
+        if buf.is_empty() {
+            break;
         }
-        stats.events += take(&sample)?;
+        let n = match memchr::memchr(b'\n', buf) {
+            Some(i) => {
+                let n = i + 1;
+                stats.events += one_line(path, line_no, &buf[..n], &mut stats, &mut take)?;
+                input.consume(n);
+                n
+            }
+            None => {
+                straddling.clear();
+                let n = input.read_until(b'\n', &mut straddling).map_err(read_err)?;
+                stats.events += one_line(path, line_no, &straddling, &mut stats, &mut take)?;
+                n
+            }
+        };
+        stats.bytes += n as u64;
     }
     Ok(stats)
+}
+
+/// One line's sample into `take`: the events it gave (none for a blank
+/// line).
+fn one_line(
+    path: &Path,
+    line_no: u64,
+    line: &[u8],
+    stats: &mut ReplayStats,
+    take: &mut impl FnMut(&Sample<'_>) -> Result<u64, SinkError>,
+) -> Result<u64, ReplayError> {
+    let text = line.trim_ascii();
+    if text.is_empty() {
+        return Ok(0);
+    }
+    let invalid = |reason: String| ReplayError::Invalid {
+        path: path.to_path_buf(),
+        line: line_no,
+        reason,
+    };
+    // Checked whole, then parsed as text: serde_json's byte reader checks
+    // each string as it goes, which took longer.
+    let text = std::str::from_utf8(text).map_err(|e| invalid(e.to_string()))?;
+    let sample: Sample = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    stats.samples += 1;
+    if let crate::model::SampleBody::Servers(v) = &sample.body {
+        stats.server_samples += v.len() as u64;
+    }
+    Ok(take(&sample)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"{"ts":"2024-06-05T14:00:00Z","target":"lb","servers":[{"pool":"p","server":"a","requests_total":1,"responses_5xx_total":0}]}"#;
+
+    /// What `for_each_sample` reads of `text` through a buffer of `cap`
+    /// bytes: the samples' targets, or the error.
+    fn read(text: &str, cap: usize) -> Result<(ReplayStats, usize), String> {
+        let mut seen = 0;
+        let input = BufReader::with_capacity(cap, text.as_bytes());
+        for_each_sample(Path::new("f"), input, |s| {
+            assert_eq!(&*s.target, "lb");
+            seen += 1;
+            Ok(0)
+        })
+        .map(|stats| (stats, seen))
+        .map_err(|e| e.to_string())
+    }
+
+    /// Lines that straddle the buffer's end (a 7-byte buffer: all of
+    /// them), blank lines and a last line with no newline read as they do
+    /// whole in the buffer, and a bad line is named by its number either way.
+    #[test]
+    fn lines_across_the_buffers_end_read_as_whole_ones() {
+        let text = format!("{LINE}\n\n  {LINE}\r\n{LINE}");
+        let whole = read(&text, 1 << 16).unwrap();
+        assert_eq!(whole, (read(&text, 7).unwrap()));
+        assert_eq!(whole.1, 3);
+        assert_eq!(whole.0.samples, 3);
+        assert_eq!(whole.0.server_samples, 3);
+        assert_eq!(whole.0.bytes, text.len() as u64);
+        let bad = format!("{LINE}\n\n{{\"ts\":1}}\n{LINE}\n");
+        for cap in [7, 1 << 16] {
+            let e = read(&bad, cap).unwrap_err();
+            assert!(e.starts_with("f:3: "), "{cap}: {e}");
+        }
+    }
 }
