@@ -8,7 +8,7 @@
 //!
 //! The test runs a short smoke of each (`LBWATCH_FUZZ_EXECS`, default 3,000
 //! per parser). A long run, as reported in the notes:
-//! `LBWATCH_FUZZ_EXECS=10000000 cargo test --release --test fuzz -- --nocapture`.
+//! `LBWATCH_FUZZ_EXECS=10000000 cargo test --profile ci --test fuzz -- --nocapture`.
 //! `LBWATCH_FUZZ_SEED` replays a run; each run prints its seed.
 
 mod support;
