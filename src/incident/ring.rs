@@ -140,10 +140,15 @@ impl Ring {
         if let Ok(end) = u32::try_from(ts.micros() - self.base.micros()) {
             return end;
         }
-        let ends = self.kept.iter().map(|k| k.end_at(self.base).micros());
-        let first = ends.chain([ts.micros()]).min().unwrap_or(ts.micros());
-        let last = self.kept.iter().map(|k| k.end_at(self.base).micros());
-        let last = last.chain([ts.micros()]).max().unwrap_or(ts.micros());
+        // Every end kept is at or after the base: the earliest and latest
+        // are the least and greatest offsets.
+        let (lo, hi) = self
+            .kept
+            .iter()
+            .fold((u32::MAX, 0), |(lo, hi), k| (lo.min(k.end), hi.max(k.end)));
+        let at = |offset: u32| self.base.micros() + i64::from(offset);
+        let first = at(lo).min(ts.micros());
+        let last = at(hi).max(ts.micros());
         if u32::try_from(last - first).is_err() {
             self.kept.clear();
             self.words.clear();
