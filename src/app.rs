@@ -427,6 +427,7 @@ impl Daemon {
             to: self.to.clone(),
             metrics: self.metrics.clone(),
             client: self.client.clone(),
+            phased: true,
         }
     }
 

@@ -497,7 +497,11 @@ fn replay(file: PathBuf, config: Option<PathBuf>, incidents: Option<PathBuf>) ->
         pipeline = pipeline.with(lbwatch::sinks::Incidents::new(None, Some(dir)));
     }
     let result = if file.as_os_str() == "-" {
-        lbwatch::replay::replay(&file, io::stdin().lock(), &mut pipeline)
+        lbwatch::replay::replay(
+            &file,
+            io::BufReader::with_capacity(1 << 16, io::stdin().lock()),
+            &mut pipeline,
+        )
     } else {
         lbwatch::replay::open(&file)
             .and_then(|input| lbwatch::replay::replay(&file, input, &mut pipeline))

@@ -117,7 +117,13 @@ pub fn for_each_sample(
             line: line_no,
             source,
         };
-        let buf = input.fill_buf().map_err(read_err)?;
+        let buf = loop {
+            match input.fill_buf() {
+                // A signal during the read: read again, as `read_until` does.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(read_err)?,
+            }
+        };
         if buf.is_empty() {
             break;
         }
@@ -176,14 +182,15 @@ mod tests {
     const LINE: &str = r#"{"ts":"2024-06-05T14:00:00Z","target":"lb","servers":[{"pool":"p","server":"a","requests_total":1,"responses_5xx_total":0}]}"#;
 
     /// What `for_each_sample` reads of `text` through a buffer of `cap`
-    /// bytes: the samples' targets, or the error.
+    /// bytes (each sample gives one event): its stats and the samples
+    /// taken, or the error.
     fn read(text: &str, cap: usize) -> Result<(ReplayStats, usize), String> {
         let mut seen = 0;
         let input = BufReader::with_capacity(cap, text.as_bytes());
         for_each_sample(Path::new("f"), input, |s| {
             assert_eq!(&*s.target, "lb");
             seen += 1;
-            Ok(0)
+            Ok(1)
         })
         .map(|stats| (stats, seen))
         .map_err(|e| e.to_string())
@@ -199,6 +206,7 @@ mod tests {
         assert_eq!(whole, (read(&text, 7).unwrap()));
         assert_eq!(whole.1, 3);
         assert_eq!(whole.0.samples, 3);
+        assert_eq!(whole.0.events, 3);
         assert_eq!(whole.0.server_samples, 3);
         assert_eq!(whole.0.bytes, text.len() as u64);
         let bad = format!("{LINE}\n\n{{\"ts\":1}}\n{LINE}\n");

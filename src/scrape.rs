@@ -49,7 +49,7 @@ impl Scraped {
 }
 
 /// Parsed samples that may wait for the detector loop at once. Targets
-/// scrape together at each interval's start, and a page's rows take about
+/// of one phase scrape together, and a page's rows take about
 /// twice the page's room: a fleet whose samples all waited parsed would
 /// hold every target's rows at once (40 MB at 100,000 servers). Past this
 /// many, a task waits with its page fetched but not parsed. Enough to keep
@@ -161,13 +161,11 @@ fn target_endpoint(i: usize, t: &TargetConfig) -> anyhow::Result<Endpoint> {
 
 /// Where in its interval a target's scrapes start, as a part of the
 /// interval: one of `STEPS` steps over its first `SPREAD`, drawn once, so
-/// that its scrapes stay an interval apart (a phase drawn again at every
-/// tick stretched some intervals by a quarter, and delayed detection by
-/// as much). A fleet's targets tick together: fetched within a twentieth
-/// of the interval, their pages all waited for the detector at once.
-/// Steps rather than any time, so that the workers wake for a batch of
-/// scrapes, not for each (spread over any time, the fleet benchmark took
-/// 3 points of a core more).
+/// that its scrapes stay an interval apart. A fleet's targets tick
+/// together: fetched within a twentieth of the interval, their pages all
+/// waited for the detector at once. Steps rather than any time, so that
+/// the workers wake for a batch of scrapes, not for each (spread over any
+/// time, the fleet benchmark took 3 points of a core more).
 fn phase(rng: &mut fastrand::Rng) -> f64 {
     SPREAD * f64::from(rng.u32(0..STEPS)) / f64::from(STEPS)
 }
@@ -176,15 +174,25 @@ const SPREAD: f64 = 0.25;
 const STEPS: u32 = 10;
 
 /// Scrapes `s` every interval until `stop`, handing each sample to the
-/// detector loop, each at the target's phase of its interval (the first
-/// one too: a fleet's first pages all arrive at once otherwise).
-pub async fn scrape_loop(s: Scraper, to: Handoff, metrics: Arc<Metrics>, stop: CancellationToken) {
+/// detector loop. `phased`: each scrape at the target's phase of its
+/// interval, the first one too (a fleet's first pages all arrive at once
+/// otherwise); else the first at once (`verify`'s short staging run).
+pub async fn scrape_loop(
+    s: Scraper,
+    to: Handoff,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    phased: bool,
+) {
     // Scheduling only (the detector never sees it): seeded by the clock so
     // replicas and targets spread out.
     let mut rng = fastrand::Rng::new();
-    let first = tokio::time::Instant::now() + s.interval.mul_f64(phase(&mut rng));
+    let phase = if phased { phase(&mut rng) } else { 0.0 };
+    let first = tokio::time::Instant::now() + s.interval.mul_f64(phase);
     let mut ticker = tokio::time::interval_at(first, s.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A scrape longer than its interval (a timeout, the detector behind)
+    // skips the ticks it missed and keeps the phase.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut said_empty = false;
     loop {
         let sample = tokio::select! {
@@ -378,7 +386,7 @@ mod tests {
         let s = scraper(0, &t, &Fetcher::shared_client().unwrap()).unwrap();
         let (to, mut rx) = Handoff::channel();
         let metrics = Metrics::new();
-        tokio::spawn(scrape_loop(s, to, metrics, stop.clone()));
+        tokio::spawn(scrape_loop(s, to, metrics, stop.clone(), true));
         let full = |rx: &mpsc::Receiver<Scraped>| rx.len() >= PARSED_WAITING;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while !full(&rx) && tokio::time::Instant::now() < deadline {

@@ -31,6 +31,9 @@ pub struct Env {
     pub to: Handoff,
     pub metrics: Arc<Metrics>,
     pub client: reqwest::Client,
+    /// Scrapes start at each target's phase of its interval (the daemon),
+    /// or at once (`verify`).
+    pub phased: bool,
 }
 
 /// One target's scrape task and the settings it runs with.
@@ -114,7 +117,13 @@ impl Workers {
         let stop = CancellationToken::new();
         let span = tracing::info_span!("scrape", target = %s.name);
         let env = &self.env;
-        let task = scrape_loop(s, env.to.clone(), env.metrics.clone(), stop.clone());
+        let task = scrape_loop(
+            s,
+            env.to.clone(),
+            env.metrics.clone(),
+            stop.clone(),
+            env.phased,
+        );
         let task = self.tasks.spawn(task.instrument(span));
         env.metrics.scrape_tasks_started.inc();
         self.scrapes
@@ -196,6 +205,8 @@ pub async fn scrape_for(
         to,
         metrics: Metrics::new(),
         client,
+        // A staging run of seconds: every target's first sample at once.
+        phased: false,
     };
     let workers = Workers::start(built, env);
     let deadline = tokio::time::sleep(duration);
