@@ -130,14 +130,14 @@ pub fn for_each_sample(
         let n = match memchr::memchr(b'\n', buf) {
             Some(i) => {
                 let n = i + 1;
-                stats.events += one_line(path, line_no, &buf[..n], &mut stats, &mut take)?;
+                one_line(path, line_no, &buf[..n], &mut stats, &mut take)?;
                 input.consume(n);
                 n
             }
             None => {
                 straddling.clear();
                 let n = input.read_until(b'\n', &mut straddling).map_err(read_err)?;
-                stats.events += one_line(path, line_no, &straddling, &mut stats, &mut take)?;
+                one_line(path, line_no, &straddling, &mut stats, &mut take)?;
                 n
             }
         };
@@ -146,33 +146,34 @@ pub fn for_each_sample(
     Ok(stats)
 }
 
-/// One line's sample into `take`: the events it gave (none for a blank
-/// line).
+/// One line's sample into `take`, counted in `stats` (a blank line is
+/// none).
 fn one_line(
     path: &Path,
     line_no: u64,
     line: &[u8],
     stats: &mut ReplayStats,
     take: &mut impl FnMut(&Sample<'_>) -> Result<u64, SinkError>,
-) -> Result<u64, ReplayError> {
+) -> Result<(), ReplayError> {
     let text = line.trim_ascii();
     if text.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let invalid = |reason: String| ReplayError::Invalid {
         path: path.to_path_buf(),
         line: line_no,
         reason,
     };
-    // Checked whole, then parsed as text: serde_json's byte reader checks
-    // each string as it goes, which took longer.
+    // Checked whole, then parsed as text: serde_json's byte reader, which
+    // checks each string as it goes, measured slower (one run each).
     let text = std::str::from_utf8(text).map_err(|e| invalid(e.to_string()))?;
     let sample: Sample = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
     stats.samples += 1;
     if let crate::model::SampleBody::Servers(v) = &sample.body {
         stats.server_samples += v.len() as u64;
     }
-    Ok(take(&sample)?)
+    stats.events += take(&sample)?;
+    Ok(())
 }
 
 #[cfg(test)]

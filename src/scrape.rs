@@ -187,8 +187,8 @@ pub async fn scrape_loop(
     // Scheduling only (the detector never sees it): seeded by the clock so
     // replicas and targets spread out.
     let mut rng = fastrand::Rng::new();
-    let phase = if phased { phase(&mut rng) } else { 0.0 };
-    let first = tokio::time::Instant::now() + s.interval.mul_f64(phase);
+    let part = if phased { phase(&mut rng) } else { 0.0 };
+    let first = tokio::time::Instant::now() + s.interval.mul_f64(part);
     let mut ticker = tokio::time::interval_at(first, s.interval);
     // A scrape longer than its interval (a timeout, the detector behind)
     // skips the ticks it missed and keeps the phase.
