@@ -267,12 +267,13 @@ impl Sink for Incidents {
         &mut self,
         sample: &Sample<'_>,
         events: &[AlertEvent],
-        _: &Detector,
+        detector: &Detector,
     ) -> Result<(), SinkError> {
         use crate::incident::tracker::Change;
         self.now = Some(sample.ts);
         let target: &str = &sample.target;
-        for change in self.tracker.observe(sample, events) {
+        let names = |pool: &str, server: &str| detector.server_name(target, pool, server);
+        for change in self.tracker.observe(sample, events, &names) {
             let i = match change {
                 Change::Opened => {
                     if let Some(m) = &self.metrics {

@@ -54,6 +54,10 @@ impl Interval {
 /// interval, so that a step allocates no name for a server it knew.
 pub type Name = Arc<str>;
 
+/// Where a step finds the name the detector keeps for a server (its pool,
+/// its name), to share it: `None` where the detector has none.
+pub type Names<'a> = &'a dyn Fn(&str, &str) -> Option<Name>;
+
 /// A server of the previous scrape, as it was. 48 bytes, not 64: its
 /// pool is a place in `Previous::pools`, and its fields are not nested, so
 /// that the flag fills the room the place leaves.
@@ -90,6 +94,7 @@ impl Previous {
         &mut self,
         ts: Timestamp,
         servers: &[ServerStat<'_>],
+        names: Names<'_>,
     ) -> (Vec<LbEvent>, BTreeMap<String, Interval>) {
         let first = self.ts.is_none();
         let seconds = self.ts.map_or(0.0, |p| ts.secs_since(p));
@@ -136,7 +141,7 @@ impl Previous {
         if !first {
             self.algorithms(ts, servers, &layout, &mut events);
         }
-        self.remember(ts, servers, &found, in_place, &layout);
+        self.remember(ts, servers, (&found, names), in_place, &layout);
         if first {
             return (events, BTreeMap::new());
         }
@@ -268,7 +273,7 @@ impl Previous {
         &mut self,
         ts: Timestamp,
         servers: &[ServerStat<'_>],
-        found: &[Option<usize>],
+        (found, names): (&[Option<usize>], Names<'_>),
         in_place: bool,
         layout: &Layout,
     ) {
@@ -290,7 +295,10 @@ impl Previous {
                         pools.push(name.unwrap_or_else(|| Name::from(&*s.pool)));
                         (pools.len() - 1) as u32
                     });
-                    let server = old.map_or_else(|| Name::from(&*s.server), |e| e.server.clone());
+                    let server = old.map_or_else(
+                        || names(&s.pool, &s.server).unwrap_or_else(|| Name::from(&*s.server)),
+                        |e| e.server.clone(),
+                    );
                     let mut e = Entry {
                         server,
                         requests: 0,

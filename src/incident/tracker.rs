@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::lb_events::{Interval, Previous};
+use super::lb_events::{Interval, Names, Previous};
 use super::ring::Ring;
 use super::usual::{Usual, BLOCKED_RATIO};
 use super::{
@@ -138,7 +138,14 @@ impl Tracker {
         self.targets.get(target)?.open.as_ref()
     }
 
-    pub fn observe(&mut self, sample: &Sample<'_>, events: &[AlertEvent]) -> Vec<Change> {
+    /// `names`: the detector's name of a server (pool, server), shared
+    /// rather than copied.
+    pub fn observe(
+        &mut self,
+        sample: &Sample<'_>,
+        events: &[AlertEvent],
+        names: Names<'_>,
+    ) -> Vec<Change> {
         let t = self.targets.entry(sample.target.to_string()).or_default();
         let mut changes = Vec::new();
         // An incident over for good is closed before this sample's alerts,
@@ -155,7 +162,7 @@ impl Tracker {
             changes.push(Change::Closed(done));
         }
         if let SampleBody::Servers(servers) = &sample.body {
-            t.scraped(sample.ts, servers);
+            t.scraped(sample.ts, servers, names);
         }
         let was_open = t.open.is_some();
         let mut changed = false;
@@ -173,8 +180,13 @@ impl Tracker {
 }
 
 impl TargetTrack {
-    fn scraped(&mut self, ts: Timestamp, servers: &[crate::model::ServerStat<'_>]) {
-        let (events, intervals) = self.previous.step(ts, servers);
+    fn scraped(
+        &mut self,
+        ts: Timestamp,
+        servers: &[crate::model::ServerStat<'_>],
+        names: Names<'_>,
+    ) {
+        let (events, intervals) = self.previous.step(ts, servers, names);
         for e in events {
             if let Some(open) = &mut self.open {
                 let pools: Vec<String> = self
@@ -566,6 +578,25 @@ mod tests {
         }
     }
 
+    /// The previous scrape keeps the names the detector lends, and copies
+    /// only those it has none for.
+    #[test]
+    fn kept_names_are_the_detectors() {
+        let lent: std::sync::Arc<str> = "web-1".into();
+        let names =
+            |pool: &str, server: &str| (pool == "web" && server == "web-1").then(|| lent.clone());
+        let mut tracker = Tracker::default();
+        tracker.observe(&sample(0, &[(10, 0), (10, 0)]), &[], &names);
+        let count = || std::sync::Arc::strong_count(&lent);
+        // The lender's, and the previous scrape's.
+        assert_eq!(count(), 2);
+        // And the ring's, from the first interval on; no more after.
+        tracker.observe(&sample(1, &[(20, 0), (20, 0)]), &[], &names);
+        assert_eq!(count(), 3);
+        tracker.observe(&sample(2, &[(30, 0), (30, 0)]), &[], &names);
+        assert_eq!(count(), 3);
+    }
+
     /// Two servers at 100 req/s each for 20 minutes; `fault(t)` gives each
     /// server's (requests, 5xx) per second while it lasts (300-360 s); the
     /// alert fires at 303 s and resolves at 380 s.
@@ -588,7 +619,7 @@ mod tests {
                 380 => vec![event(t, AlertState::Resolved, AlertName::ErrorSpike)],
                 _ => vec![],
             };
-            for change in tracker.observe(&sample(t, &totals), &events) {
+            for change in tracker.observe(&sample(t, &totals), &events, &|_, _| None) {
                 if let Change::Closed(i) = change {
                     closed = Some(i);
                 }
@@ -649,10 +680,14 @@ mod tests {
     fn a_forgotten_target_closes_its_incident_at_its_last_resolve() {
         let mut t = Tracker::default();
         for s in 0..60 {
-            t.observe(&sample(s, &[(100 * s as u64, 0), (100 * s as u64, 0)]), &[]);
+            t.observe(
+                &sample(s, &[(100 * s as u64, 0), (100 * s as u64, 0)]),
+                &[],
+                &|_, _| None,
+            );
         }
         let fired = event(60, AlertState::Firing, AlertName::TrafficSkew);
-        t.observe(&sample(60, &[(6000, 0), (5900, 0)]), &[fired]);
+        t.observe(&sample(60, &[(6000, 0), (5900, 0)]), &[fired], &|_, _| None);
         assert!(t.open_for("lb").is_some());
         let resolved = event(61, AlertState::Resolved, AlertName::TrafficSkew);
         let done = t
@@ -688,7 +723,7 @@ mod tests {
                 380 | 980 => vec![event(t, AlertState::Resolved, AlertName::ErrorSpike)],
                 _ => vec![],
             };
-            for change in tracker.observe(&sample(t, &totals), &events) {
+            for change in tracker.observe(&sample(t, &totals), &events, &|_, _| None) {
                 if let Change::Closed(i) = change {
                     closed.push(i);
                 }

@@ -236,6 +236,21 @@ mod tests {
         }
     }
 
+    /// The name a view shows is the one `server_name` lends: one copy.
+    #[test]
+    fn a_servers_name_is_lent_not_copied() {
+        let mut d = Detector::new(DetectConfig::default());
+        d.observe(&sample(0, (1000, 0), (1000, 0)));
+        let lent = d.server_name("lb", "web", "b").unwrap();
+        assert_eq!(&*lent, "b");
+        let view = d.target_view("lb").unwrap();
+        let b = &view.pools[1].servers[1];
+        assert!(std::sync::Arc::ptr_eq(&lent, &b.server));
+        assert_eq!(d.server_name("lb", "web", "c"), None);
+        assert_eq!(d.server_name("lb", "api", "b"), None);
+        assert_eq!(d.server_name("other", "web", "b"), None);
+    }
+
     #[test]
     fn a_view_shows_the_last_interval_against_the_weights() {
         let mut d = Detector::new(DetectConfig::default());
