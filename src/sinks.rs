@@ -335,3 +335,49 @@ impl Sink for Incidents {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::DetectConfig;
+    use crate::model::{ServerStat, Timestamp};
+    use crate::pipeline::Pipeline;
+
+    fn sample(t: i64) -> Sample<'static> {
+        let row = |server: &str| ServerStat {
+            pool: "web".into(),
+            server: server.to_string().into(),
+            requests_total: 100 * t as u64,
+            up: true,
+            weight: 1.0,
+            ..ServerStat::default()
+        };
+        Sample {
+            ts: Timestamp::from_micros(t * 1_000_000),
+            target: "lb".into(),
+            body: SampleBody::Servers(vec![row("a"), row("b")]),
+            frontends: Vec::new(),
+        }
+    }
+
+    /// How many hold server b's name after three scrapes, with incident
+    /// tracking or without.
+    fn holders(incidents: bool) -> usize {
+        let mut p = Pipeline::new(Detector::new(DetectConfig::default()));
+        if incidents {
+            p = p.with(Incidents::new(None, None));
+        }
+        for t in 0..3 {
+            p.step(&sample(t)).unwrap();
+        }
+        let name = p.detector().server_name("lb", "web", "b").unwrap();
+        Arc::strong_count(&name)
+    }
+
+    /// Incident tracking keeps the detector's names, not copies: its
+    /// previous scrape and its ring hold b's.
+    #[test]
+    fn incidents_share_the_detectors_names() {
+        assert_eq!(holders(true), holders(false) + 2);
+    }
+}

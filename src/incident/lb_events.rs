@@ -55,7 +55,11 @@ impl Interval {
 pub type Name = Arc<str>;
 
 /// Where a step finds the name the detector keeps for a server (its pool,
-/// its name), to share it: `None` where the detector has none.
+/// its name), to share it: `None` where the detector has none. Asked only
+/// for servers the previous scrape did not list: after a change of
+/// detection settings (a detector rebuilt from snapshots, with names of
+/// its own) the names kept stay those of the detector before, two copies,
+/// until the target's servers change.
 pub type Names<'a> = &'a dyn Fn(&str, &str) -> Option<Name>;
 
 /// A server of the previous scrape, as it was. 48 bytes, not 64: its
