@@ -388,6 +388,39 @@ mod tests {
         }
     }
 
+    /// A pool whose names grow past twice its listed servers is looked
+    /// over at most every quarter of the shares' span, not at every
+    /// interval (each look unpacks a minute of requests).
+    #[test]
+    fn departed_servers_are_looked_for_at_most_every_quarter_span() {
+        let mut ring = Ring::default();
+        let mut looks = Vec::new();
+        let mut most = 0;
+        for t in 0..600 {
+            // A new pod each second, beside two that stay.
+            let pod = format!("pod-{t}");
+            let counts = [("a", 1.0), ("b", 2.0), (pod.as_str(), 3.0)];
+            ring.push(
+                interval(t, &counts),
+                false,
+                Timestamp::from_micros(t * 1_000_000),
+            );
+            if ring.looked == Some(Timestamp::from_micros(t * 1_000_000)) {
+                looks.push(t);
+            }
+            most = most.max(ring.names.len());
+        }
+        let gaps: Vec<i64> = looks.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(looks.len() >= 30, "looked {} times", looks.len());
+        let quarter = (SHARES_KEPT_S / 4.0) as i64;
+        assert!(gaps.iter().all(|g| *g >= quarter), "{gaps:?}");
+        // Names pile up only for a quarter span between looks.
+        assert!(
+            most <= 2 + SHARES_KEPT_S as usize + 3 + quarter as usize,
+            "{most}"
+        );
+    }
+
     /// Counts below 255 are kept in a byte, those that fit a `u16` in a
     /// word, others (large, or not whole) in two; either way each server
     /// gets back what it had, and a server not listed stays unlisted (an
