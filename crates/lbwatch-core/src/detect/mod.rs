@@ -41,7 +41,6 @@ pub mod text;
 mod view;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 pub use config::{
     DetectConfig, DropConfig, DurationError, ErrorConfig, InvalidValue, Secs, SkewConfig,
@@ -119,11 +118,13 @@ impl Detector {
 
     /// The name the detector keeps for a server, to share rather than
     /// copy (a fleet's 100,000 names are 2.4 MB a copy).
-    pub fn server_name(&self, target: &str, pool: &str, server: &str) -> Option<Arc<str>> {
-        let t = self.targets.get(target)?;
-        let p = t.pools.binary_search_by(|p| (*p.name).cmp(pool)).ok()?;
-        let pool = &t.pools[p];
-        pool.find(server).map(|i| pool.servers[i].name.clone())
+    pub fn server_name(
+        &self,
+        target: &str,
+        pool: &str,
+        server: &str,
+    ) -> Option<std::sync::Arc<str>> {
+        self.targets.get(target)?.server_name(pool, server)
     }
 
     /// Alerts firing now, by target, then in the order they fired.

@@ -313,7 +313,7 @@ impl TargetState {
     fn pool_for(&mut self, pool: &str, cached: &mut Option<usize>) -> usize {
         let pi = match *cached {
             Some(i) if *self.pools[i].name == *pool => i,
-            _ => match self.pools.binary_search_by(|p| (*p.name).cmp(pool)) {
+            _ => match self.find_pool(pool) {
                 Ok(i) => i,
                 Err(i) => {
                     self.pools.insert(i, PoolState::new(pool));
@@ -323,6 +323,18 @@ impl TargetState {
         };
         *cached = Some(pi);
         pi
+    }
+
+    /// The position of `pool` (the pools are sorted by name), or where it
+    /// would go.
+    fn find_pool(&self, pool: &str) -> Result<usize, usize> {
+        self.pools.binary_search_by(|p| (*p.name).cmp(pool))
+    }
+
+    /// The name this target keeps for `server` of `pool`, if it has it.
+    pub fn server_name(&self, pool: &str, server: &str) -> Option<std::sync::Arc<str>> {
+        let pool = &self.pools[self.find_pool(pool).ok()?];
+        pool.find(server).map(|i| pool.servers[i].name.clone())
     }
 }
 
