@@ -52,8 +52,7 @@ impl Scraped {
 /// of one phase scrape together, and a page's rows take about
 /// twice the page's room: a fleet whose samples all waited parsed would
 /// hold every target's rows at once (40 MB at 100,000 servers). Past this
-/// many, a task waits before it fetches (`Handoff::room`), and one whose
-/// page came as the last slot went waits with it unparsed. Enough to keep
+/// many, a task waits with its page fetched but not parsed. Enough to keep
 /// the loop busy while the other core parses.
 pub const PARSED_WAITING: usize = 64;
 
@@ -77,16 +76,6 @@ impl Handoff {
     async fn slot(&self) -> Option<OwnedSemaphorePermit> {
         // The semaphore is never closed.
         self.slots.clone().acquire_owned().await.ok()
-    }
-
-    /// Returns once a slot is free, holding none. A scrape waits here
-    /// before it fetches: while every slot is taken the loop is behind,
-    /// and a page fetched then would only wait, unparsed (the fleet
-    /// benchmark held 600 pages, 7.5 MB, in its bursts). Nothing is held
-    /// during the fetch: a slow endpoint keeps no other target's sample
-    /// from the loop.
-    async fn room(&self) {
-        drop(self.slots.acquire().await);
     }
 }
 
@@ -223,11 +212,9 @@ pub async fn scrape_loop(
     }
 }
 
-/// One scrape of `s`: its servers, or why not, stamped when its fetch
-/// starts. The time it takes leaves out the waits for a slot: they are the
-/// detector's delay, not the scrape's.
+/// One scrape of `s`: its servers, or why not. The time it takes leaves
+/// out the wait for a slot: that is the detector's delay, not the scrape's.
 async fn scrape(s: &Scraper, to: &Handoff, metrics: &Metrics, said_empty: &mut bool) -> Scraped {
-    to.room().await;
     let ts = crate::clock::now();
     let started = crate::clock::monotonic();
     let page = s.fetcher.fetch().await;
@@ -354,7 +341,6 @@ fn nothing_to_watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A target's phase is one of ten steps over the first quarter of its
     /// interval, each as likely.
@@ -371,42 +357,28 @@ mod tests {
         assert!(seen.iter().all(|n| (900..1100).contains(n)), "{seen:?}");
     }
 
-    /// An HAProxy stats page of one pool, served on loopback until `stop`;
-    /// the requests it served so far.
-    async fn stats_page(stop: CancellationToken) -> (String, Arc<AtomicUsize>) {
+    /// An HAProxy stats page of one pool, served on loopback until `stop`.
+    async fn stats_page(stop: CancellationToken) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/stats;csv", listener.local_addr().unwrap());
         let page = "# pxname,svname,stot,hrsp_5xx,status,weight,act,bck,type,\n\
                     app,web1,10,0,UP,1,1,0,2,\napp,web2,10,0,UP,1,1,0,2,\n";
-        let served = Arc::new(AtomicUsize::new(0));
-        let counted = served.clone();
         tokio::spawn(crate::http::serve(
             listener,
-            move |_: &crate::http::Request| {
-                counted.fetch_add(1, Ordering::SeqCst);
-                crate::http::Reply::ok("text/plain", page.into())
-            },
+            move |_: &crate::http::Request| crate::http::Reply::ok("text/plain", page.into()),
             crate::http::Guard::default(),
             stop,
         ));
-        (url, served)
-    }
-
-    /// Waits up to `secs` for `done`.
-    async fn until(secs: u64, done: impl Fn() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        while !done() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        url
     }
 
     /// A real scrape task, every 10 ms, whose samples nobody takes: it
-    /// parses `PARSED_WAITING` of them and then fetches no page (one
-    /// would only wait, unparsed) until the loop is done with one.
+    /// parses `PARSED_WAITING` of them and then waits, its next page
+    /// fetched but not parsed, until the loop is done with one.
     #[tokio::test]
-    async fn a_scrape_task_stops_fetching_while_enough_samples_wait() {
+    async fn a_scrape_task_stops_parsing_while_enough_samples_wait() {
         let stop = CancellationToken::new();
-        let (url, served) = stats_page(stop.clone()).await;
+        let url = stats_page(stop.clone()).await;
         let t: TargetConfig = serde_json::from_value(serde_json::json!(
             {"name": "lb", "kind": "haproxy", "url": url, "interval": "10ms"}
         ))
@@ -415,31 +387,27 @@ mod tests {
         let (to, mut rx) = Handoff::channel();
         let metrics = Metrics::new();
         tokio::spawn(scrape_loop(s, to, metrics, stop.clone(), true));
-        until(20, || rx.len() >= PARSED_WAITING).await;
+        let full = |rx: &mpsc::Receiver<Scraped>| rx.len() >= PARSED_WAITING;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !full(&rx) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(rx.len(), PARSED_WAITING, "samples waiting");
-        // Ten intervals more: no more samples, and no page fetched.
+        // Ten intervals more: still no more than that.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(rx.len(), PARSED_WAITING, "samples waiting, later");
-        assert_eq!(
-            served.load(Ordering::SeqCst),
-            PARSED_WAITING,
-            "pages fetched"
-        );
         let first = rx.recv().await.expect("a sample");
         assert!(
             matches!(first.sample().body, SampleBody::Servers(ref rows) if rows.len() == 2),
             "{first:?}"
         );
         drop(first);
-        // The freed slot lets one more page be fetched and parsed.
-        until(5, || rx.len() >= PARSED_WAITING).await;
+        // The freed slot goes to the page fetched and waiting.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while rx.len() < PARSED_WAITING && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(rx.len(), PARSED_WAITING, "the freed slot is taken");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(
-            served.load(Ordering::SeqCst),
-            PARSED_WAITING + 1,
-            "pages fetched"
-        );
         stop.cancel();
     }
 }
