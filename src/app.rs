@@ -587,6 +587,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    metrics
+        .runtime_workers
+        .set(workers.try_into().unwrap_or(i64::MAX));
     let base = cfg;
     // Watched before the first reading: a file written during it is read
     // again.

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod replay;
+pub mod runtime;
 mod scrape;
 pub mod secret;
 pub mod sinks;

@@ -370,7 +370,7 @@ fn daemon(
         return ExitCode::from(INVALID_INPUT);
     };
     lbwatch::log::init(&cfg.log, log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match lbwatch::runtime::build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("lbwatch: cannot start the runtime: {e}");
@@ -399,7 +399,7 @@ fn demo(fault_after: u64, listen: String) -> ExitCode {
         fault_after: std::time::Duration::from_secs(fault_after),
         listen,
     };
-    let result = tokio::runtime::Runtime::new()
+    let result = lbwatch::runtime::build()
         .map_err(anyhow::Error::from)
         .and_then(|rt| rt.block_on(lbwatch::demo::demo(opts, shutdown_signal())));
     match result {

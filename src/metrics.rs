@@ -106,6 +106,9 @@ pub struct Metrics {
     pub discovery_errors: Counter,
     /// Targets found by `[[discovery]]`.
     pub discovered: Gauge,
+    /// The runtime's worker threads (`runtime::MAX_WORKERS` at most, unless
+    /// the environment sets them).
+    pub runtime_workers: Gauge,
     /// Scrape tasks started: at start, then for each target a reload or
     /// discovery adds or alters (a reload restarts them all).
     pub scrape_tasks_started: Counter,
@@ -136,6 +139,7 @@ impl Metrics {
             state_errors: Counter::default(),
             discovery_errors: Counter::default(),
             discovered: Gauge::default(),
+            runtime_workers: Gauge::default(),
             scrape_tasks_started: Counter::default(),
             config_reloads: Family::default(),
             incidents: Family::default(),
@@ -198,6 +202,11 @@ impl Metrics {
             "lbwatch_discovered_targets",
             "Targets found by [[discovery]] (before sharding)",
             m.discovered.clone(),
+        );
+        registry.register(
+            "lbwatch_runtime_worker_threads",
+            "Worker threads lbwatch runs (2 at most, unless TOKIO_WORKER_THREADS sets their number)",
+            m.runtime_workers.clone(),
         );
         registry.register(
             "lbwatch_scrape_tasks_started",

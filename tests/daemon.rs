@@ -512,6 +512,38 @@ fn healthz_and_metrics_answer_while_running() {
     );
 }
 
+/// The daemon runs a worker thread a core, two at most, unless
+/// `TOKIO_WORKER_THREADS` sets their number; `/metrics` says how many
+/// the runtime has. (On a host of two cores or fewer the cap changes
+/// nothing: `runtime`'s unit test checks it for more.)
+#[test]
+fn the_daemon_runs_two_worker_threads_at_most_unless_told() {
+    let lb = fake_lb::start(Behaviour::Csv);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let default = cores.min(lbwatch::runtime::MAX_WORKERS);
+    for (env, want) in [(None, default), (Some("3"), 3)] {
+        let port = free_port();
+        let cfg = write_config(
+            "workers.toml",
+            &format!(
+                "[http]\nlisten = \"127.0.0.1:{port}\"\n{}",
+                target("lb1", &lb.url, "")
+            ),
+        );
+        let vars: Vec<(&str, &str)> = env
+            .map(|n| ("TOKIO_WORKER_THREADS", n))
+            .into_iter()
+            .collect();
+        let args = ["run", "--config", cfg.to_str().unwrap()];
+        let mut run = Running::start_with(&args, &fresh_state(), &vars);
+        run.wait_for(Duration::from_secs(2), |_| false);
+        let metrics = http_get(port, "/metrics");
+        run.stop();
+        let line = format!("\nlbwatch_runtime_worker_threads {want}\n");
+        assert!(metrics.contains(&line), "{env:?}: want {want}: {metrics}");
+    }
+}
+
 #[test]
 fn check_config_accepts_the_example_and_lists_every_error() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/lbwatch.toml");

@@ -85,8 +85,7 @@ fn scrape(
         None => None,
     };
     let mut write_err = None;
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| run_err("cannot start the runtime", &e))?;
+    let runtime = crate::runtime::build().map_err(|e| run_err("cannot start the runtime", &e))?;
     runtime
         .block_on(crate::workers::scrape_for(cfg, duration, |sample| {
             v.after(sample);
