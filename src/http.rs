@@ -169,8 +169,15 @@ pub async fn serve<H>(
             const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let reply = answer(&req, &*handler, guard.auth.as_ref());
-                    async move { Ok::<_, std::convert::Infallible>(reply) }
+                    let admitted = admit(&req, guard.auth.as_ref());
+                    let handler = handler.clone();
+                    async move {
+                        let reply = match admitted {
+                            Some(request) => answer(request, handler).await,
+                            None => unauthorized(),
+                        };
+                        Ok::<_, std::convert::Infallible>(reply)
+                    }
                 });
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(hyper_util::rt::TokioTimer::new())
@@ -198,34 +205,50 @@ pub async fn serve<H>(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), connections.wait()).await;
 }
 
-/// The reply to one request, credentials checked first.
-fn answer<H>(
+/// The request, or `None` when its credentials are wrong (all paths but
+/// `/healthz` need them, where the listener has some).
+fn admit(
     req: &hyper::Request<hyper::body::Incoming>,
-    handler: &H,
     auth: Option<&Credentials>,
-) -> Response<Full<Bytes>>
-where
-    H: Fn(&Request) -> Reply,
-{
+) -> Option<Request> {
     let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     let path = req.uri().path();
     if let Some(creds) = auth.filter(|_| path != "/healthz") {
         if !creds.admits(header(hyper::header::AUTHORIZATION)) {
-            return Response::builder()
-                .status(StatusCode::UNAUTHORIZED)
-                .header("www-authenticate", "Basic realm=\"lbwatch\"")
-                .body(Full::new(Bytes::from_static(b"unauthorized\n")))
-                .expect("a valid response");
+            return None;
         }
     }
-    let request = Request {
+    Some(Request {
         path: path.to_string(),
         query: req.uri().query().map(str::to_string),
         accept: header(hyper::header::ACCEPT)
             .unwrap_or_default()
             .to_string(),
+    })
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .header("www-authenticate", "Basic realm=\"lbwatch\"")
+        .body(Full::new(Bytes::from_static(b"unauthorized\n")))
+        .expect("a valid response")
+}
+
+/// The handler's reply, made on a thread of the blocking pool: a handler
+/// may take long (`/metrics` of 100,000 servers, a third of a second), and
+/// the runtime has two workers, which scrapes need. A handler that
+/// panicked gets a 500.
+async fn answer<H>(request: Request, handler: Arc<H>) -> Response<Full<Bytes>>
+where
+    H: Fn(&Request) -> Reply + Send + Sync + 'static,
+{
+    let Ok(reply) = tokio::task::spawn_blocking(move || handler(&request)).await else {
+        return Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Full::new(Bytes::from_static(b"internal error\n")))
+            .expect("a valid response");
     };
-    let reply = handler(&request);
     Response::builder()
         .status(reply.status)
         .header("content-type", reply.content_type)
@@ -285,5 +308,64 @@ mod tests {
         assert!(!c.admits(Some("Basic !!!")));
         assert!(!c.admits(None));
         assert_eq!(format!("{c:?}"), "Credentials(***)");
+    }
+
+    /// A GET of `path` on `addr`, its whole response.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// A handler that takes long keeps no other request waiting, even on a
+    /// runtime of one thread: `/slow` waits for `/fast` to be answered,
+    /// which it never would be if handlers ran on the runtime's threads.
+    #[tokio::test]
+    async fn a_slow_handler_holds_up_no_other_request() {
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let started_tx = std::sync::Mutex::new(Some(started_tx));
+        let (fast_tx, fast_rx) = std::sync::mpsc::channel::<()>();
+        let (fast_tx, fast_rx) = (
+            std::sync::Mutex::new(fast_tx),
+            std::sync::Mutex::new(fast_rx),
+        );
+        let handler = move |r: &Request| match r.path.as_str() {
+            "/slow" => {
+                if let Some(tx) = started_tx.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+                let waited = fast_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(std::time::Duration::from_secs(5));
+                Reply::ok(
+                    "text/plain",
+                    if waited.is_ok() {
+                        "slow-ok"
+                    } else {
+                        "slow-alone"
+                    }
+                    .into(),
+                )
+            }
+            _ => {
+                let _ = fast_tx.lock().unwrap().send(());
+                Reply::ok("text/plain", "fast".into())
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(serve(listener, handler, Guard::default(), stop.clone()));
+        let slow = tokio::spawn(get(addr, "/slow"));
+        started.await.unwrap();
+        assert!(get(addr, "/fast").await.ends_with("fast"));
+        let slow = slow.await.unwrap();
+        assert!(slow.ends_with("slow-ok"), "{slow}");
+        stop.cancel();
     }
 }

@@ -205,7 +205,7 @@ impl Metrics {
         );
         registry.register(
             "lbwatch_runtime_worker_threads",
-            "Worker threads lbwatch runs (2 at most, unless TOKIO_WORKER_THREADS sets their number)",
+            "Worker threads of lbwatch's tokio runtime: one per CPU available, 2 at most, unless TOKIO_WORKER_THREADS sets their number (the detector and HTTP handlers run on threads of their own)",
             m.runtime_workers.clone(),
         );
         registry.register(

@@ -3,32 +3,44 @@
 
 /// Worker threads at most, unless `TOKIO_WORKER_THREADS` sets their number.
 /// The detector loop runs on the thread that blocks on the runtime, not on
-/// a worker; the workers scrape, parse, serve HTTP and deliver, a tenth of
-/// a core for 100,000 servers a second. Each worker that allocates gets a
-/// malloc arena of its own, which keeps the room its bursts of pages took:
-/// the fleet benchmark measured 154.9 MiB of RSS with eight workers (as
-/// tokio would start on an eight-core host), against about 132 with two
-/// and 129.2 with one. Two, not one, so that rendering `/metrics` for a
-/// large fleet (a quarter of a second at 100,000 servers) holds up no scrape.
+/// a worker, and HTTP handlers on the blocking pool; the workers scrape,
+/// parse and deliver. Each worker that allocates gets a malloc arena of its
+/// own, which keeps the room its bursts of pages took: the fleet benchmark
+/// (1,000 targets of 100 servers, every second: 13% of a core in all)
+/// measured 154.9 MiB of RSS with eight workers (as tokio would start on
+/// an eight-core host), against about 132 with two and 129.2 with one. Two,
+/// not one, so that a target whose page is slow to parse holds up no other.
 pub const MAX_WORKERS: usize = 2;
 
-/// Worker threads on a host of `cores`; `None` where the environment sets
-/// their number (`TOKIO_WORKER_THREADS`, which tokio reads).
-pub fn workers(cores: usize, set_by_env: bool) -> Option<usize> {
-    (!set_by_env).then(|| cores.clamp(1, MAX_WORKERS))
+/// Worker threads on a host of `cores`, or as many as `env` (the value of
+/// `TOKIO_WORKER_THREADS`) says; an error names a value that is no number
+/// of threads.
+pub fn workers(cores: usize, env: Option<&str>) -> Result<usize, String> {
+    match env {
+        None => Ok(cores.clamp(1, MAX_WORKERS)),
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                format!("TOKIO_WORKER_THREADS={v:?}: not a number of threads (1 or more)")
+            }),
+    }
 }
 
-/// A multi-threaded runtime (the delivery of acknowledgements blocks in
+/// A multi-threaded runtime (acknowledgements are written blocking in
 /// place, which needs one) with `workers` threads.
 pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let set_by_env = std::env::var_os("TOKIO_WORKER_THREADS").is_some();
-    if let Some(n) = workers(cores, set_by_env) {
-        builder.worker_threads(n);
-    }
-    builder.build()
+    let env = std::env::var_os("TOKIO_WORKER_THREADS");
+    let env = env.as_ref().map(|v| v.to_string_lossy());
+    let n = workers(cores, env.as_deref())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(n)
+        .enable_all()
+        .build()
 }
 
 #[cfg(test)]
@@ -37,10 +49,15 @@ mod tests {
 
     #[test]
     fn two_workers_at_most_unless_the_environment_says() {
-        assert_eq!(workers(1, false), Some(1));
-        assert_eq!(workers(2, false), Some(2));
-        assert_eq!(workers(8, false), Some(MAX_WORKERS));
-        assert_eq!(workers(64, false), Some(MAX_WORKERS));
-        assert_eq!(workers(64, true), None);
+        assert_eq!(workers(1, None), Ok(1));
+        assert_eq!(workers(2, None), Ok(2));
+        assert_eq!(workers(8, None), Ok(MAX_WORKERS));
+        assert_eq!(workers(64, None), Ok(MAX_WORKERS));
+        assert_eq!(workers(64, Some("6")), Ok(6));
+        assert_eq!(workers(1, Some(" 3 ")), Ok(3));
+        for bad in ["0", "abc", "", "-1"] {
+            let e = workers(8, Some(bad)).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
     }
 }

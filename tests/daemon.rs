@@ -41,7 +41,10 @@ use lbwatch::model::{AlertEvent, AlertName, AlertState};
 use support::fake_lb::{self, Behaviour};
 
 fn lbwatch() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lbwatch"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lbwatch"));
+    // The runtime's size is the host's, unless a test sets it.
+    c.env_remove("TOKIO_WORKER_THREADS");
+    c
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -514,8 +517,9 @@ fn healthz_and_metrics_answer_while_running() {
 
 /// The daemon runs a worker thread a core, two at most, unless
 /// `TOKIO_WORKER_THREADS` sets their number; `/metrics` says how many
-/// the runtime has. (On a host of two cores or fewer the cap changes
-/// nothing: `runtime`'s unit test checks it for more.)
+/// the runtime has; a value that is no number is refused by name. (On a
+/// host of two cores or fewer the cap changes nothing: `runtime`'s unit
+/// test checks it for more.)
 #[test]
 fn the_daemon_runs_two_worker_threads_at_most_unless_told() {
     let lb = fake_lb::start(Behaviour::Csv);
@@ -535,13 +539,31 @@ fn the_daemon_runs_two_worker_threads_at_most_unless_told() {
             .into_iter()
             .collect();
         let args = ["run", "--config", cfg.to_str().unwrap()];
-        let mut run = Running::start_with(&args, &fresh_state(), &vars);
-        run.wait_for(Duration::from_secs(2), |_| false);
+        let run = Running::start_with(&args, &fresh_state(), &vars);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{env:?}: not listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let metrics = http_get(port, "/metrics");
         run.stop();
         let line = format!("\nlbwatch_runtime_worker_threads {want}\n");
         assert!(metrics.contains(&line), "{env:?}: want {want}: {metrics}");
     }
+    let cfg = write_config("workers-bad.toml", &target("lb1", &lb.url, ""));
+    let out = lbwatch()
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("TOKIO_WORKER_THREADS", "abc")
+        .env("STATE_DIRECTORY", fresh_state())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("TOKIO_WORKER_THREADS=\"abc\""), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]
