@@ -540,14 +540,10 @@ fn the_daemon_runs_two_worker_threads_at_most_unless_told() {
             .collect();
         let args = ["run", "--config", cfg.to_str().unwrap()];
         let run = Running::start_with(&args, &fresh_state(), &vars);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{env:?}: not listening"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let up = support::tools::eventually(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(up.is_some(), "{env:?}: not listening");
         let metrics = http_get(port, "/metrics");
         run.stop();
         let line = format!("\nlbwatch_runtime_worker_threads {want}\n");
