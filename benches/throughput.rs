@@ -218,6 +218,22 @@ fn watched_fleet() -> (Pipeline, tokio::sync::watch::Receiver<Fleet>) {
     (p, fleet)
 }
 
+/// `/metrics` as the daemon renders it: the published fleet, and the full
+/// views of the targets whose servers it exports, from the detector.
+fn render(
+    metrics: &lbwatch::metrics::Metrics,
+    fleet: &tokio::sync::watch::Receiver<Fleet>,
+    detector: &Detector,
+) -> String {
+    let fleet = fleet.borrow().clone();
+    let servers: Vec<_> = metrics
+        .server_targets(&fleet)
+        .iter()
+        .filter_map(|t| detector.target_view(t))
+        .collect();
+    metrics.render(&fleet, &servers, false)
+}
+
 fn metrics(c: &mut Criterion) {
     let (mut p, fleet) = watched_fleet();
     let metrics = lbwatch::metrics::Metrics::new();
@@ -225,7 +241,12 @@ fn metrics(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements((TARGETS * SERVERS) as u64));
     g.bench_function("render_100k_servers", |b| {
-        b.iter(|| metrics.render(&fleet.borrow().clone(), false).len())
+        b.iter(|| render(&metrics, &fleet, p.detector()).len())
+    });
+    // What the detector's loop spends of a scrape exporting every server:
+    // the full views it gives the reader.
+    g.bench_function("views_100k_servers", |b| {
+        b.iter(|| p.detector().view().len())
     });
     // `[metrics] per_server`: no pool alerting here, so "alerting" renders
     // what "none" does plus the check of each pool. The sizes of each
@@ -233,7 +254,7 @@ fn metrics(c: &mut Criterion) {
     let mut sizes = String::new();
     for per_server in [PerServer::Alerting, PerServer::None, PerServer::All] {
         metrics.set_per_server(per_server);
-        let text = metrics.render(&fleet.borrow().clone(), false);
+        let text = render(&metrics, &fleet, p.detector());
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         sizes.push_str(&format!(
             "{per_server:?}: {} bytes, {series} series\n",
@@ -244,7 +265,7 @@ fn metrics(c: &mut Criterion) {
         }
         g.bench_function(
             format!("render_100k_servers_per_server_{per_server:?}"),
-            |b| b.iter(|| metrics.render(&fleet.borrow().clone(), false).len()),
+            |b| b.iter(|| render(&metrics, &fleet, p.detector()).len()),
         );
     }
     let _ = std::fs::create_dir_all("target/criterion");
@@ -260,7 +281,10 @@ fn metrics(c: &mut Criterion) {
         p.step(s).unwrap().len()
     };
     g.bench_function("detect_while_idle", |b| b.iter(|| step(&mut p)));
-    let reader = Renderer::start(&metrics, {
+    // The readers render every server, with the views the detector gave
+    // once (another thread cannot ask this one's detector meanwhile).
+    let servers = Arc::new(p.detector().view());
+    let reader = Renderer::start(&metrics, &servers, {
         let fleet = fleet.clone();
         move || fleet.borrow().clone()
     });
@@ -273,7 +297,7 @@ fn metrics(c: &mut Criterion) {
     // cost detection is the machine's (a shared core, cache, allocator),
     // not a wait on the readers.
     let copy = fleet.borrow().clone();
-    let busy = Renderer::start(&metrics, move || copy.clone());
+    let busy = Renderer::start(&metrics, &servers, move || copy.clone());
     g.bench_function("detect_while_rendering_a_private_copy", |b| {
         b.iter(|| step(&mut p))
     });
@@ -291,12 +315,13 @@ struct Renderer {
 impl Renderer {
     fn start(
         metrics: &Arc<lbwatch::metrics::Metrics>,
+        servers: &Arc<Vec<lbwatch::detect::TargetView>>,
         source: impl Fn() -> Fleet + Send + 'static,
     ) -> Renderer {
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, metrics) = (stop.clone(), metrics.clone());
+        let (flag, metrics, servers) = (stop.clone(), metrics.clone(), servers.clone());
         let thread = std::thread::spawn(move || loop {
-            criterion::black_box(metrics.render(&source(), false));
+            criterion::black_box(metrics.render(&source(), &servers, false));
             if flag.load(Ordering::Relaxed) {
                 return;
             }

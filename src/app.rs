@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FileConfig;
-use crate::detect::Detector;
+use crate::detect::{Detector, TargetView};
 use crate::fetch::Fetcher;
 use crate::http::{Reply, Request};
 use crate::metrics::Metrics;
@@ -26,7 +26,7 @@ use crate::pipeline::{EventWriter, Pipeline};
 use crate::scrape::{Handoff, Scraped};
 use crate::sinks::{Accounting, Notifiers, Outboxes, Recorder, StateSaver};
 use crate::state::StateStore;
-use crate::views::{Fleet, Publisher};
+use crate::views::{Ask, AskError, Asker, Fleet, Publisher};
 use crate::workers::Workers;
 
 pub use crate::pipeline::{human_line, Output};
@@ -42,10 +42,15 @@ pub struct RunOptions {
     pub shard: Option<crate::cluster::Shard>,
 }
 
+/// How long a reader waits for the detector's loop to give it servers: a
+/// sample's detection takes milliseconds, a reload can take a few seconds.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the HTTP handlers read: the fleet as last published, never the
-/// detector itself.
+/// detector itself; its servers, by asking the detector's loop.
 struct Shared {
     fleet: tokio::sync::watch::Receiver<Fleet>,
+    asker: Asker,
     incidents: crate::sinks::IncidentBook,
     metrics: Arc<Metrics>,
     notifiers: Notifiers,
@@ -69,6 +74,27 @@ impl Shared {
 
     fn notifiers(&self) -> Vec<Arc<Notifier>> {
         self.notifiers.read().expect("lock").clone()
+    }
+
+    /// The full views of `targets`, from the detector; a failure is logged
+    /// and counted by reason.
+    fn views(&self, targets: Vec<String>) -> Result<Vec<TargetView>, AskError> {
+        self.asker.views(targets).inspect_err(|e| {
+            tracing::warn!("servers asked of the detector: {e}");
+            self.metrics.count(
+                &self.metrics.server_views_unanswered,
+                &[("reason", e.reason())],
+            );
+        })
+    }
+
+    /// `/metrics`: without per-server series when the detector gave none.
+    fn metrics_text(&self, openmetrics: bool) -> String {
+        let fleet = self.fleet();
+        let servers = self
+            .views(self.metrics.server_targets(&fleet))
+            .unwrap_or_default();
+        self.metrics.render(&fleet, &servers, openmetrics)
     }
 }
 
@@ -98,7 +124,7 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
                 } else {
                     "text/plain; version=0.0.4; charset=utf-8"
                 },
-                shared.metrics.render(&shared.fleet(), om),
+                shared.metrics_text(om),
             )
         }
         "/api/v1/alerts" => {
@@ -112,24 +138,33 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
             let id = crate::http::path_decode(&path["/api/v1/incidents/".len()..]);
             incident_one(&shared, &id, req.param("format").as_deref())
         }
-        "/api/v1/pools" => {
-            let target = req.param("target");
-            let fleet = shared.fleet();
-            let view: Vec<_> = fleet
-                .targets
-                .values()
-                .map(|t| &t.view)
-                .filter(|t| target.as_ref().is_none_or(|name| &t.target == name))
-                .collect();
-            let notifiers: Vec<_> = shared
-                .notifiers()
-                .iter()
-                .map(|n| serde_json::json!({"notifier": n.name, "undelivered": n.depth()}))
-                .collect();
-            Reply::json(&serde_json::json!({ "targets": view, "notifiers": notifiers }))
-        }
+        "/api/v1/pools" => pools(&shared, req.param("target")),
         _ => Reply::not_found(),
     }
+}
+
+/// `/api/v1/pools[?target=NAME]`: every target's pools and servers, and
+/// the notifiers' queues.
+fn pools(shared: &Shared, target: Option<String>) -> Reply {
+    let names: Vec<String> = shared
+        .fleet()
+        .targets
+        .into_keys()
+        .filter(|name| target.as_ref().is_none_or(|t| t == name))
+        .collect();
+    let view = match shared.views(names) {
+        Ok(view) => view,
+        Err(e) => {
+            return Reply::json(&serde_json::json!({ "error": e.to_string() }))
+                .with_status(hyper::StatusCode::SERVICE_UNAVAILABLE)
+        }
+    };
+    let notifiers: Vec<_> = shared
+        .notifiers()
+        .iter()
+        .map(|n| serde_json::json!({"notifier": n.name, "undelivered": n.depth()}))
+        .collect();
+    Reply::json(&serde_json::json!({ "targets": view, "notifiers": notifiers }))
 }
 
 /// `/api/v1/incidents[?target=NAME]`: every incident, newest first,
@@ -254,6 +289,8 @@ struct Daemon {
     store: Arc<StateStore>,
     shared: Arc<Shared>,
     publisher: Publisher,
+    /// Readers' requests for servers, answered between two samples.
+    asks: mpsc::Receiver<Ask>,
     workers: Option<Workers>,
     to: Handoff,
 }
@@ -629,8 +666,10 @@ pub async fn run(
     for e in gone {
         unwatched.entry(e.target.clone()).or_default().push(e);
     }
+    let (asker, asks) = Asker::channel(ANSWER_WITHIN);
     let shared = Arc::new(Shared {
         fleet,
+        asker,
         incidents: incidents.book.clone(),
         metrics: metrics.clone(),
         notifiers: notifiers.clone(),
@@ -666,6 +705,7 @@ pub async fn run(
         store,
         shared,
         publisher,
+        asks,
         workers: None,
         to,
     };
@@ -674,6 +714,11 @@ pub async fn run(
     crate::systemd::notify("READY=1");
     detect_until(shutdown, &mut rx, &mut pipeline, &mut daemon).await?;
     crate::systemd::notify("STOPPING=1");
+    // Readers asking for servers from here on are told at once.
+    daemon.asks.close();
+    while let Ok(ask) = daemon.asks.try_recv() {
+        ask.answer(pipeline.detector());
+    }
     // Stop scraping, then detect on what was scraped already (a page still
     // waiting for its parse is dropped with its task): its events
     // reach stdout and the outboxes (on disk, delivered by the next run).
@@ -771,6 +816,10 @@ async fn detect_until(
                 daemon.rediscover(found, pipeline).await;
                 continue;
             }
+            Some(ask) = daemon.asks.recv() => {
+                ask.answer(pipeline.detector());
+                continue;
+            }
             // Pinged from this loop: a detector that stopped taking
             // samples stops the pings, and systemd restarts lbwatch.
             _ = when(watchdog.as_mut(), |w| w.tick()) => {
@@ -844,6 +893,82 @@ fn pipeline(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::DetectConfig;
+    use crate::model::{Sample, SampleBody, ServerStat, Timestamp};
+
+    /// The listener's state for a detector that saw one target of two
+    /// servers, and the receiving end of its asks.
+    fn shared() -> (Arc<Shared>, Detector, mpsc::Receiver<Ask>) {
+        let row = |name: &str| ServerStat {
+            pool: "web".into(),
+            server: name.to_string().into(),
+            requests_total: 10,
+            up: true,
+            weight: 1.0,
+            ..Default::default()
+        };
+        let mut detector = Detector::new(DetectConfig::default());
+        detector.observe(&Sample {
+            ts: Timestamp::from_micros(1_700_000_000_000_000),
+            target: "lb".into(),
+            body: SampleBody::Servers(vec![row("a"), row("b")]),
+            frontends: Vec::new(),
+        });
+        let (_, fleet) = Publisher::new(Fleet::restored(&detector));
+        let (asker, asks) = Asker::channel(std::time::Duration::from_secs(30));
+        let shared = Arc::new(Shared {
+            fleet,
+            asker,
+            incidents: Default::default(),
+            metrics: Metrics::new(),
+            notifiers: Default::default(),
+            targets: RwLock::new(BTreeSet::from(["lb".to_string()])),
+        });
+        (shared, detector, asks)
+    }
+
+    #[test]
+    fn servers_come_from_the_detector_and_their_absence_is_said_and_counted() {
+        let (shared, detector, mut asks) = shared();
+        // The detector's loop answers two asks: /metrics, /api/v1/pools.
+        let answering = std::thread::spawn(move || {
+            for _ in 0..2 {
+                asks.blocking_recv().unwrap().answer(&detector);
+            }
+            asks
+        });
+        let text = shared.metrics_text(false);
+        assert!(
+            text.contains(r#"lbwatch_server_up{target="lb",pool="web",server="b"} 1"#),
+            "{text}"
+        );
+        let reply = pools(&shared, Some("lb".into()));
+        assert_eq!(reply.status, hyper::StatusCode::OK);
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["targets"][0]["pools"][0]["listed_servers"], 2);
+        assert_eq!(body["targets"][0]["pools"][0]["servers"][1]["server"], "b");
+        // The loop is gone: pools without servers, a 503 saying why.
+        drop(answering.join().unwrap());
+        let text = shared.metrics_text(false);
+        assert!(!text.contains("lbwatch_server_up{"), "{text}");
+        assert!(
+            text.contains(r#"lbwatch_pool_servers{target="lb",pool="web"} 2"#),
+            "{text}"
+        );
+        let reply = pools(&shared, None);
+        assert_eq!(reply.status, hyper::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            reply.body.contains("the detector is not running"),
+            "{}",
+            reply.body
+        );
+        // Counted before the render that shows it: this one is the third.
+        let text = shared.metrics_text(false);
+        assert!(
+            text.contains(r#"lbwatch_server_views_unanswered_total{reason="stopped"} 3"#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn basic_auth_without_tls_is_a_warning_only_beyond_loopback() {

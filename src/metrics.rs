@@ -104,6 +104,8 @@ pub struct Metrics {
     pub state_errors: Counter,
     /// Problems `[[discovery]]` met, at each refresh.
     pub discovery_errors: Counter,
+    /// Readers that asked the detector for servers and got none, by reason.
+    pub server_views_unanswered: Family<Labels, Counter>,
     /// Targets found by `[[discovery]]`.
     pub discovered: Gauge,
     /// The runtime's worker threads (`runtime::MAX_WORKERS` at most, unless
@@ -138,6 +140,7 @@ impl Metrics {
             stats_servers: Family::default(),
             state_errors: Counter::default(),
             discovery_errors: Counter::default(),
+            server_views_unanswered: Family::default(),
             discovered: Gauge::default(),
             runtime_workers: Gauge::default(),
             scrape_tasks_started: Counter::default(),
@@ -197,6 +200,11 @@ impl Metrics {
             "lbwatch_discovery_errors",
             "Problems [[discovery]] met at each refresh (unreadable files, bad entries, taken names, invalid templates), each logged once with its place",
             m.discovery_errors.clone(),
+        );
+        registry.register(
+            "lbwatch_server_views_unanswered",
+            "Requests of /metrics or /api/v1/pools whose servers the detector did not give within 5 s, by reason (timeout, busy, stopped): /metrics then had no per-server series, /api/v1/pools answered 503",
+            m.server_views_unanswered.clone(),
         );
         registry.register(
             "lbwatch_discovered_targets",
@@ -273,8 +281,6 @@ impl Metrics {
             .record(d, crate::clock::monotonic());
     }
 
-    /// The exposition: OpenMetrics, or Prometheus text 0.0.4 (`openmetrics`
-    /// false), with the detector's view of every LB.
     /// Which servers' series the next renders export (set at start and on
     /// every reload).
     pub fn set_per_server(&self, per_server: PerServer) {
@@ -285,12 +291,39 @@ impl Metrics {
         *self.per_server.read().expect("metrics lock")
     }
 
-    pub fn render(&self, fleet: &crate::views::Fleet, openmetrics: bool) -> String {
+    /// The targets whose servers the next render exports, by `[metrics]
+    /// per_server`: the full views to ask the detector for.
+    pub fn server_targets(&self, fleet: &crate::views::Fleet) -> Vec<String> {
+        let per_server = self.per_server();
+        fleet
+            .targets
+            .iter()
+            .filter(|(_, t)| {
+                let exports = |p: &crate::detect::PoolView| {
+                    t.alerting.exports(per_server, &p.pool, t.view.last_sample)
+                };
+                t.view.pools.iter().any(exports)
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The exposition: OpenMetrics, or Prometheus text 0.0.4 (`openmetrics`
+    /// false), with the detector's view of every LB: the fleet's pools and
+    /// targets, and the servers of `servers` (full views, as the detector
+    /// gave them for `server_targets`) where `[metrics] per_server` exports
+    /// them.
+    pub fn render(
+        &self,
+        fleet: &crate::views::Fleet,
+        servers: &[crate::detect::TargetView],
+        openmetrics: bool,
+    ) -> String {
         let mut out = String::new();
         let mut registry = Registry::default();
         let per_server = self.per_server();
         registry.register_collector(Box::new(View {
-            detector_text: view_text(fleet, per_server),
+            detector_text: view_text(fleet, servers, per_server),
         }));
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
@@ -364,7 +397,11 @@ struct ViewRows {
     counters: Vec<CounterRows>,
 }
 
-fn view_text(fleet: &crate::views::Fleet, per_server: PerServer) -> ViewRows {
+fn view_text(
+    fleet: &crate::views::Fleet,
+    servers: &[crate::detect::TargetView],
+    per_server: PerServer,
+) -> ViewRows {
     let mut rows = ViewRows::default();
     let mut g = |name, help, v: Vec<(Labels, f64)>| rows.gauges.push((name, help, v));
     let view: Vec<&crate::detect::TargetView> = fleet.targets.values().map(|t| &t.view).collect();
@@ -401,7 +438,7 @@ fn view_text(fleet: &crate::views::Fleet, per_server: PerServer) -> ViewRows {
         ("lbwatch_server_client_errors_ratio", "Fraction of a server's responses in the last interval that were 4xx", |s| s.signals.client_error_ratio.get()),
     ];
     for (name, help, f) in server_fields {
-        let v = view
+        let v = servers
             .iter()
             .flat_map(|t| {
                 t.pools
@@ -423,7 +460,7 @@ fn view_text(fleet: &crate::views::Fleet, per_server: PerServer) -> ViewRows {
         ("lbwatch_pool_skew_ratio", "Largest ratio of a server's share to its expected share in the last interval (TrafficSkew's share test)", |p| p.skew_ratio),
         ("lbwatch_pool_effective_servers", "Effective number of servers taking the pool's traffic in the last interval, 1/sum(share^2) (TrafficSkew's concentration test)", |p| p.effective_servers),
         ("lbwatch_pool_usual_effective_servers", "Effective number of servers in the pool's baseline", |p| p.usual_effective_servers),
-        ("lbwatch_pool_servers", "Servers the LB lists in the pool", |p| Some(p.servers.len() as f64)),
+        ("lbwatch_pool_servers", "Servers the LB lists in the pool", |p| Some(p.listed_servers as f64)),
     ];
     for (name, help, f) in pool_fields {
         let v = view

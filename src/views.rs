@@ -1,10 +1,17 @@
 //! What the HTTP listener shows (`/metrics`, `/api`, `/ready`, the status
-//! page): a read-only copy of each target's view and firing alerts,
-//! published by the task that owns the detector after each sample. Readers
-//! take the latest copy and never wait on detection, nor detection on them.
+//! page): a read-only copy of each target's summary (its pools' figures)
+//! and firing alerts, published by the task that owns the detector after
+//! each sample. Readers take the latest copy and never wait on detection,
+//! nor detection on them.
+//!
+//! A server's own figures are not copied after each sample: a fleet's
+//! 100,000 servers would be kept twice, most of the time for nobody. A
+//! reader that shows them asks the detector's loop (`Asker`), which
+//! answers between two samples.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::detect::{Detector, InputStats, TargetView};
 use crate::model::{AlertEvent, Sample, SampleBody};
@@ -13,6 +20,7 @@ use crate::pipeline::{Sink, SinkError};
 /// One target as of its latest sample.
 #[derive(Debug)]
 pub struct TargetSnapshot {
+    /// Its summary: pools without their servers (`Asker` for those).
     pub view: TargetView,
     pub firing: Vec<AlertEvent>,
     /// Input the detector set aside.
@@ -43,7 +51,7 @@ impl Fleet {
     }
 
     fn put(&mut self, detector: &Detector, target: &str, scraped: bool, empty: bool) {
-        let Some(view) = detector.target_view(target) else {
+        let Some(view) = detector.target_summary(target) else {
             self.targets.remove(target);
             return;
         };
@@ -118,5 +126,164 @@ impl Sink for Publisher {
         self.tx
             .send_modify(|fleet| fleet.put(detector, target, true, empty));
         Ok(())
+    }
+}
+
+/// A reader's request for the full views (every server) of some targets,
+/// answered by the loop that owns the detector.
+#[derive(Debug)]
+pub struct Ask {
+    targets: Vec<String>,
+    reply: std::sync::mpsc::SyncSender<Vec<TargetView>>,
+}
+
+impl Ask {
+    /// The views of the targets asked for that the detector has.
+    pub fn answer(self, detector: &Detector) {
+        let views = self
+            .targets
+            .iter()
+            .filter_map(|t| detector.target_view(t))
+            .collect();
+        // A reader that gave up (its wait ran out) takes nothing.
+        let _ = self.reply.send(views);
+    }
+}
+
+/// Why a reader got no servers from the detector.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AskError {
+    #[error("the detector is not running")]
+    Stopped,
+    #[error("{0} requests for servers already wait on the detector")]
+    Busy(usize),
+    #[error("the detector did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl AskError {
+    /// The `reason` label of `lbwatch_server_views_unanswered`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AskError::Stopped => "stopped",
+            AskError::Busy(_) => "busy",
+            AskError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+/// Asks the detector's loop for full views, from a reader's own thread
+/// (the HTTP handlers run on tokio's blocking pool).
+#[derive(Debug, Clone)]
+pub struct Asker {
+    tx: tokio::sync::mpsc::Sender<Ask>,
+    wait: Duration,
+}
+
+/// Requests that may wait on the detector at once; a reader past them is
+/// told the detector is busy rather than queued behind them.
+const ASKS_WAITING: usize = 8;
+
+impl Asker {
+    /// An asker that waits `wait` for each answer, and the receiving end
+    /// the detector's loop answers from.
+    pub fn channel(wait: Duration) -> (Asker, tokio::sync::mpsc::Receiver<Ask>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(ASKS_WAITING);
+        (Asker { tx, wait }, rx)
+    }
+
+    /// The full views of `targets` (those the detector has, in that
+    /// order). Blocks the calling thread: never call it from a task.
+    pub fn views(&self, targets: Vec<String>) -> Result<Vec<TargetView>, AskError> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .try_send(Ask { targets, reply })
+            .map_err(|e| match e {
+                tokio::sync::mpsc::error::TrySendError::Full(_) => AskError::Busy(ASKS_WAITING),
+                tokio::sync::mpsc::error::TrySendError::Closed(_) => AskError::Stopped,
+            })?;
+        answer.recv_timeout(self.wait).map_err(|e| match e {
+            std::sync::mpsc::RecvTimeoutError::Timeout => AskError::Timeout(self.wait),
+            // Dropped unanswered: the loop stopped with it waiting.
+            std::sync::mpsc::RecvTimeoutError::Disconnected => AskError::Stopped,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::DetectConfig;
+    use crate::model::{ServerStat, Timestamp};
+
+    fn detector() -> Detector {
+        let row = |name: &str| ServerStat {
+            pool: "web".into(),
+            server: name.to_string().into(),
+            requests_total: 10,
+            up: true,
+            weight: 1.0,
+            ..Default::default()
+        };
+        let mut d = Detector::new(DetectConfig::default());
+        d.observe(&Sample {
+            ts: Timestamp::from_micros(1_700_000_000_000_000),
+            target: "lb".into(),
+            body: SampleBody::Servers(vec![row("a"), row("b")]),
+            frontends: Vec::new(),
+        });
+        d
+    }
+
+    #[test]
+    fn the_snapshot_keeps_pools_and_the_detector_answers_for_servers() {
+        let d = detector();
+        let fleet = Fleet::restored(&d);
+        let pool = &fleet.targets["lb"].view.pools[0];
+        assert_eq!((pool.listed_servers, pool.servers.len()), (2, 0));
+        let (asker, mut asks) = Asker::channel(Duration::from_secs(30));
+        let loop_ = std::thread::spawn(move || {
+            let ask = asks.blocking_recv().unwrap();
+            ask.answer(&d);
+        });
+        let views = asker.views(vec!["nope".into(), "lb".into()]).unwrap();
+        loop_.join().unwrap();
+        assert_eq!(views.len(), 1);
+        let names: Vec<&str> = views[0].pools[0]
+            .servers
+            .iter()
+            .map(|s| &*s.server)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        // Nothing asked for: the detector is not bothered.
+        assert_eq!(asker.views(Vec::new()), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_reader_is_told_when_the_detector_cannot_answer() {
+        let (asker, asks) = Asker::channel(Duration::from_millis(50));
+        // Nobody answers: the wait runs out.
+        assert_eq!(
+            asker.views(vec!["lb".into()]),
+            Err(AskError::Timeout(Duration::from_millis(50)))
+        );
+        // The queue is full of asks nobody takes: no more wait.
+        for _ in 1..ASKS_WAITING {
+            let _ = asker.views(vec!["lb".into()]);
+        }
+        let err = asker.views(vec!["lb".into()]).unwrap_err();
+        assert_eq!(
+            (err.reason(), err.to_string().as_str()),
+            (
+                "busy",
+                "8 requests for servers already wait on the detector"
+            )
+        );
+        // The loop is gone: told at once.
+        drop(asks);
+        assert_eq!(asker.views(vec!["lb".into()]), Err(AskError::Stopped));
     }
 }

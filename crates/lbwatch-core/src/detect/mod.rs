@@ -116,6 +116,11 @@ impl Detector {
         self.targets.get(target).map(view::target_view)
     }
 
+    /// One target's view without its pools' servers.
+    pub fn target_summary(&self, target: &str) -> Option<TargetView> {
+        self.targets.get(target).map(view::target_summary)
+    }
+
     /// The name the detector keeps for a server, to share rather than
     /// copy (a fleet's 100,000 names are 2.4 MB a copy).
     pub fn server_name(

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::latency::LatencyTrack;
 use super::maybe::Maybe;
 use super::pool::PoolState;
+use super::server::ServerState;
 use super::skew::follows_weights;
 use super::stats::effective_servers;
 use super::target::TargetState;
@@ -45,6 +46,9 @@ pub struct PoolView {
     /// concentration test of TrafficSkew compares.
     pub effective_servers: Option<f64>,
     pub usual_effective_servers: Option<f64>,
+    /// Servers the LB lists in the pool.
+    pub listed_servers: usize,
+    /// Each of them, in a full view; none in a summary (`target_summary`).
     pub servers: Vec<ServerView>,
 }
 
@@ -86,7 +90,7 @@ pub struct SignalsView {
     pub client_error_ratio: Maybe,
 }
 
-fn signals_view(s: &super::server::ServerState) -> SignalsView {
+fn signals_view(s: &ServerState) -> SignalsView {
     let Some(p) = s.signals.lb.as_deref() else {
         return SignalsView::default();
     };
@@ -109,7 +113,19 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
     (den > 0.0).then(|| num / den)
 }
 
+/// A target with every server of its pools.
 pub fn target_view(t: &TargetState) -> TargetView {
+    view_of(t, true)
+}
+
+/// A target with its pools' figures but not their servers: what lbwatch
+/// keeps after each sample. A fleet's 100,000 servers would otherwise be
+/// kept twice, once as state and once as a view nobody may ask for.
+pub fn target_summary(t: &TargetState) -> TargetView {
+    view_of(t, false)
+}
+
+fn view_of(t: &TargetState, with_servers: bool) -> TargetView {
     let dt = t.last_dt;
     TargetView {
         target: t.name.to_string(),
@@ -121,64 +137,83 @@ pub fn target_view(t: &TargetState) -> TargetView {
             .pools
             .iter()
             .filter(|p| p.listed)
-            .map(|p| pool_view(p, dt))
+            .map(|p| pool_view(p, dt, with_servers))
             .collect(),
     }
 }
 
-fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
+/// What a pool's servers are measured against in the last interval.
+struct PoolTotals {
+    dt: Option<f64>,
+    requests: f64,
+    expected: f64,
+}
+
+impl PoolTotals {
+    fn share(&self, s: &ServerState) -> Maybe {
+        if s.counts.has_delta {
+            ratio(s.counts.d_req, self.requests).into()
+        } else {
+            Maybe::default()
+        }
+    }
+
+    fn expected_share(&self, p: &PoolState, i: usize) -> Maybe {
+        let expected = p.expected.get(i).copied().unwrap_or(0.0);
+        ratio(expected, self.expected).into()
+    }
+
+    fn server_view(&self, p: &PoolState, i: usize, s: &ServerState) -> ServerView {
+        ServerView {
+            server: s.name.clone(),
+            up: s.up,
+            weight: s.weight,
+            backup: s.backup,
+            requests_per_second: s
+                .counts
+                .has_delta
+                .then_some(self.dt)
+                .flatten()
+                .and_then(|dt| ratio(s.counts.d_req, dt))
+                .into(),
+            share: self.share(s),
+            expected_share: self.expected_share(p, i),
+            error_ratio: if s.counts.has_delta {
+                ratio(s.counts.d_err, s.counts.d_req).into()
+            } else {
+                Maybe::default()
+            },
+            signals: signals_view(s),
+        }
+    }
+}
+
+fn pool_view(p: &PoolState, dt: Option<f64>, with_servers: bool) -> PoolView {
     let by_weight = follows_weights(p.algo.as_deref());
-    let total: f64 = p.interval_requests();
+    let totals = PoolTotals {
+        dt,
+        requests: p.interval_requests(),
+        expected: p.expected.iter().sum(),
+    };
     let errors: f64 = p
         .servers
         .iter()
         .filter(|s| s.counts.has_delta)
         .map(|s| s.counts.d_err)
         .sum();
-    let expected_total: f64 = p.expected.iter().sum();
-    let listed: Vec<(usize, &super::server::ServerState)> = p
-        .servers
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.listed)
-        .collect();
-    let servers: Vec<ServerView> = listed
-        .iter()
-        .map(|&(i, s)| {
-            let expected = p.expected.get(i).copied().unwrap_or(0.0);
-            ServerView {
-                server: s.name.clone(),
-                up: s.up,
-                weight: s.weight,
-                backup: s.backup,
-                requests_per_second: s
-                    .counts
-                    .has_delta
-                    .then_some(dt)
-                    .flatten()
-                    .and_then(|dt| ratio(s.counts.d_req, dt))
-                    .into(),
-                share: if s.counts.has_delta {
-                    ratio(s.counts.d_req, total).into()
-                } else {
-                    Maybe::default()
-                },
-                expected_share: ratio(expected, expected_total).into(),
-                error_ratio: if s.counts.has_delta {
-                    ratio(s.counts.d_err, s.counts.d_req).into()
-                } else {
-                    Maybe::default()
-                },
-                signals: signals_view(s),
-            }
-        })
-        .collect();
-    let skew_ratio = servers
-        .iter()
-        .filter_map(|s| match (s.share.get(), s.expected_share.get()) {
-            (Some(share), Some(exp)) if exp > 0.0 => Some(share / exp),
-            _ => None,
-        })
+    let listed = || p.servers.iter().enumerate().filter(|(_, s)| s.listed);
+    let servers: Vec<ServerView> = if with_servers {
+        listed().map(|(i, s)| totals.server_view(p, i, s)).collect()
+    } else {
+        Vec::new()
+    };
+    let skew_ratio = listed()
+        .filter_map(
+            |(i, s)| match (totals.share(s).get(), totals.expected_share(p, i).get()) {
+                (Some(share), Some(exp)) if exp > 0.0 => Some(share / exp),
+                _ => None,
+            },
+        )
         .reduce(f64::max);
     PoolView {
         pool: p.name.to_string(),
@@ -189,9 +224,9 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
             "recent history"
         },
         requests_per_second: dt
-            .and_then(|dt| ratio(total, dt))
+            .and_then(|dt| ratio(totals.requests, dt))
             .filter(|_| p.servers.iter().any(|s| s.counts.has_delta)),
-        error_ratio: ratio(errors, total),
+        error_ratio: ratio(errors, totals.requests),
         skew_ratio,
         effective_servers: effective_servers(p.servers.iter().map(|s| {
             if s.counts.has_delta {
@@ -201,6 +236,7 @@ fn pool_view(p: &PoolState, dt: Option<f64>) -> PoolView {
             }
         })),
         usual_effective_servers: effective_servers(p.servers.iter().map(|s| s.shares.base_req)),
+        listed_servers: listed().count(),
         servers,
     }
 }
@@ -294,6 +330,27 @@ mod tests {
                 Some("gone".to_string())
             )]
         );
+    }
+
+    /// A summary is the full view less the servers: the same pools' figures.
+    #[test]
+    fn a_summary_is_the_view_without_its_servers() {
+        let mut d = Detector::new(DetectConfig::default());
+        d.observe(&sample(0, (1000, 0), (1000, 0)));
+        d.observe(&sample(1, (1300, 3), (1100, 0)));
+        let full = d.target_view("lb").unwrap();
+        let summary = d.target_summary("lb").unwrap();
+        // Pools "gone" (one server, listed until t=2) and "web".
+        assert_eq!(full.pools[1].listed_servers, 2);
+        assert_eq!(full.pools[1].servers.len(), 2);
+        assert!(summary.pools.iter().all(|p| p.servers.is_empty()));
+        let mut stripped = full.clone();
+        for p in &mut stripped.pools {
+            p.servers.clear();
+        }
+        assert_eq!(summary, stripped);
+        assert_eq!(summary.pools[1].skew_ratio, Some(1.0));
+        assert_eq!(d.target_summary("other"), None);
     }
 
     #[test]
