@@ -1,4 +1,4 @@
-//! How the incident ring packs what it keeps: each interval in 24 bytes
+//! How the incident ring packs what it keeps: each interval in 20 bytes
 //! (`Stored`), and each server's requests in bytes or words of a buffer
 //! the pool's intervals share (`pack`, `unpack`). A fleet's 4,000 pools
 //! keep 120 intervals each, and 100,000 servers a minute of requests.
@@ -41,16 +41,19 @@ impl Kept {
     }
 }
 
-/// One interval as the ring keeps it: 24 bytes, not the 32 of a `Kept`,
+/// One interval as the ring keeps it: 20 bytes, not the 32 of a `Kept`,
 /// for a ring of 120 a pool. Its end is kept in microseconds after the
 /// ring's base (a `u32` spans 71 minutes; the ring, two), its requests and
 /// 5xx as `f32` (whole counts are exact to 16 million an interval), and its
-/// flags with its words in one `u32`. The length stays an `f64`: an
-/// incident's start is an interval's end less its length, and the interval
-/// that ends there must still be counted in it.
+/// flags with its words in one `u32`. Its length is kept in microseconds
+/// too, and reads back as the very `f64` it was made from (samples are
+/// timed to the microsecond): an incident's start is an interval's end
+/// less its length, and the interval that ends there must still be
+/// counted in it.
 #[derive(Debug, Clone, Copy)]
 pub struct Stored {
-    seconds: f64,
+    /// Microseconds: see `micros_of`.
+    micros: u32,
     /// Microseconds after the ring's base.
     pub end: u32,
     requests_total: f32,
@@ -60,7 +63,14 @@ pub struct Stored {
     bits: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Stored>() == 24);
+const _: () = assert!(std::mem::size_of::<Stored>() == 20);
+
+/// An interval's length in whole microseconds, as samples are timed. A
+/// negative one (a clock that went back) is kept as none; one past 71
+/// minutes as 71 minutes, the longest a ring keeps intervals together.
+fn micros_of(seconds: f64) -> u32 {
+    (seconds * 1e6).round().clamp(0.0, f64::from(u32::MAX)) as u32
+}
 
 /// Words an interval may take: a pool of 67 million servers, in `f32`s.
 pub const MAX_WORDS: u32 = (1 << 27) - 1;
@@ -75,7 +85,7 @@ impl Stored {
     pub fn new(i: &Interval, end: u32, abnormal: bool, (words, width): (u32, Width)) -> Stored {
         let flag = |on: bool, bit: u32| if on { bit } else { 0 };
         let mut s = Stored {
-            seconds: i.seconds,
+            micros: micros_of(i.seconds),
             end,
             requests_total: i.requests as f32,
             errors: i.errors as f32,
@@ -113,7 +123,7 @@ impl Stored {
     pub fn kept(&self, base: Timestamp) -> Kept {
         Kept {
             ts: self.end_at(base),
-            seconds: self.seconds,
+            seconds: f64::from(self.micros) / 1e6,
             requests_total: self.requests_total,
             errors: self.errors,
             has_ts: self.bits & HAS_TS != 0,
@@ -251,4 +261,47 @@ pub fn unpack(words: impl Iterator<Item = u16>, width: Width) -> impl Iterator<I
             }
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lengths made as the incident tracker makes them, from two times in
+    /// microseconds, read back to the bit.
+    #[test]
+    fn an_intervals_length_reads_back_as_it_was_made() {
+        let base = Timestamp::from_micros(1_700_000_000_000_000);
+        for micros in [
+            0,
+            1,
+            999_999,
+            1_000_000,
+            1_000_001,
+            4_999_873,
+            4_294_967_295,
+        ] {
+            let end = Timestamp::from_micros(base.micros() + micros);
+            let i = Interval {
+                ts: Some(end),
+                seconds: end.secs_since(base),
+                ..Interval::default()
+            };
+            let kept = Stored::new(&i, 0, false, (0, Width::Byte)).kept(base);
+            assert_eq!(
+                kept.totals().seconds.to_bits(),
+                i.seconds.to_bits(),
+                "{micros}"
+            );
+        }
+        // Out of range: held to what a ring can keep together.
+        for (seconds, back) in [(-1.0, 0.0), (1e9, f64::from(u32::MAX) / 1e6)] {
+            let i = Interval {
+                seconds,
+                ..Interval::default()
+            };
+            let kept = Stored::new(&i, 0, false, (0, Width::Byte)).kept(base);
+            assert_eq!(kept.totals().seconds, back);
+        }
+    }
 }
