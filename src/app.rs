@@ -4,7 +4,8 @@
 //!
 //! Detection never waits on an output: targets hand samples over a bounded
 //! channel, notifiers take events from their own bounded queues and count
-//! what they had to drop.
+//! what they had to drop. Readers of servers (`/metrics`, `/api/v1/pools`)
+//! take the loop's time to build them, between two samples.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 struct Shared {
     fleet: tokio::sync::watch::Receiver<Fleet>,
     asker: Asker,
+    /// Why the last request for servers went unanswered, if it did.
+    unanswered: std::sync::Mutex<Option<&'static str>>,
     incidents: crate::sinks::IncidentBook,
     metrics: Arc<Metrics>,
     notifiers: Notifiers,
@@ -76,16 +79,26 @@ impl Shared {
         self.notifiers.read().expect("lock").clone()
     }
 
-    /// The full views of `targets`, from the detector; a failure is logged
-    /// and counted by reason.
+    /// The full views of `targets`, from the detector; a failure is
+    /// counted by reason, and logged when the reason changes (a long
+    /// reload would otherwise log every scrape and every status refresh).
     fn views(&self, targets: Vec<String>) -> Result<Vec<TargetView>, AskError> {
-        self.asker.views(targets).inspect_err(|e| {
-            tracing::warn!("servers asked of the detector: {e}");
-            self.metrics.count(
-                &self.metrics.server_views_unanswered,
-                &[("reason", e.reason())],
-            );
-        })
+        let got = self.asker.views(targets);
+        let reason = got.as_ref().err().map(AskError::reason);
+        let before = std::mem::replace(&mut *self.unanswered.lock().expect("lock"), reason);
+        match &got {
+            Err(e) => {
+                let labels = [("reason", e.reason())];
+                self.metrics
+                    .count(&self.metrics.server_views_unanswered, &labels);
+                if before != reason {
+                    tracing::warn!("servers asked of the detector: {e}");
+                }
+            }
+            Ok(_) if before.is_some() => tracing::info!("the detector gives servers again"),
+            Ok(_) => {}
+        }
+        got
     }
 
     /// `/metrics`: without per-server series when the detector gave none.
@@ -144,19 +157,25 @@ fn routes(shared: Arc<Shared>) -> impl Fn(&Request) -> Reply + Send + Sync + 'st
 }
 
 /// `/api/v1/pools[?target=NAME]`: every target's pools and servers, and
-/// the notifiers' queues.
+/// the notifiers' queues. When the detector gives no servers, the pools
+/// as last published, with `servers_error` saying why.
 fn pools(shared: &Shared, target: Option<String>) -> Reply {
-    let names: Vec<String> = shared
-        .fleet()
+    let fleet = shared.fleet();
+    let wanted = |name: &String| target.as_ref().is_none_or(|t| t == name);
+    let names: Vec<String> = fleet
         .targets
-        .into_keys()
-        .filter(|name| target.as_ref().is_none_or(|t| t == name))
+        .keys()
+        .filter(|n| wanted(n))
+        .cloned()
         .collect();
-    let view = match shared.views(names) {
-        Ok(view) => view,
+    let (view, error) = match shared.views(names) {
+        Ok(view) => (view, None),
         Err(e) => {
-            return Reply::json(&serde_json::json!({ "error": e.to_string() }))
-                .with_status(hyper::StatusCode::SERVICE_UNAVAILABLE)
+            let summaries = fleet.targets.values().map(|t| t.view.clone());
+            (
+                summaries.filter(|t| wanted(&t.target)).collect(),
+                Some(e.to_string()),
+            )
         }
     };
     let notifiers: Vec<_> = shared
@@ -164,7 +183,11 @@ fn pools(shared: &Shared, target: Option<String>) -> Reply {
         .iter()
         .map(|n| serde_json::json!({"notifier": n.name, "undelivered": n.depth()}))
         .collect();
-    Reply::json(&serde_json::json!({ "targets": view, "notifiers": notifiers }))
+    let mut body = serde_json::json!({ "targets": view, "notifiers": notifiers });
+    if let Some(error) = error {
+        body["servers_error"] = error.into();
+    }
+    Reply::json(&body)
 }
 
 /// `/api/v1/incidents[?target=NAME]`: every incident, newest first,
@@ -670,6 +693,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         fleet,
         asker,
+        unanswered: Default::default(),
         incidents: incidents.book.clone(),
         metrics: metrics.clone(),
         notifiers: notifiers.clone(),
@@ -714,11 +738,6 @@ pub async fn run(
     crate::systemd::notify("READY=1");
     detect_until(shutdown, &mut rx, &mut pipeline, &mut daemon).await?;
     crate::systemd::notify("STOPPING=1");
-    // Readers asking for servers from here on are told at once.
-    daemon.asks.close();
-    while let Ok(ask) = daemon.asks.try_recv() {
-        ask.answer(pipeline.detector());
-    }
     // Stop scraping, then detect on what was scraped already (a page still
     // waiting for its parse is dropped with its task): its events
     // reach stdout and the outboxes (on disk, delivered by the next run).
@@ -726,13 +745,29 @@ pub async fn run(
         w.stop().await;
     }
     rx.close();
-    while let Some(scraped) = rx.recv().await {
-        let sample = scraped.sample();
-        if daemon.configured(&sample.target) {
-            pipeline.step(sample)?;
+    loop {
+        tokio::select! {
+            scraped = rx.recv() => match scraped {
+                Some(scraped) => {
+                    let sample = scraped.sample();
+                    if daemon.configured(&sample.target) {
+                        pipeline.step(sample)?;
+                    }
+                }
+                None => break,
+            },
+            Some(ask) = daemon.asks.recv() => {
+                ask.answer(pipeline.detector());
+            }
         }
     }
     pipeline.finish()?;
+    // Readers asking for servers from here on are told at once; those
+    // already waiting are answered.
+    daemon.asks.close();
+    while let Some(ask) = daemon.asks.recv().await {
+        ask.answer(pipeline.detector());
+    }
     // Keep everything learned; the listener answers until here.
     daemon.save_all(pipeline.detector());
     http_stop.cancel();
@@ -919,6 +954,7 @@ mod tests {
         let shared = Arc::new(Shared {
             fleet,
             asker,
+            unanswered: Default::default(),
             incidents: Default::default(),
             metrics: Metrics::new(),
             notifiers: Default::default(),
@@ -947,7 +983,8 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(body["targets"][0]["pools"][0]["listed_servers"], 2);
         assert_eq!(body["targets"][0]["pools"][0]["servers"][1]["server"], "b");
-        // The loop is gone: pools without servers, a 503 saying why.
+        assert!(body.get("servers_error").is_none(), "{body}");
+        // The loop is gone: pools without servers, and why.
         drop(answering.join().unwrap());
         let text = shared.metrics_text(false);
         assert!(!text.contains("lbwatch_server_up{"), "{text}");
@@ -956,12 +993,13 @@ mod tests {
             "{text}"
         );
         let reply = pools(&shared, None);
-        assert_eq!(reply.status, hyper::StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            reply.body.contains("the detector is not running"),
-            "{}",
-            reply.body
-        );
+        assert_eq!(reply.status, hyper::StatusCode::OK);
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["servers_error"], "the detector is not running");
+        let pool = &body["targets"][0]["pools"][0];
+        assert_eq!(pool["pool"], "web");
+        assert_eq!(pool["listed_servers"], 2);
+        assert_eq!(pool["servers"], serde_json::json!([]));
         // Counted before the render that shows it: this one is the third.
         let text = shared.metrics_text(false);
         assert!(

@@ -203,7 +203,7 @@ impl Metrics {
         );
         registry.register(
             "lbwatch_server_views_unanswered",
-            "Requests of /metrics or /api/v1/pools whose servers the detector did not give within 5 s, by reason (timeout, busy, stopped): /metrics then had no per-server series, /api/v1/pools answered 503",
+            "Requests of /metrics or /api/v1/pools whose servers the detector did not give, by reason (timeout: no answer within 5 s; busy: 8 requests already waiting; stopped: lbwatch stopping): /metrics then had no per-server series, /api/v1/pools the pools without their servers",
             m.server_views_unanswered.clone(),
         );
         registry.register(

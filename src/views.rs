@@ -1,13 +1,14 @@
 //! What the HTTP listener shows (`/metrics`, `/api`, `/ready`, the status
 //! page): a read-only copy of each target's summary (its pools' figures)
 //! and firing alerts, published by the task that owns the detector after
-//! each sample. Readers take the latest copy and never wait on detection,
-//! nor detection on them.
+//! each sample. Readers take the latest copy without waiting on detection.
 //!
 //! A server's own figures are not copied after each sample: a fleet's
 //! 100,000 servers would be kept twice, most of the time for nobody. A
 //! reader that shows them asks the detector's loop (`Asker`), which
-//! answers between two samples.
+//! builds them between two samples: that reader waits for the loop (5 s
+//! at most), and the loop spends the time of building them (see
+//! ARCHITECTURE.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -135,18 +136,24 @@ impl Sink for Publisher {
 pub struct Ask {
     targets: Vec<String>,
     reply: std::sync::mpsc::SyncSender<Vec<TargetView>>,
+    /// When the reader stops waiting.
+    until: std::time::Instant,
 }
 
 impl Ask {
-    /// The views of the targets asked for that the detector has.
-    pub fn answer(self, detector: &Detector) {
+    /// The views of the targets asked for that the detector has; none
+    /// built for a reader that stopped waiting (false).
+    pub fn answer(self, detector: &Detector) -> bool {
+        if crate::clock::monotonic() >= self.until {
+            return false;
+        }
         let views = self
             .targets
             .iter()
             .filter_map(|t| detector.target_view(t))
             .collect();
-        // A reader that gave up (its wait ran out) takes nothing.
-        let _ = self.reply.send(views);
+        // A reader that gave up since takes nothing.
+        self.reply.send(views).is_ok()
     }
 }
 
@@ -199,8 +206,13 @@ impl Asker {
             return Ok(Vec::new());
         }
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let until = crate::clock::monotonic() + self.wait;
         self.tx
-            .try_send(Ask { targets, reply })
+            .try_send(Ask {
+                targets,
+                reply,
+                until,
+            })
             .map_err(|e| match e {
                 tokio::sync::mpsc::error::TrySendError::Full(_) => AskError::Busy(ASKS_WAITING),
                 tokio::sync::mpsc::error::TrySendError::Closed(_) => AskError::Stopped,
@@ -247,7 +259,7 @@ mod tests {
         let (asker, mut asks) = Asker::channel(Duration::from_secs(30));
         let loop_ = std::thread::spawn(move || {
             let ask = asks.blocking_recv().unwrap();
-            ask.answer(&d);
+            assert!(ask.answer(&d));
         });
         let views = asker.views(vec!["nope".into(), "lb".into()]).unwrap();
         loop_.join().unwrap();
@@ -265,7 +277,14 @@ mod tests {
     #[test]
     fn a_reader_is_told_when_the_detector_cannot_answer() {
         let (asker, asks) = Asker::channel(Duration::from_millis(50));
-        // Nobody answers: the wait runs out.
+        // Nobody answers: the wait runs out, and the ask, taken late, is
+        // not built for nobody.
+        assert_eq!(
+            asker.views(vec!["lb".into()]),
+            Err(AskError::Timeout(Duration::from_millis(50)))
+        );
+        let mut asks = asks;
+        assert!(!asks.try_recv().unwrap().answer(&detector()));
         assert_eq!(
             asker.views(vec!["lb".into()]),
             Err(AskError::Timeout(Duration::from_millis(50)))

@@ -49,11 +49,12 @@ impl Kept {
 /// too, and reads back as the very `f64` it was made from (samples are
 /// timed to the microsecond): an incident's start is an interval's end
 /// less its length, and the interval that ends there must still be
-/// counted in it.
+/// counted in it. A length past a `u32` of microseconds (a target that
+/// could not be scraped for hours) is kept in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Stored {
-    /// Microseconds: see `micros_of`.
-    micros: u32,
+    /// Microseconds, or milliseconds when `LONG`: see `length_of`.
+    length: u32,
     /// Microseconds after the ring's base.
     pub end: u32,
     requests_total: f32,
@@ -65,15 +66,24 @@ pub struct Stored {
 
 const _: () = assert!(std::mem::size_of::<Stored>() == 20);
 
-/// An interval's length in whole microseconds, as samples are timed. A
-/// negative one (a clock that went back) is kept as none; one past 71
-/// minutes as 71 minutes, the longest a ring keeps intervals together.
-fn micros_of(seconds: f64) -> u32 {
-    (seconds * 1e6).round().clamp(0.0, f64::from(u32::MAX)) as u32
+/// An interval's length: whole microseconds, as samples are timed, up to
+/// 71 minutes; past that, milliseconds (`true`), up to 49 days. A
+/// negative one (a clock that went back), or not a number, is kept as none.
+fn length_of(seconds: f64) -> (u32, bool) {
+    let micros = (seconds * 1e6).round();
+    // Not a number: none, as `as` makes it.
+    if micros.is_nan() || micros <= f64::from(u32::MAX) {
+        return (micros.max(0.0) as u32, false);
+    }
+    (
+        (seconds * 1e3).round().min(f64::from(u32::MAX)) as u32,
+        true,
+    )
 }
 
-/// Words an interval may take: a pool of 67 million servers, in `f32`s.
-pub const MAX_WORDS: u32 = (1 << 27) - 1;
+/// Words an interval may take: a pool of 33 million servers, in `f32`s.
+pub const MAX_WORDS: u32 = (1 << 26) - 1;
+const LONG: u32 = 1 << 26;
 const HAS_TS: u32 = 1 << 27;
 const RELOAD: u32 = 1 << 28;
 const ABNORMAL: u32 = 1 << 29;
@@ -84,12 +94,16 @@ impl Stored {
     /// time), with its requests per server in `words` of `width`.
     pub fn new(i: &Interval, end: u32, abnormal: bool, (words, width): (u32, Width)) -> Stored {
         let flag = |on: bool, bit: u32| if on { bit } else { 0 };
+        let (length, long) = length_of(i.seconds);
         let mut s = Stored {
-            micros: micros_of(i.seconds),
+            length,
             end,
             requests_total: i.requests as f32,
             errors: i.errors as f32,
-            bits: flag(i.ts.is_some(), HAS_TS) | flag(i.reload, RELOAD) | flag(abnormal, ABNORMAL),
+            bits: flag(i.ts.is_some(), HAS_TS)
+                | flag(i.reload, RELOAD)
+                | flag(abnormal, ABNORMAL)
+                | flag(long, LONG),
         };
         s.set_run(words, width);
         s
@@ -110,7 +124,7 @@ impl Stored {
     /// Its requests per server are now `words` of `width`.
     pub fn set_run(&mut self, words: u32, width: Width) {
         debug_assert!(words <= MAX_WORDS);
-        let flags = self.bits & (HAS_TS | RELOAD | ABNORMAL);
+        let flags = self.bits & (HAS_TS | RELOAD | ABNORMAL | LONG);
         self.bits = flags | words.min(MAX_WORDS) | (width as u32) << WIDTH_SHIFT;
     }
 
@@ -123,7 +137,10 @@ impl Stored {
     pub fn kept(&self, base: Timestamp) -> Kept {
         Kept {
             ts: self.end_at(base),
-            seconds: f64::from(self.micros) / 1e6,
+            seconds: match self.bits & LONG {
+                0 => f64::from(self.length) / 1e6,
+                _ => f64::from(self.length) / 1e3,
+            },
             requests_total: self.requests_total,
             errors: self.errors,
             has_ts: self.bits & HAS_TS != 0,
@@ -294,14 +311,27 @@ mod tests {
                 "{micros}"
             );
         }
-        // Out of range: held to what a ring can keep together.
-        for (seconds, back) in [(-1.0, 0.0), (1e9, f64::from(u32::MAX) / 1e6)] {
+        // Past 71 minutes, to the millisecond (its flags and run kept);
+        // nonsense as none.
+        let long = f64::from(u32::MAX) / 1e6 + 0.0015;
+        for (seconds, back) in [
+            (7200.0, 7200.0),
+            (long, (long * 1e3).round() / 1e3),
+            (1e9, f64::from(u32::MAX) / 1e3),
+            (-1.0, 0.0),
+            (f64::NAN, 0.0),
+        ] {
             let i = Interval {
                 seconds,
+                reload: true,
                 ..Interval::default()
             };
-            let kept = Stored::new(&i, 0, false, (0, Width::Byte)).kept(base);
-            assert_eq!(kept.totals().seconds, back);
+            let mut stored = Stored::new(&i, 0, true, (0, Width::Byte));
+            stored.set_run(MAX_WORDS, Width::Wide);
+            let kept = stored.kept(base);
+            assert_eq!(kept.totals().seconds, back, "{seconds}");
+            assert!(kept.abnormal && kept.reload && kept.ts().is_none());
+            assert_eq!((stored.words(), stored.width()), (MAX_WORDS, Width::Wide));
         }
     }
 }

@@ -338,18 +338,23 @@ mod tests {
         let mut d = Detector::new(DetectConfig::default());
         d.observe(&sample(0, (1000, 0), (1000, 0)));
         d.observe(&sample(1, (1300, 3), (1100, 0)));
+        // Equal requests to servers weighted 3:1; pool "gone" left.
+        d.observe(&sample(2, (1400, 6), (1200, 0)));
         let full = d.target_view("lb").unwrap();
         let summary = d.target_summary("lb").unwrap();
-        // Pools "gone" (one server, listed until t=2) and "web".
-        assert_eq!(full.pools[1].listed_servers, 2);
-        assert_eq!(full.pools[1].servers.len(), 2);
+        assert_eq!(full.pools.len(), 1);
+        assert_eq!(full.pools[0].listed_servers, 2);
+        assert_eq!(full.pools[0].servers.len(), 2);
         assert!(summary.pools.iter().all(|p| p.servers.is_empty()));
         let mut stripped = full.clone();
         for p in &mut stripped.pools {
             p.servers.clear();
         }
         assert_eq!(summary, stripped);
-        assert_eq!(summary.pools[1].skew_ratio, Some(1.0));
+        // b took half against a quarter expected.
+        assert_eq!(summary.pools[0].skew_ratio, Some(2.0));
+        assert_eq!(summary.pools[0].error_ratio, Some(3.0 / 200.0));
+        assert_eq!(summary.pools[0].requests_per_second, Some(40.0));
         assert_eq!(d.target_summary("other"), None);
     }
 
