@@ -928,27 +928,11 @@ fn pipeline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::DetectConfig;
-    use crate::model::{Sample, SampleBody, ServerStat, Timestamp};
 
     /// The listener's state for a detector that saw one target of two
     /// servers, and the receiving end of its asks.
     fn shared() -> (Arc<Shared>, Detector, mpsc::Receiver<Ask>) {
-        let row = |name: &str| ServerStat {
-            pool: "web".into(),
-            server: name.to_string().into(),
-            requests_total: 10,
-            up: true,
-            weight: 1.0,
-            ..Default::default()
-        };
-        let mut detector = Detector::new(DetectConfig::default());
-        detector.observe(&Sample {
-            ts: Timestamp::from_micros(1_700_000_000_000_000),
-            target: "lb".into(),
-            body: SampleBody::Servers(vec![row("a"), row("b")]),
-            frontends: Vec::new(),
-        });
+        let detector = crate::views::tests::detector();
         let (_, fleet) = Publisher::new(Fleet::restored(&detector));
         let (asker, asks) = Asker::channel(std::time::Duration::from_secs(30));
         let shared = Arc::new(Shared {

@@ -226,12 +226,14 @@ impl Asker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::detect::DetectConfig;
     use crate::model::{ServerStat, Timestamp};
 
-    fn detector() -> Detector {
+    /// A detector that saw one sample of target "lb": servers a and b of
+    /// pool "web".
+    pub(crate) fn detector() -> Detector {
         let row = |name: &str| ServerStat {
             pool: "web".into(),
             server: name.to_string().into(),
