@@ -226,11 +226,7 @@ fn render(
     detector: &Detector,
 ) -> String {
     let fleet = fleet.borrow().clone();
-    let servers: Vec<_> = metrics
-        .server_targets(&fleet)
-        .iter()
-        .filter_map(|t| detector.target_view(t))
-        .collect();
+    let servers = lbwatch::views::full_views(detector, &metrics.server_targets(&fleet));
     metrics.render(&fleet, &servers, false)
 }
 

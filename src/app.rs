@@ -171,9 +171,9 @@ fn pools(shared: &Shared, target: Option<String>) -> Reply {
     let (view, error) = match shared.views(names) {
         Ok(view) => (view, None),
         Err(e) => {
-            let summaries = fleet.targets.values().map(|t| t.view.clone());
+            let wanted = fleet.targets.values().filter(|t| wanted(&t.view.target));
             (
-                summaries.filter(|t| wanted(&t.target)).collect(),
+                wanted.map(|t| t.view.clone()).collect(),
                 Some(e.to_string()),
             )
         }

@@ -147,14 +147,18 @@ impl Ask {
         if crate::clock::monotonic() >= self.until {
             return false;
         }
-        let views = self
-            .targets
-            .iter()
-            .filter_map(|t| detector.target_view(t))
-            .collect();
         // A reader that gave up since takes nothing.
-        self.reply.send(views).is_ok()
+        self.reply.send(full_views(detector, &self.targets)).is_ok()
     }
+}
+
+/// The full views (every server) of those of `targets` the detector has,
+/// in that order: what a reader of servers is given.
+pub fn full_views(detector: &Detector, targets: &[String]) -> Vec<TargetView> {
+    targets
+        .iter()
+        .filter_map(|t| detector.target_view(t))
+        .collect()
 }
 
 /// Why a reader got no servers from the detector.
@@ -162,8 +166,8 @@ impl Ask {
 pub enum AskError {
     #[error("the detector is not running")]
     Stopped,
-    #[error("{0} requests for servers already wait on the detector")]
-    Busy(usize),
+    #[error("{ASKS_WAITING} requests for servers already wait on the detector")]
+    Busy,
     #[error("the detector did not answer within {0:?}")]
     Timeout(Duration),
 }
@@ -173,7 +177,7 @@ impl AskError {
     pub fn reason(&self) -> &'static str {
         match self {
             AskError::Stopped => "stopped",
-            AskError::Busy(_) => "busy",
+            AskError::Busy => "busy",
             AskError::Timeout(_) => "timeout",
         }
     }
@@ -214,7 +218,7 @@ impl Asker {
                 until,
             })
             .map_err(|e| match e {
-                tokio::sync::mpsc::error::TrySendError::Full(_) => AskError::Busy(ASKS_WAITING),
+                tokio::sync::mpsc::error::TrySendError::Full(_) => AskError::Busy,
                 tokio::sync::mpsc::error::TrySendError::Closed(_) => AskError::Stopped,
             })?;
         answer.recv_timeout(self.wait).map_err(|e| match e {
